@@ -1,0 +1,147 @@
+//! Command-line entry point: one executable, many modes.
+//!
+//! The mode comes from the subcommand (`lanscatter master …`) or, for installers and shortcuts
+//! that cannot pass arguments, from the executable's own name: `lanscatter_master`,
+//! `lanscatter-master`, `lanscatter_peer`, `lanscatter_gui` (with or without `.exe`) behave as
+//! `lanscatter master`, `lanscatter peer`, `lanscatter gui`.
+//!
+//! Parsing is two-step as in ripgrep: clap turns argv into the raw `*Args` structs here, each
+//! subcommand's `run` validates them into its engine's config. Each subcommand lives in its own
+//! file so that its flags sit next to the code that interprets them.
+
+use std::ffi::OsString;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+mod gui;
+mod index;
+mod master;
+mod peer;
+mod simulate;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "lanscatter",
+    version = crate::VERSION,
+    about = "P2P-assisted one-way folder sync from one master to many peers on a LAN",
+    propagate_version = true
+)]
+pub struct Cli {
+    /// More log output (-v info, -vv debug, -vvv trace); RUST_LOG overrides.
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    pub verbose: u8,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Serve a folder (read-only) to the swarm and coordinate peers.
+    Master(master::MasterArgs),
+    /// Join a master's swarm and mirror its folder into a local folder.
+    Peer(peer::PeerArgs),
+    /// Run the tray app.
+    Gui(gui::GuiArgs),
+    /// Index a folder (chunk + hash) and print a summary or the manifest.
+    Index(index::IndexArgs),
+    /// Simulate a swarm in virtual time to measure the planner.
+    Simulate(simulate::SimulateArgs),
+}
+
+/// Subcommand implied by the executable's file name, if any.
+pub fn mode_from_argv0(argv0: &std::ffi::OsStr) -> Option<&'static str> {
+    let name = std::path::Path::new(argv0).file_name()?.to_str()?.to_ascii_lowercase();
+    let stem = name.strip_suffix(".exe").unwrap_or(&name);
+    for mode in ["master", "peer", "gui"] {
+        for sep in ["_", "-"] {
+            if stem == format!("lanscatter{sep}{mode}") {
+                return Some(mode);
+            }
+        }
+    }
+    None
+}
+
+/// argv with the implied subcommand inserted after argv[0] when the binary is called by a mode name.
+pub fn effective_args(args: Vec<OsString>) -> Vec<OsString> {
+    match args.first().and_then(|a0| mode_from_argv0(a0)) {
+        Some(mode) => {
+            let mut out = Vec::with_capacity(args.len() + 1);
+            out.push(args[0].clone());
+            out.push(OsString::from(mode));
+            out.extend(args.into_iter().skip(1));
+            out
+        }
+        None => args,
+    }
+}
+
+fn init_logging(verbose: u8) {
+    use tracing_subscriber::EnvFilter;
+    let default = match verbose {
+        0 => "warn",
+        1 => "info",
+        2 => "debug",
+        _ => "trace",
+    };
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+/// Parse argv, run the chosen mode, and turn its outcome into an exit code.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse_from(effective_args(std::env::args_os().collect()));
+    init_logging(cli.verbose);
+    let result = match cli.command {
+        Command::Master(a) => master::run(a),
+        Command::Peer(a) => peer::run(a),
+        Command::Gui(a) => gui::run(a),
+        Command::Index(a) => index::run(a),
+        Command::Simulate(a) => simulate::run(a),
+    };
+    match result {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("lanscatter: error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Error for modes a later release implements: say so plainly instead of pretending.
+pub(crate) fn not_implemented(mode: &str) -> anyhow::Result<ExitCode> {
+    anyhow::bail!("`lanscatter {mode}` is not implemented yet in this build ({})", crate::VERSION)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn argv0_modes() {
+        for (name, want) in [
+            ("lanscatter_master", Some("master")),
+            ("/usr/bin/lanscatter-peer", Some("peer")),
+            ("C:\\x\\LANSCATTER_GUI.EXE", None), // backslash is not a separator on Unix
+            ("lanscatter_gui.exe", Some("gui")),
+            ("lanscatter", None),
+            ("lanscatter_foo", None),
+        ] {
+            #[cfg(windows)]
+            let want = if name.starts_with("C:") { Some("gui") } else { want };
+            assert_eq!(mode_from_argv0(std::ffi::OsStr::new(name)), want, "{name}");
+        }
+    }
+
+    #[test]
+    fn argv0_inserts_subcommand() {
+        let args: Vec<OsString> = ["lanscatter_peer", "host", "dir"].iter().map(OsString::from).collect();
+        let cli = Cli::try_parse_from(effective_args(args)).expect("parses");
+        assert!(matches!(cli.command, Command::Peer(_)));
+    }
+}

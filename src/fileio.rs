@@ -1,0 +1,3 @@
+//! Chunk I/O inside a sync dir.
+//!
+//! (placeholder: implemented by the sync issue)

@@ -1,0 +1,31 @@
+//! lanscatter: a P2P-assisted, server-driven, one-way folder synchronizer.
+//!
+//! One master indexes a read-only source folder and coordinates a swarm of peers over a websocket;
+//! peers fetch verified chunks from the master or from each other as the master's planner directs,
+//! until every peer's folder is byte-identical to the master's.
+//!
+//! Layers, bottom-up:
+//! - [`paths`]: wire-path validation; every write a peer makes goes through it.
+//! - [`manifest`]: scan, chunk, hash (BLAKE2b), hash cache, manifest diff.
+//! - [`planner`]: pure, deterministic transfer scheduling (no I/O, time is an input);
+//!   [`sim`] drives it in virtual time.
+//! - [`protocol`]: versioned wire types of the control channel.
+//! - [`fileio`] and [`transfer`]: chunk I/O inside a sync dir, HTTP chunk serving/fetching, throttling.
+//! - [`master`] and [`peer`]: the async engines (start, status stream, shutdown) used by CLI, GUI, tests.
+//! - [`status`]: status snapshots, web page and JSON.
+//! - [`cli`]: argument parsing and the multicall entry point.
+
+pub mod cli;
+pub mod fileio;
+pub mod manifest;
+pub mod master;
+pub mod paths;
+pub mod peer;
+pub mod planner;
+pub mod protocol;
+pub mod sim;
+pub mod status;
+pub mod transfer;
+
+/// Version string shown by `--version`, including the git revision when built from a checkout.
+pub const VERSION: &str = env!("LANSCATTER_VERSION");

@@ -1,0 +1,3 @@
+//! The master engine.
+//!
+//! (placeholder: implemented by the sync issue)

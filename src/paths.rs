@@ -1,0 +1,3 @@
+//! Relative wire paths: validation and conversion to local paths.
+//!
+//! (placeholder: implemented by the index issue)

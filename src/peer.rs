@@ -1,0 +1,3 @@
+//! The peer engine.
+//!
+//! (placeholder: implemented by the sync issue)

@@ -1,0 +1,3 @@
+//! Distribution planner: decides which node fetches which chunk from whom.
+//!
+//! (placeholder: implemented by the planner issue)

@@ -1,0 +1,3 @@
+//! Versioned wire types of the master<->peer control channel.
+//!
+//! (placeholder: implemented by the sync issue)

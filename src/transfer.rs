@@ -1,0 +1,3 @@
+//! HTTP chunk serving and fetching, compression and throttling.
+//!
+//! (placeholder: implemented by the sync issue)
