@@ -49,7 +49,7 @@ impl fmt::Debug for ChunkHash {
 
 /// Error for a string that is not exactly `2 * HASH_LEN` hex digits.
 #[derive(Debug, thiserror::Error)]
-#[error("invalid chunk hash {0:?}: expected {} hex digits", HASH_LEN * 2)]
+#[error("invalid chunk hash {0:?}: expected 32 hex digits")]
 pub struct ParseHashError(pub String);
 
 impl FromStr for ChunkHash {
