@@ -2,6 +2,9 @@
 //! installed copy says exactly which code it ran; and, when the target is Windows, compiles the
 //! executable's resources (icon, version info, application manifest) into `lanscatter.exe`.
 //!
+//! `LANSCATTER_VERSION_OVERRIDE`, when set, replaces the whole version string (for builds from a
+//! source tarball without `.git`, or a packager's own revision scheme).
+//!
 //! Design choices:
 //! - The `.rc` script is generated into `OUT_DIR` rather than kept as a template: the version
 //!   numbers and the absolute paths of the icon and manifest are then written once, here, with

@@ -19,13 +19,13 @@
 #   - On macOS the binary is universal (arm64 + x86_64 via lipo), ad-hoc signed so Apple
 #     Silicon runs it; notarization needs a paid Developer ID and is not done here.
 #
-# Env: LANSCATTER_PROFILE (default dist), LANSCATTER_FEATURES (default gui),
+# Env: LANSCATTER_PROFILE (default installer), LANSCATTER_FEATURES (default gui),
 #      LANSCATTER_MAC_TARGETS (default "aarch64-apple-darwin x86_64-apple-darwin"),
 #      LANSCATTER_MAC_BINARY (use this prebuilt macOS binary instead of building one).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-PROFILE=${LANSCATTER_PROFILE:-dist}
+PROFILE=${LANSCATTER_PROFILE:-installer}
 FEATURES=${LANSCATTER_FEATURES-gui}
 MAC_TARGETS=${LANSCATTER_MAC_TARGETS:-aarch64-apple-darwin x86_64-apple-darwin}
 OUT=target/dist/macos

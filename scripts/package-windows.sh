@@ -14,7 +14,7 @@
 #   apt-get install gcc-mingw-w64-x86-64 wixl msitools && rustup target add x86_64-pc-windows-gnu
 #
 # Environment knobs:
-#   LANSCATTER_PROFILE   cargo profile (default `dist`: release without debug info or LTO,
+#   LANSCATTER_PROFILE   cargo profile (default `installer`: release without debug info or LTO,
 #                        to keep a 2-core CI build within minutes; use `release` for
 #                        smaller, slower-to-build binaries)
 #   LANSCATTER_FEATURES  cargo features (default `gui`: the tray app the Start-menu shortcut
@@ -23,7 +23,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 TARGET=x86_64-pc-windows-gnu
-PROFILE=${LANSCATTER_PROFILE:-dist}
+PROFILE=${LANSCATTER_PROFILE:-installer}
 FEATURES=${LANSCATTER_FEATURES-gui}
 DIST=target/dist
 
