@@ -79,7 +79,8 @@ echo "-- Start-menu shortcut"
 sc=$(row Shortcut LanscatterShortcut)
 if [[ -z "$sc" ]]; then fail "no LanscatterShortcut row in the Shortcut table"
 else
-    IFS=$'\t' read -r _ sdir sname _ starget sargs _ <<<"$sc"
+    # cut, not `read`: read merges adjacent tabs, shifting columns after an empty field.
+    sdir=$(cut -f2 <<<"$sc") sname=$(cut -f3 <<<"$sc") starget=$(cut -f5 <<<"$sc") sargs=$(cut -f6 <<<"$sc")
     [[ "$sdir" == ProgramMenuFolder ]] && pass "shortcut in ProgramMenuFolder" || fail "shortcut directory is '$sdir'"
     [[ "$sname" == *LANScatter ]] && pass "shortcut named LANScatter" || fail "shortcut name is '$sname'"
     [[ "$starget" == '[INSTALLDIR]lanscatter.exe' ]] && pass "shortcut targets [INSTALLDIR]lanscatter.exe" ||
@@ -116,6 +117,20 @@ if (cd "$work" && msidump "$OLDPWD/$MSI" >/dev/null 2>&1) && [[ -f "$work/File.i
 else fail "msidump could not dump the MSI"; fi
 
 echo "== EXE: $EXE"
+echo "-- PE header and imports"
+if command -v x86_64-w64-mingw32-objdump >/dev/null; then
+    x86_64-w64-mingw32-objdump -f "$EXE" | grep -q 'file format pei-x86-64' && pass "PE32+ x86-64 executable" ||
+        fail "not a 64-bit Windows executable"
+    subsystem=$(x86_64-w64-mingw32-objdump -p "$EXE" | awk '/^Subsystem/ {print $3, $4}')
+    pass "subsystem $subsystem"
+    dlls=$(x86_64-w64-mingw32-objdump -p "$EXE" | awk '/DLL Name:/ {print tolower($3)}' | sort -u)
+    # mingw runtime DLLs (libgcc_s_seh-1, libwinpthread-1, libstdc++-6) exist on no stock Windows.
+    bad=$(grep -E '^lib' <<<"$dlls" || true)
+    [[ -z "$bad" ]] && pass "imports only system DLLs: $(tr '\n' ' ' <<<"$dlls")" ||
+        fail "exe imports mingw runtime DLLs that Windows lacks: $(tr '\n' ' ' <<<"$bad")"
+else
+    echo "  (x86_64-w64-mingw32-objdump not found: PE header checks skipped)"
+fi
 echo "-- resources"
 res=$(wrestool -l "$EXE" 2>&1 || true)
 grep -q -- '--type=14 --name=1 ' <<<"$res" && pass "group icon resource 1" || fail "no icon (group icon 1) in the exe"
