@@ -273,18 +273,19 @@ fn bench() -> anyhow::Result<ExitCode> {
     if cfg!(debug_assertions) {
         eprintln!("note: this is a debug build; use `cargo run --release -- simulate --bench-round` for real figures");
     }
-    println!("| peers | chunks | full round ms (orders) | steady round ms median / max (orders) | check_timeouts ms |");
+    println!("| peers | chunks | full round ms median / min (orders) | steady round ms median / p90 (orders) | check_timeouts ms |");
     println!("|---:|---:|---:|---:|---:|");
     for (peers, chunks) in [(100, 10_000), (300, 10_000), (1000, 10_000), (100, 30_000), (100, 100_000), (300, 100_000)] {
         let r = sim::bench::bench_round(peers, chunks, 40, 7);
         println!(
-            "| {} | {} | {:.2} ({}) | {:.3} / {:.3} ({:.0}) | {:.3} |",
+            "| {} | {} | {:.2} / {:.2} ({}) | {:.3} / {:.3} ({:.0}) | {:.3} |",
             r.peers,
             r.chunks,
             r.full_round_ms,
+            r.full_round_ms_min,
             r.full_round_orders,
             r.steady_round_ms_median,
-            r.steady_round_ms_max,
+            r.steady_round_ms_p90,
             r.steady_round_orders,
             r.check_timeouts_ms_median
         );
