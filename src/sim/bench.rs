@@ -4,9 +4,47 @@
 //! 20–80 % of the chunks), then times (a) a *full* round, where every slot of every node is free
 //! (the worst case: the master just started or restarted), and (b) *steady* rounds, where 10 %
 //! of the active transfers finish between rounds (at 1 MiB chunks and 50 ms rounds that is
-//! about what a busy 100 Mbit/s LAN produces). Wall-clock figures; run in release mode.
+//! about what a busy 100 Mbit/s LAN produces). Run in release mode.
+//!
+//! Times are the measuring thread's CPU time where the OS provides it (Unix), so a loaded
+//! machine's preemption does not inflate them; elsewhere wall-clock. Each row also times a
+//! reference measured in the same run: one pass over a peers x chunks byte matrix, i.e. the
+//! cheapest possible O(peers x chunks) round, which the planner must stay well below.
 
-use std::time::Instant;
+/// Thread CPU time (Unix) or wall-clock, for timing a section.
+struct Instant(f64);
+
+impl Instant {
+    fn now() -> Self {
+        Instant(now_s())
+    }
+    fn elapsed(&self) -> std::time::Duration {
+        std::time::Duration::from_secs_f64((now_s() - self.0).max(0.0))
+    }
+}
+
+#[cfg(unix)]
+fn now_s() -> f64 {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: clock_gettime only writes the timespec we pass.
+    let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    if rc == 0 {
+        ts.tv_sec as f64 + ts.tv_nsec as f64 * 1e-9
+    } else {
+        wall_s()
+    }
+}
+
+#[cfg(not(unix))]
+fn now_s() -> f64 {
+    wall_s()
+}
+
+fn wall_s() -> f64 {
+    use std::sync::OnceLock;
+    static START: OnceLock<std::time::Instant> = OnceLock::new();
+    START.get_or_init(std::time::Instant::now).elapsed().as_secs_f64()
+}
 
 use crate::manifest::ChunkHash;
 use crate::planner::rng::Rng;
@@ -26,6 +64,8 @@ pub struct BenchRow {
     pub steady_round_ms_p90: f64,
     pub steady_round_orders: f64,
     pub check_timeouts_ms_median: f64,
+    /// One pass over a peers x chunks byte matrix (the O(peers x chunks) reference).
+    pub matrix_pass_ms: f64,
 }
 
 fn hash_of(i: u32) -> ChunkHash {
@@ -92,6 +132,11 @@ pub fn bench_round(peers: usize, chunks: usize, rounds: usize, seed: u64) -> Ben
         orders += new.len();
         active.extend(new.iter().map(|o| o.id));
     }
+    let matrix = vec![1u8; peers * chunks];
+    let t = Instant::now();
+    let sum: u64 = std::hint::black_box(&matrix).iter().map(|&b| u64::from(b)).sum();
+    let matrix_pass_ms = t.elapsed().as_secs_f64() * 1e3;
+    std::hint::black_box(sum);
     plan_ms.sort_by(|a, b| a.total_cmp(b));
     let steady_round_ms_p90 = plan_ms.get(plan_ms.len() * 9 / 10).copied().unwrap_or(0.0);
     BenchRow {
@@ -105,6 +150,7 @@ pub fn bench_round(peers: usize, chunks: usize, rounds: usize, seed: u64) -> Ben
         steady_round_ms_p90,
         steady_round_orders: orders as f64 / rounds.max(1) as f64,
         check_timeouts_ms_median: median(&mut check_ms),
+        matrix_pass_ms,
     }
 }
 
