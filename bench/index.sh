@@ -8,18 +8,21 @@
 # in the same run; each tool runs RUNS times and the best run counts, since this machine may be
 # shared with other work.
 #
-# Usage: bench/index.sh [--size-mib N] [--runs N] [--dir TMPFS_DIR]
+# Usage: bench/index.sh [--size-mib N] [--runs N] [--dir TMPFS_DIR] [--profile release|dev]
+# (`dev` builds faster; dependencies such as blake2b_simd are optimized in it too, see Cargo.toml)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 SIZE_MIB=2304
 RUNS=3
 BASE=/dev/shm
+PROFILE=release
 while (($#)); do
     case "$1" in
         --size-mib) SIZE_MIB=$2; shift 2 ;;
         --runs) RUNS=$2; shift 2 ;;
         --dir) BASE=$2; shift 2 ;;
+        --profile) PROFILE=$2; shift 2 ;;
         *) echo "unknown argument $1" >&2; exit 2 ;;
     esac
 done
@@ -27,8 +30,9 @@ done
 command -v b2sum >/dev/null || { echo "b2sum not found (coreutils)" >&2; exit 1; }
 [[ -x /usr/bin/time ]] || { echo "/usr/bin/time not found (apt-get install time)" >&2; exit 1; }
 
-cargo build --release --locked -q
-BIN=$PWD/target/release/lanscatter
+cargo build --profile "$PROFILE" --locked -q
+if [[ $PROFILE == dev ]]; then BIN=$PWD/target/debug/lanscatter; else BIN=$PWD/target/$PROFILE/lanscatter; fi
+echo "== binary: $BIN ($PROFILE profile)"
 
 WORK=$(mktemp -d "$BASE/lanscatter-bench.XXXXXX")
 trap 'rm -rf "$WORK"' EXIT

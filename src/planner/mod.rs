@@ -48,6 +48,24 @@
 //! source. The bytes of the first attempt are the price, bounded because (c) only fires when
 //! it wins time.
 //!
+//! # Driving it (master engine)
+//! - Register the master with `Join { is_master: true, has: all }` after `NewManifest`.
+//! - Call [`Planner::plan`] soon after every `Finished`/`Failed` (coalesce bursts, e.g. at most
+//!   every 10 ms) *and* on a timer (~100 ms). Planning on a timer only costs efficiency: in the
+//!   simulator, 64 peers x 1 GiB drop from 0.94 to 0.91 with 50 ms timer-only rounds, because
+//!   every freed slot idles until the next tick.
+//! - Call [`Planner::check_timeouts`] on the timer, cancel the returned transfers at the peers
+//!   (they are already released here), and feed `Progress` at least every few seconds per
+//!   transfer: without progress a transfer counts as stalled after `stall_timeout_s`.
+//! - Events for unknown transfer ids (aborted, or dropped by a `Leave`) are ignored.
+//!
+//! # Results (`lanscatter simulate --table`, 4 slots everywhere, 5 ms latency)
+//! 1 GiB in 256 chunks over 100 Mbit/s: 8 peers 0.963, 64 peers 0.942 (0.958 with 512 chunks),
+//! 2 of 8 peers at 10 Mbit/s 0.998, 30 % late joiners 0.991; the master sends 1.00–1.05x the
+//! data. The naive policy (everyone from the master) reaches 0.124 and 0.033 on the first two.
+//! The remaining gap is the ramp-up (peers idle until the first chunks land) and the tail (the
+//! last injected chunks need a few store-and-forward hops); both shrink with smaller chunks.
+//!
 //! # Cost
 //! Chunk hashes map to dense `u32` indices; each node has `has`/`incoming` bit sets; holder and
 //! in-flight counts per chunk are kept incrementally by events. A round costs

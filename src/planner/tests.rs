@@ -88,3 +88,30 @@ fn new_manifest_keeps_present_hashes_and_aborts_stale_transfers() {
     p.handle(0.3, Event::Lost { node: 1, chunks: vec![h(0)] });
     assert_eq!(p.stats().nodes.iter().find(|n| n.id == 1).map(|n| n.have), Some(0));
 }
+
+#[test]
+fn too_slow_source_is_aborted_penalised_and_avoided() {
+    let mut p = Planner::new(5);
+    p.handle(0.0, Event::NewManifest { chunks: (0..4).map(|i| (h(i), 10_000_000)).collect() });
+    p.handle(0.0, Event::Join { node: 0, config: cfg(true, 1, 0), has: (0..4).map(h).collect() });
+    p.handle(0.0, Event::Join { node: 1, config: cfg(false, 1, 1), has: (0..4).map(h).collect() });
+    p.handle(0.0, Event::Join { node: 2, config: cfg(false, 1, 1), has: (0..4).map(h).collect() });
+    let dest = NodeConfig { max_download_bps: Some(10e6), ..cfg(false, 1, 1) };
+    p.handle(0.0, Event::Join { node: 3, config: dest, has: vec![] });
+    let o = p.plan(0.0);
+    assert_eq!(o.len(), 1);
+    assert!(o[0].from != 0, "a peer with spare upload is preferred over the master");
+    assert!((o[0].min_rate_bps - 2e6).abs() < 1.0, "a fraction of the destination's per-slot rate");
+    p.handle(1.0, Event::Progress { id: o[0].id, bytes_done: 100_000 });
+    p.handle(3.5, Event::Progress { id: o[0].id, bytes_done: 200_000 });
+    assert_eq!(p.check_timeouts(3.6), vec![o[0].id], "57 kB/s is far below 2 MB/s");
+    let slow = o[0].from;
+    assert!(p.stats().nodes.iter().any(|n| n.id == slow && n.penalized));
+    let again = p.plan(3.6);
+    assert_eq!(again.len(), 1);
+    assert!(again[0].from != slow, "the penalised source is demoted");
+    // A healthy transfer (8 MB/s) is left alone.
+    p.handle(4.6, Event::Progress { id: again[0].id, bytes_done: 8_000_000 });
+    p.handle(6.0, Event::Progress { id: again[0].id, bytes_done: 9_000_000 });
+    assert!(p.check_timeouts(6.1).is_empty());
+}

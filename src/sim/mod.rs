@@ -7,7 +7,9 @@
 //! Model (deliberately not optimistic):
 //! - Every node has an upload and a download capacity; active transfers share them max-min
 //!   fairly ([`flow`]); the LAN core is non-blocking.
-//! - Control latency: the planner runs in rounds every `round_interval_s`; an order starts
+//! - Control latency: the planner runs every `round_interval_s` and, like the master engine
+//!   should, soon after a report frees a slot (no sooner than `event_round_gap_s` after the
+//!   previous round, so bursts of reports coalesce into one round); an order starts
 //!   `latency_s` after its round; a finished chunk is verified (`verify_bps`) and reported
 //!   `latency_s` later, and only then can it be relayed (the real peer serves only verified
 //!   chunks). Progress is reported every `progress_interval_s`.
@@ -59,6 +61,8 @@ pub struct SimConfig {
     pub seed: u64,
     pub policy: Policy,
     pub round_interval_s: f64,
+    /// Minimum gap between event-triggered rounds; 0 disables them (timer only).
+    pub event_round_gap_s: f64,
     pub latency_s: f64,
     pub progress_interval_s: f64,
     /// Hashing speed of a peer verifying a received chunk.
@@ -88,11 +92,12 @@ impl Default for SimConfig {
             master_slots: 4,
             seed: 1,
             policy: Policy::Swarm,
-            round_interval_s: 0.05,
+            round_interval_s: 0.1,
+            event_round_gap_s: 0.01,
             latency_s: 0.005,
             progress_interval_s: 0.5,
             verify_rate: 1e9,
-            max_time_factor: 30.0,
+            max_time_factor: 200.0,
         }
     }
 }
@@ -117,6 +122,8 @@ pub struct SimResult {
     pub data_bytes: u64,
     /// Virtual time until the last peer verified its last chunk.
     pub seconds: f64,
+    /// When every chunk had reached at least one peer (end of the master's injection).
+    pub seeded_seconds: f64,
     /// Kumar–Ross bound, extended by join times: max(F/u_s, max_i(join_i + F/d_i),
     /// N·F/(u_s + Σu_i)), peers with 0 upload slots counting u_i = 0.
     pub bound_seconds: f64,

@@ -78,7 +78,9 @@ impl Painter {
             s.push('\n');
         }
         self.drawn = lines.len();
-        print!("{s}");
+        // A closed pipe (`| head`) ends the drawing, not the simulation.
+        use std::io::Write;
+        let _ = std::io::stdout().write_all(s.as_bytes());
     }
 }
 

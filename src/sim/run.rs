@@ -68,6 +68,9 @@ struct Sim<'a> {
     seq: u64,
     /// Scheduled joins and leaves not yet applied: the run is not over while any remain.
     churn_pending: usize,
+    /// Chunks some peer has received (the master's injection progress).
+    seeded: Vec<bool>,
+    seeded_count: usize,
     t: f64,
     res: SimResult,
 }
@@ -80,6 +83,7 @@ pub fn run(cfg: &SimConfig, draw_every: f64, mut observer: Option<&mut dyn FnMut
     sim.res.bound_seconds = bound;
     let max_t = bound * cfg.max_time_factor;
     let mut next_round: f64 = 0.0;
+    let mut last_round: f64 = f64::NEG_INFINITY;
     let mut next_progress = 0.0;
     let mut next_draw = 0.0;
     let mut rates_dirty = true;
@@ -112,10 +116,16 @@ pub fn run(cfg: &SimConfig, draw_every: f64, mut observer: Option<&mut dyn FnMut
             }
             sim.queue.pop();
             if let Some(ev) = sim.sched[idx].take() {
+                let report = matches!(ev, Sched::Report(_));
                 rates_dirty |= sim.apply(ev);
+                // Event-driven planning: a freed slot triggers a round soon (coalesced).
+                if report && cfg.event_round_gap_s > 0.0 {
+                    next_round = next_round.min((last_round + cfg.event_round_gap_s).max(sim.t));
+                }
             }
         }
         if sim.t >= next_round {
+            last_round = sim.t;
             if sim.t >= next_progress {
                 sim.report_progress();
                 next_progress = sim.t + cfg.progress_interval_s;
@@ -138,6 +148,12 @@ pub fn run(cfg: &SimConfig, draw_every: f64, mut observer: Option<&mut dyn FnMut
     }
     if let Some(obs) = observer.as_deref_mut() {
         obs(&sim.frame());
+    }
+    // Deliver reports still on the wire so the planner's byte counters are final.
+    while let Some(Reverse((_, _, idx))) = sim.queue.pop() {
+        if let Some(Sched::Report(ev)) = sim.sched[idx].take() {
+            sim.planner.handle(sim.t, ev);
+        }
     }
     let peers: Vec<&SimNode> = sim.nodes.iter().filter(|n| !n.is_master).collect();
     let all = peers.iter().all(|n| n.complete_at.is_some());
@@ -210,6 +226,8 @@ impl<'a> Sim<'a> {
             sched: Vec::new(),
             seq: 0,
             churn_pending: 0,
+            seeded: vec![false; cfg.chunks],
+            seeded_count: 0,
             t: 0.0,
             res: SimResult {
                 policy: cfg.policy,
@@ -217,6 +235,7 @@ impl<'a> Sim<'a> {
                 chunks: cfg.chunks,
                 data_bytes: cfg.data_bytes(),
                 seconds: 0.0,
+                seeded_seconds: 0.0,
                 bound_seconds: 0.0,
                 efficiency: 0.0,
                 master_upload_bytes: 0,
@@ -357,6 +376,13 @@ impl<'a> Sim<'a> {
                     let n = &mut self.nodes[tr.to];
                     let c = tr.chunk as usize;
                     if !n.has[c] {
+                        if !self.seeded[c] {
+                            self.seeded[c] = true;
+                            self.seeded_count += 1;
+                            if self.seeded_count == self.cfg.chunks {
+                                self.res.seeded_seconds = self.t;
+                            }
+                        }
                         n.has[c] = true;
                         n.have += 1;
                         n.down_bytes += self.cfg.chunk_size as f64;
