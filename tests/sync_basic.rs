@@ -5,7 +5,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::*;
+use common::sync::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn master_and_five_peers_end_identical() {

@@ -6,7 +6,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::*;
+use common::sync::*;
 use lanscatter::transfer::ratelimit::RateLimiter;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -6,7 +6,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::*;
+use common::sync::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn local_edits_are_reverted_and_extras_removed() {

@@ -7,7 +7,7 @@ mod common;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use common::*;
+use common::sync::*;
 
 fn peer_cmd(master: std::net::SocketAddr, dst: &std::path::Path, exit_when_done: bool) -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_lanscatter"));

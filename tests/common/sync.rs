@@ -1,6 +1,6 @@
 //! Shared helpers for integration tests: random folder trees, tree snapshots (content and
 //! mtimes), engines on 127.0.0.1 port 0 with a small chunk size, and condition polling.
-#![allow(dead_code)]
+
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
