@@ -55,14 +55,9 @@ async fn killed_peer_resumes_without_refetching() {
     wait_status(&mut mrx, Duration::from_secs(10), "peer gone", |s| s.nodes.len() == 1).await;
     let gets_before = mrx.borrow().counters.chunk_gets_served;
 
-    let status = tokio::task::spawn_blocking(move || {
-        let mut c = peer_cmd(master.local_addr(), &dst, true);
-        c.status()
-    });
-    let (status, master) = {
-        let st = tokio::time::timeout(Duration::from_secs(120), status).await.expect("restarted peer finishes").unwrap().unwrap();
-        (st, master)
-    };
+    let addr = master.local_addr();
+    let status = tokio::task::spawn_blocking(move || peer_cmd(addr, &dst, true).status());
+    let status = tokio::time::timeout(Duration::from_secs(120), status).await.expect("restarted peer finishes").unwrap().unwrap();
     assert!(status.success(), "peer exits 0 when done");
     assert_same_tree(&mdir, &t.path().join("peer"));
     let total_gets = master.status().borrow().counters.chunk_gets_served;
