@@ -1,0 +1,303 @@
+//! Event handling: keeps have-sets, holder/in-flight counts, slots and byte counters consistent.
+//!
+//! Every count the round relies on (holders, in-flight, fresh set, per-node manifest coverage,
+//! active slots) is updated here incrementally, so a planning round never has to recount.
+
+use super::{BitSet, Event, FailReason, Node, NodeConfig, Planner, Transfer, TransferId};
+use crate::manifest::ChunkHash;
+use crate::planner::NodeId;
+
+/// How a transfer ended, for bookkeeping and penalties.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum End {
+    Finished,
+    Failed(FailReason),
+    /// Aborted by the planner; `penalise` blames the source.
+    Aborted { penalise: bool },
+    /// An endpoint left.
+    Dropped,
+}
+
+impl Planner {
+    /// Apply one event at time `now` (seconds, any monotonic origin).
+    pub fn handle(&mut self, now: f64, ev: Event) {
+        match ev {
+            Event::Join { node, config, has } => self.join(now, node, config, has),
+            Event::Leave { node } => self.leave(node),
+            Event::Have { node, chunks } => {
+                if let Some(&slot) = self.node_index.get(&node) {
+                    for h in chunks {
+                        let c = self.intern(h);
+                        self.add_have(slot, c);
+                    }
+                }
+            }
+            Event::Lost { node, chunks } => {
+                if let Some(&slot) = self.node_index.get(&node) {
+                    for h in chunks {
+                        if let Some(&c) = self.index.get(&h) {
+                            self.remove_have(slot, c);
+                        }
+                    }
+                }
+            }
+            Event::Progress { id, bytes_done } => self.progress(now, id, bytes_done),
+            Event::Finished { id } => {
+                if let Some(t) = self.transfers.get(&id) {
+                    let size = t.size;
+                    self.progress(now, id, size);
+                    self.end_transfer(now, id, End::Finished);
+                }
+            }
+            Event::Failed { id, reason } => {
+                self.end_transfer(now, id, End::Failed(reason));
+            }
+            Event::NewManifest { chunks } => self.new_manifest(chunks),
+        }
+    }
+
+    fn join(&mut self, now: f64, id: NodeId, cfg: NodeConfig, has: Vec<ChunkHash>) {
+        if self.node_index.contains_key(&id) {
+            self.leave(id);
+        }
+        let node = Node {
+            id,
+            cfg,
+            has: BitSet::with_len(self.hashes.len()),
+            incoming: BitSet::with_len(self.hashes.len()),
+            have_in_manifest: 0,
+            active_up: 0,
+            active_down: 0,
+            from_master: 0,
+            up_bytes: 0,
+            down_bytes: 0,
+            win_t: now,
+            win_up: 0,
+            win_down: 0,
+            up_rate: 0.0,
+            down_rate: 0.0,
+            up_peak: 0.0,
+            down_peak: 0.0,
+            penalty_until: 0.0,
+            strikes: 0,
+        };
+        let slot = match self.free_slots.pop() {
+            Some(s) => {
+                self.nodes[s] = Some(node);
+                s
+            }
+            None => {
+                self.nodes.push(Some(node));
+                self.nodes.len() - 1
+            }
+        };
+        self.node_index.insert(id, slot);
+        for h in has {
+            let c = self.intern(h);
+            self.add_have(slot, c);
+        }
+    }
+
+    fn leave(&mut self, id: NodeId) {
+        let Some(slot) = self.node_index.remove(&id) else { return };
+        let ids: Vec<TransferId> =
+            self.transfers.iter().filter(|(_, t)| t.from == slot || t.to == slot).map(|(&i, _)| i).collect();
+        for tid in ids {
+            self.end_transfer(0.0, tid, End::Dropped);
+        }
+        let Some(node) = self.nodes[slot].take() else { return };
+        if !node.cfg.is_master {
+            for c in node.has.iter() {
+                self.holders[c as usize] -= 1;
+                self.refresh_fresh(c);
+            }
+        }
+        self.free_slots.push(slot);
+    }
+
+    pub(crate) fn add_have(&mut self, slot: usize, c: u32) {
+        let in_manifest = self.manifest.get(c);
+        let Some(n) = self.nodes[slot].as_mut() else { return };
+        if !n.has.insert(c) {
+            return;
+        }
+        if in_manifest {
+            n.have_in_manifest += 1;
+        }
+        if !n.cfg.is_master {
+            self.holders[c as usize] += 1;
+            self.refresh_fresh(c);
+        }
+    }
+
+    pub(crate) fn remove_have(&mut self, slot: usize, c: u32) {
+        let in_manifest = self.manifest.get(c);
+        let Some(n) = self.nodes[slot].as_mut() else { return };
+        if !n.has.remove(c) {
+            return;
+        }
+        if in_manifest {
+            n.have_in_manifest -= 1;
+        }
+        if !n.cfg.is_master {
+            self.holders[c as usize] -= 1;
+            self.refresh_fresh(c);
+        }
+        // Its uploads of that chunk can no longer succeed.
+        let doomed: Vec<TransferId> =
+            self.transfers.iter().filter(|(_, t)| t.from == slot && t.chunk == c).map(|(&i, _)| i).collect();
+        self.pending_aborts.extend(doomed);
+    }
+
+    fn progress(&mut self, now: f64, id: TransferId, bytes_done: u64) {
+        let Some(t) = self.transfers.get_mut(&id) else { return };
+        let bytes_done = bytes_done.min(t.size);
+        if bytes_done <= t.bytes {
+            return;
+        }
+        let delta = bytes_done - t.bytes;
+        t.bytes = bytes_done;
+        t.last_change = now;
+        if now - t.anchor_t >= self.tuning.rate_window_s {
+            t.rate = Some((t.bytes - t.anchor_b) as f64 / (now - t.anchor_t));
+            t.anchor_t = now;
+            t.anchor_b = t.bytes;
+        }
+        let (from, to, from_master) = (t.from, t.to, t.from_master);
+        if let Some(n) = self.nodes[from].as_mut() {
+            n.up_bytes += delta;
+        }
+        if let Some(n) = self.nodes[to].as_mut() {
+            n.down_bytes += delta;
+        }
+        self.total_upload_bytes += delta;
+        if from_master {
+            self.master_upload_bytes += delta;
+        }
+    }
+
+    /// Release a transfer's slots and counts; on `Finished` the destination gains the chunk.
+    pub(crate) fn end_transfer(&mut self, now: f64, id: TransferId, how: End) {
+        let Some(t) = self.transfers.remove(&id) else { return };
+        let c = t.chunk;
+        if let Some(n) = self.nodes[t.from].as_mut() {
+            n.active_up -= 1;
+        }
+        if let Some(n) = self.nodes[t.to].as_mut() {
+            n.active_down -= 1;
+            n.incoming.remove(c);
+        }
+        self.inflight[c as usize] -= 1;
+        self.refresh_fresh(c);
+        let blame = match how {
+            End::Finished => {
+                self.finished += 1;
+                if let Some(n) = self.nodes[t.to].as_mut() {
+                    if t.from_master {
+                        n.from_master += 1;
+                    }
+                }
+                self.add_have(t.to, c);
+                false
+            }
+            End::Failed(reason) => {
+                self.failed += 1;
+                match reason {
+                    FailReason::SourceMissing => {
+                        self.remove_have(t.from, c);
+                        false
+                    }
+                    FailReason::BadData | FailReason::Stalled | FailReason::TooSlow => true,
+                    FailReason::Other => false,
+                }
+            }
+            End::Aborted { penalise } => {
+                self.aborted += 1;
+                penalise
+            }
+            End::Dropped => false,
+        };
+        if blame {
+            let base = self.tuning.penalty_s;
+            if let Some(n) = self.nodes[t.from].as_mut() {
+                if !n.cfg.is_master {
+                    n.strikes += 1;
+                    n.penalty_until = now + base * f64::from(1u32 << n.strikes.min(6).saturating_sub(1));
+                }
+            }
+        }
+    }
+
+    fn new_manifest(&mut self, chunks: Vec<(ChunkHash, u64)>) {
+        let mut manifest = BitSet::default();
+        let mut bytes = 0;
+        let mut count = 0;
+        for (h, size) in chunks {
+            let c = self.intern(h);
+            self.sizes[c as usize] = size;
+            if manifest.insert(c) {
+                count += 1;
+                bytes += size;
+            }
+        }
+        manifest.grow(self.hashes.len());
+        self.manifest = manifest;
+        self.manifest_count = count;
+        self.manifest_bytes = bytes;
+        self.fresh = BitSet::with_len(self.hashes.len());
+        for c in 0..self.hashes.len() as u32 {
+            self.refresh_fresh(c);
+        }
+        let manifest = &self.manifest;
+        for n in self.nodes.iter_mut().flatten() {
+            n.has.grow(manifest.word_len() * 64);
+            n.incoming.grow(manifest.word_len() * 64);
+            n.have_in_manifest = n.has.count_and(manifest) as u32;
+        }
+        let stale: Vec<TransferId> =
+            self.transfers.iter().filter(|(_, t)| !self.manifest.get(t.chunk)).map(|(&i, _)| i).collect();
+        self.pending_aborts.extend(stale);
+    }
+
+    /// Register a new transfer (the round's single way to create one).
+    pub(crate) fn start_transfer(&mut self, now: f64, c: u32, from: usize, to: usize) -> super::Order {
+        let id = self.next_id;
+        self.next_id += 1;
+        self.orders += 1;
+        let size = self.sizes[c as usize];
+        let min_rate = self.expected_rate(from, to) * self.tuning.min_rate_fraction;
+        let from_master;
+        let (from_id, to_id);
+        {
+            let s = self.nodes[from].as_mut().expect("source is online");
+            s.active_up += 1;
+            from_master = s.cfg.is_master;
+            from_id = s.id;
+        }
+        {
+            let d = self.nodes[to].as_mut().expect("destination is online");
+            d.active_down += 1;
+            d.incoming.insert(c);
+            to_id = d.id;
+        }
+        self.inflight[c as usize] += 1;
+        self.fresh.remove(c);
+        self.transfers.insert(
+            id,
+            Transfer {
+                chunk: c,
+                from,
+                to,
+                size,
+                min_rate,
+                bytes: 0,
+                last_change: now,
+                anchor_t: now,
+                anchor_b: 0,
+                rate: None,
+                from_master,
+            },
+        );
+        super::Order { id, chunk: self.hashes[c as usize], from: from_id, to: to_id, size, min_rate_bps: min_rate }
+    }
+}

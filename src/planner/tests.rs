@@ -1,0 +1,117 @@
+//! Unit tests of the planner's bookkeeping on small hand-built swarms.
+
+use super::*;
+
+fn h(i: u32) -> ChunkHash {
+    let mut b = [0u8; 16];
+    b[..4].copy_from_slice(&i.to_le_bytes());
+    ChunkHash(b)
+}
+
+fn cfg(master: bool, up: u32, down: u32) -> NodeConfig {
+    NodeConfig { is_master: master, upload_slots: up, download_slots: down, max_upload_bps: None, max_download_bps: None }
+}
+
+#[test]
+fn master_super_seeds_distinct_chunks() {
+    let mut p = Planner::new(1);
+    p.handle(0.0, Event::NewManifest { chunks: (0..10).map(|i| (h(i), 100)).collect() });
+    p.handle(0.0, Event::Join { node: 0, config: cfg(true, 4, 0), has: (0..10).map(h).collect() });
+    for n in 1..=4 {
+        p.handle(0.0, Event::Join { node: n, config: cfg(false, 2, 2), has: vec![] });
+    }
+    let orders = p.plan(0.0);
+    assert_eq!(orders.len(), 4);
+    let mut chunks: Vec<_> = orders.iter().map(|o| o.chunk).collect();
+    chunks.sort();
+    chunks.dedup();
+    assert_eq!(chunks.len(), 4, "fresh chunks are distinct");
+    let mut dests: Vec<_> = orders.iter().map(|o| o.to).collect();
+    dests.sort();
+    assert_eq!(dests, vec![1, 2, 3, 4], "spread over destinations");
+    // Finishing one makes its destination a source for the others.
+    p.handle(1.0, Event::Finished { id: orders[0].id });
+    assert!(p.node_has(orders[0].to, &orders[0].chunk));
+    let more = p.plan(1.0);
+    assert!(more.iter().any(|o| o.from == orders[0].to && o.chunk == orders[0].chunk));
+}
+
+#[test]
+fn leave_releases_and_unknown_events_are_ignored() {
+    let mut p = Planner::new(2);
+    p.handle(0.0, Event::NewManifest { chunks: vec![(h(0), 10)] });
+    p.handle(0.0, Event::Join { node: 0, config: cfg(true, 1, 0), has: vec![h(0)] });
+    p.handle(0.0, Event::Join { node: 1, config: cfg(false, 1, 1), has: vec![] });
+    let o = p.plan(0.0);
+    assert_eq!(o.len(), 1);
+    p.handle(0.5, Event::Leave { node: 1 });
+    assert_eq!(p.active_transfers(), 0);
+    p.handle(0.6, Event::Finished { id: o[0].id }); // ignored
+    p.handle(0.6, Event::Progress { id: 999, bytes_done: 5 });
+    assert!(!p.is_complete(1));
+    p.handle(1.0, Event::Join { node: 1, config: cfg(false, 1, 1), has: vec![h(0)] });
+    assert!(p.is_complete(1) && p.all_complete());
+}
+
+#[test]
+fn stalled_transfer_is_aborted_and_replanned() {
+    let mut p = Planner::new(3);
+    p.handle(0.0, Event::NewManifest { chunks: vec![(h(0), 1000)] });
+    p.handle(0.0, Event::Join { node: 0, config: cfg(true, 1, 0), has: vec![h(0)] });
+    p.handle(0.0, Event::Join { node: 1, config: cfg(false, 1, 1), has: vec![] });
+    let o = p.plan(0.0);
+    assert_eq!(o.len(), 1);
+    p.handle(1.0, Event::Progress { id: o[0].id, bytes_done: 10 });
+    assert!(p.check_timeouts(5.0).is_empty());
+    assert_eq!(p.check_timeouts(12.0), vec![o[0].id]);
+    let again = p.plan(12.0);
+    assert_eq!(again.len(), 1);
+    assert_ne!(again[0].id, o[0].id);
+}
+
+#[test]
+fn new_manifest_keeps_present_hashes_and_aborts_stale_transfers() {
+    let mut p = Planner::new(4);
+    p.handle(0.0, Event::NewManifest { chunks: vec![(h(0), 10), (h(1), 10)] });
+    p.handle(0.0, Event::Join { node: 0, config: cfg(true, 2, 0), has: vec![h(0), h(1)] });
+    p.handle(0.0, Event::Join { node: 1, config: cfg(false, 1, 2), has: vec![h(0)] });
+    let o = p.plan(0.0);
+    assert_eq!(o.len(), 1);
+    assert_eq!(o[0].chunk, h(1));
+    p.handle(0.1, Event::NewManifest { chunks: vec![(h(0), 10), (h(2), 10)] });
+    p.handle(0.1, Event::Have { node: 0, chunks: vec![h(2)] });
+    assert!(!p.is_complete(1));
+    assert_eq!(p.check_timeouts(0.2), vec![o[0].id]);
+    let o2 = p.plan(0.2);
+    assert_eq!(o2.len(), 1);
+    assert_eq!(o2[0].chunk, h(2));
+    p.handle(0.3, Event::Lost { node: 1, chunks: vec![h(0)] });
+    assert_eq!(p.stats().nodes.iter().find(|n| n.id == 1).map(|n| n.have), Some(0));
+}
+
+#[test]
+fn too_slow_source_is_aborted_penalised_and_avoided() {
+    let mut p = Planner::new(5);
+    p.handle(0.0, Event::NewManifest { chunks: (0..4).map(|i| (h(i), 10_000_000)).collect() });
+    p.handle(0.0, Event::Join { node: 0, config: cfg(true, 1, 0), has: (0..4).map(h).collect() });
+    p.handle(0.0, Event::Join { node: 1, config: cfg(false, 1, 1), has: (0..4).map(h).collect() });
+    p.handle(0.0, Event::Join { node: 2, config: cfg(false, 1, 1), has: (0..4).map(h).collect() });
+    let dest = NodeConfig { max_download_bps: Some(10e6), ..cfg(false, 1, 1) };
+    p.handle(0.0, Event::Join { node: 3, config: dest, has: vec![] });
+    let o = p.plan(0.0);
+    assert_eq!(o.len(), 1);
+    assert!(o[0].from != 0, "a peer with spare upload is preferred over the master");
+    assert!((o[0].min_rate_bps - 2e6).abs() < 1.0, "a fraction of the destination's per-slot rate");
+    p.handle(1.0, Event::Progress { id: o[0].id, bytes_done: 100_000 });
+    p.handle(3.5, Event::Progress { id: o[0].id, bytes_done: 200_000 });
+    assert_eq!(p.check_timeouts(3.6), vec![o[0].id], "57 kB/s is far below 2 MB/s");
+    let slow = o[0].from;
+    assert!(p.stats().nodes.iter().any(|n| n.id == slow && n.penalized));
+    let again = p.plan(3.6);
+    assert_eq!(again.len(), 1);
+    assert!(again[0].from != slow, "the penalised source is demoted");
+    // A healthy transfer (8 MB/s) is left alone.
+    p.handle(4.6, Event::Progress { id: again[0].id, bytes_done: 8_000_000 });
+    p.handle(6.0, Event::Progress { id: again[0].id, bytes_done: 9_000_000 });
+    assert!(p.check_timeouts(6.1).is_empty());
+}

@@ -1,0 +1,65 @@
+//! The efficiency targets, in seeded (deterministic) simulations of the real planner.
+//! Thresholds are exact because the simulation is: same seed, same result.
+
+use lanscatter::planner::Policy;
+use lanscatter::sim::{run, SimConfig, SimResult};
+
+fn sim(cfg: SimConfig) -> SimResult {
+    let r = run(&cfg, f64::INFINITY, None);
+    assert!(r.all_complete, "not all peers completed: {r:?}");
+    assert_eq!(
+        (r.duplicate_orders, r.slot_violations, r.bad_source_orders, r.zero_slot_uploads),
+        (0, 0, 0, 0),
+        "planner broke a promise: {r:?}"
+    );
+    r
+}
+
+/// 1 GiB in 256 chunks of 4 MiB over 100 Mbit/s links (the simulator's defaults).
+fn base(peers: usize) -> SimConfig {
+    SimConfig { peers, seed: 11, ..SimConfig::default() }
+}
+
+#[test]
+fn eight_peers_equal_links_reach_93_percent() {
+    let r = sim(base(8));
+    assert!(r.efficiency >= 0.93, "{r:?}");
+    // Super-seeding: the master sends little more than one copy.
+    assert!(r.master_upload_bytes < r.data_bytes * 13 / 10, "{r:?}");
+}
+
+#[test]
+fn sixty_four_peers_equal_links_reach_93_percent() {
+    let r = sim(base(64));
+    assert!(r.efficiency >= 0.93, "{r:?}");
+}
+
+#[test]
+fn two_slow_of_eight_reach_85_percent() {
+    let r = sim(SimConfig { slow: 2, ..base(8) });
+    assert!(r.efficiency >= 0.85, "{r:?}");
+}
+
+#[test]
+fn thirty_percent_late_joiners_reach_80_percent() {
+    let r = sim(SimConfig { late_fraction: 0.3, ..base(8) });
+    assert!(r.efficiency >= 0.80, "{r:?}");
+    let r = sim(SimConfig { late_fraction: 0.3, ..base(32) });
+    assert!(r.efficiency >= 0.80, "{r:?}");
+}
+
+#[test]
+fn naive_policy_is_bounded_by_the_master_link() {
+    let swarm = sim(base(8));
+    let naive = sim(SimConfig { policy: Policy::Naive, ..base(8) });
+    // Everyone from the master: N copies through one link.
+    assert!(naive.master_upload_bytes == naive.data_bytes * 8, "{naive:?}");
+    assert!(naive.efficiency < 0.13 && swarm.efficiency > 7.0 * naive.efficiency, "{naive:?}");
+}
+
+#[test]
+fn same_seed_same_run() {
+    let a = sim(SimConfig { fail_rate: 0.05, leave: 1, ..base(8) });
+    let b = sim(SimConfig { fail_rate: 0.05, leave: 1, ..base(8) });
+    assert_eq!((a.seconds, a.orders, a.master_upload_bytes), (b.seconds, b.orders, b.master_upload_bytes));
+}
