@@ -150,3 +150,6 @@ pub fn is_root() -> bool {
 pub fn bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_lanscatter"))
 }
+
+/// Helpers for the sync integration tests (engines, trees with mtimes, polling).
+pub mod sync;
