@@ -66,6 +66,12 @@ pub struct Welcome {
     pub node_id: u32,
     pub master_name: String,
     pub version: String,
+    /// The master's host name and canonical folder, so a peer on the same host can refuse to
+    /// sync into the master's own folder.
+    #[serde(default)]
+    pub host: String,
+    #[serde(default)]
+    pub folder: String,
 }
 
 /// Master's answer to an unacceptable [`Hello`] (JSON text), followed by a close.
@@ -247,7 +253,7 @@ mod tests {
 
     #[test]
     fn greeting_variants() {
-        let w = Welcome { app: "lanscatter".into(), protocol: PROTOCOL_VERSION, node_id: 3, master_name: "m".into(), version: "v".into() };
+        let w = Welcome { app: "lanscatter".into(), protocol: PROTOCOL_VERSION, node_id: 3, master_name: "m".into(), version: "v".into(), host: "h".into(), folder: "/f".into() };
         let t = serde_json::to_string(&w).unwrap();
         assert!(matches!(parse_greeting(&t).unwrap(), MasterGreeting::Welcome(x) if x.node_id == 3));
         let r = Refusal { app: "lanscatter".into(), protocol: 1, message: "no".into() };

@@ -112,6 +112,8 @@ pub struct Snapshot {
     /// For a peer: verified bytes it holds. For the master: sum over peers of verified bytes.
     pub bytes_done: u64,
     pub files_total: u64,
+    /// Sum of file sizes in the current manifest (what the folder holds, duplicates included).
+    pub folder_bytes: u64,
     pub download_bps: f64,
     pub upload_bps: f64,
     pub eta_secs: Option<f64>,
@@ -141,6 +143,7 @@ impl Snapshot {
             bytes_total: 0,
             bytes_done: 0,
             files_total: 0,
+            folder_bytes: 0,
             download_bps: 0.0,
             upload_bps: 0.0,
             eta_secs: None,
@@ -162,6 +165,19 @@ impl Snapshot {
             1.0
         } else {
             self.bytes_done as f64 / self.bytes_total as f64
+        }
+    }
+}
+
+/// Resolve once a shutdown flag channel says `true` (or its sender is gone). Written without
+/// holding a `watch::Ref` across an await, so futures using it stay `Send`.
+pub async fn stopped(rx: &mut tokio::sync::watch::Receiver<bool>) {
+    loop {
+        if *rx.borrow_and_update() {
+            return;
+        }
+        if rx.changed().await.is_err() {
+            return;
         }
     }
 }

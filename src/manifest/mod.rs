@@ -334,4 +334,49 @@ mod tests {
         assert!("zz".parse::<ChunkHash>().is_err());
         assert!("g".repeat(32).parse::<ChunkHash>().is_err());
     }
+
+    #[test]
+    fn mtime_round_trips_including_before_the_epoch() {
+        for t in [
+            UNIX_EPOCH,
+            UNIX_EPOCH + Duration::new(1_700_000_000, 123_456_789),
+            UNIX_EPOCH - Duration::new(5, 0),
+            UNIX_EPOCH - Duration::new(5, 250_000_000),
+        ] {
+            let m = Mtime::from(t);
+            assert!(m.nanos < 1_000_000_000);
+            assert_eq!(SystemTime::from(m), t, "{m:?}");
+        }
+        assert_eq!(Mtime::from(UNIX_EPOCH - Duration::new(5, 250_000_000)), Mtime { secs: -6, nanos: 750_000_000 });
+        assert!(Mtime { secs: -1, nanos: 0 } < Mtime { secs: 0, nanos: 5 });
+    }
+
+    #[test]
+    fn manifest_queries() {
+        let h = ChunkHash::of(b"x");
+        let f = |path: &str, hash: ChunkHash| FileEntry {
+            path: path.into(),
+            size: 10,
+            mtime: Mtime::default(),
+            chunk_size: chunking::MIB,
+            chunks: vec![Chunk { offset: 0, size: 10, hash }],
+            hash: chunking::file_hash(10, chunking::MIB, [hash]),
+        };
+        let m = Manifest {
+            files: vec![f("a", h), f("b", ChunkHash::of(b"y")), f("c", h)],
+            dirs: vec![DirEntry { path: "d".into() }],
+            chunk_rule: ChunkRule::Auto,
+            warnings: vec![],
+        };
+        m.validate().unwrap();
+        assert_eq!(m.total_bytes(), 30);
+        assert_eq!(m.chunk_count(), 3);
+        assert_eq!(m.unique_chunks().len(), 2);
+        assert!(m.unique_chunks().windows(2).all(|w| w[0].0 < w[1].0));
+        assert_eq!(m.file("b").unwrap().path, "b");
+        assert!(m.file("d").is_none() && m.has_dir("d"));
+        assert_eq!(m.file("a").unwrap().chunk_at(0).unwrap().hash, h);
+        assert!(m.file("a").unwrap().chunk_at(1).is_none());
+        assert!(m.is_complete());
+    }
 }

@@ -171,7 +171,8 @@ fn scan_in_pool(root: &Path, opts: &ScanOptions) -> Result<Manifest, ScanError> 
 
     let from_cache: Vec<bool> = hashes.iter().map(Option::is_some).collect();
     let trusted_before = Mtime::from(SystemTime::now() - opts.racy_window);
-    let mut vanished = vec![false; files.len()];
+    // Files left out of the manifest (vanished, or skipped as unreadable).
+    let mut dropped = vec![false; files.len()];
     let mut pending: Vec<usize> = (0..files.len()).filter(|&i| hashes[i].is_none()).collect();
     let counter = ByteCounter::default();
     let mut attempt = 0;
@@ -185,7 +186,7 @@ fn scan_in_pool(root: &Path, opts: &ScanOptions) -> Result<Manifest, ScanError> 
             for &i in &pending {
                 let reason = format!("kept changing while hashed ({MAX_ATTEMPTS} attempts)");
                 warnings.push(ScanWarning::Unreadable { path: files[i].wire.clone(), reason });
-                vanished[i] = true;
+                dropped[i] = true;
             }
             break;
         }
@@ -216,27 +217,27 @@ fn scan_in_pool(root: &Path, opts: &ScanOptions) -> Result<Manifest, ScanError> 
                         f.stamp = now;
                         again.push(i);
                     }
-                    None => vanished[i] = true,
+                    None => dropped[i] = true,
                 },
-                Err(HashFailure::Vanished) => vanished[i] = true,
+                Err(HashFailure::Vanished) => dropped[i] = true,
                 Err(HashFailure::Shrank) => match restat(&f.abs) {
                     Some(now) => {
                         f.stamp = now;
                         again.push(i);
                     }
-                    None => vanished[i] = true,
+                    None => dropped[i] = true,
                 },
                 Err(HashFailure::Unreadable(e)) | Err(HashFailure::Io(e)) => {
                     if !opts.skip_unreadable {
                         return Err(ScanError::from_io(&f.abs, e));
                     }
                     warnings.push(ScanWarning::Unreadable { path: f.wire.clone(), reason: e.to_string() });
-                    // Not vanished, but equally absent from the manifest.
-                    vanished[i] = true;
+                    // Not vanished, but equally left out of the manifest.
+                    dropped[i] = true;
                     continue;
                 }
             }
-            if vanished[i] && !warnings.iter().any(|w| matches!(w, ScanWarning::Unreadable { path, .. } if *path == f.wire)) {
+            if dropped[i] {
                 warnings.push(ScanWarning::Vanished { path: f.wire.clone() });
             }
         }
@@ -245,7 +246,7 @@ fn scan_in_pool(root: &Path, opts: &ScanOptions) -> Result<Manifest, ScanError> 
 
     let mut entries = Vec::with_capacity(files.len());
     for (i, f) in files.into_iter().enumerate() {
-        if vanished[i] {
+        if dropped[i] {
             continue;
         }
         let Some(h) = hashes[i].take() else { continue };

@@ -4,7 +4,8 @@
 //! cyclic, and a peer must never write through one); they, fifos, sockets and devices are
 //! reported as warnings and left out. Names that are not UTF-8 or cannot be a wire path (e.g. a
 //! Linux name containing `\`) are reported and left out, with their subtree. Directories are
-//! walked in parallel (rayon) because a warm re-index is nothing but this walk plus `lstat`s.
+//! walked in parallel (rayon), level by level, because a warm re-index is nothing but this walk
+//! plus `lstat`s.
 //!
 //! A directory or file that disappears mid-walk is simply not listed (the folder is being
 //! changed; the index reflects a state without it). One that cannot be read is an error, or a
@@ -47,12 +48,42 @@ impl Listing {
 }
 
 /// Walk `root` (a canonical directory path). The result is unsorted.
+///
+/// Breadth-first, one directory level at a time with the level's directories read in parallel:
+/// no recursion, so a pathologically deep tree cannot overflow a worker's stack.
 pub(crate) fn walk(root: &Path, skip_unreadable: bool) -> Result<Listing, ScanError> {
     let entries = fs::read_dir(root).map_err(|e| ScanError::from_io(root, e))?;
-    walk_dir(root, entries, "", skip_unreadable)
+    let (mut out, mut frontier) = read_level(root, entries, "", skip_unreadable)?;
+    while !frontier.is_empty() {
+        let results: Vec<Result<(Listing, Vec<(PathBuf, String)>), ScanError>> = frontier
+            .into_par_iter()
+            .map(|(abs, wire)| match fs::read_dir(&abs) {
+                Ok(entries) => {
+                    let (mut l, sub) = read_level(&abs, entries, &format!("{wire}/"), skip_unreadable)?;
+                    l.dirs.push(wire);
+                    Ok((l, sub))
+                }
+                // Vanished since it was listed: the index reflects a state without it.
+                Err(e) if e.kind() == io::ErrorKind::NotFound => Ok((Listing::default(), Vec::new())),
+                Err(e) => {
+                    let mut l = Listing::default();
+                    unreadable(&mut l, &abs, &wire, e, skip_unreadable)?;
+                    Ok((l, Vec::new()))
+                }
+            })
+            .collect();
+        frontier = Vec::new();
+        for r in results {
+            let (l, sub) = r?;
+            out = out.merge(l);
+            frontier.extend(sub);
+        }
+    }
+    Ok(out)
 }
 
-fn walk_dir(dir: &Path, entries: fs::ReadDir, prefix: &str, skip: bool) -> Result<Listing, ScanError> {
+/// List one directory: its files and warnings, and the subdirectories to read next.
+fn read_level(dir: &Path, entries: fs::ReadDir, prefix: &str, skip: bool) -> Result<(Listing, Vec<(PathBuf, String)>), ScanError> {
     let mut out = Listing::default();
     let mut subdirs: Vec<(PathBuf, String)> = Vec::new();
     for entry in entries {
@@ -95,26 +126,7 @@ fn walk_dir(dir: &Path, entries: fs::ReadDir, prefix: &str, skip: bool) -> Resul
             out.warnings.push(ScanWarning::SpecialFile { path: wire, file_type: special_kind(&ft).into() });
         }
     }
-    let children: Vec<Result<Listing, ScanError>> = subdirs
-        .into_par_iter()
-        .map(|(abs, wire)| match fs::read_dir(&abs) {
-            Ok(entries) => {
-                let mut l = walk_dir(&abs, entries, &format!("{wire}/"), skip)?;
-                l.dirs.push(wire);
-                Ok(l)
-            }
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Listing::default()),
-            Err(e) => {
-                let mut l = Listing::default();
-                unreadable(&mut l, &abs, &wire, e, skip)?;
-                Ok(l)
-            }
-        })
-        .collect();
-    for child in children {
-        out = out.merge(child?);
-    }
-    Ok(out)
+    Ok((out, subdirs))
 }
 
 fn unreadable(out: &mut Listing, abs: &Path, wire: &str, e: io::Error, skip: bool) -> Result<(), ScanError> {
