@@ -12,7 +12,8 @@
 //! - [`protocol`]: versioned wire types of the control channel.
 //! - [`fileio`] and [`transfer`]: chunk I/O inside a sync dir, HTTP chunk serving/fetching, throttling.
 //! - [`master`] and [`peer`]: the async engines (start, status stream, shutdown) used by CLI, GUI, tests.
-//! - [`status`]: status snapshots, web page and JSON.
+//! - [`status`]: status snapshots (one source of truth for CLI, web page and tray).
+//! - [`web`]: the live status page, `/api/status` JSON, SSE stream and Prometheus `/metrics`.
 //! - [`cli`]: argument parsing and the multicall entry point.
 
 pub mod cli;
@@ -26,6 +27,7 @@ pub mod protocol;
 pub mod sim;
 pub mod status;
 pub mod transfer;
+pub mod web;
 
 /// Version string shown by `--version`, including the git revision when built from a checkout.
 pub const VERSION: &str = env!("LANSCATTER_VERSION");

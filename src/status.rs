@@ -94,6 +94,11 @@ pub struct Counters {
     pub local_copies: u64,
     /// Fetches aborted for stalling or being below the planner's minimum rate.
     pub slow_aborts: u64,
+    /// Master: planner rounds run, and the seconds they took in total (`/metrics` summary).
+    #[serde(default)]
+    pub planner_rounds: u64,
+    #[serde(default)]
+    pub planner_round_seconds: f64,
 }
 
 /// The engine's whole observable state at one instant.

@@ -71,6 +71,8 @@ struct Coord {
     up_meter: RateMeter,
     agg_meter: RateMeter,
     verify_failures: u64,
+    /// Planner rounds run and their total duration (`/metrics`).
+    rounds: (u64, f64),
 }
 
 pub(crate) async fn run(
@@ -97,6 +99,7 @@ pub(crate) async fn run(
         up_meter: RateMeter::default(),
         agg_meter: RateMeter::default(),
         verify_failures: 0,
+        rounds: (0, 0.0),
     };
     let mut tick = tokio::time::interval(Duration::from_millis(100));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -108,7 +111,9 @@ pub(crate) async fn run(
                 None => return,
             },
             _ = tick.tick() => {
+                let t0 = Instant::now();
                 c.round();
+                c.rounds = (c.rounds.0 + 1, c.rounds.1 + t0.elapsed().as_secs_f64());
                 ticks += 1;
                 if ticks % 3 == 0 {
                     let snap = c.snapshot();
@@ -378,6 +383,8 @@ impl Coord {
             chunk_gets_served: stats.gets_served.load(Ordering::Relaxed),
             bytes_uploaded: stats.bytes_uploaded.load(Ordering::Relaxed),
             verify_failures: self.verify_failures,
+            planner_rounds: self.rounds.0,
+            planner_round_seconds: self.rounds.1,
             ..Default::default()
         };
         s.upload_bps = self.up_meter.update(s.counters.bytes_uploaded);

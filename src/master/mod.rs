@@ -187,7 +187,9 @@ impl Master {
                 corrupt: false,
             },
         );
-        let app = crate::transfer::server::router(server.clone()).merge(conn::router(shared.clone()));
+        let app = crate::transfer::server::router(server.clone())
+            .merge(conn::router(shared.clone()))
+            .merge(crate::web::master_router(status_rx.clone()));
         let mut sd = shutdown_rx.clone();
         let server_task = tokio::spawn(async move {
             let svc = app.into_make_service_with_connect_info::<SocketAddr>();

@@ -201,7 +201,7 @@ impl Peer {
         let (status_tx, status_rx) = watch::channel(snap);
         let (shutdown_tx, shutdown_rx) = watch::channel(false);
         let mut sd = shutdown_rx.clone();
-        let app = crate::transfer::server::router(server.clone());
+        let app = crate::transfer::server::router(server.clone()).merge(crate::web::peer_router(status_rx.clone()));
         let server_task = tokio::spawn(async move {
             let r = axum::serve(listener, app)
                 .with_graceful_shutdown(async move {

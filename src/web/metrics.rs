@@ -1,0 +1,189 @@
+//! `GET /metrics`: a snapshot in the Prometheus text exposition format (version 0.0.4).
+//!
+//! Rendered from the same [`Snapshot`] as the page, on request, so scraping costs nothing
+//! between scrapes. Per-node series carry `id`, `name` and `address` labels (the id keeps two
+//! nodes with the same host name apart). Label values come from the network (peer names), so
+//! they are escaped as the format requires (`\\`, `\"`, `\n`), and names of metrics are fixed.
+
+use std::fmt::Write as _;
+
+use crate::status::{NodeState, Snapshot};
+
+/// Short state name used in labels and on the page.
+pub fn state_name(s: &NodeState) -> &'static str {
+    match s {
+        NodeState::Starting => "starting",
+        NodeState::Indexing { .. } => "indexing",
+        NodeState::Connecting => "connecting",
+        NodeState::Syncing => "syncing",
+        NodeState::UpToDate => "up_to_date",
+        NodeState::Disconnected => "disconnected",
+        NodeState::Error(_) => "error",
+    }
+}
+
+const STATES: [&str; 7] = ["starting", "indexing", "connecting", "syncing", "up_to_date", "disconnected", "error"];
+
+/// Escape a label value for the text format.
+pub fn escape_label(v: &str) -> String {
+    let mut out = String::with_capacity(v.len());
+    for c in v.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '"' => out.push_str("\\\""),
+            '\n' => out.push_str("\\n"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// Format a sample value (`NaN`, `+Inf`, `-Inf` spelled as Prometheus expects).
+fn num(v: f64) -> String {
+    if v.is_nan() {
+        "NaN".into()
+    } else if v.is_infinite() {
+        if v > 0.0 { "+Inf".into() } else { "-Inf".into() }
+    } else {
+        format!("{v}")
+    }
+}
+
+struct Out(String);
+
+impl Out {
+    fn head(&mut self, name: &str, kind: &str, help: &str) {
+        let _ = writeln!(self.0, "# HELP {name} {help}\n# TYPE {name} {kind}");
+    }
+    fn sample(&mut self, name: &str, labels: &str, v: f64) {
+        if labels.is_empty() {
+            let _ = writeln!(self.0, "{name} {}", num(v));
+        } else {
+            let _ = writeln!(self.0, "{name}{{{labels}}} {}", num(v));
+        }
+    }
+    fn metric(&mut self, name: &str, kind: &str, help: &str, v: f64) {
+        self.head(name, kind, help);
+        self.sample(name, "", v);
+    }
+}
+
+/// Render the whole exposition.
+pub fn render(s: &Snapshot) -> String {
+    let mut o = Out(String::with_capacity(1024 + s.nodes.len() * 1200));
+    let role = match s.role {
+        crate::status::Role::Master => "master",
+        crate::status::Role::Peer => "peer",
+    };
+    o.head("lanscatter_info", "gauge", "Constant 1, with the node's role, name and version as labels.");
+    o.sample(
+        "lanscatter_info",
+        &format!("role=\"{role}\",name=\"{}\",version=\"{}\"", escape_label(&s.name), escape_label(crate::VERSION)),
+        1.0,
+    );
+    o.head("lanscatter_state", "gauge", "1 for the engine's current state, 0 for the others.");
+    let cur = state_name(&s.state);
+    for st in STATES {
+        o.sample("lanscatter_state", &format!("state=\"{st}\""), if st == cur { 1.0 } else { 0.0 });
+    }
+    o.head("lanscatter_nodes", "gauge", "Nodes in the swarm (the master included) by state.");
+    for st in STATES {
+        let n = s.nodes.iter().filter(|n| state_name(&n.state) == st).count();
+        o.sample("lanscatter_nodes", &format!("state=\"{st}\""), n as f64);
+    }
+    o.metric("lanscatter_manifest_id", "gauge", "Identifier of the current manifest.", s.manifest_id as f64);
+    o.metric("lanscatter_files", "gauge", "Files in the current manifest.", s.files_total as f64);
+    o.metric(
+        "lanscatter_bytes_target",
+        "gauge",
+        "Bytes to hold when done (master: unique chunk bytes times peers; peer: unique chunk bytes).",
+        s.bytes_total as f64,
+    );
+    o.metric("lanscatter_bytes_done", "gauge", "Verified bytes held so far (master: summed over peers).", s.bytes_done as f64);
+    o.metric("lanscatter_progress_ratio", "gauge", "bytes_done / bytes_target (1 when there is nothing to do).", s.progress());
+    if let Some(eta) = s.eta_secs {
+        o.metric("lanscatter_eta_seconds", "gauge", "Estimated seconds until every node is up to date.", eta);
+    }
+    o.metric("lanscatter_download_bytes_per_second", "gauge", "Aggregate download rate.", s.download_bps);
+    o.metric("lanscatter_upload_bytes_per_second", "gauge", "This engine's upload rate.", s.upload_bps);
+    o.metric("lanscatter_master_uploaded_bytes_total", "counter", "Chunk bytes served by the master.", s.master_uploaded as f64);
+    o.metric("lanscatter_peers_uploaded_bytes_total", "counter", "Chunk bytes peers served to each other.", s.peers_uploaded as f64);
+
+    let c = &s.counters;
+    o.metric("lanscatter_chunk_gets_served_total", "counter", "Chunk requests this node answered with data.", c.chunk_gets_served as f64);
+    o.metric("lanscatter_uploaded_bytes_total", "counter", "Chunk bytes sent by this node's HTTP server.", c.bytes_uploaded as f64);
+    o.metric("lanscatter_chunk_gets_made_total", "counter", "Chunk fetches this node started.", c.chunk_gets_made as f64);
+    o.metric("lanscatter_downloaded_bytes_total", "counter", "Chunk bytes this node received.", c.bytes_downloaded as f64);
+    o.metric(
+        "lanscatter_chunk_verify_failures_total",
+        "counter",
+        "Chunks received whose hash did not match (never written).",
+        c.verify_failures as f64,
+    );
+    o.metric("lanscatter_local_copies_total", "counter", "Chunks satisfied by copying identical local content.", c.local_copies as f64);
+    o.metric("lanscatter_slow_aborts_total", "counter", "Fetches aborted for stalling or being too slow.", c.slow_aborts as f64);
+    if s.role == crate::status::Role::Master {
+        o.head("lanscatter_planner_round_seconds", "summary", "Time the planner spent per scheduling round.");
+        o.sample("lanscatter_planner_round_seconds_sum", "", c.planner_round_seconds);
+        o.sample("lanscatter_planner_round_seconds_count", "", c.planner_rounds as f64);
+    }
+
+    type Field = fn(&crate::status::NodeStatus) -> f64;
+    let per_node: [(&str, &str, &str, Field); 8] = [
+        ("lanscatter_node_up", "gauge", "1 unless the node is disconnected or in error.", |n| {
+            f64::from(u8::from(!matches!(n.state, NodeState::Disconnected | NodeState::Error(_))))
+        }),
+        ("lanscatter_node_bytes_done", "gauge", "Verified bytes the node holds (its download progress).", |n| n.bytes_done as f64),
+        ("lanscatter_node_bytes_target", "gauge", "Bytes the node holds when up to date.", |n| n.bytes_total as f64),
+        ("lanscatter_node_uploaded_bytes_total", "counter", "Chunk bytes the node uploaded to others.", |n| n.bytes_uploaded as f64),
+        ("lanscatter_node_download_bytes_per_second", "gauge", "The node's download rate.", |n| n.download_bps),
+        ("lanscatter_node_upload_bytes_per_second", "gauge", "The node's upload rate.", |n| n.upload_bps),
+        ("lanscatter_node_active_downloads", "gauge", "Chunk downloads in flight to the node.", |n| f64::from(n.active_downloads)),
+        ("lanscatter_node_active_uploads", "gauge", "Chunk uploads in flight from the node.", |n| f64::from(n.active_uploads)),
+    ];
+    let labels: Vec<String> = s
+        .nodes
+        .iter()
+        .map(|n| {
+            format!(
+                "id=\"{}\",name=\"{}\",address=\"{}\",role=\"{}\"",
+                n.id,
+                escape_label(&n.name),
+                escape_label(&n.address),
+                if n.is_master { "master" } else { "peer" }
+            )
+        })
+        .collect();
+    for (name, kind, help, f) in per_node {
+        o.head(name, kind, help);
+        for (n, l) in s.nodes.iter().zip(&labels) {
+            o.sample(name, l, f(n));
+        }
+    }
+    o.0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::status::{NodeStatus, Role};
+
+    #[test]
+    fn escapes_label_values() {
+        assert_eq!(escape_label("a\\b\"c\nd"), "a\\\\b\\\"c\\nd");
+        assert_eq!(escape_label("plain é"), "plain é");
+    }
+
+    #[test]
+    fn renders_hostile_names_on_one_line_each() {
+        let mut s = Snapshot::new(Role::Master, "m\"}\n x 1".into(), "/x".into());
+        s.nodes.push(NodeStatus { id: 3, name: "evil\"} 1\nfake_metric 2".into(), ..Default::default() });
+        s.eta_secs = Some(f64::INFINITY);
+        let text = render(&s);
+        assert!(!text.lines().any(|l| l.starts_with("fake_metric")), "{text}");
+        assert!(!text.lines().any(|l| l.starts_with(" x")), "{text}");
+        assert!(text.contains("name=\"evil\\\"} 1\\nfake_metric 2\""), "{text}");
+        assert!(text.contains("lanscatter_eta_seconds +Inf"));
+        assert!(text.contains("lanscatter_node_up{id=\"3\""));
+    }
+}
