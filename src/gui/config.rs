@@ -28,11 +28,11 @@ pub const MAX_RECENT_SERVERS: usize = 8;
 pub enum ConfigError {
     #[error("cannot find a config directory for this user (no home directory?); pass --config PATH")]
     NoConfigDir,
-    #[error("cannot read settings file {path}: {source}")]
+    #[error("cannot read settings file {}: {source}", .path.display())]
     Read { path: PathBuf, source: std::io::Error },
-    #[error("settings file {path} is not valid JSON ({source}); fix or delete it to start with defaults")]
+    #[error("settings file {} is not valid JSON ({source}); fix or delete it to start with defaults", .path.display())]
     Parse { path: PathBuf, source: serde_json::Error },
-    #[error("cannot write settings file {path}: {source}")]
+    #[error("cannot write settings file {}: {source}", .path.display())]
     Write { path: PathBuf, source: std::io::Error },
     #[error("{0}")]
     Invalid(String),

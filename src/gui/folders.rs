@@ -20,15 +20,15 @@ use std::path::{Component, Path, PathBuf};
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum FolderError {
-    #[error("{0} is not an absolute path; choose the folder with \"Choose folder…\"")]
+    #[error("{} is not an absolute path; choose the folder with \"Choose folder…\"", .0.display())]
     Relative(PathBuf),
-    #[error("{0} is the root of a drive or file system; syncing it could overwrite or expose the whole disk. Choose or create a dedicated folder inside it")]
+    #[error("{} is the root of a drive or file system; syncing it could overwrite or expose the whole disk. Choose or create a dedicated folder inside it", .0.display())]
     Root(PathBuf),
-    #[error("{0} is your home folder; a peer would delete everything in it that the master does not have. Choose or create a dedicated folder inside it")]
+    #[error("{} is your home folder; a peer would delete everything in it that the master does not have. Choose or create a dedicated folder inside it", .0.display())]
     Home(PathBuf),
-    #[error("{0} contains your home folder ({1}); choose a dedicated folder instead")]
+    #[error("{} contains your home folder ({}); choose a dedicated folder instead", .0.display(), .1.display())]
     ContainsHome(PathBuf, PathBuf),
-    #[error("{0} is (or overlaps) this computer's master folder {1}; a peer writing there would corrupt what the master serves. Choose a different folder for the peer")]
+    #[error("{} is (or overlaps) this computer's master folder {}; a peer writing there would corrupt what the master serves. Choose a different folder for the peer", .0.display(), .1.display())]
     MasterFolder(PathBuf, PathBuf),
 }
 

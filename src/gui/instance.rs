@@ -23,9 +23,9 @@ use serde::{Deserialize, Serialize};
 
 #[derive(Debug, thiserror::Error)]
 pub enum InstanceError {
-    #[error("cannot create or lock {path}: {source}")]
+    #[error("cannot create or lock {}: {source}", .path.display())]
     Lock { path: PathBuf, source: std::io::Error },
-    #[error("cannot write {path}: {source}")]
+    #[error("cannot write {}: {source}", .path.display())]
     Write { path: PathBuf, source: std::io::Error },
 }
 

@@ -1,0 +1,155 @@
+//! Shared helpers for integration tests: deterministic pseudo-random data and folder trees,
+//! temp folders, scan options that never touch the real user cache, and privilege checks.
+//!
+//! Deterministic on purpose (seeded xorshift, no `rand` dependency): a failing test can be
+//! re-run with the same tree. Each test file uses only part of this module.
+#![allow(dead_code)]
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use lanscatter::manifest::{CacheMode, ScanOptions};
+
+/// Small, fast, seeded PRNG (xorshift64*), good enough for test data.
+#[derive(Clone, Debug)]
+pub struct Rng(u64);
+
+impl Rng {
+    pub fn new(seed: u64) -> Self {
+        Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
+    }
+    pub fn next_u64(&mut self) -> u64 {
+        let mut x = self.0;
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        self.0 = x;
+        x.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+    /// Uniform in `0..n` (n > 0).
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next_u64() % n
+    }
+    pub fn fill(&mut self, buf: &mut [u8]) {
+        for chunk in buf.chunks_mut(8) {
+            let v = self.next_u64().to_le_bytes();
+            chunk.copy_from_slice(&v[..chunk.len()]);
+        }
+    }
+    pub fn bytes(&mut self, len: usize) -> Vec<u8> {
+        let mut v = vec![0u8; len];
+        self.fill(&mut v);
+        v
+    }
+}
+
+/// Write `data` to `root/rel`, creating parent dirs.
+pub fn write_file(root: &Path, rel: &str, data: &[u8]) -> PathBuf {
+    let p = root.join(rel);
+    if let Some(parent) = p.parent() {
+        fs::create_dir_all(parent).expect("create parent dirs");
+    }
+    fs::write(&p, data).expect("write test file");
+    p
+}
+
+/// Shape of a generated tree.
+#[derive(Clone, Debug)]
+pub struct TreeSpec {
+    pub files: usize,
+    /// Sizes are drawn log-uniformly between these bounds (inclusive).
+    pub min_size: u64,
+    pub max_size: u64,
+    /// Maximum directory depth below the root.
+    pub max_depth: usize,
+    /// Fraction (0..=1) of files that duplicate an earlier file's content.
+    pub dup_fraction: f64,
+    /// Empty directories to add.
+    pub empty_dirs: usize,
+}
+
+impl Default for TreeSpec {
+    fn default() -> Self {
+        TreeSpec { files: 20, min_size: 0, max_size: 256 * 1024, max_depth: 3, dup_fraction: 0.1, empty_dirs: 2 }
+    }
+}
+
+/// Generate a deterministic random tree under `root`; returns the relative paths (with `/`) of
+/// the files written, with their sizes.
+pub fn random_tree(root: &Path, seed: u64, spec: &TreeSpec) -> Vec<(String, u64)> {
+    let mut rng = Rng::new(seed);
+    let mut out: Vec<(String, u64)> = Vec::new();
+    let mut contents: Vec<Vec<u8>> = Vec::new();
+    for i in 0..spec.files {
+        let depth = rng.below(spec.max_depth as u64 + 1) as usize;
+        let mut rel = String::new();
+        for _ in 0..depth {
+            rel.push_str(&format!("d{}/", rng.below(4)));
+        }
+        rel.push_str(&format!("f{i}.bin"));
+        let data = if !contents.is_empty() && (rng.below(1000) as f64) < spec.dup_fraction * 1000.0 {
+            contents[rng.below(contents.len() as u64) as usize].clone()
+        } else {
+            let size = log_uniform(&mut rng, spec.min_size, spec.max_size);
+            rng.bytes(size as usize)
+        };
+        write_file(root, &rel, &data);
+        out.push((rel, data.len() as u64));
+        contents.push(data);
+    }
+    for i in 0..spec.empty_dirs {
+        fs::create_dir_all(root.join(format!("empty{i}/inner"))).expect("create empty dir");
+    }
+    out
+}
+
+fn log_uniform(rng: &mut Rng, min: u64, max: u64) -> u64 {
+    if max <= min {
+        return min;
+    }
+    let lo = ((min.max(1)) as f64).ln();
+    let hi = (max as f64).ln();
+    let x = lo + (hi - lo) * (rng.below(1_000_000) as f64 / 1_000_000.0);
+    let v = x.exp() as u64;
+    if min == 0 && rng.below(10) == 0 {
+        0
+    } else {
+        v.clamp(min, max)
+    }
+}
+
+/// Scan options whose hash cache lives in `cache_dir` (never the real user cache) and that
+/// trusts files however recently they were written (tests write and scan within milliseconds).
+pub fn scan_opts(cache_dir: &Path) -> ScanOptions {
+    ScanOptions {
+        cache: CacheMode::Dir(cache_dir.to_path_buf()),
+        racy_window: std::time::Duration::ZERO,
+        ..ScanOptions::default()
+    }
+}
+
+/// Scan options with the cache disabled.
+pub fn no_cache_opts() -> ScanOptions {
+    ScanOptions { cache: CacheMode::Disabled, ..ScanOptions::default() }
+}
+
+/// True when running as root (permission bits do not stop root).
+pub fn is_root() -> bool {
+    #[cfg(unix)]
+    {
+        // SAFETY: geteuid has no preconditions.
+        unsafe { libc::geteuid() == 0 }
+    }
+    #[cfg(not(unix))]
+    {
+        false
+    }
+}
+
+/// Path of the built `lanscatter` binary (for CLI tests).
+pub fn bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_lanscatter"))
+}
+
+/// Helpers for the sync integration tests (engines, trees with mtimes, polling).
+pub mod sync;
