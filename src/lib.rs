@@ -18,6 +18,7 @@
 
 pub mod cli;
 pub mod fileio;
+pub mod gui;
 pub mod manifest;
 pub mod master;
 pub mod paths;

@@ -95,7 +95,8 @@ fn init_logging(verbose: u8) {
 
 /// Parse argv, run the chosen mode, and turn its outcome into an exit code.
 pub fn main() -> ExitCode {
-    let cli = Cli::parse_from(effective_args(std::env::args_os().collect()));
+    // Before parsing: no-args double-click opens the tray; Windows console attach (gui::launch).
+    let cli = Cli::parse_from(effective_args(crate::gui::launch::prepare(std::env::args_os().collect())));
     init_logging(cli.verbose);
     let result = match cli.command {
         Command::Master(a) => master::run(a),

@@ -1,0 +1,331 @@
+//! Tray-app settings: what the user chose last time, persisted as JSON in the user's config dir.
+//!
+//! The GUI has no command line to repeat, so everything a `lanscatter master|peer` invocation would
+//! say lives here: mode, the folder *per mode* (a master's source and a peer's target are kept
+//! apart so switching modes never points a peer at the folder it just served), server address,
+//! ports, slots, rate limits, chunk size, start-at-login and auto-start.
+//!
+//! Where the file lives: `--config PATH` wins, then `LANSCATTER_CONFIG`, then
+//! `<config dir>/lanscatter/gui.json` from `directories` (e.g. `~/.config/lanscatter/gui.json`,
+//! `%APPDATA%\lanscatter\config\gui.json`, `~/Library/Application Support/lanscatter/gui.json`).
+//! Tests point the first two at a temp dir, which also moves the instance lock (it sits beside the file).
+//!
+//! Unknown keys are ignored and missing keys take defaults (`#[serde(default)]`), so a file written
+//! by an older or newer version still loads. Saving writes a temp file and renames it, so a crash
+//! mid-save never leaves a truncated config behind.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+/// Master's default listen port (as the original: master 10564, peer 10565).
+pub const DEFAULT_MASTER_PORT: u16 = 10564;
+/// How many recent servers the menu remembers.
+pub const MAX_RECENT_SERVERS: usize = 8;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot find a config directory for this user (no home directory?); pass --config PATH")]
+    NoConfigDir,
+    #[error("cannot read settings file {}: {source}", .path.display())]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("settings file {} is not valid JSON ({source}); fix or delete it to start with defaults", .path.display())]
+    Parse { path: PathBuf, source: serde_json::Error },
+    #[error("cannot write settings file {}: {source}", .path.display())]
+    Write { path: PathBuf, source: std::io::Error },
+    #[error("{0}")]
+    Invalid(String),
+}
+
+/// Which engine the tray app runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    #[default]
+    Peer,
+    Master,
+}
+
+impl Mode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mode::Peer => "peer",
+            Mode::Master => "master",
+        }
+    }
+}
+
+/// Everything the settings page edits. Rates are bytes/s; `None` means unlimited.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Settings {
+    pub mode: Mode,
+    /// Folder a master serves (never written).
+    pub master_folder: Option<PathBuf>,
+    /// Folder a peer mirrors into (everything in it may be replaced or deleted).
+    pub peer_folder: Option<PathBuf>,
+    /// Master address for peer mode, `host:port` (port defaults to [`DEFAULT_MASTER_PORT`]).
+    pub server: String,
+    /// Most recent first, without duplicates.
+    pub recent_servers: Vec<String>,
+    /// Local listen port; 0 picks the mode's default (master 10564, peer any free port).
+    pub local_port: u16,
+    pub upload_slots: u32,
+    pub download_slots: u32,
+    pub max_upload_bps: Option<u64>,
+    pub max_download_bps: Option<u64>,
+    /// Master only: chunk size in bytes; 0 = the engine's default.
+    pub chunk_size: u64,
+    pub start_at_login: bool,
+    /// Start the chosen mode as soon as the app launches.
+    pub autostart_sync: bool,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            mode: Mode::Peer,
+            master_folder: None,
+            peer_folder: None,
+            server: String::new(),
+            recent_servers: Vec::new(),
+            local_port: 0,
+            upload_slots: 4,
+            download_slots: 4,
+            max_upload_bps: None,
+            max_download_bps: None,
+            chunk_size: 0,
+            start_at_login: false,
+            autostart_sync: false,
+        }
+    }
+}
+
+impl Settings {
+    /// Folder used by the current mode.
+    pub fn folder(&self) -> Option<&Path> {
+        match self.mode {
+            Mode::Master => self.master_folder.as_deref(),
+            Mode::Peer => self.peer_folder.as_deref(),
+        }
+    }
+
+    pub fn set_folder(&mut self, mode: Mode, folder: PathBuf) {
+        match mode {
+            Mode::Master => self.master_folder = Some(folder),
+            Mode::Peer => self.peer_folder = Some(folder),
+        }
+    }
+
+    /// Server address with the default port filled in; error if empty or malformed.
+    pub fn server_addr(&self) -> Result<String, ConfigError> {
+        normalize_server(&self.server)
+    }
+
+    /// Remember `server` at the top of the recent list (deduplicated, bounded).
+    pub fn remember_server(&mut self, server: &str) {
+        let server = server.trim().to_string();
+        if server.is_empty() {
+            return;
+        }
+        self.recent_servers.retain(|s| s != &server);
+        self.recent_servers.insert(0, server);
+        self.recent_servers.truncate(MAX_RECENT_SERVERS);
+    }
+
+    /// Check that the current mode can start: folder chosen and safe, server given for a peer,
+    /// numbers sane. The message says what to fix.
+    pub fn validate_for_start(&self) -> Result<(), ConfigError> {
+        self.validate_numbers()?;
+        let folder = self.folder().ok_or_else(|| {
+            ConfigError::Invalid(format!(
+                "no {} folder chosen yet: use \"Choose folder…\" or the settings page",
+                self.mode.as_str()
+            ))
+        })?;
+        match self.mode {
+            Mode::Master => super::folders::check_master_folder(folder)
+                .map_err(|e| ConfigError::Invalid(e.to_string()))?,
+            Mode::Peer => {
+                super::folders::check_peer_folder(folder, self.master_folder.as_deref())
+                    .map_err(|e| ConfigError::Invalid(e.to_string()))?;
+                self.server_addr()?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Checks that do not depend on the file system (used when the settings page saves).
+    pub fn validate_numbers(&self) -> Result<(), ConfigError> {
+        if self.upload_slots > 64 || self.download_slots == 0 || self.download_slots > 64 {
+            return Err(ConfigError::Invalid(
+                "slots must be between 1 and 64 (upload slots may be 0 to never upload)".into(),
+            ));
+        }
+        if self.max_upload_bps == Some(0) || self.max_download_bps == Some(0) {
+            return Err(ConfigError::Invalid(
+                "a rate limit of 0 would stall the sync; leave it empty for unlimited".into(),
+            ));
+        }
+        if self.chunk_size != 0 && !(64 * 1024..=1024 * 1024 * 1024).contains(&self.chunk_size) {
+            return Err(ConfigError::Invalid("chunk size must be between 64 KiB and 1 GiB (or 0 for the default)".into()));
+        }
+        if !self.server.trim().is_empty() {
+            normalize_server(&self.server)?;
+        }
+        Ok(())
+    }
+}
+
+/// `host` or `host:port` or `[v6]:port` → `host:port`. Rejects schemes, paths and bad ports.
+pub fn normalize_server(s: &str) -> Result<String, ConfigError> {
+    let s = s.trim();
+    let bad = |why: &str| ConfigError::Invalid(format!("server address {s:?} {why}; expected host or host:port, e.g. 192.168.1.10:{DEFAULT_MASTER_PORT}"));
+    if s.is_empty() {
+        return Err(ConfigError::Invalid("no server address set: enter the master's address in the settings page".into()));
+    }
+    if s.contains("://") || s.contains('/') || s.contains(char::is_whitespace) {
+        return Err(bad("is not a plain address"));
+    }
+    if s.parse::<SocketAddr>().is_ok() {
+        return Ok(s.to_string());
+    }
+    if s.starts_with('[') {
+        return Err(bad("has a bad IPv6 form"));
+    }
+    if s.parse::<std::net::Ipv6Addr>().is_ok() {
+        return Ok(format!("[{s}]:{DEFAULT_MASTER_PORT}"));
+    }
+    match s.rsplit_once(':') {
+        Some((host, port)) => {
+            if host.is_empty() || port.parse::<u16>().map_or(true, |p| p == 0) {
+                return Err(bad("has a bad port"));
+            }
+            Ok(s.to_string())
+        }
+        None => Ok(format!("{s}:{DEFAULT_MASTER_PORT}")),
+    }
+}
+
+/// Resolve the settings file path: explicit path, then `LANSCATTER_CONFIG`, then the user config dir.
+pub fn config_path(explicit: Option<&Path>) -> Result<PathBuf, ConfigError> {
+    if let Some(p) = explicit {
+        return Ok(p.to_path_buf());
+    }
+    if let Some(p) = std::env::var_os("LANSCATTER_CONFIG").filter(|p| !p.is_empty()) {
+        return Ok(PathBuf::from(p));
+    }
+    let dirs = directories::ProjectDirs::from("", "", "lanscatter").ok_or(ConfigError::NoConfigDir)?;
+    Ok(dirs.config_dir().join("gui.json"))
+}
+
+/// Load settings; a missing file gives defaults (first launch), a broken one is an error.
+pub fn load(path: &Path) -> Result<Settings, ConfigError> {
+    match std::fs::read(path) {
+        Ok(bytes) => serde_json::from_slice(&bytes)
+            .map_err(|source| ConfigError::Parse { path: path.to_path_buf(), source }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Settings::default()),
+        Err(source) => Err(ConfigError::Read { path: path.to_path_buf(), source }),
+    }
+}
+
+/// Save atomically (temp file + rename), creating the directory if needed.
+pub fn save(path: &Path, settings: &Settings) -> Result<(), ConfigError> {
+    let werr = |source| ConfigError::Write { path: path.to_path_buf(), source };
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(werr)?;
+    }
+    let json = serde_json::to_vec_pretty(settings).map_err(|e| werr(std::io::Error::other(e)))?;
+    let tmp = path.with_extension("json.tmp");
+    std::fs::write(&tmp, json).map_err(werr)?;
+    std::fs::rename(&tmp, path).map_err(werr)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trip_through_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sub/gui.json");
+        assert_eq!(load(&path).unwrap(), Settings::default(), "missing file = defaults");
+        let mut s = Settings {
+            mode: Mode::Master,
+            master_folder: Some(dir.path().join("src")),
+            peer_folder: Some(dir.path().join("dst")),
+            server: "10.0.0.5:9000".into(),
+            local_port: 12345,
+            upload_slots: 2,
+            download_slots: 7,
+            max_upload_bps: Some(1_000_000),
+            max_download_bps: None,
+            chunk_size: 4 << 20,
+            start_at_login: true,
+            autostart_sync: true,
+            ..Settings::default()
+        };
+        s.remember_server("a:1");
+        s.remember_server("b:2");
+        s.remember_server("a:1");
+        save(&path, &s).unwrap();
+        let back = load(&path).unwrap();
+        assert_eq!(back, s);
+        assert_eq!(back.recent_servers, vec!["a:1".to_string(), "b:2".to_string()]);
+    }
+
+    #[test]
+    fn tolerant_of_unknown_and_missing_keys_but_not_garbage() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("gui.json");
+        std::fs::write(&path, br#"{"mode":"master","future_key":1}"#).unwrap();
+        let s = load(&path).unwrap();
+        assert_eq!(s.mode, Mode::Master);
+        assert_eq!(s.upload_slots, Settings::default().upload_slots);
+        std::fs::write(&path, b"{not json").unwrap();
+        let err = load(&path).unwrap_err().to_string();
+        assert!(err.contains("not valid JSON"), "{err}");
+    }
+
+    #[test]
+    fn recent_servers_bounded() {
+        let mut s = Settings::default();
+        for i in 0..20 {
+            s.remember_server(&format!("h{i}:1"));
+        }
+        assert_eq!(s.recent_servers.len(), MAX_RECENT_SERVERS);
+        assert_eq!(s.recent_servers[0], "h19:1");
+    }
+
+    #[test]
+    fn server_addresses() {
+        assert_eq!(normalize_server("host").unwrap(), format!("host:{DEFAULT_MASTER_PORT}"));
+        assert_eq!(normalize_server(" 10.1.2.3:99 ").unwrap(), "10.1.2.3:99");
+        assert_eq!(normalize_server("[::1]:5").unwrap(), "[::1]:5");
+        assert_eq!(normalize_server("::1").unwrap(), format!("[::1]:{DEFAULT_MASTER_PORT}"));
+        for bad in ["", "http://x", "x:0", "x:99999", "a b", "x/y", ":5"] {
+            assert!(normalize_server(bad).is_err(), "{bad:?} accepted");
+        }
+    }
+
+    #[test]
+    fn number_validation() {
+        let mut s = Settings::default();
+        assert!(s.validate_numbers().is_ok());
+        s.download_slots = 0;
+        assert!(s.validate_numbers().is_err());
+        s.download_slots = 2;
+        s.max_upload_bps = Some(0);
+        assert!(s.validate_numbers().is_err());
+        s.max_upload_bps = None;
+        s.chunk_size = 10;
+        assert!(s.validate_numbers().is_err());
+    }
+
+    #[test]
+    fn explicit_path_wins() {
+        let p = config_path(Some(Path::new("/tmp/x.json"))).unwrap();
+        assert_eq!(p, PathBuf::from("/tmp/x.json"));
+    }
+}

@@ -1,0 +1,584 @@
+//! The tray app proper: tao event loop on the main thread, engines on a tokio runtime beside it.
+//!
+//! Threads: tao owns the main thread (macOS requires it, and GTK wants one UI thread). A tokio
+//! multi-thread runtime runs the engine, the settings page and the status forwarder. Everything
+//! that must touch the tray (status updates, menu clicks, settings saved, engine started or
+//! stopped, Ctrl-C/SIGTERM) arrives as a [`UserEvent`] through tao's `EventLoopProxy`, so all UI
+//! state lives in one struct ([`Tray`]) mutated only on the main thread: no locks around widgets.
+//!
+//! Engine lifecycle: `Start` spawns `engine::start` on the runtime and gets back `Started(gen, …)`;
+//! the generation number lets late events of a stopped engine be ignored. A forwarder task turns
+//! the engine's status watch into `Status` events (and `--json` lines). Errors at any step become
+//! the error icon, the menu's status line and a log line; nothing fails silently. Quit (menu or
+//! signal) stops the engine gracefully (bounded wait) before the loop exits.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde_json::json;
+use tao::event::{Event, StartCause};
+use tao::event_loop::{ControlFlow, EventLoopBuilder, EventLoopProxy};
+use tray_icon::menu::{CheckMenuItem, Menu, MenuEvent, MenuItem, PredefinedMenuItem, Submenu};
+use tray_icon::{TrayIcon, TrayIconBuilder};
+
+use super::config::{self, Mode, Settings};
+use super::engine::{self, EngineStatus, RunningEngine};
+use super::icons::Icons;
+use super::instance::{InstanceInfo, InstanceLock};
+use super::output::Output;
+use super::settings_page::{self, SettingsServer};
+use super::view::{self, IconKind, Phase, StatusView};
+use super::GuiError;
+
+#[derive(Debug)]
+pub enum UserEvent {
+    Menu(MenuEvent),
+    Page(settings_page::Request),
+    Started(u64, Result<RunningEngine, String>),
+    Status(u64, EngineStatus),
+    Stopped(u64),
+    Quit,
+}
+
+impl std::fmt::Debug for RunningEngine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "RunningEngine({:?})", self.mode)
+    }
+}
+
+/// Menu items whose text, state or identity the app needs later.
+struct Items {
+    status: MenuItem,
+    start_peer: MenuItem,
+    start_master: MenuItem,
+    stop: MenuItem,
+    choose_folder: MenuItem,
+    servers: Submenu,
+    /// (item, server address) of the recent-server entries currently in the submenu.
+    server_items: Vec<(CheckMenuItem, String)>,
+    new_server: MenuItem,
+    open_status: MenuItem,
+    show_log: MenuItem,
+    settings: MenuItem,
+    quit: MenuItem,
+}
+
+pub struct Tray {
+    rt: tokio::runtime::Runtime,
+    proxy: EventLoopProxy<UserEvent>,
+    out: Arc<Output>,
+    settings: Arc<Mutex<Settings>>,
+    config_path: PathBuf,
+    server: SettingsServer,
+    lock: Option<InstanceLock>,
+    icons: Icons,
+    tray: Option<TrayIcon>,
+    menu: Menu,
+    items: Items,
+    view: StatusView,
+    shown_icon: Option<IconKind>,
+    engine: Option<RunningEngine>,
+    /// Generation of the current (or starting) engine; bumped on every start and stop.
+    generation: u64,
+    starting: bool,
+    /// Engine events already written to the log (by timestamp), to log each once.
+    last_event_time: f64,
+}
+
+/// Entry point after the display and single-instance checks (see [`super::run`]).
+pub fn run(
+    out: Arc<Output>,
+    settings: Settings,
+    config_path: PathBuf,
+    lock: InstanceLock,
+) -> Result<ExitCode, GuiError> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("lanscatter-gui-rt")
+        .enable_all()
+        .build()
+        .map_err(GuiError::Runtime)?;
+    let event_loop = EventLoopBuilder::<UserEvent>::with_user_event().build();
+    let proxy = event_loop.create_proxy();
+
+    // Menu clicks arrive on muda's callback; forward them into the loop. (The proxy is Send but
+    // not necessarily Sync on every platform, hence the mutex.)
+    let p = Mutex::new(proxy.clone());
+    MenuEvent::set_event_handler(Some(move |e| {
+        if let Ok(p) = p.lock() {
+            let _ = p.send_event(UserEvent::Menu(e));
+        }
+    }));
+
+    let settings = Arc::new(Mutex::new(settings));
+    let p = Mutex::new(proxy.clone());
+    let notify: settings_page::Notify = Arc::new(move |r| {
+        if let Ok(p) = p.lock() {
+            let _ = p.send_event(UserEvent::Page(r));
+        }
+    });
+    let server = rt
+        .block_on(SettingsServer::start(settings.clone(), config_path.clone(), notify))
+        .map_err(GuiError::SettingsServer)?;
+    lock.publish(&InstanceInfo { pid: std::process::id(), addr: server.addr, token: server.token.clone() })
+        .map_err(GuiError::Instance)?;
+
+    // Ctrl-C in the terminal or SIGTERM from a session manager: quit gracefully.
+    let p = proxy.clone();
+    rt.spawn(async move {
+        wait_for_signal().await;
+        let _ = p.send_event(UserEvent::Quit);
+    });
+
+    let icons = Icons::load().map_err(GuiError::Icons)?;
+    let (menu, items) = build_menu();
+    let mode = settings.lock().map(|s| s.mode).unwrap_or_default();
+    let mut app = Tray {
+        rt,
+        proxy,
+        out,
+        settings,
+        config_path,
+        server,
+        lock: Some(lock),
+        icons,
+        tray: None,
+        menu,
+        items,
+        view: StatusView::idle(mode),
+        shown_icon: None,
+        engine: None,
+        generation: 0,
+        starting: false,
+        last_event_time: 0.0,
+    };
+    app.refresh_server_menu();
+
+    event_loop.run(move |event, _, control_flow| {
+        *control_flow = ControlFlow::Wait;
+        match event {
+            // The tray must be created once the loop runs (required on macOS).
+            Event::NewEvents(StartCause::Init) => app.init(),
+            Event::UserEvent(ev) => {
+                if app.handle(ev) {
+                    app.shutdown();
+                    *control_flow = ControlFlow::Exit;
+                }
+            }
+            _ => {}
+        }
+    })
+}
+
+#[cfg(unix)]
+async fn wait_for_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    match signal(SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = tokio::signal::ctrl_c() => {}
+            }
+        }
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}
+
+#[cfg(not(unix))]
+async fn wait_for_signal() {
+    let _ = tokio::signal::ctrl_c().await;
+}
+
+fn build_menu() -> (Menu, Items) {
+    let items = Items {
+        status: MenuItem::new("Stopped", false, None),
+        start_peer: MenuItem::new("Start as peer…", true, None),
+        start_master: MenuItem::new("Start as master…", true, None),
+        stop: MenuItem::new("Stop", false, None),
+        choose_folder: MenuItem::new("Choose folder…", true, None),
+        servers: Submenu::new("Server", true),
+        server_items: Vec::new(),
+        new_server: MenuItem::new("Enter a new server…", true, None),
+        open_status: MenuItem::new("Open status page", false, None),
+        show_log: MenuItem::new("Show log", true, None),
+        settings: MenuItem::new("Settings…", true, None),
+        quit: MenuItem::new("Quit", true, None),
+    };
+    let menu = Menu::new();
+    let sep = PredefinedMenuItem::separator;
+    let all: [&dyn tray_icon::menu::IsMenuItem; 15] = [
+        &items.status,
+        &sep(),
+        &items.start_peer,
+        &items.start_master,
+        &items.stop,
+        &sep(),
+        &items.choose_folder,
+        &items.servers,
+        &sep(),
+        &items.open_status,
+        &items.show_log,
+        &items.settings,
+        &sep(),
+        &items.quit,
+        &sep(),
+    ];
+    // The trailing separator is not wanted; appending all but the last keeps the array simple.
+    for item in &all[..all.len() - 1] {
+        let _ = menu.append(*item);
+    }
+    (menu, items)
+}
+
+impl Tray {
+    fn settings(&self) -> Settings {
+        self.settings.lock().map(|s| s.clone()).unwrap_or_default()
+    }
+
+    fn update_settings(&self, f: impl FnOnce(&mut Settings)) -> Result<(), String> {
+        let snapshot = {
+            let mut s = self.settings.lock().map_err(|_| "settings lock poisoned".to_string())?;
+            f(&mut s);
+            s.clone()
+        };
+        config::save(&self.config_path, &snapshot).map_err(|e| e.to_string())
+    }
+
+    fn init(&mut self) {
+        let built = TrayIconBuilder::new()
+            .with_menu(Box::new(self.menu.clone()))
+            .with_tooltip("lanscatter")
+            .with_title("lanscatter")
+            .with_icon(self.icons.get(IconKind::Idle).unwrap_or_else(|_| unreachable_icon()))
+            .build();
+        match built {
+            Ok(t) => self.tray = Some(t),
+            // Without a tray host the app is still useful through its settings page and --json.
+            Err(e) => self.report_error(&format!("cannot create the tray icon ({e}); is a system tray running?")),
+        }
+        self.shown_icon = Some(IconKind::Idle);
+        self.out.log(&format!("tray app started, settings page {}", self.server.addr));
+        self.out.event(
+            "ready",
+            json!({ "pid": std::process::id(), "settings_url": self.server.url(), "tray": self.tray.is_some(),
+                    "config": self.config_path, "log": self.out.log_path() }),
+        );
+        let s = self.settings();
+        if s.autostart_sync {
+            self.start(s.mode);
+        }
+        self.render();
+    }
+
+    /// Handle one event; true means quit.
+    fn handle(&mut self, ev: UserEvent) -> bool {
+        match ev {
+            UserEvent::Quit => return true,
+            UserEvent::Menu(e) => return self.on_menu(e),
+            UserEvent::Page(settings_page::Request::Attention) => {
+                self.out.log("another launch asked for attention: opening the settings page");
+                self.open_url(&self.server.url());
+            }
+            UserEvent::Page(settings_page::Request::SettingsSaved(new)) => self.on_settings_saved(new),
+            UserEvent::Started(gen, result) if gen == self.generation => {
+                self.starting = false;
+                match result {
+                    Ok(engine) => {
+                        self.out.log(&format!("{} engine started", engine.mode.as_str()));
+                        self.spawn_forwarder(gen, engine.status.clone());
+                        self.engine = Some(engine);
+                    }
+                    Err(e) => self.report_error(&e),
+                }
+            }
+            UserEvent::Started(_, Ok(stale)) => {
+                // Stopped before it finished starting: stop it now.
+                self.rt.spawn(stale.shutdown());
+            }
+            UserEvent::Status(gen, st) => {
+                if gen == self.generation {
+                    self.on_status(st);
+                }
+            }
+            // A failed start that was superseded, or an engine that finished stopping.
+            UserEvent::Started(_, Err(_)) | UserEvent::Stopped(_) => {}
+        }
+        self.render();
+        false
+    }
+
+    fn on_menu(&mut self, e: MenuEvent) -> bool {
+        let id = e.id;
+        let it = &self.items;
+        if id == *it.quit.id() {
+            return true;
+        } else if id == *it.start_peer.id() {
+            self.start_interactive(Mode::Peer);
+        } else if id == *it.start_master.id() {
+            self.start_interactive(Mode::Master);
+        } else if id == *it.stop.id() {
+            self.stop();
+        } else if id == *it.choose_folder.id() {
+            let mode = self.settings().mode;
+            self.choose_folder(mode);
+        } else if id == *it.new_server.id() || id == *it.settings.id() {
+            self.open_url(&self.server.url());
+        } else if id == *it.show_log.id() {
+            self.out.log("log opened from the menu");
+            let path = self.out.log_path().to_path_buf();
+            if let Err(e) = open::that_detached(&path) {
+                self.report_error(&format!("cannot open the log {}: {e}", path.display()));
+            }
+        } else if id == *it.open_status.id() {
+            if let Some(url) = status_url(&self.view.listen) {
+                self.open_url(&url);
+            }
+        } else if let Some((_, server)) = self.items.server_items.iter().find(|(i, _)| *i.id() == id) {
+            let server = server.clone();
+            let r = self.update_settings(|s| {
+                s.server = server.clone();
+                s.remember_server(&server);
+            });
+            if let Err(e) = r {
+                self.report_error(&e);
+            }
+            self.refresh_server_menu();
+        }
+        self.render();
+        false
+    }
+
+    /// "Start as …": make sure a folder is chosen (dialog) and, for a peer, a server is set.
+    fn start_interactive(&mut self, mode: Mode) {
+        let s = self.settings();
+        let has_folder = match mode {
+            Mode::Master => s.master_folder.is_some(),
+            Mode::Peer => s.peer_folder.is_some(),
+        };
+        if !has_folder && !self.choose_folder(mode) {
+            return;
+        }
+        if mode == Mode::Peer && s.server.trim().is_empty() {
+            self.report_error("enter the master's address in the settings page, then start again");
+            self.open_url(&self.server.url());
+            return;
+        }
+        self.start(mode);
+    }
+
+    /// Folder dialog for `mode`; refuses dangerous folders with the reason. True if one was set.
+    fn choose_folder(&mut self, mode: Mode) -> bool {
+        let s = self.settings();
+        let title = match mode {
+            Mode::Master => "Folder to serve (master)",
+            Mode::Peer => "Folder to mirror into (peer) — its other contents will be replaced",
+        };
+        let mut dialog = rfd::FileDialog::new().set_title(title);
+        if let Some(cur) = s.folder() {
+            dialog = dialog.set_directory(cur);
+        }
+        let Some(folder) = dialog.pick_folder() else { return false };
+        let check = match mode {
+            Mode::Master => super::folders::check_master_folder(&folder),
+            Mode::Peer => super::folders::check_peer_folder(&folder, s.master_folder.as_deref()),
+        };
+        if let Err(e) = check {
+            self.report_error(&e.to_string());
+            rfd::MessageDialog::new()
+                .set_level(rfd::MessageLevel::Warning)
+                .set_title("lanscatter: folder refused")
+                .set_description(e.to_string())
+                .show();
+            return false;
+        }
+        match self.update_settings(|s| s.set_folder(mode, folder.clone())) {
+            Ok(()) => {
+                self.out.log(&format!("{} folder set to {}", mode.as_str(), folder.display()));
+                true
+            }
+            Err(e) => {
+                self.report_error(&e);
+                false
+            }
+        }
+    }
+
+    fn start(&mut self, mode: Mode) {
+        if self.engine.is_some() || self.starting {
+            self.stop();
+        }
+        let r = self.update_settings(|s| s.mode = mode);
+        if let Err(e) = r {
+            self.report_error(&e);
+            return;
+        }
+        let s = self.settings();
+        self.generation += 1;
+        self.starting = true;
+        self.view = StatusView { phase: Phase::Starting, folder: s.folder().map(PathBuf::from).unwrap_or_default(), ..StatusView::idle(mode) };
+        self.out.log(&format!("starting {} engine", mode.as_str()));
+        let (gen, proxy) = (self.generation, self.proxy.clone());
+        self.rt.spawn(async move {
+            let r = engine::start(s).await;
+            let _ = proxy.send_event(UserEvent::Started(gen, r));
+        });
+    }
+
+    fn stop(&mut self) {
+        self.generation += 1;
+        self.starting = false;
+        if let Some(engine) = self.engine.take() {
+            self.out.log(&format!("stopping {} engine", engine.mode.as_str()));
+            let (gen, proxy) = (self.generation, self.proxy.clone());
+            self.rt.spawn(async move {
+                engine.shutdown().await;
+                let _ = proxy.send_event(UserEvent::Stopped(gen));
+            });
+        }
+        self.view = StatusView::idle(self.view.mode);
+        self.out.event("stopped", json!({}));
+    }
+
+    /// Quit: stop the engine and wait for it (bounded), release the instance lock.
+    fn shutdown(&mut self) {
+        self.out.log("quitting");
+        if let Some(engine) = self.engine.take() {
+            let done = self.rt.block_on(async { tokio::time::timeout(Duration::from_secs(10), engine.shutdown()).await });
+            if done.is_err() {
+                self.out.log("engine did not stop within 10 s; exiting anyway");
+            }
+        }
+        self.tray = None;
+        self.lock = None;
+        self.out.event("quit", json!({}));
+    }
+
+    fn spawn_forwarder(&self, gen: u64, mut rx: tokio::sync::watch::Receiver<EngineStatus>) {
+        let (proxy, out) = (self.proxy.clone(), self.out.clone());
+        self.rt.spawn(async move {
+            loop {
+                let st = rx.borrow_and_update().clone();
+                out.event("status", json!({ "status": st.snapshot }));
+                if proxy.send_event(UserEvent::Status(gen, st)).is_err() {
+                    break;
+                }
+                if rx.changed().await.is_err() {
+                    break;
+                }
+            }
+        });
+    }
+
+    fn on_status(&mut self, st: EngineStatus) {
+        let before = self.view.phase.clone();
+        self.view = st.view;
+        for (t, msg) in &st.events {
+            if *t > self.last_event_time {
+                self.out.log(msg);
+                self.last_event_time = *t;
+            }
+        }
+        if std::mem::discriminant(&before) != std::mem::discriminant(&self.view.phase) {
+            self.out.log(&view::status_line(&self.view));
+        }
+    }
+
+    fn on_settings_saved(&mut self, new: Settings) {
+        self.out.log("settings saved from the settings page");
+        if let Err(e) = apply_start_at_login(new.start_at_login) {
+            self.report_error(&format!("could not change start-at-login: {e}"));
+        }
+        self.refresh_server_menu();
+        // A running engine picks up new settings by restarting in the (possibly new) mode.
+        if self.engine.is_some() || self.starting {
+            self.start(new.mode);
+        } else {
+            self.view.mode = new.mode;
+        }
+    }
+
+    fn refresh_server_menu(&mut self) {
+        let s = self.settings();
+        for (item, _) in self.items.server_items.drain(..) {
+            let _ = self.items.servers.remove(&item);
+        }
+        let _ = self.items.servers.remove(&self.items.new_server);
+        for server in &s.recent_servers {
+            let item = CheckMenuItem::new(server, true, *server == s.server, None);
+            let _ = self.items.servers.append(&item);
+            self.items.server_items.push((item, server.clone()));
+        }
+        let _ = self.items.servers.append(&self.items.new_server);
+    }
+
+    fn report_error(&mut self, msg: &str) {
+        self.out.log(&format!("error: {msg}"));
+        self.out.event("error", json!({ "message": msg }));
+        self.view.phase = Phase::Error(msg.to_string());
+        self.render();
+    }
+
+    fn open_url(&self, url: &str) {
+        self.out.event("open_url", json!({ "url": url }));
+        // Tests and headless scripts read the URL from --json instead of getting a browser.
+        if std::env::var_os("LANSCATTER_NO_BROWSER").is_some() {
+            return;
+        }
+        if let Err(e) = open::that_detached(url) {
+            self.out.log(&format!("cannot open a browser for {url}: {e}"));
+        }
+    }
+
+    /// Push `self.view` into the icon, tooltip and menu.
+    fn render(&mut self) {
+        let running = self.engine.is_some() || self.starting;
+        let it = &self.items;
+        it.status.set_text(view::status_line(&self.view));
+        it.stop.set_enabled(running);
+        it.open_status.set_enabled(running && status_url(&self.view.listen).is_some());
+        let kind = view::icon_kind(&self.view);
+        if let Some(tray) = &self.tray {
+            let _ = tray.set_tooltip(Some(view::tooltip(&self.view)));
+            if self.shown_icon != Some(kind) {
+                if let Ok(icon) = self.icons.get(kind) {
+                    let _ = tray.set_icon(Some(icon));
+                    self.shown_icon = Some(kind);
+                }
+            }
+        }
+    }
+}
+
+/// Browser URL for an engine listening on `listen` (wildcard binds are reached via loopback).
+fn status_url(listen: &str) -> Option<String> {
+    let addr: std::net::SocketAddr = listen.parse().ok()?;
+    let host = if addr.ip().is_unspecified() { "127.0.0.1".to_string() } else { addr.ip().to_string() };
+    let host = if host.contains(':') { format!("[{host}]") } else { host };
+    Some(format!("http://{host}:{}/", addr.port()))
+}
+
+fn apply_start_at_login(enable: bool) -> Result<(), String> {
+    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+    let al = auto_launch::AutoLaunchBuilder::new()
+        .set_app_name("lanscatter")
+        .set_app_path(&exe.to_string_lossy())
+        .set_args(&["gui"])
+        .build()
+        .map_err(|e| e.to_string())?;
+    let enabled = al.is_enabled().unwrap_or(false);
+    match (enable, enabled) {
+        (true, false) => al.enable().map_err(|e| e.to_string()),
+        (false, true) => al.disable().map_err(|e| e.to_string()),
+        _ => Ok(()),
+    }
+}
+
+/// A 1x1 transparent icon: only used if an embedded icon failed to decode, which `Icons::load`
+/// already rules out at start-up.
+fn unreachable_icon() -> tray_icon::Icon {
+    tray_icon::Icon::from_rgba(vec![0; 4], 1, 1).expect("1x1 RGBA is a valid icon")
+}
