@@ -71,7 +71,7 @@ PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e
            "#bcbd22", "#17becf"]
 
 
-def svg_progress(path, title, series, t_bound, goodput, x_max=None, notes=()):
+def svg_progress(path, title, series, t_bound, goodput, x_max=None, notes=(), util=None):
     """series: {label: [(t, fraction)]}. Draws progress lines, the ideal line to T_bound and T_bound/g."""
     w, h, ml, mr, mt, mb = 860, 480, 60, 170, 40, 50
     pw, ph = w - ml - mr, h - mt - mb
@@ -106,6 +106,10 @@ def svg_progress(path, title, series, t_bound, goodput, x_max=None, notes=()):
         out.append(f'<line x1="{X(0):.1f}" y1="{Y(0):.1f}" x2="{X(tb):.1f}" y2="{Y(1):.1f}" stroke="{color}" '
                    f'stroke-dasharray="{dash}" stroke-width="1.5"/>')
         legend.append((color, dash, label))
+    if util:
+        d = " ".join(f"{X(t):.1f},{Y(min(max(u, 0), 1)):.1f}" for t, u in util)
+        out.append(f'<polyline points="{d}" fill="none" stroke="#bbb" stroke-width="1"/>')
+        legend.append(("#bbb", "", "master uplink / nominal"))
     for i, (label, pts) in enumerate(sorted(series.items())):
         color = PALETTE[i % len(PALETTE)]
         if pts:
