@@ -7,6 +7,8 @@ Why separate: these run as their own processes in a peer/master namespace (start
 - `get BASE_URL LIST DST`: the naive baseline. Downloads every file in LIST (JSON [[rel, size]...])
   from one plain HTTP server, one after another, into DST, and prints a JSON progress line
   {"t": seconds, "bytes_done": n, "bytes_total": n} about twice a second. Retries are bounded.
+  The socket timeout is long (300 s): with 24 flows through one small drop-tail queue a TCP flow
+  can sit in exponential RTO backoff for over a minute, which is slow, not failed.
 - `probe-recv ADDR PORT SECONDS` / `probe-send ADDR PORT SECONDS`: one TCP stream for a few seconds;
   the receiver prints the goodput (payload bits/s) measured after a 1 s warm-up, which is what the
   harness reports as the measured goodput factor of a shaped link.
@@ -46,7 +48,7 @@ def naive_get(base, list_path, dst):
         for attempt in range(4):  # bounded retries
             got = 0
             try:
-                with urllib.request.urlopen(url, timeout=60) as resp, open(path, "wb") as out:
+                with urllib.request.urlopen(url, timeout=300) as resp, open(path, "wb") as out:
                     while True:
                         block = resp.read(CHUNK)
                         if not block:
