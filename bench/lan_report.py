@@ -13,6 +13,7 @@ Definitions (as in the issue and the field measurements in the reference notes):
 """
 
 import html
+import re
 
 MiB = 1 << 20
 
@@ -110,7 +111,8 @@ def svg_progress(path, title, series, t_bound, goodput, x_max=None, notes=(), ut
         d = " ".join(f"{X(t):.1f},{Y(min(max(u, 0), 1)):.1f}" for t, u in util)
         out.append(f'<polyline points="{d}" fill="none" stroke="#bbb" stroke-width="1"/>')
         legend.append(("#bbb", "", "master uplink / nominal"))
-    for i, (label, pts) in enumerate(sorted(series.items())):
+    natural = lambda kv: [int(x) if x.isdigit() else x for x in re.split(r"(\d+)", kv[0])]  # noqa: E731
+    for i, (label, pts) in enumerate(sorted(series.items(), key=natural)):
         color = PALETTE[i % len(PALETTE)]
         if pts:
             d = " ".join(f"{X(t):.1f},{Y(min(max(fr, 0), 1)):.1f}" for t, fr in pts)
