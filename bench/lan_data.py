@@ -89,14 +89,14 @@ def ensure_dataset(total, root=CACHE_ROOT, log=print):
     return data_dir, sums
 
 
-def sha256_tree(root, rels, jobs=2):
+def sha256_tree(root, rels, jobs=2, prefix=()):
     """{rel: sha256 hex} computed by coreutils sha256sum, in `jobs` parallel batches."""
     batches = [rels[i::jobs] for i in range(jobs)]
 
     def one(batch):
         if not batch:
             return {}
-        r = subprocess.run(["sha256sum", "--"] + batch, cwd=root, stdout=subprocess.PIPE,
+        r = subprocess.run(list(prefix) + ["sha256sum", "--"] + batch, cwd=root, stdout=subprocess.PIPE,
                            stderr=subprocess.PIPE, text=True)
         out = {}
         for line in r.stdout.splitlines():
@@ -125,7 +125,7 @@ def list_files(root):
     return sorted(files), odd
 
 
-def verify_copy(dst, expected, jobs=2, ignore=None):
+def verify_copy(dst, expected, jobs=2, ignore=None, prefix=()):
     """List of human-readable differences between dst and the expected {rel: sha256}; [] if identical.
 
     `ignore` is an optional regex of extra paths to tolerate (an engine's own state files)."""
@@ -143,7 +143,7 @@ def verify_copy(dst, expected, jobs=2, ignore=None):
         problems.append(f"missing: {rel}")
     for rel in sorted(have - want):
         problems.append(f"extra: {rel}")
-    sums = sha256_tree(dst, sorted(want & have), jobs=jobs)
+    sums = sha256_tree(dst, sorted(want & have), jobs=jobs, prefix=prefix)
     for rel in sorted(want & have):
         if sums.get(rel) != expected[rel]:
             problems.append(f"content differs: {rel}")
