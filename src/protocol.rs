@@ -1,3 +1,273 @@
-//! Versioned wire types of the master<->peer control channel.
+//! Versioned wire types of the master<->peer control channel (a websocket at `/join`).
 //!
-//! (placeholder: implemented by the sync issue)
+//! Framing: the first frame each way is a JSON *text* frame ([`Hello`] from the peer,
+//! [`Welcome`] or [`Refusal`] from the master). JSON is used there because it tolerates unknown
+//! and missing fields, so two builds with different protocol versions can still read each
+//! other's version number and print a clear mismatch message instead of a decode error. Every
+//! later frame is a *binary* frame holding one postcard-encoded [`PeerMsg`] or [`MasterMsg`]:
+//! compact (a manifest of 100k chunks is a few MB), fast, and strictly typed.
+//!
+//! Validation: frames are bounded by [`MAX_FRAME`] (enforced by the websocket layer before
+//! allocation and again here), decoding never panics, and messages that make no sense in the
+//! receiver's state are rejected by the engines with an [`MasterMsg::Error`] or a close.
+//! The manifest travels as opaque `Manifest::to_bytes` output so this module does not depend on
+//! the manifest's internal layout; the peer decodes and validates it (paths go through
+//! `crate::paths`).
+
+use serde::{Deserialize, Serialize};
+
+use crate::manifest::ChunkHash;
+
+/// Bumped on any incompatible change of the types below.
+pub const PROTOCOL_VERSION: u32 = 1;
+
+/// Upper bound for one control frame. A manifest of a 1 TB folder at 1 MiB chunks is ~40 MB.
+pub const MAX_FRAME: usize = 128 << 20;
+
+/// First frame, peer -> master (JSON text).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Hello {
+    /// Always "lanscatter": lets the master tell a lanscatter peer from a stray client.
+    pub app: String,
+    pub protocol: u32,
+    /// Human-readable node name (host name by default).
+    #[serde(default)]
+    pub name: String,
+    /// Host other peers should use to fetch chunks from this peer; `None`: the master uses the
+    /// address the peer connected from.
+    #[serde(default)]
+    pub advertise_host: Option<String>,
+    /// Port of the peer's chunk server.
+    #[serde(default)]
+    pub port: u16,
+    #[serde(default)]
+    pub upload_slots: u32,
+    #[serde(default)]
+    pub download_slots: u32,
+    /// Bytes per second, if limited.
+    #[serde(default)]
+    pub max_upload_bps: Option<u64>,
+    #[serde(default)]
+    pub max_download_bps: Option<u64>,
+    /// Software version, for logs.
+    #[serde(default)]
+    pub version: String,
+}
+
+impl Hello {
+    pub const APP: &'static str = "lanscatter";
+}
+
+/// Master's answer to an acceptable [`Hello`] (JSON text).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Welcome {
+    pub app: String,
+    pub protocol: u32,
+    pub node_id: u32,
+    pub master_name: String,
+    pub version: String,
+    /// The master's host name and canonical folder, so a peer on the same host can refuse to
+    /// sync into the master's own folder.
+    #[serde(default)]
+    pub host: String,
+    #[serde(default)]
+    pub folder: String,
+}
+
+/// Master's answer to an unacceptable [`Hello`] (JSON text), followed by a close.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Refusal {
+    pub app: String,
+    pub protocol: u32,
+    pub message: String,
+}
+
+/// Why a transfer failed, as reported by the downloading peer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum FailKind {
+    /// The source sent bytes whose hash did not match: the source is at fault.
+    BadData,
+    /// Connection refused/reset, HTTP error, or the source no longer has the chunk.
+    Network,
+    /// No progress for too long, or slower than the planner's minimum rate.
+    TooSlow,
+    /// The downloader could not write the chunk (disk full, permission): not the source's fault.
+    LocalDisk,
+    /// The downloader cancelled it (manifest change, shutdown).
+    Cancelled,
+}
+
+/// Peer -> master, after the handshake (postcard binary frames).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum PeerMsg {
+    /// Full set of verified unique chunks the peer holds for manifest `manifest_id`.
+    HaveAll { manifest_id: u64, chunks: Vec<ChunkHash> },
+    /// Chunks newly verified (outside of ordered transfers, e.g. local copies).
+    Have { manifest_id: u64, chunks: Vec<ChunkHash> },
+    /// Chunks the peer no longer holds (overwritten or deleted locally).
+    Lost { chunks: Vec<ChunkHash> },
+    /// Progress of an ordered transfer (bytes of chunk content received so far).
+    Progress { id: u64, bytes_done: u64 },
+    /// Ordered transfer verified and written.
+    Finished { id: u64 },
+    Failed { id: u64, reason: FailKind, message: String },
+    /// Periodic figures for the master's status page.
+    Stats { download_bps: f64, upload_bps: f64, bytes_uploaded: u64, complete: bool, error: Option<String> },
+}
+
+/// Master -> peer, after the handshake (postcard binary frames).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum MasterMsg {
+    /// The master is still indexing; a manifest follows later.
+    Wait { message: String },
+    /// The folder's full description (`Manifest::to_bytes`). Replaces any earlier one.
+    Manifest { id: u64, bytes: Vec<u8> },
+    /// Fetch `chunk` (`size` bytes of content) from `source`; `url` is the source's base URL
+    /// (`http://host:port`), or `None` for the master itself (reach it at the address used for
+    /// the control channel).
+    Fetch { id: u64, chunk: ChunkHash, size: u64, url: Option<String>, min_rate_bps: u64 },
+    /// Abandon transfer `id` (re-planned elsewhere); the peer answers nothing.
+    Cancel { id: u64 },
+    /// Something the peer sent was rejected.
+    Error { message: String },
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ProtocolError {
+    #[error("control message of {0} bytes exceeds the {MAX_FRAME} byte limit")]
+    TooLarge(usize),
+    #[error("malformed control message: {0}")]
+    Decode(String),
+    #[error("the other side is not lanscatter (app {0:?})")]
+    NotLanscatter(String),
+    #[error(
+        "protocol version mismatch: this build speaks {ours}, the other side {theirs}; \
+         run the same lanscatter version on master and peers"
+    )]
+    Version { ours: u32, theirs: u32 },
+}
+
+pub fn encode<T: Serialize>(msg: &T) -> Vec<u8> {
+    // Encoding our own plain-data enums into a Vec cannot fail.
+    postcard::to_allocvec(msg).unwrap_or_default()
+}
+
+pub fn decode<'a, T: Deserialize<'a>>(bytes: &'a [u8]) -> Result<T, ProtocolError> {
+    if bytes.len() > MAX_FRAME {
+        return Err(ProtocolError::TooLarge(bytes.len()));
+    }
+    postcard::from_bytes(bytes).map_err(|e| ProtocolError::Decode(e.to_string()))
+}
+
+/// Parse and check a peer's first frame.
+pub fn parse_hello(text: &str) -> Result<Hello, ProtocolError> {
+    if text.len() > 64 * 1024 {
+        return Err(ProtocolError::TooLarge(text.len()));
+    }
+    // Read the identifying fields first so a different version with other fields still gets
+    // a version message rather than a decode error.
+    #[derive(Deserialize)]
+    struct Probe {
+        #[serde(default)]
+        app: String,
+        #[serde(default)]
+        protocol: u32,
+    }
+    let probe: Probe = serde_json::from_str(text).map_err(|e| ProtocolError::Decode(e.to_string()))?;
+    if probe.app != Hello::APP {
+        return Err(ProtocolError::NotLanscatter(probe.app.chars().take(40).collect()));
+    }
+    if probe.protocol != PROTOCOL_VERSION {
+        return Err(ProtocolError::Version { ours: PROTOCOL_VERSION, theirs: probe.protocol });
+    }
+    let hello: Hello = serde_json::from_str(text).map_err(|e| ProtocolError::Decode(e.to_string()))?;
+    if hello.name.len() > 256 || hello.advertise_host.as_ref().is_some_and(|h| h.len() > 256) {
+        return Err(ProtocolError::Decode("name or advertised host longer than 256 bytes".into()));
+    }
+    Ok(hello)
+}
+
+/// The master's first frame as the peer sees it.
+#[derive(Debug)]
+pub enum MasterGreeting {
+    Welcome(Welcome),
+    Refused(String),
+}
+
+/// Parse and check the master's first frame.
+pub fn parse_greeting(text: &str) -> Result<MasterGreeting, ProtocolError> {
+    #[derive(Deserialize)]
+    struct Probe {
+        #[serde(default)]
+        app: String,
+        #[serde(default)]
+        protocol: u32,
+        #[serde(default)]
+        message: Option<String>,
+    }
+    let probe: Probe = serde_json::from_str(text).map_err(|e| ProtocolError::Decode(e.to_string()))?;
+    if probe.app != Hello::APP {
+        return Err(ProtocolError::NotLanscatter(probe.app.chars().take(40).collect()));
+    }
+    if let Some(message) = probe.message {
+        return Ok(MasterGreeting::Refused(message));
+    }
+    if probe.protocol != PROTOCOL_VERSION {
+        return Err(ProtocolError::Version { ours: PROTOCOL_VERSION, theirs: probe.protocol });
+    }
+    serde_json::from_str(text).map(MasterGreeting::Welcome).map_err(|e| ProtocolError::Decode(e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hello(protocol: u32) -> Hello {
+        Hello {
+            app: Hello::APP.into(),
+            protocol,
+            name: "n".into(),
+            advertise_host: None,
+            port: 1,
+            upload_slots: 2,
+            download_slots: 2,
+            max_upload_bps: None,
+            max_download_bps: Some(5),
+            version: "x".into(),
+        }
+    }
+
+    #[test]
+    fn hello_round_trip_and_version_check() {
+        let h = hello(PROTOCOL_VERSION);
+        let t = serde_json::to_string(&h).unwrap();
+        assert_eq!(parse_hello(&t).unwrap(), h);
+        let t = serde_json::to_string(&hello(99)).unwrap();
+        assert!(matches!(parse_hello(&t), Err(ProtocolError::Version { theirs: 99, .. })));
+        // A future version with different fields still yields a version error.
+        let t = r#"{"app":"lanscatter","protocol":7,"whatever":[1,2]}"#;
+        assert!(matches!(parse_hello(t), Err(ProtocolError::Version { theirs: 7, .. })));
+        assert!(matches!(parse_hello(r#"{"app":"x"}"#), Err(ProtocolError::NotLanscatter(_))));
+        assert!(parse_hello("not json").is_err());
+    }
+
+    #[test]
+    fn greeting_variants() {
+        let w = Welcome { app: "lanscatter".into(), protocol: PROTOCOL_VERSION, node_id: 3, master_name: "m".into(), version: "v".into(), host: "h".into(), folder: "/f".into() };
+        let t = serde_json::to_string(&w).unwrap();
+        assert!(matches!(parse_greeting(&t).unwrap(), MasterGreeting::Welcome(x) if x.node_id == 3));
+        let r = Refusal { app: "lanscatter".into(), protocol: 1, message: "no".into() };
+        assert!(matches!(parse_greeting(&serde_json::to_string(&r).unwrap()).unwrap(), MasterGreeting::Refused(m) if m == "no"));
+    }
+
+    #[test]
+    fn binary_messages_round_trip_and_garbage_is_an_error() {
+        let m = MasterMsg::Fetch { id: 9, chunk: ChunkHash::of(b"x"), size: 10, url: Some("http://a:1".into()), min_rate_bps: 0 };
+        assert_eq!(decode::<MasterMsg>(&encode(&m)).unwrap(), m);
+        let p = PeerMsg::Failed { id: 1, reason: FailKind::BadData, message: "m".into() };
+        assert_eq!(decode::<PeerMsg>(&encode(&p)).unwrap(), p);
+        for garbage in [&b""[..], &[0xff; 3], &[200, 1, 2, 3]] {
+            assert!(decode::<PeerMsg>(garbage).is_err());
+        }
+    }
+}

@@ -1,14 +1,117 @@
-//! `lanscatter master <source-dir>`.
+//! `lanscatter master <source-dir>`: serve a folder (read-only) and coordinate peers.
+//!
+//! Output contract (scripts depend on it): once the folder is indexed and the port is open,
+//! exactly one line goes to stderr:
+//! `lanscatter master: ready: <N> files, <B> bytes, listening on <addr:port>`.
+//! With `--json`, a status snapshot is printed as one JSON line on stdout every second (the
+//! first right after the ready line); otherwise a short progress line every 10 s.
+//! Stops cleanly on Ctrl-C.
 
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context;
+
+use crate::manifest::{CacheMode, ChunkRule};
+use crate::master::{Master, MasterConfig};
+use crate::status::NodeState;
+use crate::transfer::ratelimit::parse_rate;
 
 #[derive(Debug, clap::Args)]
 pub struct MasterArgs {
     /// Folder to distribute. It is never written to.
     pub source_dir: PathBuf,
+    /// Port for peers (control websocket and chunk downloads).
+    #[arg(long, default_value_t = crate::master::DEFAULT_PORT)]
+    pub port: u16,
+    /// Address to listen on (default: all interfaces).
+    #[arg(long)]
+    pub bind: Option<IpAddr>,
+    /// Chunk size: `auto` (default; per file, 1-128 MiB) or a size like 8M.
+    #[arg(long, default_value = "auto")]
+    pub chunk_size: String,
+    /// Concurrent chunk uploads served by the master.
+    #[arg(long, default_value_t = 4)]
+    pub upload_slots: u32,
+    /// Upload limit in bit/s with an optional k, M or G suffix (e.g. 100M = 100 Mbit/s).
+    #[arg(long)]
+    pub max_upload: Option<String>,
+    /// Never LZ4-compress chunks in flight.
+    #[arg(long)]
+    pub no_compress: bool,
+    /// Full rescan period in seconds (changes are usually noticed at once by the folder watcher).
+    #[arg(long, default_value_t = 60)]
+    pub rescan_interval: u64,
+    /// Print status snapshots as JSON lines on stdout.
+    #[arg(long)]
+    pub json: bool,
+    /// Do not use the hash cache (hash everything on every scan).
+    #[arg(long)]
+    pub no_cache: bool,
 }
 
-pub fn run(_args: MasterArgs) -> anyhow::Result<ExitCode> {
-    super::not_implemented("master")
+pub fn run(args: MasterArgs) -> anyhow::Result<ExitCode> {
+    let mut cfg = MasterConfig::new(args.source_dir.clone());
+    cfg.bind = SocketAddr::new(args.bind.unwrap_or(IpAddr::from([0, 0, 0, 0])), args.port);
+    cfg.chunk_rule = args.chunk_size.parse::<ChunkRule>()?;
+    cfg.upload_slots = args.upload_slots;
+    cfg.max_upload_bps = args.max_upload.as_deref().map(parse_rate).transpose().map_err(anyhow::Error::msg)?;
+    cfg.compress = !args.no_compress;
+    cfg.rescan_interval = Duration::from_secs(args.rescan_interval.max(1));
+    if args.no_cache {
+        cfg.cache = CacheMode::Disabled;
+    }
+    let rt = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
+    rt.block_on(async move {
+        let master = Master::start(cfg).await?;
+        let mut rx = master.status();
+        let mut ready = false;
+        let mut last_plain = std::time::Instant::now();
+        let mut json_tick = tokio::time::interval(Duration::from_secs(1));
+        loop {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => break,
+                r = rx.changed() => {
+                    if r.is_err() {
+                        break;
+                    }
+                }
+                _ = json_tick.tick(), if args.json && ready => {
+                    let s = rx.borrow().clone();
+                    println!("{}", serde_json::to_string(&s)?);
+                    continue;
+                }
+            }
+            let s = rx.borrow_and_update().clone();
+            match &s.state {
+                NodeState::Indexing { .. } | NodeState::Starting => {}
+                NodeState::Error(e) if !ready => {
+                    master.shutdown().await?;
+                    anyhow::bail!("{e}");
+                }
+                _ if !ready => {
+                    ready = true;
+                    eprintln!("lanscatter master: ready: {} files, {} bytes, listening on {}", s.files_total, s.folder_bytes, master.local_addr());
+                    if args.json {
+                        println!("{}", serde_json::to_string(&s)?);
+                    }
+                }
+                _ => {
+                    if !args.json && last_plain.elapsed() >= Duration::from_secs(10) {
+                        last_plain = std::time::Instant::now();
+                        eprintln!(
+                            "lanscatter master: {} peers, {:.1} % delivered, serving {:.1} MB/s",
+                            s.nodes.len().saturating_sub(1),
+                            s.progress() * 100.0,
+                            s.upload_bps / 1e6
+                        );
+                    }
+                }
+            }
+        }
+        master.shutdown().await?;
+        Ok(ExitCode::SUCCESS)
+    })
 }

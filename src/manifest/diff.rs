@@ -1,0 +1,306 @@
+//! What a peer must do to turn its folder (the `local` manifest) into the master's (`target`).
+//!
+//! Pure function of two manifests, no I/O. The local manifest must come from scanning the peer's
+//! folder **with the target's chunk rule**, so that a file of the right size is cut at the same
+//! offsets as the master's and in-place chunks are recognised.
+//!
+//! Content is identified by chunk hash only: a chunk the target needs is
+//! - *in place* if the local file at the same path has a chunk with the same offset and hash
+//!   (nothing to do, even if the file must be resized around it);
+//! - *copyable* if any local file has a chunk with that hash anywhere (dedup, renames, resume);
+//!   sources that stay in place are preferred, since files being rewritten or deleted may lose
+//!   the bytes;
+//! - otherwise *fetched* from the swarm; each hash appears once in [`SyncPlan::fetch`] however
+//!   many places need it.
+//!
+//! Executing the plan safely (the peer engine's job): create dirs, resolve conflicts, then
+//! copy local sources **before** overwriting or deleting them (and verify every copied or
+//! fetched chunk's hash before writing), then delete, then set mtimes. Symlinks and special
+//! files are not in manifests; the writer must refuse to write through them.
+
+use std::collections::{BTreeSet, HashMap};
+
+use super::{ChunkHash, Manifest, Mtime};
+
+/// Where the bytes for a chunk come from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ChunkSource {
+    /// Not present locally: download by hash.
+    Fetch,
+    /// Present in a local file; `stable` if that location is itself already final (not
+    /// rewritten or deleted by this plan), so it can be read at any time.
+    Local { path: String, offset: u64, stable: bool },
+}
+
+/// One chunk of a target file that must be written.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ChunkWork {
+    pub offset: u64,
+    pub size: u32,
+    pub hash: ChunkHash,
+    pub source: ChunkSource,
+}
+
+/// A target file that is missing, has the wrong size, or has chunks to write.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FileWork {
+    pub path: String,
+    /// Final size: create or resize (pre-size) the file to this length.
+    pub size: u64,
+    /// Set after all chunks are written and verified.
+    pub mtime: Mtime,
+    /// Size of the local file at this path, if one exists.
+    pub local_size: Option<u64>,
+    /// Chunks to write, in offset order (chunks already in place are omitted).
+    pub chunks: Vec<ChunkWork>,
+}
+
+/// A path that is a file on one side and a directory on the other.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Conflict {
+    pub path: String,
+    /// True if the peer has a directory where the master has a file (the local dir and all its
+    /// contents must go), false for the reverse (the local file must go).
+    pub local_is_dir: bool,
+}
+
+/// Everything a peer must do; see the module doc for the safe execution order.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SyncPlan {
+    /// Distinct chunks found nowhere locally, with their sizes, sorted by hash.
+    pub fetch: Vec<(ChunkHash, u64)>,
+    /// Files to create or change, sorted by path.
+    pub files: Vec<FileWork>,
+    /// Directories to create, parents before children.
+    pub create_dirs: Vec<String>,
+    /// Local files the target does not have (including files in the way of a target dir).
+    pub delete_files: Vec<String>,
+    /// Local dirs the target does not have, children before parents.
+    pub delete_dirs: Vec<String>,
+    /// Type conflicts (also reflected in `delete_files`/`delete_dirs`).
+    pub conflicts: Vec<Conflict>,
+    /// Files whose content is already right but whose mtime differs.
+    pub set_mtimes: Vec<(String, Mtime)>,
+}
+
+impl SyncPlan {
+    /// True if the local folder already matches the target.
+    pub fn is_empty(&self) -> bool {
+        self.fetch.is_empty()
+            && self.files.is_empty()
+            && self.create_dirs.is_empty()
+            && self.delete_files.is_empty()
+            && self.delete_dirs.is_empty()
+            && self.conflicts.is_empty()
+            && self.set_mtimes.is_empty()
+    }
+
+    /// Bytes that must come over the network.
+    pub fn fetch_bytes(&self) -> u64 {
+        self.fetch.iter().map(|(_, s)| s).sum()
+    }
+}
+
+/// Compute the plan that turns `local` into `target` (see module doc).
+pub fn diff(target: &Manifest, local: &Manifest) -> SyncPlan {
+    let mut plan = SyncPlan::default();
+
+    // Every local location of every hash, split by whether the plan leaves it untouched.
+    let mut in_place: BTreeSet<(&str, u64)> = BTreeSet::new();
+    for tf in &target.files {
+        if let Some(lf) = local.file(&tf.path) {
+            for tc in &tf.chunks {
+                if lf.chunk_at(tc.offset).is_some_and(|lc| lc.hash == tc.hash && lc.size == tc.size) {
+                    in_place.insert((lf.path.as_str(), tc.offset));
+                }
+            }
+        }
+    }
+    let mut sources: HashMap<ChunkHash, (&str, u64, bool)> = HashMap::new();
+    for lf in &local.files {
+        for lc in &lf.chunks {
+            let stable = in_place.contains(&(lf.path.as_str(), lc.offset));
+            let entry = sources.entry(lc.hash).or_insert((lf.path.as_str(), lc.offset, stable));
+            if stable && !entry.2 {
+                *entry = (lf.path.as_str(), lc.offset, true);
+            }
+        }
+    }
+
+    let mut fetch: HashMap<ChunkHash, u64> = HashMap::new();
+    for tf in &target.files {
+        let lf = local.file(&tf.path);
+        let mut work = Vec::new();
+        for tc in &tf.chunks {
+            if lf.is_some() && in_place.contains(&(tf.path.as_str(), tc.offset)) {
+                continue;
+            }
+            let source = match sources.get(&tc.hash) {
+                Some(&(path, offset, stable)) => ChunkSource::Local { path: path.to_string(), offset, stable },
+                None => {
+                    fetch.insert(tc.hash, u64::from(tc.size));
+                    ChunkSource::Fetch
+                }
+            };
+            work.push(ChunkWork { offset: tc.offset, size: tc.size, hash: tc.hash, source });
+        }
+        let local_size = lf.map(|l| l.size);
+        if work.is_empty() && local_size == Some(tf.size) {
+            if lf.is_some_and(|l| l.mtime != tf.mtime) {
+                plan.set_mtimes.push((tf.path.clone(), tf.mtime));
+            }
+        } else {
+            plan.files.push(FileWork { path: tf.path.clone(), size: tf.size, mtime: tf.mtime, local_size, chunks: work });
+        }
+    }
+    plan.fetch = fetch.into_iter().collect();
+    plan.fetch.sort_unstable();
+
+    // Conflicts: same path, different kind.
+    for tf in &target.files {
+        if local.has_dir(&tf.path) {
+            plan.conflicts.push(Conflict { path: tf.path.clone(), local_is_dir: true });
+        }
+    }
+    for td in &target.dirs {
+        if local.file(&td.path).is_some() {
+            plan.conflicts.push(Conflict { path: td.path.clone(), local_is_dir: false });
+        }
+        if !local.has_dir(&td.path) {
+            // Sorted byte order puts "a" before "a/b": parents first.
+            plan.create_dirs.push(td.path.clone());
+        }
+    }
+    plan.conflicts.sort_by(|a, b| a.path.cmp(&b.path));
+
+    plan.delete_files = local.files.iter().filter(|lf| target.file(&lf.path).is_none()).map(|lf| lf.path.clone()).collect();
+    plan.delete_dirs = local.dirs.iter().filter(|ld| !target.has_dir(&ld.path)).map(|ld| ld.path.clone()).collect();
+    // Children before parents: reverse of sorted order puts "a/b" before "a".
+    plan.delete_dirs.reverse();
+    plan
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::chunking::{self, MIB};
+    use super::super::{Chunk, ChunkRule, DirEntry, FileEntry};
+    use super::*;
+
+    /// A file whose chunk `i` has content id `ids[i]` (hash of that id), with `last` bytes in
+    /// the final chunk.
+    fn file(path: &str, ids: &[u8], last: u64, mtime: i64) -> FileEntry {
+        let cs = MIB;
+        let size = if ids.is_empty() { 0 } else { (ids.len() as u64 - 1) * cs + last };
+        assert_eq!(ChunkRule::Fixed(cs).chunk_size_for(size), cs);
+        let chunks: Vec<Chunk> = chunking::chunk_ranges(size, cs)
+            .zip(ids)
+            .map(|((offset, size), id)| Chunk { offset, size, hash: ChunkHash::of(&[*id, size as u8]) })
+            .collect();
+        let hash = chunking::file_hash(size, cs, chunks.iter().map(|c| c.hash));
+        FileEntry { path: path.into(), size, mtime: Mtime { secs: mtime, nanos: 0 }, chunk_size: cs, chunks, hash }
+    }
+
+    fn manifest(mut files: Vec<FileEntry>, dirs: &[&str]) -> Manifest {
+        files.sort_by(|a, b| a.path.cmp(&b.path));
+        let mut dirs: Vec<DirEntry> = dirs.iter().map(|d| DirEntry { path: d.to_string() }).collect();
+        dirs.sort();
+        let m = Manifest { files, dirs, chunk_rule: ChunkRule::Fixed(MIB), warnings: vec![] };
+        m.validate().expect("test manifest is valid");
+        m
+    }
+
+    #[test]
+    fn identical_folders_need_nothing() {
+        let m = manifest(vec![file("a", &[1, 2], 5, 10), file("d/b", &[], 0, 11)], &["d", "e"]);
+        let plan = diff(&m, &m);
+        assert!(plan.is_empty(), "{plan:?}");
+    }
+
+    #[test]
+    fn empty_peer_fetches_each_distinct_chunk_once() {
+        let target = manifest(vec![file("a", &[1, 2, 1], 7, 10), file("b", &[1, 2, 1], 7, 10), file("e", &[], 0, 3)], &["x"]);
+        let plan = diff(&target, &Manifest::empty(ChunkRule::Fixed(MIB)));
+        assert_eq!(plan.fetch.len(), 3, "chunk 1 full, chunk 2 full, chunk 1 short tail");
+        assert_eq!(plan.fetch_bytes(), 2 * MIB + 7);
+        assert_eq!(plan.files.len(), 3);
+        assert!(plan.files.iter().all(|f| f.local_size.is_none()));
+        assert!(plan.files[2].chunks.is_empty() && plan.files[2].size == 0, "empty file is created");
+        assert!(plan.files[0].chunks.iter().all(|c| c.source == ChunkSource::Fetch));
+        assert_eq!(plan.create_dirs, vec!["x"]);
+    }
+
+    #[test]
+    fn content_anywhere_locally_is_copied_not_fetched() {
+        let target = manifest(vec![file("new/name", &[1, 2], 9, 10)], &["new"]);
+        let local = manifest(vec![file("old/name", &[1, 2], 9, 10)], &["old"]);
+        let plan = diff(&target, &local);
+        assert!(plan.fetch.is_empty());
+        assert_eq!(plan.files.len(), 1);
+        assert!(plan.files[0].chunks.iter().all(|c| matches!(&c.source, ChunkSource::Local { path, stable: false, .. } if path == "old/name")));
+        assert_eq!(plan.delete_files, vec!["old/name"]);
+        assert_eq!(plan.delete_dirs, vec!["old"]);
+        assert_eq!(plan.create_dirs, vec!["new"]);
+    }
+
+    #[test]
+    fn partial_file_only_missing_chunks_and_resize() {
+        let target = manifest(vec![file("f", &[1, 2, 3, 4], 100, 10)], &[]);
+        // Peer has a pre-sized file with chunks 0 and 2 written, 1 and 3 still zeros.
+        let local = manifest(vec![file("f", &[1, 0, 3, 0], 100, 99)], &[]);
+        let plan = diff(&target, &local);
+        let offsets: Vec<u64> = plan.files[0].chunks.iter().map(|c| c.offset).collect();
+        assert_eq!(offsets, vec![MIB, 3 * MIB]);
+        assert_eq!(plan.fetch.len(), 2);
+        assert_eq!(plan.files[0].local_size, Some(3 * MIB + 100));
+        // A shorter local file: in-place prefix kept, tail fetched, file grown.
+        let local = manifest(vec![file("f", &[1, 2], 100, 99)], &[]);
+        let plan = diff(&target, &local);
+        let offsets: Vec<u64> = plan.files[0].chunks.iter().map(|c| c.offset).collect();
+        assert_eq!(offsets, vec![MIB, 2 * MIB, 3 * MIB], "chunk 1 was a short tail locally, so it is rewritten");
+    }
+
+    #[test]
+    fn stable_sources_are_preferred() {
+        // Chunk 7 exists in "keep" (in place, stable) and in "gone" (deleted): copy from "keep".
+        let target = manifest(vec![file("keep", &[7], 50, 1), file("want", &[7], 50, 1)], &[]);
+        let local = manifest(vec![file("gone", &[7], 50, 1), file("keep", &[7], 50, 1)], &[]);
+        let plan = diff(&target, &local);
+        assert_eq!(plan.files.len(), 1);
+        assert_eq!(plan.files[0].chunks[0].source, ChunkSource::Local { path: "keep".into(), offset: 0, stable: true });
+        assert_eq!(plan.delete_files, vec!["gone"]);
+    }
+
+    #[test]
+    fn mtime_only_changes() {
+        let target = manifest(vec![file("a", &[1], 3, 20)], &[]);
+        let local = manifest(vec![file("a", &[1], 3, 10)], &[]);
+        let plan = diff(&target, &local);
+        assert!(plan.files.is_empty() && plan.fetch.is_empty());
+        assert_eq!(plan.set_mtimes, vec![("a".to_string(), Mtime { secs: 20, nanos: 0 })]);
+    }
+
+    #[test]
+    fn dir_file_conflicts_and_deletions() {
+        let target = manifest(vec![file("x", &[1], 3, 1)], &["y", "y/z"]);
+        let local = manifest(vec![file("x/inner", &[1], 3, 1), file("y", &[2], 3, 1)], &["x", "x/deep", "q", "q/r"]);
+        let plan = diff(&target, &local);
+        assert_eq!(
+            plan.conflicts,
+            vec![Conflict { path: "x".into(), local_is_dir: true }, Conflict { path: "y".into(), local_is_dir: false }]
+        );
+        assert_eq!(plan.delete_files, vec!["x/inner", "y"]);
+        assert_eq!(plan.delete_dirs, vec!["x/deep", "x", "q/r", "q"]);
+        assert_eq!(plan.create_dirs, vec!["y", "y/z"]);
+        // x's content exists in x/inner: copied (the executor reads it before removing the dir).
+        assert!(plan.fetch.is_empty());
+    }
+
+    #[test]
+    fn empty_target_deletes_everything() {
+        let local = manifest(vec![file("a", &[1], 3, 1), file("d/b", &[], 0, 1)], &["d"]);
+        let plan = diff(&Manifest::empty(ChunkRule::Fixed(MIB)), &local);
+        assert_eq!(plan.delete_files, vec!["a", "d/b"]);
+        assert_eq!(plan.delete_dirs, vec!["d"]);
+        assert!(plan.files.is_empty());
+    }
+}

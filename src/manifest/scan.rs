@@ -1,0 +1,320 @@
+//! `scan`: turn a folder into a [`Manifest`].
+//!
+//! Steps: check the root, walk it (`walk`), flag names Windows cannot hold or that collide
+//! case-insensitively, serve unchanged files from the hash cache, hash the rest in parallel
+//! (`hash`), then re-`lstat` every hashed file: if its stamp (size, mtime, ctime, inode) moved
+//! while we read it, the hash may mix old and new bytes, so it is hashed again (up to
+//! [`MAX_ATTEMPTS`] times) and then reported rather than recorded. A file that vanishes is left
+//! out with a warning; an unreadable one is an error unless `skip_unreadable` is set, in which
+//! case the manifest says it is incomplete ([`Manifest::is_complete`]).
+//!
+//! Blocking and CPU-heavy: async callers use `spawn_blocking`. `threads` picks a dedicated rayon
+//! pool size; by default the global pool (one thread per core) is used.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use super::cache::{CacheMode, FileStamp, HashCache};
+use super::chunking::{self, ChunkRule, ChunkSizeError};
+use super::hash::{hash_files, ByteCounter, HashFailure, HashJob};
+use super::walk::{walk, FoundFile};
+use super::{Chunk, DirEntry, FileEntry, Manifest, Mtime, ScanWarning};
+use crate::paths::{case_fold_key, windows_name_problem};
+
+/// How often a file that changes while being hashed is re-hashed before giving up.
+pub const MAX_ATTEMPTS: usize = 3;
+
+/// Progress snapshot, reported from worker threads (keep the callback cheap).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ScanProgress {
+    /// Regular files found by the walk.
+    pub files: u64,
+    /// Sum of their sizes.
+    pub bytes_total: u64,
+    /// Bytes whose hashes came from the cache.
+    pub bytes_cached: u64,
+    /// Bytes that must be read and hashed.
+    pub bytes_to_hash: u64,
+    /// Bytes hashed so far.
+    pub bytes_hashed: u64,
+}
+
+/// Callback for [`ScanProgress`] updates.
+pub type ProgressFn = Arc<dyn Fn(ScanProgress) + Send + Sync>;
+
+/// How to scan.
+#[derive(Clone)]
+pub struct ScanOptions {
+    pub chunk_rule: ChunkRule,
+    pub cache: CacheMode,
+    pub progress: Option<ProgressFn>,
+    /// Worker threads for hashing and walking; `None` uses one per core.
+    pub threads: Option<usize>,
+    /// Leave out unreadable files/dirs with a warning (manifest marked incomplete) instead of
+    /// failing the scan.
+    pub skip_unreadable: bool,
+    /// Files modified less than this long before hashing started are not stored in the hash
+    /// cache (timestamps are too coarse to prove a later same-size rewrite changed them). 2 s
+    /// covers FAT's mtime resolution.
+    pub racy_window: Duration,
+}
+
+impl Default for ScanOptions {
+    fn default() -> Self {
+        ScanOptions {
+            chunk_rule: ChunkRule::Auto,
+            cache: CacheMode::Default,
+            progress: None,
+            threads: None,
+            skip_unreadable: false,
+            racy_window: Duration::from_secs(2),
+        }
+    }
+}
+
+impl fmt::Debug for ScanOptions {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ScanOptions")
+            .field("chunk_rule", &self.chunk_rule)
+            .field("cache", &self.cache)
+            .field("progress", &self.progress.as_ref().map(|_| "callback"))
+            .field("threads", &self.threads)
+            .field("skip_unreadable", &self.skip_unreadable)
+            .field("racy_window", &self.racy_window)
+            .finish()
+    }
+}
+
+/// Why a scan failed. No partial manifest is ever returned in these cases.
+#[derive(Debug, thiserror::Error)]
+pub enum ScanError {
+    #[error("folder {0} does not exist; check the path")]
+    NotFound(PathBuf),
+    #[error("{0} is not a folder; give the folder to index, not a file inside it")]
+    NotADir(PathBuf),
+    #[error("cannot read {0}: permission denied; give this user read access (or skip unreadable entries, which marks the index incomplete)")]
+    PermissionDenied(PathBuf),
+    #[error("{path} kept changing while it was hashed ({attempts} attempts); stop whatever is writing it and index again")]
+    KeepsChanging { path: PathBuf, attempts: usize },
+    #[error("cannot read {path}: {source}")]
+    Io { path: PathBuf, source: io::Error },
+    #[error(transparent)]
+    BadChunkSize(#[from] ChunkSizeError),
+    #[error("cannot start {threads} hashing threads: {reason}")]
+    ThreadPool { threads: usize, reason: String },
+}
+
+impl ScanError {
+    pub(crate) fn from_io(path: &Path, e: io::Error) -> Self {
+        match e.kind() {
+            io::ErrorKind::NotFound => ScanError::NotFound(path.to_path_buf()),
+            io::ErrorKind::PermissionDenied => ScanError::PermissionDenied(path.to_path_buf()),
+            _ => ScanError::Io { path: path.to_path_buf(), source: e },
+        }
+    }
+}
+
+/// Index the folder at `root`. Blocking; see the module doc.
+pub fn scan(root: &Path, opts: &ScanOptions) -> Result<Manifest, ScanError> {
+    opts.chunk_rule.validate()?;
+    match opts.threads {
+        None => scan_in_pool(root, opts),
+        Some(n) => {
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(n.max(1))
+                .thread_name(|i| format!("lanscatter-hash-{i}"))
+                .build()
+                .map_err(|e| ScanError::ThreadPool { threads: n, reason: e.to_string() })?;
+            pool.install(|| scan_in_pool(root, opts))
+        }
+    }
+}
+
+fn scan_in_pool(root: &Path, opts: &ScanOptions) -> Result<Manifest, ScanError> {
+    let meta = fs::metadata(root).map_err(|e| ScanError::from_io(root, e))?;
+    if !meta.is_dir() {
+        return Err(ScanError::NotADir(root.to_path_buf()));
+    }
+    let root = fs::canonicalize(root).map_err(|e| ScanError::from_io(root, e))?;
+    let listing = walk(&root, opts.skip_unreadable)?;
+    let mut warnings = listing.warnings;
+    flag_names(&listing.files, &listing.dirs, &mut warnings);
+
+    let (mut cache, cache_warning) = HashCache::load(&opts.cache, &root);
+    if let Some(message) = cache_warning {
+        tracing::warn!("{message}");
+        warnings.push(ScanWarning::HashCache { message });
+    }
+
+    let rule = opts.chunk_rule;
+    let mut files: Vec<FoundFile> = listing.files;
+    let mut hashes: Vec<Option<Vec<super::ChunkHash>>> = Vec::with_capacity(files.len());
+    let mut progress = ScanProgress { files: files.len() as u64, ..Default::default() };
+    for f in &files {
+        let cs = rule.chunk_size_for(f.stamp.size);
+        progress.bytes_total += f.stamp.size;
+        let hit = cache.lookup(&f.wire, &f.stamp, cs);
+        if hit.is_some() {
+            progress.bytes_cached += f.stamp.size;
+            cache.keep(&f.wire);
+        } else {
+            progress.bytes_to_hash += f.stamp.size;
+        }
+        hashes.push(hit);
+    }
+    report(opts, progress);
+
+    let from_cache: Vec<bool> = hashes.iter().map(Option::is_some).collect();
+    let trusted_before = Mtime::from(SystemTime::now() - opts.racy_window);
+    let mut vanished = vec![false; files.len()];
+    let mut pending: Vec<usize> = (0..files.len()).filter(|&i| hashes[i].is_none()).collect();
+    let counter = ByteCounter::default();
+    let mut attempt = 0;
+    while !pending.is_empty() {
+        attempt += 1;
+        if attempt > MAX_ATTEMPTS {
+            let f = &files[pending[0]];
+            if !opts.skip_unreadable {
+                return Err(ScanError::KeepsChanging { path: f.abs.clone(), attempts: MAX_ATTEMPTS });
+            }
+            for &i in &pending {
+                let reason = format!("kept changing while hashed ({MAX_ATTEMPTS} attempts)");
+                warnings.push(ScanWarning::Unreadable { path: files[i].wire.clone(), reason });
+                vanished[i] = true;
+            }
+            break;
+        }
+        let jobs: Vec<HashJob> = pending
+            .iter()
+            .map(|&i| HashJob {
+                path: files[i].abs.clone(),
+                size: files[i].stamp.size,
+                chunk_size: rule.chunk_size_for(files[i].stamp.size),
+            })
+            .collect();
+        const REPORT_EVERY: u64 = 8 << 20;
+        let on_bytes = |n: u64| {
+            let done = counter.add(n);
+            if opts.progress.is_some() && (done - n) / REPORT_EVERY != done / REPORT_EVERY {
+                report(opts, ScanProgress { bytes_hashed: done.min(progress.bytes_to_hash), ..progress });
+            }
+        };
+        let results = hash_files(&jobs, &on_bytes);
+        let mut again = Vec::new();
+        for (&i, res) in pending.iter().zip(results) {
+            let f = &mut files[i];
+            match res {
+                Ok(h) => match restat(&f.abs) {
+                    Some(now) if now == f.stamp => hashes[i] = Some(h),
+                    Some(now) => {
+                        tracing::debug!("{} changed while hashed; hashing again", f.wire);
+                        f.stamp = now;
+                        again.push(i);
+                    }
+                    None => vanished[i] = true,
+                },
+                Err(HashFailure::Vanished) => vanished[i] = true,
+                Err(HashFailure::Shrank) => match restat(&f.abs) {
+                    Some(now) => {
+                        f.stamp = now;
+                        again.push(i);
+                    }
+                    None => vanished[i] = true,
+                },
+                Err(HashFailure::Unreadable(e)) | Err(HashFailure::Io(e)) => {
+                    if !opts.skip_unreadable {
+                        return Err(ScanError::from_io(&f.abs, e));
+                    }
+                    warnings.push(ScanWarning::Unreadable { path: f.wire.clone(), reason: e.to_string() });
+                    // Not vanished, but equally absent from the manifest.
+                    vanished[i] = true;
+                    continue;
+                }
+            }
+            if vanished[i] && !warnings.iter().any(|w| matches!(w, ScanWarning::Unreadable { path, .. } if *path == f.wire)) {
+                warnings.push(ScanWarning::Vanished { path: f.wire.clone() });
+            }
+        }
+        pending = again;
+    }
+
+    let mut entries = Vec::with_capacity(files.len());
+    for (i, f) in files.into_iter().enumerate() {
+        if vanished[i] {
+            continue;
+        }
+        let Some(h) = hashes[i].take() else { continue };
+        let cs = rule.chunk_size_for(f.stamp.size);
+        if !from_cache[i] {
+            cache.record(&f.wire, f.stamp, cs, &h, trusted_before);
+        }
+        let chunks: Vec<Chunk> = chunking::chunk_ranges(f.stamp.size, cs)
+            .zip(&h)
+            .map(|((offset, size), hash)| Chunk { offset, size, hash: *hash })
+            .collect();
+        let hash = chunking::file_hash(f.stamp.size, cs, h.iter().copied());
+        entries.push(FileEntry { path: f.wire, size: f.stamp.size, mtime: f.stamp.mtime, chunk_size: cs, chunks, hash });
+    }
+    entries.sort_unstable_by(|a, b| a.path.cmp(&b.path));
+    let mut dirs: Vec<DirEntry> = listing.dirs.into_iter().map(|path| DirEntry { path }).collect();
+    dirs.sort_unstable();
+
+    if let Err(message) = cache.save() {
+        tracing::warn!("{message}");
+        warnings.push(ScanWarning::HashCache { message });
+    }
+    let manifest = Manifest { files: entries, dirs, chunk_rule: rule, warnings };
+    report(opts, ScanProgress { bytes_hashed: counter_value(&counter), ..progress });
+    Ok(manifest)
+}
+
+fn counter_value(c: &ByteCounter) -> u64 {
+    c.add(0)
+}
+
+fn report(opts: &ScanOptions, p: ScanProgress) {
+    if let Some(cb) = &opts.progress {
+        cb(p);
+    }
+}
+
+/// Current stamp of a path that should still be a regular file; `None` if it is gone or is no
+/// longer a regular file.
+fn restat(path: &Path) -> Option<FileStamp> {
+    match fs::symlink_metadata(path) {
+        Ok(m) if m.file_type().is_file() => Some(FileStamp::of(&m)),
+        _ => None,
+    }
+}
+
+/// Flag names that Windows cannot hold and paths that collide case-insensitively.
+fn flag_names(files: &[FoundFile], dirs: &[String], warnings: &mut Vec<ScanWarning>) {
+    let all = files.iter().map(|f| f.wire.as_str()).chain(dirs.iter().map(String::as_str));
+    let mut by_key: HashMap<String, Vec<&str>> = HashMap::new();
+    let mut flagged = Vec::new();
+    for path in all {
+        let name = path.rsplit('/').next().unwrap_or(path);
+        if let Some(problem) = windows_name_problem(name) {
+            flagged.push(ScanWarning::WindowsName { path: path.to_string(), problem });
+        }
+        by_key.entry(case_fold_key(path)).or_default().push(path);
+    }
+    let mut collisions: Vec<Vec<String>> = by_key
+        .into_values()
+        .filter(|v| v.len() > 1)
+        .map(|v| {
+            let mut v: Vec<String> = v.into_iter().map(String::from).collect();
+            v.sort();
+            v
+        })
+        .collect();
+    collisions.sort();
+    flagged.sort_by(|a, b| format!("{a:?}").cmp(&format!("{b:?}")));
+    warnings.extend(flagged);
+    warnings.extend(collisions.into_iter().map(|paths| ScanWarning::CaseCollision { paths }));
+}

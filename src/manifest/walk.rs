@@ -1,0 +1,148 @@
+//! Directory walk: lists regular files and directories, reports everything else.
+//!
+//! Symlinks are never followed (a link to `/` or to a parent would make the index unbounded or
+//! cyclic, and a peer must never write through one); they, fifos, sockets and devices are
+//! reported as warnings and left out. Names that are not UTF-8 or cannot be a wire path (e.g. a
+//! Linux name containing `\`) are reported and left out, with their subtree. Directories are
+//! walked in parallel (rayon) because a warm re-index is nothing but this walk plus `lstat`s.
+//!
+//! A directory or file that disappears mid-walk is simply not listed (the folder is being
+//! changed; the index reflects a state without it). One that cannot be read is an error, or a
+//! warning that marks the manifest incomplete if the caller asked to skip unreadable entries.
+
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+
+use rayon::prelude::*;
+
+use super::cache::FileStamp;
+use super::scan::ScanError;
+use super::ScanWarning;
+use crate::paths::validate_wire_path;
+
+/// A regular file found by the walk.
+#[derive(Debug, Clone)]
+pub(crate) struct FoundFile {
+    pub wire: String,
+    pub abs: PathBuf,
+    pub stamp: FileStamp,
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct Listing {
+    pub files: Vec<FoundFile>,
+    /// Wire paths of directories below the root (empty ones included).
+    pub dirs: Vec<String>,
+    pub warnings: Vec<ScanWarning>,
+}
+
+impl Listing {
+    fn merge(mut self, other: Listing) -> Listing {
+        self.files.extend(other.files);
+        self.dirs.extend(other.dirs);
+        self.warnings.extend(other.warnings);
+        self
+    }
+}
+
+/// Walk `root` (a canonical directory path). The result is unsorted.
+pub(crate) fn walk(root: &Path, skip_unreadable: bool) -> Result<Listing, ScanError> {
+    let entries = fs::read_dir(root).map_err(|e| ScanError::from_io(root, e))?;
+    walk_dir(root, entries, "", skip_unreadable)
+}
+
+fn walk_dir(dir: &Path, entries: fs::ReadDir, prefix: &str, skip: bool) -> Result<Listing, ScanError> {
+    let mut out = Listing::default();
+    let mut subdirs: Vec<(PathBuf, String)> = Vec::new();
+    for entry in entries {
+        let entry = match entry {
+            Ok(e) => e,
+            Err(e) => {
+                unreadable(&mut out, dir, prefix.trim_end_matches('/'), e, skip)?;
+                continue;
+            }
+        };
+        let abs = entry.path();
+        let name = entry.file_name();
+        let Some(name) = name.to_str() else {
+            out.warnings.push(ScanWarning::NotUtf8 { path: format!("{prefix}{}", name.to_string_lossy()) });
+            continue;
+        };
+        let wire = format!("{prefix}{name}");
+        if let Err(e) = validate_wire_path(&wire) {
+            out.warnings.push(ScanWarning::UnsupportedName { path: wire, reason: e.to_string() });
+            continue;
+        }
+        // lstat: never follows symlinks.
+        let meta = match fs::symlink_metadata(&abs) {
+            Ok(m) => m,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => continue, // vanished mid-walk
+            Err(e) => {
+                unreadable(&mut out, &abs, &wire, e, skip)?;
+                continue;
+            }
+        };
+        let ft = meta.file_type();
+        if ft.is_file() {
+            out.files.push(FoundFile { wire, abs, stamp: FileStamp::of(&meta) });
+        } else if ft.is_dir() {
+            subdirs.push((abs, wire));
+        } else if ft.is_symlink() {
+            let target = fs::read_link(&abs).map(|t| t.to_string_lossy().into_owned()).unwrap_or_default();
+            out.warnings.push(ScanWarning::Symlink { path: wire, target });
+        } else {
+            out.warnings.push(ScanWarning::SpecialFile { path: wire, file_type: special_kind(&ft).into() });
+        }
+    }
+    let children: Vec<Result<Listing, ScanError>> = subdirs
+        .into_par_iter()
+        .map(|(abs, wire)| match fs::read_dir(&abs) {
+            Ok(entries) => {
+                let mut l = walk_dir(&abs, entries, &format!("{wire}/"), skip)?;
+                l.dirs.push(wire);
+                Ok(l)
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Listing::default()),
+            Err(e) => {
+                let mut l = Listing::default();
+                unreadable(&mut l, &abs, &wire, e, skip)?;
+                Ok(l)
+            }
+        })
+        .collect();
+    for child in children {
+        out = out.merge(child?);
+    }
+    Ok(out)
+}
+
+fn unreadable(out: &mut Listing, abs: &Path, wire: &str, e: io::Error, skip: bool) -> Result<(), ScanError> {
+    if skip {
+        out.warnings.push(ScanWarning::Unreadable { path: wire.to_string(), reason: e.to_string() });
+        Ok(())
+    } else {
+        Err(ScanError::from_io(abs, e))
+    }
+}
+
+fn special_kind(ft: &fs::FileType) -> &'static str {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::FileTypeExt;
+        if ft.is_fifo() {
+            return "fifo";
+        }
+        if ft.is_socket() {
+            return "socket";
+        }
+        if ft.is_char_device() {
+            return "character device";
+        }
+        if ft.is_block_device() {
+            return "block device";
+        }
+    }
+    let _ = ft;
+    "special file"
+}

@@ -1,3 +1,0 @@
-//! The master engine.
-//!
-//! (placeholder: implemented by the sync issue)

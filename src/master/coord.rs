@@ -1,0 +1,478 @@
+//! The coordinator: sole owner of the planner and the node table.
+//!
+//! Every input (joins, peer messages, departures, new manifests, index progress) arrives as a
+//! [`CoordMsg`] on one channel, so swarm state changes in one place and in arrival order, with
+//! no locks. Peer messages are validated against that state: reports about transfers the peer
+//! was not ordered, or chunks outside the manifest, are ignored (they can legitimately race a
+//! cancel or a manifest change, so they are not treated as hostile).
+//!
+//! The master is planner node 0 and holds every chunk of each manifest it publishes. A peer
+//! becomes a planner node only once it has reported its have-set for the current manifest, so
+//! the planner never orders chunks a peer already holds.
+
+use std::collections::{HashMap, HashSet};
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::{mpsc, oneshot, watch};
+
+use super::{ManifestState, Shared};
+use crate::manifest::ChunkHash;
+use crate::planner::{Event, FailReason, NodeConfig, NodeId, Order, Planner, TransferId};
+use crate::protocol::{FailKind, Hello, MasterMsg, PeerMsg};
+use crate::status::{
+    Counters, EventLog, NodeState, NodeStatus, RateMeter, Snapshot, CELL_HAS, CELL_INCOMING, CELL_MISSING,
+};
+use crate::transfer::server::ChunkServer;
+
+pub(crate) enum CoordMsg {
+    Join { hello: Hello, remote: SocketAddr, tx: mpsc::UnboundedSender<MasterMsg>, reply: oneshot::Sender<NodeId> },
+    Peer { node: NodeId, msg: PeerMsg },
+    Left { node: NodeId },
+    Manifest(Arc<ManifestState>),
+    Indexing { done: u64, total: u64 },
+    IndexError(String),
+}
+
+const MASTER: NodeId = 0;
+
+struct PeerNode {
+    hello: Hello,
+    /// `http://host:port` where this peer serves chunks.
+    url: String,
+    address: String,
+    tx: mpsc::UnboundedSender<MasterMsg>,
+    have: HashSet<ChunkHash>,
+    /// Reported its have-set for the current manifest (and so is a planner node).
+    in_planner: bool,
+    download_bps: f64,
+    upload_bps: f64,
+    bytes_uploaded: u64,
+    error: Option<String>,
+}
+
+struct Coord {
+    shared: Arc<Shared>,
+    planner: Planner,
+    start: Instant,
+    nodes: HashMap<NodeId, PeerNode>,
+    next_node: NodeId,
+    transfers: HashMap<TransferId, Order>,
+    current: Option<Arc<ManifestState>>,
+    master_in_planner: bool,
+    indexing: Option<(u64, u64)>,
+    index_error: Option<String>,
+    events: EventLog,
+    master_uploaded: u64,
+    peers_uploaded: u64,
+    server: Arc<ChunkServer>,
+    up_meter: RateMeter,
+    agg_meter: RateMeter,
+    verify_failures: u64,
+}
+
+pub(crate) async fn run(
+    shared: Arc<Shared>,
+    mut rx: mpsc::UnboundedReceiver<CoordMsg>,
+    status: watch::Sender<Snapshot>,
+    server: Arc<ChunkServer>,
+) {
+    let mut c = Coord {
+        planner: Planner::new(shared.cfg.seed),
+        shared,
+        start: Instant::now(),
+        nodes: HashMap::new(),
+        next_node: 1,
+        transfers: HashMap::new(),
+        current: None,
+        master_in_planner: false,
+        indexing: Some((0, 0)),
+        index_error: None,
+        events: EventLog::default(),
+        master_uploaded: 0,
+        peers_uploaded: 0,
+        server,
+        up_meter: RateMeter::default(),
+        agg_meter: RateMeter::default(),
+        verify_failures: 0,
+    };
+    let mut tick = tokio::time::interval(Duration::from_millis(100));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut ticks = 0u64;
+    loop {
+        tokio::select! {
+            msg = rx.recv() => match msg {
+                Some(m) => c.on_msg(m),
+                None => return,
+            },
+            _ = tick.tick() => {
+                c.round();
+                ticks += 1;
+                if ticks % 3 == 0 {
+                    let snap = c.snapshot();
+                    status.send_replace(snap);
+                }
+            }
+        }
+    }
+}
+
+impl Coord {
+    fn now(&self) -> f64 {
+        self.start.elapsed().as_secs_f64()
+    }
+
+    fn on_msg(&mut self, m: CoordMsg) {
+        match m {
+            CoordMsg::Join { hello, remote, tx, reply } => {
+                let id = self.next_node;
+                self.next_node += 1;
+                let host = hello.advertise_host.clone().unwrap_or_else(|| remote.ip().to_string());
+                let address = if host.contains(':') && !host.starts_with('[') {
+                    format!("[{host}]:{}", hello.port)
+                } else {
+                    format!("{host}:{}", hello.port)
+                };
+                self.events.push(format!("{} joined from {remote} (serves at {address})", hello.name));
+                match &self.current {
+                    Some(cur) => {
+                        let _ = tx.send(MasterMsg::Manifest { id: cur.id, bytes: cur.bytes.to_vec() });
+                    }
+                    None => {
+                        let _ = tx.send(MasterMsg::Wait { message: "the master is still indexing its folder".into() });
+                    }
+                }
+                self.nodes.insert(
+                    id,
+                    PeerNode {
+                        url: format!("http://{address}"),
+                        address,
+                        hello,
+                        tx,
+                        have: HashSet::new(),
+                        in_planner: false,
+                        download_bps: 0.0,
+                        upload_bps: 0.0,
+                        bytes_uploaded: 0,
+                        error: None,
+                    },
+                );
+                let _ = reply.send(id);
+            }
+            CoordMsg::Left { node } => {
+                if let Some(n) = self.nodes.remove(&node) {
+                    self.events.push(format!("{} left", n.hello.name));
+                    let now = self.now();
+                    self.planner.handle(now, Event::Leave { node });
+                    self.transfers.retain(|_, o| o.to != node && o.from != node);
+                }
+            }
+            CoordMsg::Manifest(st) => self.on_manifest(st),
+            CoordMsg::Indexing { done, total } => {
+                if self.current.is_none() {
+                    self.indexing = Some((done, total));
+                }
+            }
+            CoordMsg::IndexError(e) => {
+                self.events.push(format!("indexing failed: {e}"));
+                self.index_error = Some(e);
+            }
+            CoordMsg::Peer { node, msg } => self.on_peer(node, msg),
+        }
+    }
+
+    fn on_manifest(&mut self, st: Arc<ManifestState>) {
+        self.index_error = None;
+        self.indexing = None;
+        let now = self.now();
+        self.events.push(format!(
+            "manifest {}: {} files, {} bytes, {} unique chunks",
+            st.id,
+            st.manifest.files.len(),
+            st.manifest.total_bytes(),
+            st.unique.len()
+        ));
+        self.planner.handle(now, Event::NewManifest { chunks: st.unique.clone() });
+        let all: Vec<ChunkHash> = st.unique.iter().map(|(h, _)| *h).collect();
+        if self.master_in_planner {
+            self.planner.handle(now, Event::Have { node: MASTER, chunks: all });
+        } else {
+            let config = NodeConfig {
+                is_master: true,
+                upload_slots: self.shared.cfg.upload_slots,
+                download_slots: 0,
+                max_upload_bps: self.shared.cfg.max_upload_bps.map(|b| b as f64),
+                max_download_bps: None,
+            };
+            self.planner.handle(now, Event::Join { node: MASTER, config, has: all });
+            self.master_in_planner = true;
+        }
+        // Transfers of chunks that left the manifest were dropped by the planner.
+        self.transfers.retain(|_, o| st.index.contains_key(&o.chunk));
+        for n in self.nodes.values() {
+            let _ = n.tx.send(MasterMsg::Manifest { id: st.id, bytes: st.bytes.to_vec() });
+        }
+        self.current = Some(st);
+    }
+
+    fn fail_reason(kind: FailKind) -> FailReason {
+        match kind {
+            FailKind::BadData => FailReason::BadData,
+            FailKind::TooSlow => FailReason::TooSlow,
+            FailKind::Network => FailReason::SourceMissing,
+            FailKind::LocalDisk | FailKind::Cancelled => FailReason::Other,
+        }
+    }
+
+    fn on_peer(&mut self, node: NodeId, msg: PeerMsg) {
+        let now = self.now();
+        let Some(cur) = self.current.clone() else { return };
+        let owns = |t: &HashMap<TransferId, Order>, id: &TransferId| t.get(id).is_some_and(|o| o.to == node);
+        match msg {
+            PeerMsg::HaveAll { manifest_id, chunks } => {
+                if manifest_id != cur.id {
+                    return;
+                }
+                let Some(n) = self.nodes.get_mut(&node) else { return };
+                let new: HashSet<ChunkHash> = chunks.into_iter().filter(|h| cur.index.contains_key(h)).collect();
+                if !n.in_planner {
+                    n.in_planner = true;
+                    let h = &n.hello;
+                    let config = NodeConfig {
+                        is_master: false,
+                        upload_slots: h.upload_slots,
+                        download_slots: h.download_slots,
+                        max_upload_bps: h.max_upload_bps.map(|b| b as f64),
+                        max_download_bps: h.max_download_bps.map(|b| b as f64),
+                    };
+                    let has = new.iter().copied().collect();
+                    n.have = new;
+                    self.planner.handle(now, Event::Join { node, config, has });
+                } else {
+                    let gained: Vec<_> = new.difference(&n.have).copied().collect();
+                    let lost: Vec<_> = n.have.difference(&new).copied().collect();
+                    n.have = new;
+                    if !lost.is_empty() {
+                        self.planner.handle(now, Event::Lost { node, chunks: lost });
+                    }
+                    if !gained.is_empty() {
+                        self.planner.handle(now, Event::Have { node, chunks: gained });
+                    }
+                }
+            }
+            PeerMsg::Have { manifest_id, chunks } => {
+                if manifest_id != cur.id {
+                    return;
+                }
+                let Some(n) = self.nodes.get_mut(&node) else { return };
+                let chunks: Vec<_> = chunks.into_iter().filter(|h| cur.index.contains_key(h)).collect();
+                n.have.extend(chunks.iter().copied());
+                if n.in_planner {
+                    self.planner.handle(now, Event::Have { node, chunks });
+                }
+            }
+            PeerMsg::Lost { chunks } => {
+                let Some(n) = self.nodes.get_mut(&node) else { return };
+                for h in &chunks {
+                    n.have.remove(h);
+                }
+                if n.in_planner {
+                    self.planner.handle(now, Event::Lost { node, chunks });
+                }
+            }
+            PeerMsg::Progress { id, bytes_done } => {
+                if owns(&self.transfers, &id) {
+                    self.planner.handle(now, Event::Progress { id, bytes_done });
+                }
+            }
+            PeerMsg::Finished { id } => {
+                if !owns(&self.transfers, &id) {
+                    return;
+                }
+                if let Some(o) = self.transfers.remove(&id) {
+                    if o.from == MASTER {
+                        self.master_uploaded += o.size;
+                    } else {
+                        self.peers_uploaded += o.size;
+                        if let Some(src) = self.nodes.get_mut(&o.from) {
+                            src.bytes_uploaded += o.size;
+                        }
+                    }
+                    if let Some(n) = self.nodes.get_mut(&node) {
+                        n.have.insert(o.chunk);
+                    }
+                }
+                self.planner.handle(now, Event::Finished { id });
+            }
+            PeerMsg::Failed { id, reason, message } => {
+                if !owns(&self.transfers, &id) {
+                    return;
+                }
+                if let Some(o) = self.transfers.remove(&id) {
+                    if reason == FailKind::BadData {
+                        self.verify_failures += 1;
+                        let src = if o.from == MASTER { "the master".to_string() } else { self.node_name(o.from) };
+                        self.events.push(format!("{} rejected chunk {} from {src}: {message}", self.node_name(node), o.chunk));
+                    } else {
+                        tracing::debug!("transfer {id} to {node} failed ({reason:?}): {message}");
+                    }
+                }
+                self.planner.handle(now, Event::Failed { id, reason: Self::fail_reason(reason) });
+            }
+            PeerMsg::Stats { download_bps, upload_bps, bytes_uploaded: _, complete: _, error } => {
+                if let Some(n) = self.nodes.get_mut(&node) {
+                    n.download_bps = download_bps.max(0.0);
+                    n.upload_bps = upload_bps.max(0.0);
+                    n.error = error.map(|e| e.chars().take(500).collect());
+                }
+            }
+        }
+    }
+
+    fn node_name(&self, id: NodeId) -> String {
+        self.nodes.get(&id).map(|n| n.hello.name.clone()).unwrap_or_else(|| format!("node {id}"))
+    }
+
+    fn round(&mut self) {
+        let now = self.now();
+        for id in self.planner.check_timeouts(now) {
+            if let Some(o) = self.transfers.remove(&id) {
+                tracing::debug!("transfer {id} of {} to {} timed out", o.chunk, o.to);
+                if let Some(n) = self.nodes.get(&o.to) {
+                    let _ = n.tx.send(MasterMsg::Cancel { id });
+                }
+            }
+        }
+        for o in self.planner.plan(now) {
+            let url = if o.from == MASTER {
+                None
+            } else {
+                match self.nodes.get(&o.from) {
+                    Some(n) => Some(n.url.clone()),
+                    None => {
+                        self.planner.handle(now, Event::Failed { id: o.id, reason: FailReason::Other });
+                        continue;
+                    }
+                }
+            };
+            let Some(dst) = self.nodes.get(&o.to) else {
+                self.planner.handle(now, Event::Failed { id: o.id, reason: FailReason::Other });
+                continue;
+            };
+            let msg = MasterMsg::Fetch { id: o.id, chunk: o.chunk, size: o.size, url, min_rate_bps: o.min_rate_bps as u64 };
+            if dst.tx.send(msg).is_ok() {
+                self.transfers.insert(o.id, o);
+            } else {
+                self.planner.handle(now, Event::Failed { id: o.id, reason: FailReason::Other });
+            }
+        }
+    }
+
+    fn snapshot(&mut self) -> Snapshot {
+        let cfg = &self.shared.cfg;
+        let mut s = Snapshot::new(crate::status::Role::Master, cfg.name.clone(), cfg.source_dir.clone());
+        let stats = &self.server.stats;
+        s.counters = Counters {
+            chunk_gets_served: stats.gets_served.load(Ordering::Relaxed),
+            bytes_uploaded: stats.bytes_uploaded.load(Ordering::Relaxed),
+            verify_failures: self.verify_failures,
+            ..Default::default()
+        };
+        s.upload_bps = self.up_meter.update(s.counters.bytes_uploaded);
+        s.master_uploaded = self.master_uploaded;
+        s.peers_uploaded = self.peers_uploaded;
+        s.events = self.events.to_vec();
+        let Some(cur) = self.current.clone() else {
+            let (done, total) = self.indexing.unwrap_or((0, 0));
+            s.state = match &self.index_error {
+                Some(e) => NodeState::Error(e.clone()),
+                None => NodeState::Indexing { done, total },
+            };
+            return s;
+        };
+        s.manifest_id = cur.id;
+        s.files_total = cur.manifest.files.len() as u64;
+        s.folder_bytes = cur.manifest.total_bytes();
+        let unique_bytes = cur.unique_bytes();
+        let mut incoming: HashMap<NodeId, Vec<ChunkHash>> = HashMap::new();
+        let mut ups: HashMap<NodeId, u32> = HashMap::new();
+        for o in self.transfers.values() {
+            incoming.entry(o.to).or_default().push(o.chunk);
+            *ups.entry(o.from).or_default() += 1;
+        }
+        s.nodes.push(NodeStatus {
+            id: MASTER,
+            name: cfg.name.clone(),
+            address: s.listen.clone(),
+            is_master: true,
+            state: NodeState::UpToDate,
+            bytes_done: unique_bytes,
+            bytes_total: unique_bytes,
+            upload_bps: s.upload_bps,
+            active_uploads: self.server.active_uploads(),
+            bytes_uploaded: self.master_uploaded,
+            chunk_map: vec![CELL_HAS; cur.unique.len()],
+            ..Default::default()
+        });
+        let mut all_done = true;
+        let mut ids: Vec<_> = self.nodes.keys().copied().collect();
+        ids.sort();
+        for id in ids {
+            let n = &self.nodes[&id];
+            let mut map = vec![CELL_MISSING; cur.unique.len()];
+            let mut done = 0;
+            for h in &n.have {
+                if let Some(&i) = cur.index.get(h) {
+                    map[i] = CELL_HAS;
+                    done += cur.unique[i].1;
+                }
+            }
+            let inc = incoming.get(&id).map(|v| v.as_slice()).unwrap_or(&[]);
+            for h in inc {
+                if let Some(&i) = cur.index.get(h) {
+                    if map[i] == CELL_MISSING {
+                        map[i] = CELL_INCOMING;
+                    }
+                }
+            }
+            let complete = n.in_planner && self.planner.is_complete(id);
+            all_done &= complete;
+            let state = match (&n.error, complete, n.in_planner) {
+                (Some(e), _, _) => NodeState::Error(e.clone()),
+                (None, true, _) => NodeState::UpToDate,
+                (None, false, false) => NodeState::Indexing { done: 0, total: 0 },
+                (None, false, true) => NodeState::Syncing,
+            };
+            s.bytes_total += unique_bytes;
+            s.bytes_done += done;
+            s.download_bps += n.download_bps;
+            s.nodes.push(NodeStatus {
+                id,
+                name: n.hello.name.clone(),
+                address: n.address.clone(),
+                is_master: false,
+                state,
+                bytes_done: done,
+                bytes_total: unique_bytes,
+                download_bps: n.download_bps,
+                upload_bps: n.upload_bps,
+                active_downloads: inc.len() as u32,
+                active_uploads: ups.get(&id).copied().unwrap_or(0),
+                bytes_uploaded: n.bytes_uploaded,
+                chunk_map: map,
+            });
+        }
+        let agg = self.agg_meter.update(s.bytes_done);
+        if agg > 0.0 && s.bytes_done < s.bytes_total {
+            s.eta_secs = Some((s.bytes_total - s.bytes_done) as f64 / agg);
+        }
+        s.state = match &self.index_error {
+            Some(e) => NodeState::Error(e.clone()),
+            None if all_done => NodeState::UpToDate,
+            None => NodeState::Syncing,
+        };
+        s
+    }
+}

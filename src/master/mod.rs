@@ -1,0 +1,310 @@
+//! The master engine: index a read-only folder, coordinate the swarm, serve chunks.
+//!
+//! One API for the CLI, the tray app and the tests: [`Master::start`] binds the port and
+//! returns at once (indexing continues in the background and is visible in the status stream),
+//! [`Master::status`] is a `watch` receiver of [`Snapshot`]s, [`Master::shutdown`] stops
+//! accepting work, closes peer connections and lets in-flight chunk uploads finish briefly.
+//!
+//! Tasks (each in its own file):
+//! - `indexer` (here): initial scan, then a `notify` watcher plus a periodic rescan as
+//!   fallback; a changed folder becomes a new [`ManifestState`] sent to the coordinator.
+//! - [`coord`]: the single owner of the planner and the node table. Everything that changes
+//!   swarm state is a message to it, so there are no locks around planner state and event
+//!   order is the order of arrival. It ticks every 100 ms: timeouts, a planning round, orders
+//!   out, and a status snapshot every few ticks.
+//! - [`conn`]: one task per peer websocket: handshake (version check), then frames in and
+//!   out; malformed input closes that connection, nothing else.
+//! - the chunk route (`crate::transfer::server`) reads from the source folder, re-verifying
+//!   every chunk it serves; a mismatch requests a rescan.
+//!
+//! The master never writes inside its folder: it only opens files for reading, and its hash
+//! cache lives in the user cache dir.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
+
+use crate::manifest::{CacheMode, ChunkHash, ChunkRule, Manifest, ScanOptions};
+use crate::status::{NodeState, Role, Snapshot};
+use crate::transfer::ratelimit::RateLimiter;
+use crate::transfer::server::{ChunkLoc, ChunkServer, ChunkSource, ServerConfig};
+
+pub mod conn;
+pub mod coord;
+
+/// Default control and chunk port of the master.
+pub const DEFAULT_PORT: u16 = 10564;
+
+#[derive(Debug, Clone)]
+pub struct MasterConfig {
+    pub source_dir: PathBuf,
+    pub bind: SocketAddr,
+    pub chunk_rule: ChunkRule,
+    /// Concurrent chunk uploads the master serves.
+    pub upload_slots: u32,
+    /// Bytes per second.
+    pub max_upload_bps: Option<u64>,
+    pub compress: bool,
+    /// Full rescan period (the folder watcher usually notices changes sooner).
+    pub rescan_interval: Duration,
+    pub cache: CacheMode,
+    /// Shown to peers and on the status page.
+    pub name: String,
+    /// Watch the folder with `notify` (in addition to the periodic rescan).
+    pub watch: bool,
+    /// Planner seed.
+    pub seed: u64,
+}
+
+impl MasterConfig {
+    pub fn new(source_dir: PathBuf) -> Self {
+        MasterConfig {
+            source_dir,
+            bind: SocketAddr::from(([0, 0, 0, 0], DEFAULT_PORT)),
+            chunk_rule: ChunkRule::Auto,
+            upload_slots: 4,
+            max_upload_bps: None,
+            compress: true,
+            rescan_interval: Duration::from_secs(60),
+            cache: CacheMode::Default,
+            name: host_name(),
+            watch: true,
+            seed: 0x5eed,
+        }
+    }
+}
+
+pub fn host_name() -> String {
+    std::env::var("HOSTNAME")
+        .ok()
+        .or_else(|| std::fs::read_to_string("/etc/hostname").ok().map(|s| s.trim().to_string()))
+        .or_else(|| std::env::var("COMPUTERNAME").ok())
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "lanscatter".into())
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum MasterError {
+    #[error("source folder {0} does not exist or is not a folder; give the folder to distribute")]
+    SourceDir(PathBuf),
+    #[error("cannot listen on {addr}: {source}; is another master running? choose another --port or --bind")]
+    Bind { addr: SocketAddr, source: std::io::Error },
+    #[error("master task failed: {0}")]
+    Task(String),
+}
+
+/// One indexed version of the folder, shared read-only by all tasks.
+pub struct ManifestState {
+    pub id: u64,
+    pub manifest: Arc<Manifest>,
+    /// `Manifest::to_bytes`, encoded once for all peers.
+    pub bytes: Arc<Vec<u8>>,
+    /// Unique chunks (sorted by hash) and each one's index in that list (for chunk maps).
+    pub unique: Vec<(ChunkHash, u64)>,
+    pub index: HashMap<ChunkHash, usize>,
+    /// One place in the folder holding each chunk.
+    pub locs: HashMap<ChunkHash, (usize, u64, u64)>,
+}
+
+impl ManifestState {
+    pub fn new(id: u64, manifest: Manifest) -> Self {
+        let unique = manifest.unique_chunks();
+        let index = unique.iter().enumerate().map(|(i, (h, _))| (*h, i)).collect();
+        let mut locs = HashMap::new();
+        for (fi, f) in manifest.files.iter().enumerate() {
+            for c in &f.chunks {
+                locs.entry(c.hash).or_insert((fi, c.offset, u64::from(c.size)));
+            }
+        }
+        ManifestState { id, bytes: Arc::new(manifest.to_bytes()), manifest: Arc::new(manifest), unique, index, locs }
+    }
+
+    pub fn unique_bytes(&self) -> u64 {
+        self.unique.iter().map(|(_, s)| s).sum()
+    }
+}
+
+/// State shared between the master's tasks.
+pub(crate) struct Shared {
+    pub cfg: MasterConfig,
+    pub current: RwLock<Option<Arc<ManifestState>>>,
+    pub rescan: mpsc::Sender<()>,
+    pub coord: mpsc::UnboundedSender<coord::CoordMsg>,
+    pub shutdown: watch::Receiver<bool>,
+}
+
+struct MasterSource(Arc<Shared>);
+
+impl ChunkSource for MasterSource {
+    fn locate(&self, hash: &ChunkHash) -> Option<ChunkLoc> {
+        let cur = self.0.current.read().ok()?.clone()?;
+        let &(fi, offset, size) = cur.locs.get(hash)?;
+        let path = crate::paths::to_local(&self.0.cfg.source_dir, &cur.manifest.files[fi].path).ok()?;
+        Some(ChunkLoc { path, offset, size })
+    }
+
+    fn stale(&self, hash: &ChunkHash) {
+        tracing::info!("chunk {hash} changed on disk; rescanning");
+        let _ = self.0.rescan.try_send(());
+    }
+}
+
+pub struct Master {
+    local_addr: SocketAddr,
+    status: watch::Receiver<Snapshot>,
+    shutdown: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+    server: JoinHandle<()>,
+}
+
+impl Master {
+    pub async fn start(cfg: MasterConfig) -> Result<Master, MasterError> {
+        if !std::fs::metadata(&cfg.source_dir).map(|m| m.is_dir()).unwrap_or(false) {
+            return Err(MasterError::SourceDir(cfg.source_dir.clone()));
+        }
+        let listener = tokio::net::TcpListener::bind(cfg.bind).await.map_err(|source| MasterError::Bind { addr: cfg.bind, source })?;
+        let local_addr = listener.local_addr().map_err(|source| MasterError::Bind { addr: cfg.bind, source })?;
+        let mut snap = Snapshot::new(Role::Master, cfg.name.clone(), cfg.source_dir.clone());
+        snap.listen = local_addr.to_string();
+        snap.state = NodeState::Indexing { done: 0, total: 0 };
+        let (status_tx, status_rx) = watch::channel(snap);
+        let (shutdown_tx, shutdown_rx) = watch::channel(false);
+        let (rescan_tx, rescan_rx) = mpsc::channel(1);
+        let (coord_tx, coord_rx) = mpsc::unbounded_channel();
+        let shared = Arc::new(Shared { cfg: cfg.clone(), current: RwLock::new(None), rescan: rescan_tx, coord: coord_tx, shutdown: shutdown_rx.clone() });
+
+        let server = ChunkServer::new(
+            Arc::new(MasterSource(shared.clone())),
+            ServerConfig {
+                upload_slots: cfg.upload_slots,
+                limiter: cfg.max_upload_bps.map(|r| Arc::new(RateLimiter::with_rate(r))),
+                compress: cfg.compress,
+                corrupt: false,
+            },
+        );
+        let app = crate::transfer::server::router(server.clone()).merge(conn::router(shared.clone()));
+        let mut sd = shutdown_rx.clone();
+        let server_task = tokio::spawn(async move {
+            let svc = app.into_make_service_with_connect_info::<SocketAddr>();
+            let r = axum::serve(listener, svc)
+                .with_graceful_shutdown(async move {
+                    crate::status::stopped(&mut sd).await;
+                })
+                .await;
+            if let Err(e) = r {
+                tracing::error!("master HTTP server failed: {e}");
+            }
+        });
+        let coord_task = tokio::spawn(coord::run(shared.clone(), coord_rx, status_tx, server));
+        let index_task = tokio::spawn(indexer(shared.clone(), rescan_rx));
+        Ok(Master { local_addr, status: status_rx, shutdown: shutdown_tx, tasks: vec![coord_task, index_task], server: server_task })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    pub fn status(&self) -> watch::Receiver<Snapshot> {
+        self.status.clone()
+    }
+
+    /// Stop: peers are disconnected (they will retry), uploads in flight get a few seconds.
+    pub async fn shutdown(self) -> Result<(), MasterError> {
+        let _ = self.shutdown.send(true);
+        let mut server = self.server;
+        if tokio::time::timeout(Duration::from_secs(5), &mut server).await.is_err() {
+            server.abort();
+        }
+        for t in self.tasks {
+            t.abort();
+            let _ = t.await;
+        }
+        Ok(())
+    }
+}
+
+/// Index now, then again on folder events (debounced), on a stale chunk, or periodically.
+async fn indexer(shared: Arc<Shared>, mut rescan_rx: mpsc::Receiver<()>) {
+    let (ev_tx, mut ev_rx) = mpsc::channel::<()>(1);
+    let _watcher = if shared.cfg.watch { start_watcher(&shared.cfg.source_dir, ev_tx) } else { None };
+    let mut shutdown = shared.shutdown.clone();
+    let mut next_id = 1u64;
+    loop {
+        let cfg = shared.cfg.clone();
+        let coord = shared.coord.clone();
+        let progress: crate::manifest::scan::ProgressFn = Arc::new(move |p: crate::manifest::ScanProgress| {
+            let _ = coord.send(coord::CoordMsg::Indexing { done: p.bytes_hashed + p.bytes_cached, total: p.bytes_total });
+        });
+        let opts = ScanOptions { chunk_rule: cfg.chunk_rule, cache: cfg.cache.clone(), progress: Some(progress), ..Default::default() };
+        let root = cfg.source_dir.clone();
+        let res = tokio::task::spawn_blocking(move || crate::manifest::scan(&root, &opts)).await;
+        let mut retry_soon = false;
+        match res {
+            Ok(Ok(m)) => {
+                let changed = match shared.current.read().ok().and_then(|c| c.clone()) {
+                    Some(cur) => cur.manifest.files != m.files || cur.manifest.dirs != m.dirs,
+                    None => true,
+                };
+                if changed {
+                    for w in &m.warnings {
+                        tracing::warn!("{w}");
+                    }
+                    let st = Arc::new(ManifestState::new(next_id, m));
+                    next_id += 1;
+                    if let Ok(mut c) = shared.current.write() {
+                        *c = Some(st.clone());
+                    }
+                    let _ = shared.coord.send(coord::CoordMsg::Manifest(st));
+                }
+            }
+            Ok(Err(e)) => {
+                retry_soon = true;
+                let _ = shared.coord.send(coord::CoordMsg::IndexError(e.to_string()));
+            }
+            Err(e) => {
+                retry_soon = true;
+                let _ = shared.coord.send(coord::CoordMsg::IndexError(format!("indexing task failed: {e}")));
+            }
+        }
+        let wait = if retry_soon { Duration::from_secs(1) } else { shared.cfg.rescan_interval };
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            Some(()) = ev_rx.recv() => {
+                // Let a burst of writes settle before hashing.
+                tokio::time::sleep(Duration::from_millis(300)).await;
+                while ev_rx.try_recv().is_ok() {}
+            }
+            Some(()) = rescan_rx.recv() => {}
+            _ = crate::status::stopped(&mut shutdown) => return,
+        }
+    }
+}
+
+fn start_watcher(dir: &std::path::Path, tx: mpsc::Sender<()>) -> Option<notify::RecommendedWatcher> {
+    use notify::{RecursiveMode, Watcher};
+    let handler = move |res: notify::Result<notify::Event>| {
+        if let Ok(ev) = res {
+            if !matches!(ev.kind, notify::EventKind::Access(_)) {
+                let _ = tx.try_send(());
+            }
+        }
+    };
+    match notify::recommended_watcher(handler) {
+        Ok(mut w) => match w.watch(dir, RecursiveMode::Recursive) {
+            Ok(()) => Some(w),
+            Err(e) => {
+                tracing::warn!("cannot watch {} for changes ({e}); relying on the periodic rescan", dir.display());
+                None
+            }
+        },
+        Err(e) => {
+            tracing::warn!("no folder watcher ({e}); relying on the periodic rescan");
+            None
+        }
+    }
+}

@@ -1,3 +1,0 @@
-//! The peer engine.
-//!
-//! (placeholder: implemented by the sync issue)

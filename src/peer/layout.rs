@@ -1,0 +1,315 @@
+//! The peer's folder measured against one manifest: what is verified, what is still missing,
+//! where each chunk goes.
+//!
+//! [`Layout::prepare`] (blocking) makes the folder's *structure* match the manifest and finds
+//! what content is already right:
+//! 1. scan the folder with the manifest's chunk rule (hash cache: finished files cost nothing;
+//!    pre-sized partial files from a killed run are re-hashed and their verified chunks count);
+//! 2. `manifest::diff` gives, per target file, which chunks are already in place;
+//! 3. remove everything the manifest lacks (files, dirs, symlinks, special files, non-UTF-8
+//!    names) and whatever stands in the way (dir where a file goes and vice versa);
+//! 4. create dirs, create or resize files to their final size (chunks in place survive a resize:
+//!    they lie inside the final length by construction);
+//! 5. copy chunks whose content is already verified somewhere else in the folder (dedup,
+//!    identical files), reading and re-verifying the source first.
+//!
+//! Content that only exists in files about to be rewritten or deleted (e.g. the old name of a
+//! renamed file) is fetched rather than staged, which keeps the procedure simple and never
+//! needs a second copy on disk; the planner usually gets it from a peer.
+//!
+//! After that, [`write_chunk`] puts verified chunk bytes at every place that needs them and
+//! sets a file's mtime once its last chunk is in. Nothing unverified is ever written: chunks
+//! come from the network already checked, or from a local read that is re-hashed.
+
+use std::collections::{HashMap, HashSet};
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use crate::fileio::{self, EntryKind};
+use crate::manifest::diff::ChunkSource as DiffSource;
+use crate::manifest::{CacheMode, ChunkHash, Manifest, ScanOptions};
+
+#[derive(Debug, thiserror::Error)]
+pub enum LayoutError {
+    #[error("cannot index the destination folder: {0}")]
+    Scan(#[from] crate::manifest::ScanError),
+    #[error("disk full while preparing {path}: free some space; lanscatter resumes where it stopped")]
+    DiskFull { path: PathBuf },
+    #[error("cannot prepare {path}: {source}")]
+    Io { path: PathBuf, source: io::Error },
+}
+
+fn io_err(path: &Path, source: io::Error) -> LayoutError {
+    if fileio::is_disk_full(&source) {
+        LayoutError::DiskFull { path: path.to_path_buf() }
+    } else {
+        LayoutError::Io { path: path.to_path_buf(), source }
+    }
+}
+
+/// The folder's state relative to one manifest.
+pub struct Layout {
+    pub manifest_id: u64,
+    pub manifest: Arc<Manifest>,
+    /// Local path of each manifest file (`None`: this OS cannot create the name).
+    paths: Vec<Option<PathBuf>>,
+    pub unique: Vec<(ChunkHash, u64)>,
+    pub index: HashMap<ChunkHash, usize>,
+    /// Places still to be written, per chunk: (file index, offset).
+    pending: HashMap<ChunkHash, Vec<(usize, u64)>>,
+    /// One verified place per chunk held: (file index, offset, size).
+    held: HashMap<ChunkHash, (usize, u64, u64)>,
+    /// Chunks still to write per file.
+    file_pending: Vec<u32>,
+    pub bytes_done: u64,
+    pub bytes_total: u64,
+    /// Names this OS cannot create, with the reason (reported to the user).
+    pub unsyncable: Vec<String>,
+    /// Chunks found stale (changed on disk) since the last report.
+    pub lost: Vec<ChunkHash>,
+    /// Chunks copied locally in `prepare`.
+    pub local_copies: u64,
+}
+
+impl Layout {
+    pub fn prepare(root: &Path, manifest_id: u64, manifest: Arc<Manifest>, cache: &CacheMode) -> Result<Layout, LayoutError> {
+        let opts = ScanOptions { chunk_rule: manifest.chunk_rule, cache: cache.clone(), skip_unreadable: true, ..Default::default() };
+        let local = crate::manifest::scan(root, &opts)?;
+        let plan = crate::manifest::diff(&manifest, &local);
+
+        let mut unsyncable = Vec::new();
+        let paths: Vec<Option<PathBuf>> = manifest
+            .files
+            .iter()
+            .map(|f| match crate::paths::to_local(root, &f.path) {
+                Ok(p) => Some(p),
+                Err(e) => {
+                    unsyncable.push(format!("{}: {e}", f.path));
+                    None
+                }
+            })
+            .collect();
+
+        // Directories the manifest needs: its own list plus every file's ancestors.
+        let mut needed_dirs: HashSet<&str> = manifest.dirs.iter().map(|d| d.path.as_str()).collect();
+        for f in &manifest.files {
+            let mut p = f.path.as_str();
+            while let Some(i) = p.rfind('/') {
+                p = &p[..i];
+                needed_dirs.insert(p);
+            }
+        }
+        // Remove what the manifest lacks, parents before children (a removed dir takes its
+        // children with it).
+        let entries = fileio::walk(root).map_err(|e| io_err(root, e))?;
+        let mut removed: Vec<PathBuf> = Vec::new();
+        for e in entries {
+            if removed.iter().any(|r| e.abs.starts_with(r)) {
+                continue;
+            }
+            let keep = match (&e.rel, e.kind) {
+                (Some(rel), EntryKind::File) => manifest.file(rel).is_some(),
+                (Some(rel), EntryKind::Dir) => needed_dirs.contains(rel.as_str()),
+                _ => false,
+            };
+            if !keep {
+                tracing::info!("removing {} (not in the master's folder)", e.abs.display());
+                fileio::remove_any(&e.abs).map_err(|err| io_err(&e.abs, err))?;
+                removed.push(e.abs);
+            }
+        }
+        let mut dirs: Vec<&str> = needed_dirs.into_iter().collect();
+        dirs.sort();
+        for d in dirs {
+            match crate::paths::to_local(root, d) {
+                Ok(p) => std::fs::create_dir_all(&p).map_err(|e| io_err(&p, e))?,
+                Err(e) => unsyncable.push(format!("{d}/: {e}")),
+            }
+        }
+
+        // Which (file, offset) places still need writing: the diff's work list.
+        let work: HashMap<&str, &crate::manifest::FileWork> = plan.files.iter().map(|w| (w.path.as_str(), w)).collect();
+        let unique = manifest.unique_chunks();
+        let index: HashMap<ChunkHash, usize> = unique.iter().enumerate().map(|(i, (h, _))| (*h, i)).collect();
+        let mut pending: HashMap<ChunkHash, Vec<(usize, u64)>> = HashMap::new();
+        let mut held: HashMap<ChunkHash, (usize, u64, u64)> = HashMap::new();
+        let mut file_pending = vec![0u32; manifest.files.len()];
+        for (fi, f) in manifest.files.iter().enumerate() {
+            let Some(path) = &paths[fi] else {
+                // Cannot exist here: its chunks stay pending forever and the peer reports it.
+                for c in &f.chunks {
+                    pending.entry(c.hash).or_default();
+                }
+                file_pending[fi] = f.chunks.len().max(1) as u32;
+                continue;
+            };
+            fileio::ensure_size(path, f.size).map_err(|e| io_err(path, e))?;
+            match work.get(f.path.as_str()) {
+                Some(w) => {
+                    let todo: HashSet<u64> = w.chunks.iter().map(|c| c.offset).collect();
+                    for c in &f.chunks {
+                        if todo.contains(&c.offset) {
+                            pending.entry(c.hash).or_default().push((fi, c.offset));
+                            file_pending[fi] += 1;
+                        } else {
+                            held.entry(c.hash).or_insert((fi, c.offset, u64::from(c.size)));
+                        }
+                    }
+                    // Unstable local sources are deliberately fetched instead (module doc).
+                    let _ = w.chunks.iter().filter(|c| matches!(c.source, DiffSource::Local { stable: false, .. })).count();
+                }
+                None => {
+                    for c in &f.chunks {
+                        held.entry(c.hash).or_insert((fi, c.offset, u64::from(c.size)));
+                    }
+                }
+            }
+        }
+        let bytes_total = unique.iter().map(|(_, s)| s).sum();
+        let mut layout = Layout {
+            manifest_id,
+            manifest,
+            paths,
+            unique,
+            index,
+            pending,
+            held,
+            file_pending,
+            bytes_done: 0,
+            bytes_total,
+            unsyncable,
+            lost: Vec::new(),
+            local_copies: 0,
+        };
+        layout.bytes_done = layout.held.keys().map(|h| layout.unique[layout.index[h]].1).sum();
+
+        // Local copies of content already verified elsewhere in the folder.
+        let copyable: Vec<ChunkHash> =
+            layout.pending.iter().filter(|(h, places)| !places.is_empty() && layout.held.contains_key(h)).map(|(h, _)| *h).collect();
+        for h in copyable {
+            let (fi, off, size) = layout.held[&h];
+            let Some(src) = layout.paths[fi].clone() else { continue };
+            match fileio::read_verified(&src, off, size, &h).map_err(|e| io_err(&src, e))? {
+                Some(data) => {
+                    layout.place(&h, &data)?;
+                    layout.local_copies += 1;
+                }
+                None => {
+                    // The source changed since the scan: forget it, fetch instead.
+                    layout.held.remove(&h);
+                    layout.bytes_done -= size;
+                }
+            }
+        }
+        // Files already complete: make sure their mtime is right.
+        for fi in 0..layout.manifest.files.len() {
+            if layout.file_pending[fi] == 0 {
+                layout.finish_file(fi)?;
+            }
+        }
+        Ok(layout)
+    }
+
+    /// Write verified `data` of chunk `h` to every place still waiting for it (blocking).
+    fn place(&mut self, h: &ChunkHash, data: &[u8]) -> Result<(), LayoutError> {
+        let Some(places) = self.pending.remove(h) else { return Ok(()) };
+        let mut done = Vec::new();
+        for (i, &(fi, off)) in places.iter().enumerate() {
+            let Some(path) = self.paths[fi].clone() else { continue };
+            if let Err(e) = fileio::write_at(&path, off, data) {
+                // Keep what is not written as pending; verified places stay done.
+                self.pending.insert(*h, places[i..].to_vec());
+                self.mark_done(h, &done, data.len() as u64)?;
+                return Err(io_err(&path, e));
+            }
+            done.push((fi, off));
+        }
+        self.mark_done(h, &done, data.len() as u64)
+    }
+
+    fn mark_done(&mut self, h: &ChunkHash, done: &[(usize, u64)], size: u64) -> Result<(), LayoutError> {
+        if let Some(&(fi, off)) = done.first() {
+            if self.held.insert(*h, (fi, off, size)).is_none() {
+                self.bytes_done += size;
+            }
+        }
+        for &(fi, _) in done {
+            self.file_pending[fi] = self.file_pending[fi].saturating_sub(1);
+            if self.file_pending[fi] == 0 {
+                self.finish_file(fi)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn finish_file(&self, fi: usize) -> Result<(), LayoutError> {
+        let f = &self.manifest.files[fi];
+        let Some(path) = &self.paths[fi] else { return Ok(()) };
+        let meta = std::fs::metadata(path).map_err(|e| io_err(path, e))?;
+        if fileio::mtime_of(&meta) != Some((f.mtime.secs, f.mtime.nanos)) {
+            fileio::set_mtime(path, f.mtime.secs, f.mtime.nanos).map_err(|e| io_err(path, e))?;
+        }
+        Ok(())
+    }
+
+    pub fn has(&self, h: &ChunkHash) -> bool {
+        self.held.contains_key(h)
+    }
+
+    pub fn held_chunks(&self) -> Vec<ChunkHash> {
+        self.held.keys().copied().collect()
+    }
+
+    /// True when every file is complete (and nothing is unsyncable).
+    pub fn is_complete(&self) -> bool {
+        self.unsyncable.is_empty() && self.file_pending.iter().all(|&n| n == 0)
+    }
+
+    pub fn chunk_size(&self, h: &ChunkHash) -> Option<u64> {
+        self.index.get(h).map(|&i| self.unique[i].1)
+    }
+
+    /// Where verified content of `h` can be read.
+    pub fn locate(&self, h: &ChunkHash) -> Option<(PathBuf, u64, u64)> {
+        let &(fi, off, size) = self.held.get(h)?;
+        Some((self.paths[fi].clone()?, off, size))
+    }
+
+    /// The content at `h`'s place changed on disk: stop claiming it.
+    pub fn mark_stale(&mut self, h: &ChunkHash) {
+        if let Some((_, _, size)) = self.held.remove(h) {
+            self.bytes_done -= size;
+            self.lost.push(*h);
+        }
+    }
+
+    /// Have-map cells for the status snapshot.
+    pub fn chunk_map(&self) -> Vec<u8> {
+        self.unique.iter().map(|(h, _)| if self.held.contains_key(h) { crate::status::CELL_HAS } else { crate::status::CELL_MISSING }).collect()
+    }
+}
+
+/// Outcome of writing a fetched chunk.
+#[derive(Debug, PartialEq, Eq)]
+pub enum WriteOutcome {
+    Written,
+    /// No place needs it any more (already held, or not in the current manifest).
+    NotNeeded,
+}
+
+/// Write a verified chunk into every place of the current layout that needs it (blocking).
+pub fn write_chunk(layout: &Mutex<Option<Layout>>, h: &ChunkHash, data: &[u8]) -> Result<WriteOutcome, LayoutError> {
+    // The layout lock is held during the writes: per-chunk writes are short, and the caller
+    // additionally holds the engine's relayout read lock, so a new manifest waits for them.
+    let mut guard = layout.lock().unwrap_or_else(|p| p.into_inner());
+    let Some(l) = guard.as_mut() else { return Ok(WriteOutcome::NotNeeded) };
+    if !l.pending.get(h).is_some_and(|p| !p.is_empty()) {
+        if l.pending.get(h).is_some_and(|p| p.is_empty()) || l.held.contains_key(h) {
+            return Ok(WriteOutcome::NotNeeded);
+        }
+        return Ok(WriteOutcome::NotNeeded);
+    }
+    l.place(h, data)?;
+    Ok(WriteOutcome::Written)
+}

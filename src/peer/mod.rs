@@ -1,0 +1,292 @@
+//! The peer engine: mirror the master's folder into a local folder and help spread it.
+//!
+//! Same shape as the master's API: [`Peer::start`] checks the destination, binds the chunk
+//! server and returns; a background task connects to the master with retry and exponential
+//! backoff (the master may start later or restart), and each connection is a [`session`]:
+//! handshake, manifest, [`layout`] preparation (scan, cleanup, pre-size, local copies), have-set
+//! report, then fetch orders until the connection ends. [`Peer::status`] streams snapshots;
+//! [`Peer::shutdown`] aborts in-flight fetches (their unverified bytes are never written) and
+//! closes the connection.
+//!
+//! Safety rules enforced here and in [`layout`]: every path comes from a validated manifest
+//! through `crate::paths::to_local`, so nothing is written or deleted outside `dst_dir`; the
+//! destination may not be `/`, a drive root, a file, or the master's own folder; chunk bytes
+//! are verified before they are written, served, or reported.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::{watch, RwLock};
+use tokio::task::JoinHandle;
+
+use crate::manifest::{CacheMode, ChunkHash};
+use crate::status::{NodeState, Role, Snapshot};
+use crate::transfer::client::Fetcher;
+use crate::transfer::ratelimit::RateLimiter;
+use crate::transfer::server::{ChunkLoc, ChunkServer, ChunkSource, ServerConfig};
+
+pub mod layout;
+pub mod session;
+
+/// Default chunk-server port of a peer.
+pub const DEFAULT_PORT: u16 = 10565;
+
+#[derive(Debug, Clone)]
+pub struct PeerConfig {
+    /// Master address: `host` or `host:port` (default port 10564).
+    pub server: String,
+    pub dst_dir: PathBuf,
+    /// Where this peer's chunk server listens.
+    pub bind: SocketAddr,
+    /// Host other peers should use to reach this one (default: the local address of the
+    /// connection to the master).
+    pub advertise: Option<String>,
+    /// 0 = never serve chunks to others.
+    pub upload_slots: u32,
+    pub download_slots: u32,
+    /// Bytes per second.
+    pub max_upload_bps: Option<u64>,
+    pub max_download_bps: Option<u64>,
+    pub compress: bool,
+    pub cache: CacheMode,
+    pub name: String,
+    /// Re-check the local folder this often (hand edits, deleted files); cheap with the cache.
+    pub rescan_interval: Duration,
+    /// A fetch with no progress for this long is aborted.
+    pub stall_timeout: Duration,
+    /// Test hook: serve corrupted chunk bytes (a rogue node). Never set in production.
+    #[doc(hidden)]
+    pub corrupt_uploads: bool,
+}
+
+impl PeerConfig {
+    pub fn new(server: String, dst_dir: PathBuf) -> Self {
+        PeerConfig {
+            server,
+            dst_dir,
+            bind: SocketAddr::from(([0, 0, 0, 0], DEFAULT_PORT)),
+            advertise: None,
+            upload_slots: 2,
+            download_slots: 2,
+            max_upload_bps: None,
+            max_download_bps: None,
+            compress: true,
+            cache: CacheMode::Default,
+            name: crate::master::host_name(),
+            rescan_interval: Duration::from_secs(60),
+            stall_timeout: Duration::from_secs(10),
+            corrupt_uploads: false,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PeerError {
+    #[error("destination {0} is a file; give a folder (it is created if missing)")]
+    DstIsFile(PathBuf),
+    #[error("refusing to sync into {0}: it is a filesystem root; give a dedicated folder")]
+    DstIsRoot(PathBuf),
+    #[error("cannot create or open destination folder {path}: {source}")]
+    DstIo { path: PathBuf, source: std::io::Error },
+    #[error("cannot listen on {addr}: {source}; choose another --port or --bind")]
+    Bind { addr: SocketAddr, source: std::io::Error },
+    #[error("invalid server address {0:?}: use host or host:port")]
+    BadServer(String),
+}
+
+/// `http://host:port` of the master from a user-given `host` or `host:port`.
+pub fn master_base(server: &str) -> Result<String, PeerError> {
+    let s = server.trim().trim_start_matches("http://").trim_end_matches('/');
+    if s.is_empty() || s.contains('/') || s.contains(char::is_whitespace) {
+        return Err(PeerError::BadServer(server.into()));
+    }
+    let has_port = if s.starts_with('[') { s.contains("]:") } else { s.matches(':').count() == 1 };
+    let hostport = if has_port {
+        s.to_string()
+    } else if s.contains(':') && !s.starts_with('[') {
+        format!("[{s}]:{}", crate::master::DEFAULT_PORT)
+    } else {
+        format!("{s}:{}", crate::master::DEFAULT_PORT)
+    };
+    hostport.parse::<hyper::Uri>().map_err(|_| PeerError::BadServer(server.into()))?;
+    Ok(format!("http://{hostport}"))
+}
+
+/// Counters shared by the session and its fetch tasks.
+#[derive(Debug, Default)]
+pub struct PeerCounters {
+    pub gets_made: AtomicU64,
+    pub bytes_downloaded: AtomicU64,
+    pub verify_failures: AtomicU64,
+    pub slow_aborts: AtomicU64,
+}
+
+/// Everything the peer's tasks share.
+pub struct Ctx {
+    pub cfg: PeerConfig,
+    pub root: PathBuf,
+    pub master_base: String,
+    pub listen: SocketAddr,
+    pub layout: Arc<Mutex<Option<layout::Layout>>>,
+    /// Chunk writes hold it for reading; a new layout takes it for writing.
+    pub relayout: Arc<RwLock<()>>,
+    pub fetcher: Fetcher,
+    pub server: Arc<ChunkServer>,
+    pub counters: Arc<PeerCounters>,
+    pub status: watch::Sender<Snapshot>,
+    pub shutdown: watch::Receiver<bool>,
+}
+
+struct PeerSource(Arc<Mutex<Option<layout::Layout>>>);
+
+impl ChunkSource for PeerSource {
+    fn locate(&self, hash: &ChunkHash) -> Option<ChunkLoc> {
+        let g = self.0.lock().ok()?;
+        let (path, offset, size) = g.as_ref()?.locate(hash)?;
+        Some(ChunkLoc { path, offset, size })
+    }
+
+    fn stale(&self, hash: &ChunkHash) {
+        if let Ok(mut g) = self.0.lock() {
+            if let Some(l) = g.as_mut() {
+                l.mark_stale(hash);
+            }
+        }
+    }
+}
+
+/// Refuse destinations that would be disastrous to mirror into.
+fn check_dst(dst: &Path) -> Result<PathBuf, PeerError> {
+    match std::fs::metadata(dst) {
+        Ok(m) if !m.is_dir() => return Err(PeerError::DstIsFile(dst.into())),
+        Ok(_) => {}
+        Err(_) => std::fs::create_dir_all(dst).map_err(|source| PeerError::DstIo { path: dst.into(), source })?,
+    }
+    let canon = std::fs::canonicalize(dst).map_err(|source| PeerError::DstIo { path: dst.into(), source })?;
+    if canon.parent().is_none() {
+        return Err(PeerError::DstIsRoot(canon));
+    }
+    Ok(canon)
+}
+
+pub struct Peer {
+    local_addr: SocketAddr,
+    status: watch::Receiver<Snapshot>,
+    shutdown: watch::Sender<bool>,
+    task: JoinHandle<()>,
+    server: JoinHandle<()>,
+}
+
+impl Peer {
+    pub async fn start(cfg: PeerConfig) -> Result<Peer, PeerError> {
+        let master_base = master_base(&cfg.server)?;
+        let root = check_dst(&cfg.dst_dir)?;
+        let listener = tokio::net::TcpListener::bind(cfg.bind).await.map_err(|source| PeerError::Bind { addr: cfg.bind, source })?;
+        let local_addr = listener.local_addr().map_err(|source| PeerError::Bind { addr: cfg.bind, source })?;
+        let layout: Arc<Mutex<Option<layout::Layout>>> = Arc::default();
+        let server = ChunkServer::new(
+            Arc::new(PeerSource(layout.clone())),
+            ServerConfig {
+                upload_slots: cfg.upload_slots,
+                limiter: cfg.max_upload_bps.map(|r| Arc::new(RateLimiter::with_rate(r))),
+                compress: cfg.compress,
+                corrupt: cfg.corrupt_uploads,
+            },
+        );
+        let mut snap = Snapshot::new(Role::Peer, cfg.name.clone(), root.clone());
+        snap.listen = local_addr.to_string();
+        let (status_tx, status_rx) = watch::channel(snap);
+        let (shutdown_tx, shutdown_rx) = watch::channel(false);
+        let mut sd = shutdown_rx.clone();
+        let app = crate::transfer::server::router(server.clone());
+        let server_task = tokio::spawn(async move {
+            let r = axum::serve(listener, app)
+                .with_graceful_shutdown(async move {
+                    crate::status::stopped(&mut sd).await;
+                })
+                .await;
+            if let Err(e) = r {
+                tracing::error!("peer chunk server failed: {e}");
+            }
+        });
+        let mut fetcher = Fetcher::new(cfg.max_download_bps.map(|r| Arc::new(RateLimiter::with_rate(r))), cfg.compress);
+        fetcher.stall_timeout = cfg.stall_timeout;
+        let ctx = Arc::new(Ctx {
+            cfg,
+            root,
+            master_base,
+            listen: local_addr,
+            layout,
+            relayout: Arc::default(),
+            fetcher,
+            server,
+            counters: Arc::default(),
+            status: status_tx,
+            shutdown: shutdown_rx,
+        });
+        let task = tokio::spawn(session::run(ctx));
+        Ok(Peer { local_addr, status: status_rx, shutdown: shutdown_tx, task, server: server_task })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    pub fn status(&self) -> watch::Receiver<Snapshot> {
+        self.status.clone()
+    }
+
+    /// False once the engine stopped by itself (fatal error; the snapshot says why).
+    pub fn is_running(&self) -> bool {
+        !self.task.is_finished()
+    }
+
+    /// Stop: in-flight fetches are dropped (nothing unverified was written), the connection
+    /// and the chunk server close.
+    pub async fn shutdown(self) -> Result<(), PeerError> {
+        let _ = self.shutdown.send(true);
+        let mut task = self.task;
+        if tokio::time::timeout(Duration::from_secs(10), &mut task).await.is_err() {
+            task.abort();
+        }
+        let mut server = self.server;
+        if tokio::time::timeout(Duration::from_secs(5), &mut server).await.is_err() {
+            server.abort();
+        }
+        Ok(())
+    }
+}
+
+/// Used by the CLI and GUI: true once the snapshot says the folder matches the master's.
+pub fn is_done(s: &Snapshot) -> bool {
+    matches!(s.state, NodeState::UpToDate)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn server_addresses() {
+        assert_eq!(master_base("host").unwrap(), "http://host:10564");
+        assert_eq!(master_base("10.0.0.1:99").unwrap(), "http://10.0.0.1:99");
+        assert_eq!(master_base("::1").unwrap(), "http://[::1]:10564");
+        assert_eq!(master_base("[::1]:5").unwrap(), "http://[::1]:5");
+        assert!(master_base("").is_err());
+        assert!(master_base("a b").is_err());
+        assert!(master_base("host/x").is_err());
+    }
+
+    #[test]
+    fn dangerous_destinations_are_refused() {
+        assert!(matches!(check_dst(Path::new("/")), Err(PeerError::DstIsRoot(_))));
+        let d = tempfile::tempdir().unwrap();
+        let f = d.path().join("file");
+        std::fs::write(&f, b"x").unwrap();
+        assert!(matches!(check_dst(&f), Err(PeerError::DstIsFile(_))));
+        assert!(check_dst(&d.path().join("new/sub")).is_ok());
+    }
+}

@@ -1,0 +1,150 @@
+//! Fetch one chunk over HTTP and verify it.
+//!
+//! The returned bytes always hash to the requested chunk: a source that sends anything else
+//! (wrong bytes, too many or too few, invalid LZ4) gets [`FetchError::BadData`], which the peer
+//! reports so the planner penalises the source. A transfer that makes no progress for the
+//! stall timeout, or stays below the planner's minimum rate after a grace period, is aborted
+//! with [`FetchError::TooSlow`] so it can be re-planned from a better source.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Empty};
+use hyper::header;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+
+use super::compress::{decompress_exact, max_compressed_len};
+use super::ratelimit::RateLimiter;
+use super::{CHUNK_ROUTE, LZ4_ENCODING};
+use crate::manifest::ChunkHash;
+use crate::protocol::FailKind;
+
+#[derive(Debug, thiserror::Error)]
+pub enum FetchError {
+    #[error("source sent bad data: {0}")]
+    BadData(String),
+    #[error("network error: {0}")]
+    Network(String),
+    #[error("transfer too slow: {0}")]
+    TooSlow(String),
+}
+
+impl FetchError {
+    pub fn kind(&self) -> FailKind {
+        match self {
+            FetchError::BadData(_) => FailKind::BadData,
+            FetchError::Network(_) => FailKind::Network,
+            FetchError::TooSlow(_) => FailKind::TooSlow,
+        }
+    }
+}
+
+/// Shared HTTP client of one node, with its download limiter.
+#[derive(Clone)]
+pub struct Fetcher {
+    client: Client<HttpConnector, Empty<Bytes>>,
+    limiter: Option<Arc<RateLimiter>>,
+    compress: bool,
+    /// No byte for this long aborts the transfer.
+    pub stall_timeout: Duration,
+    /// Minimum-rate checks start after this long.
+    pub rate_grace: Duration,
+}
+
+impl Fetcher {
+    pub fn new(limiter: Option<Arc<RateLimiter>>, compress: bool) -> Self {
+        let mut conn = HttpConnector::new();
+        conn.set_nodelay(true);
+        conn.set_connect_timeout(Some(Duration::from_secs(5)));
+        let client = Client::builder(TokioExecutor::new()).pool_idle_timeout(Duration::from_secs(30)).build(conn);
+        Fetcher { client, limiter, compress, stall_timeout: Duration::from_secs(10), rate_grace: Duration::from_secs(4) }
+    }
+
+    /// Fetch chunk `hash` of `size` bytes from `base` (`http://host:port`). `progress` receives
+    /// the wire bytes of this transfer, `net_total` the node's total received bytes.
+    pub async fn fetch(
+        &self,
+        base: &str,
+        hash: &ChunkHash,
+        size: u64,
+        min_rate_bps: u64,
+        progress: &AtomicU64,
+        net_total: &AtomicU64,
+    ) -> Result<Vec<u8>, FetchError> {
+        let size = usize::try_from(size).map_err(|_| FetchError::BadData("chunk too large".into()))?;
+        let url = format!("{}{}{}", base.trim_end_matches('/'), CHUNK_ROUTE, hash.to_hex());
+        let uri: hyper::Uri = url.parse().map_err(|e| FetchError::Network(format!("bad source URL {url:?}: {e}")))?;
+        let mut req = hyper::Request::get(uri);
+        if self.compress {
+            req = req.header(header::ACCEPT_ENCODING, LZ4_ENCODING);
+        }
+        let req = req.body(Empty::new()).map_err(|e| FetchError::Network(e.to_string()))?;
+        let start = Instant::now();
+        let resp = tokio::time::timeout(self.stall_timeout, self.client.request(req))
+            .await
+            .map_err(|_| FetchError::TooSlow(format!("no response from {base} within {:?}", self.stall_timeout)))?
+            .map_err(|e| FetchError::Network(format!("{base}: {e}")))?;
+        if !resp.status().is_success() {
+            return Err(FetchError::Network(format!("{base} answered {}", resp.status())));
+        }
+        let compressed = resp
+            .headers()
+            .get(header::CONTENT_ENCODING)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.eq_ignore_ascii_case(LZ4_ENCODING));
+        let limit = if compressed { max_compressed_len(size) } else { size };
+        let mut body = resp.into_body();
+        let mut buf: Vec<u8> = Vec::with_capacity(limit.min(size));
+        loop {
+            let frame = match tokio::time::timeout(self.stall_timeout, body.frame()).await {
+                Err(_) => return Err(FetchError::TooSlow(format!("{base} stalled for {:?}", self.stall_timeout))),
+                Ok(None) => break,
+                Ok(Some(Err(e))) => return Err(FetchError::Network(format!("{base}: {e}"))),
+                Ok(Some(Ok(f))) => f,
+            };
+            let Ok(data) = frame.into_data() else { continue };
+            if buf.len() + data.len() > limit {
+                return Err(FetchError::BadData(format!("{base} sent more than {limit} bytes for a {size} byte chunk")));
+            }
+            if let Some(l) = &self.limiter {
+                l.acquire(data.len()).await;
+            }
+            buf.extend_from_slice(&data);
+            progress.store(buf.len() as u64, Ordering::Relaxed);
+            net_total.fetch_add(data.len() as u64, Ordering::Relaxed);
+            let elapsed = start.elapsed();
+            if min_rate_bps > 0 && elapsed > self.rate_grace {
+                let rate = buf.len() as f64 / elapsed.as_secs_f64();
+                if rate < min_rate_bps as f64 {
+                    return Err(FetchError::TooSlow(format!("{base} delivered {rate:.0} B/s, below the required {min_rate_bps} B/s")));
+                }
+            }
+        }
+        let data = if compressed {
+            tokio::task::spawn_blocking(move || decompress_exact(&buf, size))
+                .await
+                .map_err(|e| FetchError::Network(e.to_string()))?
+                .map_err(|e| FetchError::BadData(format!("{base}: {e}")))?
+        } else {
+            if buf.len() != size {
+                return Err(FetchError::BadData(format!("{base} sent {} bytes for a {size} byte chunk", buf.len())));
+            }
+            buf
+        };
+        let want = *hash;
+        let (data, got) = tokio::task::spawn_blocking(move || {
+            let got = ChunkHash::of(&data);
+            (data, got)
+        })
+        .await
+        .map_err(|e| FetchError::Network(e.to_string()))?;
+        if got != want {
+            return Err(FetchError::BadData(format!("{base} sent content hashing to {got}, expected {want}")));
+        }
+        Ok(data)
+    }
+}

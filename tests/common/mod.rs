@@ -1,0 +1,242 @@
+//! Shared helpers for integration tests: random folder trees, tree snapshots (content and
+//! mtimes), engines on 127.0.0.1 port 0 with a small chunk size, and condition polling.
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use lanscatter::manifest::{CacheMode, ChunkRule};
+use lanscatter::master::{Master, MasterConfig};
+use lanscatter::peer::{Peer, PeerConfig};
+use lanscatter::status::{NodeState, Snapshot};
+
+/// Small chunks give many chunks from little data.
+pub const CHUNK: u64 = 64 * 1024;
+
+/// Deterministic xorshift PRNG (no extra dev-dependency).
+pub struct Rng(u64);
+
+impl Rng {
+    pub fn new(seed: u64) -> Self {
+        Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
+    }
+    pub fn next(&mut self) -> u64 {
+        let mut x = self.0;
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        self.0 = x;
+        x
+    }
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next() % n.max(1)
+    }
+    pub fn bytes(&mut self, n: usize) -> Vec<u8> {
+        let compressible = self.below(2) == 0;
+        let mut v = Vec::with_capacity(n);
+        while v.len() < n {
+            let x = self.next();
+            if compressible {
+                v.extend_from_slice(format!("line {} of some text\n", x % 1000).as_bytes());
+            } else {
+                v.extend_from_slice(&x.to_le_bytes());
+            }
+        }
+        v.truncate(n);
+        v
+    }
+}
+
+pub fn write_file(root: &Path, rel: &str, data: &[u8], mtime_secs: i64) {
+    let p = root.join(rel);
+    std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+    std::fs::write(&p, data).unwrap();
+    let f = std::fs::File::options().write(true).open(&p).unwrap();
+    f.set_modified(std::time::UNIX_EPOCH + Duration::from_secs(mtime_secs as u64) + Duration::from_nanos(123_456_789)).unwrap();
+}
+
+/// A tree with nested dirs, empty files and dirs, unicode names, files smaller and much larger
+/// than a chunk, and identical files. Returns the total bytes written.
+pub fn random_tree(root: &Path, seed: u64, scale: usize) -> u64 {
+    let mut rng = Rng::new(seed);
+    let mut total = 0u64;
+    std::fs::create_dir_all(root.join("empty dir/nested empty")).unwrap();
+    write_file(root, "empty.txt", b"", 1_600_000_000);
+    write_file(root, "日本語/ファイル.txt", "こんにちは".as_bytes(), 1_600_000_001);
+    write_file(root, "ünïcödé/ñame with spaces.bin", &rng.bytes(1000), 1_600_000_002);
+    let sizes = [1u64, 100, CHUNK - 1, CHUNK, CHUNK + 1, 3 * CHUNK + 17, 20 * CHUNK + 5];
+    let mut shared = Vec::new();
+    for i in 0..(12 * scale) {
+        let depth = rng.below(4);
+        let mut rel = String::new();
+        for d in 0..depth {
+            rel.push_str(&format!("d{}_{}/", d, rng.below(3)));
+        }
+        rel.push_str(&format!("file{i}.dat"));
+        let size = sizes[rng.below(sizes.len() as u64) as usize] as usize;
+        let data = rng.bytes(size);
+        if i % 5 == 0 {
+            shared = data.clone();
+        }
+        total += size as u64;
+        write_file(root, &rel, &data, 1_500_000_000 + i as i64);
+    }
+    // Identical content under different names (dedup).
+    write_file(root, "copies/a.bin", &shared, 1_500_000_100);
+    write_file(root, "copies/b.bin", &shared, 1_500_000_101);
+    total + 2 * shared.len() as u64 + 1000 + "こんにちは".len() as u64
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Entry {
+    Dir,
+    File { hash: String, size: u64, mtime: (i64, u32) },
+}
+
+/// Every entry under `root` with content hash and mtime (symlinks are recorded as such).
+pub fn tree_state(root: &Path) -> BTreeMap<String, Entry> {
+    let mut out = BTreeMap::new();
+    fn rec(root: &Path, dir: &Path, out: &mut BTreeMap<String, Entry>) {
+        for e in std::fs::read_dir(dir).unwrap() {
+            let e = e.unwrap();
+            let p = e.path();
+            let rel = p.strip_prefix(root).unwrap().to_string_lossy().replace('\\', "/");
+            let m = std::fs::symlink_metadata(&p).unwrap();
+            if m.is_dir() {
+                out.insert(rel, Entry::Dir);
+                rec(root, &p, out);
+            } else {
+                let data = std::fs::read(&p).unwrap();
+                let t = m.modified().unwrap().duration_since(std::time::UNIX_EPOCH).unwrap();
+                out.insert(
+                    rel,
+                    Entry::File {
+                        hash: lanscatter::manifest::ChunkHash::of(&data).to_hex(),
+                        size: data.len() as u64,
+                        mtime: (t.as_secs() as i64, t.subsec_nanos()),
+                    },
+                );
+            }
+        }
+    }
+    rec(root, root, &mut out);
+    out
+}
+
+pub fn assert_same_tree(master: &Path, peer: &Path) {
+    let a = tree_state(master);
+    let b = tree_state(peer);
+    if a != b {
+        let mut diff = String::new();
+        for (k, v) in &a {
+            match b.get(k) {
+                None => diff.push_str(&format!("missing on peer: {k}\n")),
+                Some(w) if w != v => diff.push_str(&format!("differs: {k}: {v:?} vs {w:?}\n")),
+                _ => {}
+            }
+        }
+        for k in b.keys() {
+            if !a.contains_key(k) {
+                diff.push_str(&format!("extra on peer: {k}\n"));
+            }
+        }
+        panic!("trees differ ({} vs {}):\n{diff}", master.display(), peer.display());
+    }
+}
+
+pub fn trees_equal(master: &Path, peer: &Path) -> bool {
+    tree_state(master) == tree_state(peer)
+}
+
+pub struct TestCache(pub tempfile::TempDir);
+
+pub fn master_config(dir: &Path, cache: &Path) -> MasterConfig {
+    let mut cfg = MasterConfig::new(dir.to_path_buf());
+    cfg.bind = "127.0.0.1:0".parse().unwrap();
+    cfg.chunk_rule = ChunkRule::Fixed(CHUNK);
+    cfg.cache = CacheMode::Dir(cache.join("master"));
+    cfg.rescan_interval = Duration::from_secs(2);
+    cfg.name = "master".into();
+    cfg
+}
+
+pub fn peer_config(master: std::net::SocketAddr, dir: &Path, cache: &Path, name: &str) -> PeerConfig {
+    let mut cfg = PeerConfig::new(master.to_string(), dir.to_path_buf());
+    cfg.bind = "127.0.0.1:0".parse().unwrap();
+    cfg.advertise = Some("127.0.0.1".into());
+    cfg.cache = CacheMode::Dir(cache.join(name));
+    cfg.name = name.into();
+    cfg
+}
+
+pub async fn start_master(dir: &Path, cache: &Path) -> Master {
+    Master::start(master_config(dir, cache)).await.expect("master starts")
+}
+
+pub async fn start_peer(master: std::net::SocketAddr, dir: &Path, cache: &Path, name: &str) -> Peer {
+    Peer::start(peer_config(master, dir, cache, name)).await.expect("peer starts")
+}
+
+/// Poll `cond` on the latest snapshot until it holds or `timeout` passes.
+pub async fn wait_status(
+    rx: &mut tokio::sync::watch::Receiver<Snapshot>,
+    timeout: Duration,
+    what: &str,
+    cond: impl Fn(&Snapshot) -> bool,
+) -> Snapshot {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let s = rx.borrow_and_update().clone();
+        if cond(&s) {
+            return s;
+        }
+        if Instant::now() > deadline {
+            panic!("timed out after {timeout:?} waiting for {what}; last status: state {:?}, {}/{} bytes, events {:?}", s.state, s.bytes_done, s.bytes_total, s.events.iter().rev().take(5).collect::<Vec<_>>());
+        }
+        let _ = tokio::time::timeout(Duration::from_millis(200), rx.changed()).await;
+    }
+}
+
+/// Poll an arbitrary condition.
+pub async fn wait_until(timeout: Duration, what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !cond() {
+        if Instant::now() > deadline {
+            panic!("timed out after {timeout:?} waiting for {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+pub fn up_to_date(s: &Snapshot) -> bool {
+    matches!(s.state, NodeState::UpToDate)
+}
+
+/// A peer is done for the master's *current* content when it is up to date and its manifest is
+/// the master's latest.
+pub async fn wait_synced(peer: &Peer, master: &Master, master_dir: &Path, peer_dir: &Path, timeout: Duration) {
+    let mut prx = peer.status();
+    let mrx = master.status();
+    let deadline = Instant::now() + timeout;
+    loop {
+        let m = mrx.borrow().manifest_id;
+        let p = prx.borrow_and_update().clone();
+        if m != 0 && p.manifest_id == m && up_to_date(&p) && trees_equal(master_dir, peer_dir) {
+            return;
+        }
+        if Instant::now() > deadline {
+            assert_same_tree(master_dir, peer_dir);
+            panic!("peer {} not up to date after {timeout:?}: {:?} manifest {} vs {}", p.name, p.state, p.manifest_id, m);
+        }
+        let _ = tokio::time::timeout(Duration::from_millis(200), prx.changed()).await;
+    }
+}
+
+pub fn tmp() -> tempfile::TempDir {
+    tempfile::tempdir().unwrap()
+}
+
+pub fn paths(t: &tempfile::TempDir) -> (PathBuf, PathBuf) {
+    (t.path().join("master"), t.path().join("cache"))
+}

@@ -1,0 +1,48 @@
+//! Done-when 3: adds, edits, deletes and renames on the master during a sync reach every peer.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn master_changes_during_sync_reach_all_peers() {
+    let t = tmp();
+    let (mdir, cache) = paths(&t);
+    random_tree(&mdir, 3, 3);
+    let mut rng = Rng::new(33);
+    write_file(&mdir, "edit-same-size.bin", &rng.bytes(200_000), 1_500_000_000);
+    write_file(&mdir, "edit-grow.bin", &rng.bytes(100_000), 1_500_000_000);
+    write_file(&mdir, "to-delete.bin", &rng.bytes(150_000), 1_500_000_000);
+    write_file(&mdir, "dir-to-delete/x/y.bin", &rng.bytes(1000), 1_500_000_000);
+    write_file(&mdir, "old-name.bin", &rng.bytes(300_000), 1_500_000_000);
+    let master = start_master(&mdir, &cache).await;
+    let mut peers = Vec::new();
+    for i in 0..3 {
+        let dir = t.path().join(format!("peer{i}"));
+        let mut cfg = peer_config(master.local_addr(), &dir, &cache, &format!("peer{i}"));
+        cfg.max_download_bps = Some(1_000_000);
+        peers.push((lanscatter::peer::Peer::start(cfg).await.unwrap(), dir));
+    }
+    // Let the sync get going, then change the master's folder.
+    let mut mrx = master.status();
+    wait_status(&mut mrx, Duration::from_secs(30), "transfers started", |s| s.bytes_done > 0).await;
+    let first_manifest = mrx.borrow().manifest_id;
+    write_file(&mdir, "added/new file.txt", b"brand new", 1_700_000_000);
+    write_file(&mdir, "edit-same-size.bin", &rng.bytes(200_000), 1_700_000_001);
+    write_file(&mdir, "edit-grow.bin", &rng.bytes(400_000), 1_700_000_002);
+    std::fs::remove_file(mdir.join("to-delete.bin")).unwrap();
+    std::fs::remove_dir_all(mdir.join("dir-to-delete")).unwrap();
+    std::fs::rename(mdir.join("old-name.bin"), mdir.join("added/new-name.bin")).unwrap();
+    std::fs::create_dir_all(mdir.join("added/empty")).unwrap();
+    wait_status(&mut mrx, Duration::from_secs(30), "master noticed the changes", |s| s.manifest_id > first_manifest).await;
+    for (p, dir) in &peers {
+        wait_synced(p, &master, &mdir, dir, Duration::from_secs(120)).await;
+    }
+    for (p, dir) in peers {
+        assert_same_tree(&mdir, &dir);
+        p.shutdown().await.unwrap();
+    }
+    master.shutdown().await.unwrap();
+}

@@ -1,0 +1,74 @@
+//! Done-when 2: a peer process killed with SIGKILL mid-sync and restarted finishes without
+//! re-fetching the chunks it had already verified (counted as chunk GETs at the master, the
+//! only source in this swarm).
+
+mod common;
+
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use common::*;
+
+fn peer_cmd(master: std::net::SocketAddr, dst: &std::path::Path, exit_when_done: bool) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_lanscatter"));
+    c.args(["peer", &master.to_string()])
+        .arg(dst)
+        .args(["--port", "0", "--bind", "127.0.0.1", "--advertise", "127.0.0.1", "--max-download", "24M", "--no-cache"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    if exit_when_done {
+        c.arg("--exit-when-done");
+    }
+    c
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn killed_peer_resumes_without_refetching() {
+    let t = tmp();
+    let (mdir, cache) = paths(&t);
+    let mut rng = Rng::new(7);
+    // Incompressible data so the rate limit holds the transfer long enough to kill it midway.
+    for i in 0..6 {
+        let mut data = Vec::new();
+        while data.len() < 2 * 1024 * 1024 + i * 1000 {
+            data.extend_from_slice(&rng.next().to_le_bytes());
+        }
+        write_file(&mdir, &format!("big/f{i}.bin"), &data, 1_400_000_000 + i as i64);
+    }
+    random_tree(&mdir, 2, 1);
+    let before = tree_state(&mdir);
+    let master = start_master(&mdir, &cache).await;
+    let mut mrx = master.status();
+    wait_status(&mut mrx, Duration::from_secs(30), "master ready", |s| s.manifest_id > 0).await;
+    let unique = mrx.borrow().nodes[0].chunk_map.len() as u64;
+    let dst = t.path().join("peer");
+
+    let mut child = peer_cmd(master.local_addr(), &dst, false).spawn().unwrap();
+    let s = wait_status(&mut mrx, Duration::from_secs(60), "peer 30 % done", |s| {
+        s.nodes.len() == 2 && s.nodes[1].bytes_done * 10 >= s.nodes[1].bytes_total * 3
+    })
+    .await;
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    let had = s.nodes[1].bytes_done;
+    assert!(had < s.nodes[1].bytes_total, "killed before completion");
+    wait_status(&mut mrx, Duration::from_secs(10), "peer gone", |s| s.nodes.len() == 1).await;
+    let gets_before = mrx.borrow().counters.chunk_gets_served;
+
+    let status = tokio::task::spawn_blocking(move || {
+        let mut c = peer_cmd(master.local_addr(), &dst, true);
+        c.status()
+    });
+    let (status, master) = {
+        let st = tokio::time::timeout(Duration::from_secs(120), status).await.expect("restarted peer finishes").unwrap().unwrap();
+        (st, master)
+    };
+    assert!(status.success(), "peer exits 0 when done");
+    assert_same_tree(&mdir, &t.path().join("peer"));
+    let total_gets = master.status().borrow().counters.chunk_gets_served;
+    // Each unique chunk fetched once, plus at most the download slots (2) in flight at the kill.
+    assert!(total_gets <= unique + 2, "{total_gets} GETs for {unique} unique chunks (before kill: {gets_before})");
+    assert!(total_gets - gets_before < unique, "the restart fetched only what was missing");
+    master.shutdown().await.unwrap();
+    assert_eq!(tree_state(&mdir), before, "master folder unchanged");
+}

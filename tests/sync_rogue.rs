@@ -1,0 +1,49 @@
+//! Done-when 5: a rogue node that serves wrong bytes gets none of its data accepted, and the
+//! sync still completes.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn rogue_source_is_rejected_and_sync_completes() {
+    let t = tmp();
+    let (mdir, cache) = paths(&t);
+    random_tree(&mdir, 5, 3);
+    let before = tree_state(&mdir);
+    let mut mcfg = master_config(&mdir, &cache);
+    // A slow master with one slot makes the (complete) rogue the attractive source.
+    mcfg.upload_slots = 1;
+    mcfg.max_upload_bps = Some(2_000_000);
+    let master = lanscatter::master::Master::start(mcfg).await.unwrap();
+
+    let rogue_dir = t.path().join("rogue");
+    let mut rcfg = peer_config(master.local_addr(), &rogue_dir, &cache, "rogue");
+    rcfg.corrupt_uploads = true;
+    rcfg.upload_slots = 4;
+    let rogue = lanscatter::peer::Peer::start(rcfg).await.unwrap();
+    wait_synced(&rogue, &master, &mdir, &rogue_dir, Duration::from_secs(60)).await;
+
+    let mut peers = Vec::new();
+    for i in 0..3 {
+        let dir = t.path().join(format!("peer{i}"));
+        peers.push((start_peer(master.local_addr(), &dir, &cache, &format!("peer{i}")).await, dir));
+    }
+    for (p, dir) in &peers {
+        wait_synced(p, &master, &mdir, dir, Duration::from_secs(120)).await;
+    }
+    let rejected: u64 = peers.iter().map(|(p, _)| p.status().borrow().counters.verify_failures).sum();
+    let served = rogue.status().borrow().counters.chunk_gets_served;
+    assert!(served > 0, "the rogue was asked to serve (else this test proves nothing)");
+    assert!(rejected > 0, "corrupt chunks were detected");
+    assert!(master.status().borrow().counters.verify_failures > 0, "the master heard about them");
+    for (p, dir) in peers {
+        assert_same_tree(&mdir, &dir);
+        p.shutdown().await.unwrap();
+    }
+    rogue.shutdown().await.unwrap();
+    master.shutdown().await.unwrap();
+    assert_eq!(tree_state(&mdir), before, "master folder unchanged");
+}
