@@ -220,17 +220,19 @@ class Lab:
         return out
 
     def tc_drops(self):
-        """Total tbf drops over all shaped links (queue overflow shows up here)."""
-        total = 0
+        """{"<host> up|down": tbf drops} over all shaped links (queue overflow shows up here)."""
+        out = {}
         for ns in self.namespaces:
             r = run(["tc", "-j", "-s", "-n", ns, "qdisc", "show"], check=False)
             try:
                 for q in json.loads(r.stdout or "[]"):
                     if q.get("kind") == "tbf":
-                        total += int(q.get("drops", 0))
+                        dev = q.get("dev", "?")
+                        key = f"{dev[2:]} down" if dev.startswith("v-") else f"{ns.split('-', 1)[1]} up"
+                        out[key] = int(q.get("drops", 0))
             except ValueError:
                 pass
-        return total
+        return out
 
     # --- teardown ----------------------------------------------------------------------------
     def close(self):
