@@ -52,7 +52,7 @@ async fn status_page_shows_master_and_three_peers_reaching_100() {
         wait_synced(p, &master, &mdir, dir, Duration::from_secs(60)).await;
     }
     wait_page(&mut b, "document.getElementById('t-progress').textContent === '100%'", Duration::from_secs(30)).await;
-    let states = b.eval("JSON.stringify([...document.querySelectorAll('#nodes .n-state')].map(e => e.textContent))").await;
+    let states = b.eval("JSON.stringify([...document.querySelectorAll('#nodes .pillcell .pill')].map(e => e.textContent))").await;
     assert_eq!(states.as_str().unwrap(), r#"["up to date","up to date","up to date","up to date"]"#);
     let dir = target_dir();
     b.screenshot(&dir.join("status-page.png"), false).await;

@@ -242,7 +242,7 @@ function makeRow(id) {
   const role = el("span", "role", nameLine);
   const addr = el("div", "n-addr", who);
   const pillcell = el("div", "pillcell", row);
-  const pill = el("span", "pill n-state", pillcell);
+  const pill = el("span", "pill", pillcell);
   const prog = el("div", "prog", row);
   const bar = el("div", "bar", prog);
   const fill = el("div", "", bar);
@@ -357,7 +357,7 @@ function renderTotals(s) {
     setText($("t-bytes-done"), fmtBytes(done) + " of " + fmtBytes(total) + " delivered");
     const master = s.nodes.find((n) => n.is_master);
     const unique = master ? master.bytes_total : 0;
-    setText($("t-size"), fmtBytes(s.folder_bytes != null ? s.folder_bytes : unique));
+    setText($("t-size"), fmtBytes(s.folder_bytes || unique));
     setText($("t-files"), s.files_total + " files · " + fmtBytes(unique) + " unique");
     const peers = s.nodes.filter((n) => !n.is_master);
     setText($("t-nodes"), String(peers.length) + (peers.length === 1 ? " peer" : " peers"));

@@ -389,6 +389,7 @@ impl Session {
             verify_failures: c.verify_failures.load(Ordering::Relaxed),
             slow_aborts: c.slow_aborts.load(Ordering::Relaxed),
             local_copies: 0,
+            ..Default::default()
         };
         s.download_bps = self.down_meter.update(s.counters.bytes_downloaded);
         s.upload_bps = self.up_meter.update(s.counters.bytes_uploaded);

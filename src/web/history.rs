@@ -89,7 +89,7 @@ mod tests {
         assert!(all.windows(2).all(|w| w[1][0] - w[0][0] >= 1.0));
         let last_t = all[all.len() - 1][0];
         assert_eq!(h.since(last_t).len(), 0);
-        assert_eq!(h.since(last_t - 1.5).len(), 1);
+        assert_eq!(h.since(last_t - 1.5).len(), 2, "points 1 s apart: the last two");
     }
 
     #[test]

@@ -109,11 +109,11 @@ pub fn parse_prometheus(text: &str) -> Vec<(String, Vec<(String, String)>, f64)>
         let mut labels = Vec::new();
         if let Some(r) = rest.strip_prefix('{') {
             let mut chars = r.char_indices().peekable();
-            let mut consumed = None;
+            let consumed;
             loop {
                 let Some((i, c)) = chars.next() else { panic!("unterminated labels, {}", ctx()) };
                 if c == '}' {
-                    consumed = Some(i + 1);
+                    consumed = i + 1;
                     break;
                 }
                 if c == ',' {
@@ -147,7 +147,7 @@ pub fn parse_prometheus(text: &str) -> Vec<(String, Vec<(String, String)>, f64)>
                 }
                 labels.push((lname.to_string(), value));
             }
-            rest = &r[consumed.unwrap()..];
+            rest = &r[consumed..];
         }
         let rest = rest.strip_prefix(' ').unwrap_or_else(|| panic!("expected a space before the value, {}", ctx()));
         let mut parts = rest.split(' ');
