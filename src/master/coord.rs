@@ -101,14 +101,25 @@ pub(crate) async fn run(
     let mut tick = tokio::time::interval(Duration::from_millis(100));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut ticks = 0u64;
+    let mut last_round = Instant::now();
     loop {
         tokio::select! {
             msg = rx.recv() => match msg {
-                Some(m) => c.on_msg(m),
+                Some(m) => {
+                    // Plan right after a slot frees up (coalesced to one round per 10 ms): a
+                    // timer-only planner leaves freed slots idle until the next tick.
+                    let frees = matches!(&m, CoordMsg::Peer { msg: PeerMsg::Finished { .. } | PeerMsg::Failed { .. } | PeerMsg::HaveAll { .. }, .. });
+                    c.on_msg(m);
+                    if frees && last_round.elapsed() >= Duration::from_millis(10) {
+                        c.round();
+                        last_round = Instant::now();
+                    }
+                }
                 None => return,
             },
             _ = tick.tick() => {
                 c.round();
+                last_round = Instant::now();
                 ticks += 1;
                 if ticks % 3 == 0 {
                     let snap = c.snapshot();
