@@ -321,8 +321,10 @@ impl Coord {
                 if !owns(&self.transfers, &id) {
                     return;
                 }
+                let mut bad_order = None;
                 if let Some(o) = self.transfers.remove(&id) {
                     if reason == FailKind::BadData {
+                        bad_order = Some(o.clone());
                         self.verify_failures += 1;
                         let src = if o.from == MASTER { "the master".to_string() } else { self.node_name(o.from) };
                         self.events.push(format!("{} rejected chunk {} from {src}: {message}", self.node_name(node), o.chunk));
@@ -331,6 +333,16 @@ impl Coord {
                     }
                 }
                 self.planner.handle(now, Event::Failed { id, reason: Self::fail_reason(reason) });
+                // The planner only ranks a bad source lower; the engine additionally stops
+                // believing that source holds this chunk, so it is never ordered from it again.
+                if let (FailKind::BadData, Some(o)) = (reason, bad_order) {
+                    if o.from != MASTER {
+                        if let Some(src) = self.nodes.get_mut(&o.from) {
+                            src.have.remove(&o.chunk);
+                        }
+                        self.planner.handle(now, Event::Lost { node: o.from, chunks: vec![o.chunk] });
+                    }
+                }
             }
             PeerMsg::Stats { download_bps, upload_bps, bytes_uploaded: _, complete: _, error } => {
                 if let Some(n) = self.nodes.get_mut(&node) {
