@@ -104,16 +104,29 @@ pub(crate) async fn run(
     let mut tick = tokio::time::interval(Duration::from_millis(100));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut ticks = 0u64;
+    let mut last_round = Instant::now();
     loop {
         tokio::select! {
             msg = rx.recv() => match msg {
-                Some(m) => c.on_msg(m),
+                Some(m) => {
+                    // Plan right after a slot frees up (coalesced to one round per 10 ms): a
+                    // timer-only planner leaves freed slots idle until the next tick.
+                    let frees = matches!(&m, CoordMsg::Peer { msg: PeerMsg::Finished { .. } | PeerMsg::Failed { .. } | PeerMsg::HaveAll { .. }, .. });
+                    c.on_msg(m);
+                    if frees && last_round.elapsed() >= Duration::from_millis(10) {
+                        let t0 = Instant::now();
+                        c.round();
+                        c.rounds = (c.rounds.0 + 1, c.rounds.1 + t0.elapsed().as_secs_f64());
+                        last_round = Instant::now();
+                    }
+                }
                 None => return,
             },
             _ = tick.tick() => {
                 let t0 = Instant::now();
                 c.round();
                 c.rounds = (c.rounds.0 + 1, c.rounds.1 + t0.elapsed().as_secs_f64());
+                last_round = Instant::now();
                 ticks += 1;
                 if ticks % 3 == 0 {
                     let snap = c.snapshot();
@@ -315,8 +328,10 @@ impl Coord {
                 if !owns(&self.transfers, &id) {
                     return;
                 }
+                let mut bad_order = None;
                 if let Some(o) = self.transfers.remove(&id) {
                     if reason == FailKind::BadData {
+                        bad_order = Some(o.clone());
                         self.verify_failures += 1;
                         let src = if o.from == MASTER { "the master".to_string() } else { self.node_name(o.from) };
                         self.events.push(format!("{} rejected chunk {} from {src}: {message}", self.node_name(node), o.chunk));
@@ -325,6 +340,16 @@ impl Coord {
                     }
                 }
                 self.planner.handle(now, Event::Failed { id, reason: Self::fail_reason(reason) });
+                // The planner only ranks a bad source lower; the engine additionally stops
+                // believing that source holds this chunk, so it is never ordered from it again.
+                if let (FailKind::BadData, Some(o)) = (reason, bad_order) {
+                    if o.from != MASTER {
+                        if let Some(src) = self.nodes.get_mut(&o.from) {
+                            src.have.remove(&o.chunk);
+                        }
+                        self.planner.handle(now, Event::Lost { node: o.from, chunks: vec![o.chunk] });
+                    }
+                }
             }
             PeerMsg::Stats { download_bps, upload_bps, bytes_uploaded: _, complete: _, error } => {
                 if let Some(n) = self.nodes.get_mut(&node) {
