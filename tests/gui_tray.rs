@@ -12,6 +12,7 @@
 //! Skipped with a printed reason when the `gui` feature is off or Xvfb/trayer/import are missing,
 //! except under `CI=true`, where a skip would hide a broken setup and so fails instead.
 
+#[cfg(all(feature = "gui", target_os = "linux"))]
 use std::path::{Path, PathBuf};
 
 fn in_ci() -> bool {
@@ -46,6 +47,7 @@ fn tray_app_syncs_as_peer_under_xvfb() {
     linux::run();
 }
 
+#[cfg(all(feature = "gui", target_os = "linux"))]
 fn on_path(tool: &str) -> bool {
     std::env::var_os("PATH")
         .map(|p| std::env::split_paths(&p).any(|d| d.join(tool).is_file()))
@@ -53,6 +55,7 @@ fn on_path(tool: &str) -> bool {
 }
 
 /// Relative path → contents of every file under `root`.
+#[cfg(all(feature = "gui", target_os = "linux"))]
 fn tree(root: &Path) -> std::collections::BTreeMap<PathBuf, Vec<u8>> {
     let mut out = std::collections::BTreeMap::new();
     let mut stack = vec![root.to_path_buf()];
