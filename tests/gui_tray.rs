@@ -9,16 +9,20 @@
 //! `target/gui-screenshot.png` and checks that the "up to date" icon's green is on it (i.e. the
 //! icon really is docked in the tray), then quits the app with SIGTERM and expects a clean exit.
 //!
-//! Skipped with a printed reason when the `gui` feature is off or Xvfb/trayer/import are missing,
-//! except under `CI=true`, where a skip would hide a broken setup and so fails instead.
+//! Skipped with a printed reason when the `gui` feature is off. With the feature, missing
+//! Xvfb/trayer/import also skip, except under `CI=true`, where that would hide a broken setup and
+//! so fails instead.
 
+#[cfg(all(feature = "gui", target_os = "linux"))]
 use std::path::{Path, PathBuf};
 
+#[cfg(feature = "gui")]
 fn in_ci() -> bool {
     std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
 }
 
 /// Print why the test does not run; fail instead in CI.
+#[cfg(feature = "gui")]
 fn skip(reason: &str) {
     assert!(!in_ci(), "gui_tray must run in CI but cannot: {reason}");
     eprintln!("SKIPPED gui_tray: {reason}");
@@ -27,7 +31,8 @@ fn skip(reason: &str) {
 #[cfg(not(feature = "gui"))]
 #[test]
 fn tray_app_syncs_as_peer_under_xvfb() {
-    skip("built without the `gui` feature (run `cargo test --all-features`)");
+    // Not a CI failure: the feature choice is the test command's (README), not the machine's.
+    eprintln!("SKIPPED gui_tray: built without the `gui` feature (run `cargo test --all-features`)");
 }
 
 #[cfg(all(feature = "gui", not(target_os = "linux")))]
@@ -46,6 +51,7 @@ fn tray_app_syncs_as_peer_under_xvfb() {
     linux::run();
 }
 
+#[cfg(all(feature = "gui", target_os = "linux"))]
 fn on_path(tool: &str) -> bool {
     std::env::var_os("PATH")
         .map(|p| std::env::split_paths(&p).any(|d| d.join(tool).is_file()))
@@ -53,6 +59,7 @@ fn on_path(tool: &str) -> bool {
 }
 
 /// Relative path → contents of every file under `root`.
+#[cfg(all(feature = "gui", target_os = "linux"))]
 fn tree(root: &Path) -> std::collections::BTreeMap<PathBuf, Vec<u8>> {
     let mut out = std::collections::BTreeMap::new();
     let mut stack = vec![root.to_path_buf()];

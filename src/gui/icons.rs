@@ -43,6 +43,7 @@ pub fn decode(png_bytes: &[u8]) -> Result<Rgba, String> {
     Ok(Rgba { width: info.width, height: info.height, pixels: buf })
 }
 
+#[cfg(test)]
 fn bytes_for(kind: IconKind) -> &'static [u8] {
     match kind {
         IconKind::Idle => IDLE,

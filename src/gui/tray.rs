@@ -210,7 +210,7 @@ fn build_menu() -> (Menu, Items) {
     };
     let menu = Menu::new();
     let sep = PredefinedMenuItem::separator;
-    let all: [&dyn tray_icon::menu::IsMenuItem; 15] = [
+    let all: [&dyn tray_icon::menu::IsMenuItem; 14] = [
         &items.status,
         &sep(),
         &items.start_peer,
@@ -225,11 +225,9 @@ fn build_menu() -> (Menu, Items) {
         &items.settings,
         &sep(),
         &items.quit,
-        &sep(),
     ];
-    // The trailing separator is not wanted; appending all but the last keeps the array simple.
-    for item in &all[..all.len() - 1] {
-        let _ = menu.append(*item);
+    for item in all {
+        let _ = menu.append(item);
     }
     (menu, items)
 }
