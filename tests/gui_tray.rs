@@ -91,6 +91,7 @@ mod linux {
     impl Drop for Reaper {
         fn drop(&mut self) {
             if matches!(self.0.try_wait(), Ok(None)) {
+                eprintln!("gui_tray: stopping {}", self.1);
                 let _ = self.0.kill();
             }
             let _ = self.0.wait();
@@ -277,7 +278,7 @@ mod linux {
             status.is_some()
         });
         assert!(status.unwrap().success(), "gui exit status {status:?}");
-        rt.block_on(master.shutdown());
+        rt.block_on(master.shutdown()).expect("master shuts down cleanly");
     }
 
     /// NodeState as JSON may be a bare string or an object tagged by "state".

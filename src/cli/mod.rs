@@ -114,11 +114,6 @@ pub fn main() -> ExitCode {
     }
 }
 
-/// Error for modes a later release implements: say so plainly instead of pretending.
-pub(crate) fn not_implemented(mode: &str) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("`lanscatter {mode}` is not implemented yet in this build ({})", crate::VERSION)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

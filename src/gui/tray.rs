@@ -38,7 +38,8 @@ pub enum UserEvent {
     Page(settings_page::Request),
     Started(u64, Result<RunningEngine, String>),
     Status(u64, EngineStatus),
-    Stopped(u64),
+    /// The engine of this generation has stopped (the generation is only for log lines).
+    Stopped(#[allow(dead_code)] u64),
     Quit,
 }
 
