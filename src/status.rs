@@ -38,7 +38,7 @@ pub enum NodeState {
     /// The node left the swarm (master's view of a peer).
     Disconnected,
     /// Fatal or persistent error, with a message for the user.
-    Error(String),
+    Error { message: String },
 }
 
 /// Chunk have-map cell, as drawn by the status page (one cell per unique chunk of the manifest).
@@ -247,7 +247,7 @@ mod tests {
     #[test]
     fn snapshot_json_round_trip() {
         let mut s = Snapshot::new(Role::Peer, "p".into(), PathBuf::from("/x"));
-        s.state = NodeState::Error("disk full".into());
+        s.state = NodeState::Error { message: "disk full".into() };
         s.nodes.push(NodeStatus { chunk_map: vec![CELL_HAS, CELL_MISSING], ..Default::default() });
         let j = serde_json::to_string(&s).unwrap();
         let back: Snapshot = serde_json::from_str(&j).unwrap();

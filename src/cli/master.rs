@@ -87,7 +87,7 @@ pub fn run(args: MasterArgs) -> anyhow::Result<ExitCode> {
             let s = rx.borrow_and_update().clone();
             match &s.state {
                 NodeState::Indexing { .. } | NodeState::Starting => {}
-                NodeState::Error(e) if !ready => {
+                NodeState::Error { message: e } if !ready => {
                     master.shutdown().await?;
                     anyhow::bail!("{e}");
                 }

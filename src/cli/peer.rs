@@ -105,7 +105,7 @@ pub fn run(args: PeerArgs) -> anyhow::Result<ExitCode> {
                 NodeState::Syncing => "syncing",
                 NodeState::UpToDate => "up to date",
                 NodeState::Disconnected => "disconnected",
-                NodeState::Error(_) => "error",
+                NodeState::Error { .. } => "error",
             };
             if let Some(b) = &bar {
                 b.set_length(s.bytes_total);
@@ -121,7 +121,7 @@ pub fn run(args: PeerArgs) -> anyhow::Result<ExitCode> {
                     s.upload_bps / 1e6
                 );
             }
-            if let NodeState::Error(e) = &s.state {
+            if let NodeState::Error { message: e } = &s.state {
                 if !peer.is_running() {
                     if let Some(b) = &bar {
                         b.abandon();

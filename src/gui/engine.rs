@@ -113,7 +113,7 @@ pub fn convert(mode: Mode, s: &Snapshot) -> EngineStatus {
         NodeState::Connecting | NodeState::Disconnected => Phase::Connecting,
         NodeState::Syncing => Phase::Syncing,
         NodeState::UpToDate => Phase::UpToDate,
-        NodeState::Error(e) => Phase::Error(e.clone()),
+        NodeState::Error { message: e } => Phase::Error(e.clone()),
     };
     let peers = s.nodes.iter().filter(|n| !n.is_master && n.state != NodeState::Disconnected).count();
     let view = StatusView {
@@ -174,7 +174,7 @@ mod tests {
         assert_eq!(st.view.phase, Phase::Syncing);
         assert_eq!(super::super::view::icon_kind(&st.view), super::super::view::IconKind::Syncing(2));
         assert_eq!(st.snapshot["bytes_done"], 25);
-        snap.state = NodeState::Error("boom".into());
+        snap.state = NodeState::Error { message: "boom".into() };
         assert_eq!(convert(Mode::Peer, &snap).view.phase, Phase::Error("boom".into()));
     }
 }

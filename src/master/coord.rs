@@ -419,7 +419,7 @@ impl Coord {
         let Some(cur) = self.current.clone() else {
             let (done, total) = self.indexing.unwrap_or((0, 0));
             s.state = match &self.index_error {
-                Some(e) => NodeState::Error(e.clone()),
+                Some(e) => NodeState::Error { message: e.clone() },
                 None => NodeState::Indexing { done, total },
             };
             return s;
@@ -472,7 +472,7 @@ impl Coord {
             let complete = n.in_planner && self.planner.is_complete(id);
             all_done &= complete;
             let state = match (&n.error, complete, n.in_planner) {
-                (Some(e), _, _) => NodeState::Error(e.clone()),
+                (Some(e), _, _) => NodeState::Error { message: e.clone() },
                 (None, true, _) => NodeState::UpToDate,
                 (None, false, false) => NodeState::Indexing { done: 0, total: 0 },
                 (None, false, true) => NodeState::Syncing,
@@ -501,7 +501,7 @@ impl Coord {
             s.eta_secs = Some((s.bytes_total - s.bytes_done) as f64 / agg);
         }
         s.state = match &self.index_error {
-            Some(e) => NodeState::Error(e.clone()),
+            Some(e) => NodeState::Error { message: e.clone() },
             None if all_done => NodeState::UpToDate,
             None => NodeState::Syncing,
         };

@@ -420,7 +420,7 @@ impl Session {
             s.eta_secs = Some((s.bytes_total - s.bytes_done) as f64 / s.download_bps);
         }
         s.state = match (&self.error, self.connected, s.manifest_id) {
-            (Some(e), _, _) => NodeState::Error(e.clone()),
+            (Some(e), _, _) => NodeState::Error { message: e.clone() },
             (None, false, _) => NodeState::Connecting,
             (None, true, 0) => NodeState::Connecting,
             (None, true, _) if complete => NodeState::UpToDate,

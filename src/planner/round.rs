@@ -153,29 +153,24 @@ impl Planner {
 
     /// Phase 3: leftover master slots serve the rarest chunks destinations still miss.
     fn master_fallback(&mut self, now: f64, masters: &[usize], dests: &[usize], orders: &mut Vec<Order>) {
-        for &m in masters {
-            let mut pending: Vec<usize> = dests.to_vec();
-            while self.free_up(m) && !pending.is_empty() {
-                let mut next = Vec::new();
-                for &d in &pending {
-                    if !self.free_up(m) {
-                        break;
-                    }
-                    if !self.wants(d) {
-                        continue;
-                    }
-                    if let Some((c, _)) = self.best_chunk(m, d) {
-                        orders.push(self.start_transfer(now, c, m, d));
-                        next.push(d);
-                    }
-                }
-                pending = next;
-            }
-        }
+        self.masters_round_robin(now, masters, dests, orders, |p, m, d| p.best_chunk(m, d).map(|(c, _)| c));
     }
 
     /// Comparison policy: every destination fetches its missing chunks in order from a master.
     fn naive(&mut self, now: f64, masters: &[usize], dests: &[usize], orders: &mut Vec<Order>) {
+        self.masters_round_robin(now, masters, dests, orders, |p, m, d| p.first_missing(m, d));
+    }
+
+    /// Hand each master's free upload slots to the destinations in turn, one chunk per
+    /// destination per pass, so no destination monopolises a master; `pick` chooses the chunk.
+    fn masters_round_robin(
+        &mut self,
+        now: f64,
+        masters: &[usize],
+        dests: &[usize],
+        orders: &mut Vec<Order>,
+        mut pick: impl FnMut(&mut Self, usize, usize) -> Option<u32>,
+    ) {
         for &m in masters {
             let mut pending: Vec<usize> = dests.to_vec();
             while self.free_up(m) && !pending.is_empty() {
@@ -187,7 +182,7 @@ impl Planner {
                     if !self.wants(d) {
                         continue;
                     }
-                    if let Some(c) = self.first_missing(m, d) {
+                    if let Some(c) = pick(self, m, d) {
                         orders.push(self.start_transfer(now, c, m, d));
                         next.push(d);
                     }

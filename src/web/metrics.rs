@@ -18,7 +18,7 @@ pub fn state_name(s: &NodeState) -> &'static str {
         NodeState::Syncing => "syncing",
         NodeState::UpToDate => "up_to_date",
         NodeState::Disconnected => "disconnected",
-        NodeState::Error(_) => "error",
+        NodeState::Error { .. } => "error",
     }
 }
 
@@ -131,7 +131,7 @@ pub fn render(s: &Snapshot) -> String {
     type Field = fn(&crate::status::NodeStatus) -> f64;
     let per_node: [(&str, &str, &str, Field); 8] = [
         ("lanscatter_node_up", "gauge", "1 unless the node is disconnected or in error.", |n| {
-            f64::from(u8::from(!matches!(n.state, NodeState::Disconnected | NodeState::Error(_))))
+            f64::from(u8::from(!matches!(n.state, NodeState::Disconnected | NodeState::Error { .. })))
         }),
         ("lanscatter_node_bytes_done", "gauge", "Verified bytes the node holds (its download progress).", |n| n.bytes_done as f64),
         ("lanscatter_node_bytes_target", "gauge", "Bytes the node holds when up to date.", |n| n.bytes_total as f64),
