@@ -63,7 +63,7 @@ function setPill(el, st, slow) {
   setText(el, stateLabel(st, slow));
   const cls = "pill s-" + stateName(st, slow);
   if (el.className !== cls) el.className = cls;
-  el.title = st && st.state === "error" ? String(st.Error || st.message || "") : "";
+  el.title = st && st.state === "error" ? String(st.message || "") : "";
 }
 
 // ---------- colours (follow the CSS variables, so dark mode just works) ----------
