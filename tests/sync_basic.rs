@@ -23,9 +23,23 @@ async fn master_and_five_peers_end_identical() {
         wait_synced(p, &master, &mdir, dir, Duration::from_secs(60)).await;
         assert_same_tree(&mdir, dir);
     }
-    let s = master.status().borrow().clone();
+    // The master publishes snapshots on its own tick, so wait for one that has seen the last
+    // peer finish rather than reading whatever is current.
+    let mut rx = master.status();
+    let all_have = |s: &lanscatter::status::Snapshot| {
+        s.nodes.len() == 6
+            && s.nodes.iter().all(|n| n.chunk_map.iter().all(|&c| c == lanscatter::status::CELL_HAS))
+    };
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while !all_have(&rx.borrow_and_update()) {
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        if left.is_zero() || tokio::time::timeout(left, rx.changed()).await.is_err() {
+            break;
+        }
+    }
+    let s = rx.borrow().clone();
     assert_eq!(s.nodes.len(), 6, "master + 5 peers in the master's status");
-    assert!(s.nodes.iter().all(|n| n.chunk_map.iter().all(|&c| c == lanscatter::status::CELL_HAS)));
+    assert!(all_have(&s), "every node's chunk map is full in the master's status");
     for (p, _) in peers {
         p.shutdown().await.unwrap();
     }

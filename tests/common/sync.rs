@@ -95,19 +95,23 @@ pub enum Entry {
 }
 
 /// Every entry under `root` with content hash and mtime (symlinks are recorded as such).
+///
+/// Polled while a peer is still working, so an entry that vanishes between listing and reading
+/// is simply left out: the caller compares whole trees and polls again.
 pub fn tree_state(root: &Path) -> BTreeMap<String, Entry> {
     let mut out = BTreeMap::new();
     fn rec(root: &Path, dir: &Path, out: &mut BTreeMap<String, Entry>) {
-        for e in std::fs::read_dir(dir).unwrap() {
-            let e = e.unwrap();
+        let Ok(entries) = std::fs::read_dir(dir) else { return };
+        for e in entries {
+            let Ok(e) = e else { continue };
             let p = e.path();
             let rel = p.strip_prefix(root).unwrap().to_string_lossy().replace('\\', "/");
-            let m = std::fs::symlink_metadata(&p).unwrap();
+            let Ok(m) = std::fs::symlink_metadata(&p) else { continue };
             if m.is_dir() {
                 out.insert(rel, Entry::Dir);
                 rec(root, &p, out);
             } else {
-                let data = std::fs::read(&p).unwrap();
+                let Ok(data) = std::fs::read(&p) else { continue };
                 let t = m.modified().unwrap().duration_since(std::time::UNIX_EPOCH).unwrap();
                 out.insert(
                     rel,
