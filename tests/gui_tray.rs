@@ -254,7 +254,11 @@ mod linux {
         assert!(page.starts_with("HTTP/1.1 200") && page.contains("lanscatter settings"), "{page:.200}");
 
         // Screenshot, then look for the up-to-date icon's green (#2e9d4f) in the tray area.
-        let shot = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/gui-screenshot.png");
+        let shot_dir = std::env::var_os("CARGO_TARGET_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target"));
+        std::fs::create_dir_all(&shot_dir).expect("create the screenshot folder");
+        let shot = shot_dir.join("gui-screenshot.png");
         let mut green = 0;
         wait_until("the green up-to-date icon on screen", Duration::from_secs(20), || {
             let ok = Command::new("import")
