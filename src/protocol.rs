@@ -159,27 +159,42 @@ pub fn decode<'a, T: Deserialize<'a>>(bytes: &'a [u8]) -> Result<T, ProtocolErro
     postcard::from_bytes(bytes).map_err(|e| ProtocolError::Decode(e.to_string()))
 }
 
-/// Parse and check a peer's first frame.
-pub fn parse_hello(text: &str) -> Result<Hello, ProtocolError> {
+/// The identifying fields of a first frame, read before the full type so that another version
+/// with other fields still gets a version message rather than a decode error.
+#[derive(Deserialize)]
+struct Probe {
+    #[serde(default)]
+    app: String,
+    #[serde(default)]
+    protocol: u32,
+    /// Set only in a master's refusal.
+    #[serde(default)]
+    message: Option<String>,
+}
+
+/// Bound and identify a first frame (either direction); the version is checked by the caller,
+/// because a refusal from the master is reported whatever its version.
+fn probe(text: &str) -> Result<Probe, ProtocolError> {
     if text.len() > 64 * 1024 {
         return Err(ProtocolError::TooLarge(text.len()));
-    }
-    // Read the identifying fields first so a different version with other fields still gets
-    // a version message rather than a decode error.
-    #[derive(Deserialize)]
-    struct Probe {
-        #[serde(default)]
-        app: String,
-        #[serde(default)]
-        protocol: u32,
     }
     let probe: Probe = serde_json::from_str(text).map_err(|e| ProtocolError::Decode(e.to_string()))?;
     if probe.app != Hello::APP {
         return Err(ProtocolError::NotLanscatter(probe.app.chars().take(40).collect()));
     }
-    if probe.protocol != PROTOCOL_VERSION {
-        return Err(ProtocolError::Version { ours: PROTOCOL_VERSION, theirs: probe.protocol });
+    Ok(probe)
+}
+
+fn check_version(theirs: u32) -> Result<(), ProtocolError> {
+    if theirs != PROTOCOL_VERSION {
+        return Err(ProtocolError::Version { ours: PROTOCOL_VERSION, theirs });
     }
+    Ok(())
+}
+
+/// Parse and check a peer's first frame.
+pub fn parse_hello(text: &str) -> Result<Hello, ProtocolError> {
+    check_version(probe(text)?.protocol)?;
     let hello: Hello = serde_json::from_str(text).map_err(|e| ProtocolError::Decode(e.to_string()))?;
     if hello.name.len() > 256 || hello.advertise_host.as_ref().is_some_and(|h| h.len() > 256) {
         return Err(ProtocolError::Decode("name or advertised host longer than 256 bytes".into()));
@@ -196,25 +211,11 @@ pub enum MasterGreeting {
 
 /// Parse and check the master's first frame.
 pub fn parse_greeting(text: &str) -> Result<MasterGreeting, ProtocolError> {
-    #[derive(Deserialize)]
-    struct Probe {
-        #[serde(default)]
-        app: String,
-        #[serde(default)]
-        protocol: u32,
-        #[serde(default)]
-        message: Option<String>,
-    }
-    let probe: Probe = serde_json::from_str(text).map_err(|e| ProtocolError::Decode(e.to_string()))?;
-    if probe.app != Hello::APP {
-        return Err(ProtocolError::NotLanscatter(probe.app.chars().take(40).collect()));
-    }
+    let probe = probe(text)?;
     if let Some(message) = probe.message {
         return Ok(MasterGreeting::Refused(message));
     }
-    if probe.protocol != PROTOCOL_VERSION {
-        return Err(ProtocolError::Version { ours: PROTOCOL_VERSION, theirs: probe.protocol });
-    }
+    check_version(probe.protocol)?;
     serde_json::from_str(text).map(MasterGreeting::Welcome).map_err(|e| ProtocolError::Decode(e.to_string()))
 }
 
