@@ -9,8 +9,9 @@ Design choices:
 - Addresses come only from 198.18.0.0/15 (the benchmarking range); IPv6 is disabled in every lab
   namespace before interfaces exist, so not even link-local addresses appear.
 - Every link is shaped in both directions with tbf: the host-side veth egress is the host's upload,
-  the switch-side veth egress is its download. The burst is ~1 ms of the rate (at least a few
-  MTU), which measured ~94 % of nominal as TCP goodput; the kernel here has no netem/fq/sfq.
+  the switch-side veth egress is its download. The burst is ~1 ms of the rate but at least one
+  whole GSO packet (see GSO_BURST for why and what it costs otherwise); the kernel here has no
+  netem/fq/sfq.
 - Processes are started with `ip netns exec` (which execs, so the PID we hold is the program itself)
   and reaped with os.wait4, which gives exact peak RSS (ru_maxrss) and CPU time without polling.
 - Everything created is recorded and torn down in reverse order by `Lab.close()`; processes are
@@ -52,9 +53,19 @@ def ensure_iproute2():
     run(["apt-get", "install", "-y", "iproute2"])
 
 
+# Smallest burst that holds one whole GSO packet (64 KiB of payload plus the per-segment headers
+# the qdisc counts). Below it tbf splits every GSO packet in software and re-arms its timer per
+# frame, and on this 2-core VM the lab itself then eats the CPU the system under test needs:
+# measured with iperf3, one flow per link in a ring of 9 hosts at 100 Mbit/s, a 1 ms burst
+# (12.5 KB) used 95 % of both cores for 0.91 of nominal, an 80 KB burst 9 % for 0.95.
+# The burst cannot flatter a result: over a run, a link carries at most rate * T + burst bytes,
+# and 80 KB is < 0.01 % of any data set the scenarios use.
+GSO_BURST = 80 * 1000
+
+
 def tbf_params(rate_bps):
-    """Burst ~1 ms of the rate but at least 4 full frames; queue ~20 ms of the rate but >= 64 KiB."""
-    burst = max(int(rate_bps / 8 / 1000), 4 * 1514)
+    """Burst ~1 ms of the rate but at least one GSO packet; queue ~20 ms of the rate but >= 2 bursts."""
+    burst = max(int(rate_bps / 8 / 1000), GSO_BURST)
     limit = max(int(rate_bps / 8 * 0.020), 64 * 1024, 2 * burst)
     return burst, limit
 

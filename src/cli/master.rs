@@ -33,7 +33,7 @@ pub struct MasterArgs {
     #[arg(long, default_value = "auto")]
     pub chunk_size: String,
     /// Concurrent chunk uploads served by the master.
-    #[arg(long, default_value_t = 4)]
+    #[arg(long, default_value_t = 8)]
     pub upload_slots: u32,
     /// Upload limit in bit/s with an optional k, M or G suffix (e.g. 100M = 100 Mbit/s).
     #[arg(long)]

@@ -35,10 +35,10 @@ pub struct PeerArgs {
     #[arg(long)]
     pub advertise: Option<String>,
     /// Concurrent uploads to other peers (0 = never upload).
-    #[arg(long, default_value_t = 2)]
+    #[arg(long, default_value_t = 8)]
     pub upload_slots: u32,
     /// Concurrent chunk downloads.
-    #[arg(long, default_value_t = 2)]
+    #[arg(long, default_value_t = 8)]
     pub download_slots: u32,
     /// Upload limit in bit/s with an optional k, M or G suffix (e.g. 100M = 100 Mbit/s).
     #[arg(long)]

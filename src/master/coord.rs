@@ -105,29 +105,38 @@ pub(crate) async fn run(
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut ticks = 0u64;
     let mut last_round = Instant::now();
+    // Plan right after a slot frees up, coalesced to one round per 10 ms: a timer-only planner
+    // leaves a freed slot idle for up to a tick (a 1 MiB chunk takes ~0.3 s on a shared
+    // 100 Mbit/s link), and a round per message would cost more than it gains with many peers.
+    let mut round_due: Option<tokio::time::Instant> = None;
     loop {
+        let due = round_due;
         tokio::select! {
             msg = rx.recv() => match msg {
                 Some(m) => {
-                    // Plan right after a slot frees up (coalesced to one round per 10 ms): a
-                    // timer-only planner leaves freed slots idle until the next tick.
                     let frees = matches!(&m, CoordMsg::Peer { msg: PeerMsg::Finished { .. } | PeerMsg::Failed { .. } | PeerMsg::HaveAll { .. }, .. });
                     c.on_msg(m);
-                    if frees && last_round.elapsed() >= Duration::from_millis(10) {
-                        let t0 = Instant::now();
-                        c.round();
-                        c.rounds = (c.rounds.0 + 1, c.rounds.1 + t0.elapsed().as_secs_f64());
-                        last_round = Instant::now();
+                    if frees && round_due.is_none() {
+                        round_due = Some(tokio::time::Instant::from_std(last_round + Duration::from_millis(10)));
                     }
                 }
                 None => return,
             },
-            _ = tick.tick() => {
-                let t0 = Instant::now();
-                c.round();
-                c.rounds = (c.rounds.0 + 1, c.rounds.1 + t0.elapsed().as_secs_f64());
+            _ = async { tokio::time::sleep_until(due.unwrap_or_else(tokio::time::Instant::now)).await }, if due.is_some() => {
+                c.timed_round();
                 last_round = Instant::now();
+                round_due = None;
+            }
+            _ = tick.tick() => {
+                c.timed_round();
+                last_round = Instant::now();
+                round_due = None;
                 ticks += 1;
+                if ticks % 10 == 0 && tracing::enabled!(target: "lanscatter::slots", tracing::Level::DEBUG) {
+                    let st = c.planner.stats();
+                    let row: Vec<String> = st.nodes.iter().map(|n| format!("{}:{}/{}", n.have, n.downloads, n.uploads)).collect();
+                    tracing::debug!(target: "lanscatter::slots", "have:down/up {}", row.join(" "));
+                }
                 if ticks % 3 == 0 {
                     let snap = c.snapshot();
                     status.send_replace(snap);
@@ -363,6 +372,12 @@ impl Coord {
 
     fn node_name(&self, id: NodeId) -> String {
         self.nodes.get(&id).map(|n| n.hello.name.clone()).unwrap_or_else(|| format!("node {id}"))
+    }
+
+    fn timed_round(&mut self) {
+        let t0 = Instant::now();
+        self.round();
+        self.rounds = (self.rounds.0 + 1, self.rounds.1 + t0.elapsed().as_secs_f64());
     }
 
     fn round(&mut self) {

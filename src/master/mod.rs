@@ -67,7 +67,7 @@ impl MasterConfig {
             source_dir,
             bind: SocketAddr::from(([0, 0, 0, 0], DEFAULT_PORT)),
             chunk_rule: ChunkRule::Auto,
-            upload_slots: 4,
+            upload_slots: 8,
             max_upload_bps: None,
             compress: true,
             rescan_interval: Duration::from_secs(60),
