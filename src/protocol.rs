@@ -19,7 +19,8 @@ use serde::{Deserialize, Serialize};
 use crate::manifest::ChunkHash;
 
 /// Bumped on any incompatible change of the types below.
-pub const PROTOCOL_VERSION: u32 = 1;
+/// 2: `FailKind::Busy` (a source with no free upload slot is not a source without the chunk).
+pub const PROTOCOL_VERSION: u32 = 2;
 
 /// Upper bound for one control frame. A manifest of a 1 TB folder at 1 MiB chunks is ~40 MB.
 pub const MAX_FRAME: usize = 128 << 20;
@@ -95,6 +96,8 @@ pub enum FailKind {
     LocalDisk,
     /// The downloader cancelled it (manifest change, shutdown).
     Cancelled,
+    /// The source answered that all its upload slots are taken: it still holds the chunk.
+    Busy,
 }
 
 /// Peer -> master, after the handshake (postcard binary frames).

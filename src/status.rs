@@ -132,6 +132,10 @@ pub struct Snapshot {
     pub peers_uploaded: u64,
     /// Unix time of this snapshot.
     pub time: f64,
+    /// Why the node is in its state, when the state alone does not say (a peer waiting for an
+    /// unreachable master, or told by the master to wait while it indexes).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
 }
 
 impl Snapshot {
@@ -156,6 +160,7 @@ impl Snapshot {
             master_uploaded: 0,
             peers_uploaded: 0,
             time: unix_now(),
+            detail: None,
         }
     }
 

@@ -108,15 +108,38 @@ pub fn main() -> ExitCode {
     match result {
         Ok(code) => code,
         Err(err) => {
-            eprintln!("lanscatter: error: {err:#}");
+            eprintln!("lanscatter: error: {}", error_text(&err));
             ExitCode::FAILURE
         }
     }
 }
 
+/// The error and its causes, skipping a cause whose text the message before it already quotes
+/// (our error types name their source inline, so `{:#}` would print it twice).
+fn error_text(err: &anyhow::Error) -> String {
+    let mut out = err.to_string();
+    for cause in err.chain().skip(1) {
+        let c = cause.to_string();
+        if !out.contains(&c) {
+            out.push_str(": ");
+            out.push_str(&c);
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn error_text_does_not_repeat_an_inline_source() {
+        let io = std::io::Error::new(std::io::ErrorKind::AddrInUse, "Address already in use");
+        let err = anyhow::Error::new(io).context("cannot listen on 127.0.0.1:1: Address already in use; choose another --port");
+        assert_eq!(error_text(&err), "cannot listen on 127.0.0.1:1: Address already in use; choose another --port");
+        let err = anyhow::anyhow!("disk gone").context("cannot write x");
+        assert_eq!(error_text(&err), "cannot write x: disk gone");
+    }
 
     #[test]
     fn argv0_modes() {

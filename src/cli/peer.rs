@@ -88,6 +88,7 @@ pub fn run(args: PeerArgs) -> anyhow::Result<ExitCode> {
         });
         let mut tick = tokio::time::interval(Duration::from_secs(1));
         let mut n = 0u64;
+        let mut shown_detail: Option<String> = None;
         let code = loop {
             tokio::select! {
                 _ = tokio::signal::ctrl_c() => break ExitCode::SUCCESS,
@@ -111,6 +112,17 @@ pub fn run(args: PeerArgs) -> anyhow::Result<ExitCode> {
                 b.set_length(s.bytes_total);
                 b.set_position(s.bytes_done);
                 b.set_message(label);
+                if s.detail.is_some() && s.detail != shown_detail {
+                    b.println(format!("lanscatter peer: {}", s.detail.as_deref().unwrap_or_default()));
+                }
+                shown_detail = s.detail.clone();
+            } else if let (false, Some(d)) = (args.json, &s.detail) {
+                if n % 5 == 1 || s.detail != shown_detail {
+                    eprintln!("lanscatter peer: {label}: {d}");
+                }
+                shown_detail = s.detail.clone();
+            } else if !args.json && n % 5 == 1 && s.bytes_total == 0 {
+                eprintln!("lanscatter peer: {label} ({})", args.server);
             } else if !args.json && n % 5 == 1 {
                 eprintln!(
                     "lanscatter peer: {label}: {}/{} bytes ({:.1} %), {:.1} MB/s down, {:.1} MB/s up",

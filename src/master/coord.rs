@@ -249,7 +249,7 @@ impl Coord {
             FailKind::BadData => FailReason::BadData,
             FailKind::TooSlow => FailReason::TooSlow,
             FailKind::Network => FailReason::SourceMissing,
-            FailKind::LocalDisk | FailKind::Cancelled => FailReason::Other,
+            FailKind::LocalDisk | FailKind::Cancelled | FailKind::Busy => FailReason::Other,
         }
     }
 
@@ -338,7 +338,11 @@ impl Coord {
                     return;
                 }
                 let mut bad_order = None;
+                let mut network_order = None;
                 if let Some(o) = self.transfers.remove(&id) {
+                    if reason == FailKind::Network && o.from != MASTER {
+                        network_order = Some(o.clone());
+                    }
                     if reason == FailKind::BadData {
                         bad_order = Some(o.clone());
                         self.verify_failures += 1;
@@ -349,6 +353,13 @@ impl Coord {
                     }
                 }
                 self.planner.handle(now, Event::Failed { id, reason: Self::fail_reason(reason) });
+                // Mirror the planner forgetting a missing chunk, so the source's next HaveAll
+                // (after a re-check) announces it again instead of being diffed away.
+                if let (FailKind::Network, Some(o)) = (reason, &network_order) {
+                    if let Some(src) = self.nodes.get_mut(&o.from) {
+                        src.have.remove(&o.chunk);
+                    }
+                }
                 // The planner only ranks a bad source lower; the engine additionally stops
                 // believing that source holds this chunk, so it is never ordered from it again.
                 if let (FailKind::BadData, Some(o)) = (reason, bad_order) {

@@ -34,7 +34,7 @@ use crate::manifest::{CacheMode, ChunkHash, Manifest, ScanOptions};
 pub enum LayoutError {
     #[error("cannot index the destination folder: {0}")]
     Scan(#[from] crate::manifest::ScanError),
-    #[error("disk full while preparing {path}: free some space; lanscatter resumes where it stopped")]
+    #[error("disk full writing {path}: free some space; lanscatter keeps what it verified and resumes by itself")]
     DiskFull { path: PathBuf },
     #[error("cannot prepare {path}: {source}")]
     Io { path: PathBuf, source: io::Error },
@@ -74,6 +74,8 @@ pub struct Layout {
 
 impl Layout {
     pub fn prepare(root: &Path, manifest_id: u64, manifest: Arc<Manifest>, cache: &CacheMode) -> Result<Layout, LayoutError> {
+        // The engine creates its folder only here, after the master's greeting was checked.
+        std::fs::create_dir_all(root).map_err(|e| io_err(root, e))?;
         let opts = ScanOptions { chunk_rule: manifest.chunk_rule, cache: cache.clone(), skip_unreadable: true, ..Default::default() };
         let local = crate::manifest::scan(root, &opts)?;
         let plan = crate::manifest::diff(&manifest, &local);

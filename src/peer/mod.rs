@@ -158,14 +158,43 @@ impl ChunkSource for PeerSource {
     }
 }
 
-/// Refuse destinations that would be disastrous to mirror into.
+/// `canonicalize` for a path whose tail may not exist yet: the deepest existing ancestor is
+/// canonicalized and the missing components appended (`..` among them pops, `.` is dropped).
+fn canonicalize_missing(p: &Path) -> std::io::Result<PathBuf> {
+    use std::path::Component;
+    let abs = if p.is_absolute() { p.to_path_buf() } else { std::env::current_dir()?.join(p) };
+    let mut existing = PathBuf::new();
+    let mut missing: Vec<Component> = Vec::new();
+    for c in abs.components() {
+        if missing.is_empty() && std::fs::symlink_metadata(existing.join(c)).is_ok() {
+            existing.push(c);
+        } else {
+            missing.push(c);
+        }
+    }
+    let mut out = std::fs::canonicalize(&existing)?;
+    for c in missing {
+        match c {
+            Component::ParentDir => {
+                out.pop();
+            }
+            Component::CurDir => {}
+            other => out.push(other),
+        }
+    }
+    Ok(out)
+}
+
+/// Refuse destinations that would be disastrous to mirror into, and resolve the destination to
+/// an absolute, symlink-free path. A missing destination is *not* created here: it is created
+/// only after the master's greeting, once we know it is not inside the master's own folder.
 fn check_dst(dst: &Path) -> Result<PathBuf, PeerError> {
     match std::fs::metadata(dst) {
         Ok(m) if !m.is_dir() => return Err(PeerError::DstIsFile(dst.into())),
         Ok(_) => {}
-        Err(_) => std::fs::create_dir_all(dst).map_err(|source| PeerError::DstIo { path: dst.into(), source })?,
+        Err(_) => {}
     }
-    let canon = std::fs::canonicalize(dst).map_err(|source| PeerError::DstIo { path: dst.into(), source })?;
+    let canon = canonicalize_missing(dst).map_err(|source| PeerError::DstIo { path: dst.into(), source })?;
     if canon.parent().is_none() {
         return Err(PeerError::DstIsRoot(canon));
     }
@@ -287,6 +316,9 @@ mod tests {
         let f = d.path().join("file");
         std::fs::write(&f, b"x").unwrap();
         assert!(matches!(check_dst(&f), Err(PeerError::DstIsFile(_))));
-        assert!(check_dst(&d.path().join("new/sub")).is_ok());
+        let canon = std::fs::canonicalize(d.path()).unwrap();
+        assert_eq!(check_dst(&d.path().join("new/sub")).unwrap(), canon.join("new/sub"));
+        assert!(!d.path().join("new").exists(), "checking does not create the folder");
+        assert_eq!(check_dst(&d.path().join("new/x/../sub/.")).unwrap(), canon.join("new/sub"));
     }
 }

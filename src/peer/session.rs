@@ -47,7 +47,11 @@ struct Session {
     events: EventLog,
     connected: bool,
     waiting: Option<String>,
+    /// Why the last connection attempt failed (shown while not connected).
+    unreachable: Option<String>,
     error: Option<String>,
+    /// `error` is a full or failing disk: kept across reconnects until a write succeeds.
+    disk_error: bool,
     down_meter: RateMeter,
     up_meter: RateMeter,
     last_rescan: Instant,
@@ -59,7 +63,9 @@ pub(crate) async fn run(ctx: Arc<Ctx>) {
         events: EventLog::default(),
         connected: false,
         waiting: None,
+        unreachable: None,
         error: None,
+        disk_error: false,
         down_meter: RateMeter::default(),
         up_meter: RateMeter::default(),
         last_rescan: Instant::now(),
@@ -78,6 +84,7 @@ pub(crate) async fn run(ctx: Arc<Ctx>) {
         match attempt {
             Ok(Ok((ws, _))) => {
                 backoff = Duration::from_millis(200);
+                s.unreachable = None;
                 match s.session(ws).await {
                     End::Shutdown => return,
                     End::Fatal(msg) => {
@@ -90,8 +97,14 @@ pub(crate) async fn run(ctx: Arc<Ctx>) {
                     End::Disconnected(why) => s.events.push(format!("disconnected from the master: {why}; reconnecting")),
                 }
             }
-            Ok(Err(e)) => tracing::info!("cannot reach the master at {url}: {e}; retrying in {backoff:?}"),
-            Err(_) => tracing::info!("connecting to {url} timed out; retrying"),
+            Ok(Err(e)) => {
+                tracing::info!("cannot reach the master at {url}: {e}; retrying in {backoff:?}");
+                s.unreachable = Some(format!("cannot reach the master at {}: {e}; retrying", ctx.master_base));
+            }
+            Err(_) => {
+                tracing::info!("connecting to {url} timed out; retrying");
+                s.unreachable = Some(format!("no answer from the master at {} within 10 s; retrying", ctx.master_base));
+            }
         }
         tokio::select! {
             _ = tokio::time::sleep(backoff) => {}
@@ -153,7 +166,9 @@ impl Session {
             Err(e) => return End::Fatal(format!("cannot talk to the master: {e}")),
         }
         self.connected = true;
-        self.error = None;
+        if !self.disk_error {
+            self.error = None;
+        }
         let (res_tx, mut res_rx) = mpsc::unbounded_channel::<(u64, Result<(), (FailKind, String)>)>();
         let mut active: HashMap<u64, Active> = HashMap::new();
         let mut tick = tokio::time::interval(Duration::from_millis(250));
@@ -178,18 +193,34 @@ impl Session {
                     if active.remove(&id).is_none() {
                         continue; // cancelled meanwhile
                     }
+                    let mut disk_failed = None;
                     let msg = match res {
-                        Ok(()) => PeerMsg::Finished { id },
+                        Ok(()) => {
+                            if self.disk_error {
+                                self.disk_error = false;
+                                self.error = None;
+                                self.events.push(String::from("writing works again"));
+                            }
+                            PeerMsg::Finished { id }
+                        }
                         Err((reason, message)) => {
                             if reason == FailKind::LocalDisk {
                                 self.error = Some(message.clone());
+                                self.disk_error = true;
                                 self.events.push(message.clone());
+                                disk_failed = Some(message.clone());
                             }
                             PeerMsg::Failed { id, reason, message }
                         }
                     };
                     if let Err(e) = send(&mut ws, &msg).await {
                         break End::Disconnected(e);
+                    }
+                    if let Some(m) = disk_failed {
+                        // Step out instead of failing every order the master sends meanwhile:
+                        // the reconnect backoff paces the retries until space returns, and
+                        // the re-check on reconnect keeps every verified chunk.
+                        break End::Disconnected(m);
                     }
                 }
                 _ = tick.tick() => {
@@ -291,6 +322,10 @@ impl Session {
         let res = tokio::task::spawn_blocking(move || Layout::prepare(&root, id, manifest, &cache)).await;
         match res {
             Ok(Ok(l)) => {
+                if self.disk_error && l.is_complete() {
+                    self.disk_error = false;
+                    self.error = None;
+                }
                 for u in &l.unsyncable {
                     self.events.push(format!("cannot create {u}"));
                 }
@@ -306,6 +341,7 @@ impl Session {
             Ok(Err(e @ LayoutError::DiskFull { .. })) | Ok(Err(e @ LayoutError::Io { .. })) | Ok(Err(e @ LayoutError::Scan(_))) => {
                 let msg = e.to_string();
                 self.events.push(msg.clone());
+                self.disk_error = matches!(e, LayoutError::DiskFull { .. });
                 self.error = Some(msg.clone());
                 self.publish();
                 // Retry the whole connection later: a full disk may get space again.
@@ -434,6 +470,11 @@ impl Session {
         if self.waiting.is_some() && s.manifest_id == 0 {
             s.state = NodeState::Connecting;
         }
+        s.detail = match (&s.state, self.connected) {
+            (NodeState::Connecting, false) => self.unreachable.clone(),
+            (NodeState::Connecting, true) => self.waiting.clone(),
+            _ => None,
+        };
         me.state = s.state.clone();
         me.bytes_done = s.bytes_done;
         me.bytes_total = s.bytes_total;

@@ -204,7 +204,11 @@ impl Planner {
                 self.failed += 1;
                 match reason {
                     FailReason::SourceMissing => {
-                        self.remove_have(t.from, c);
+                        // A master always holds its whole manifest (a changed file brings a new
+                        // manifest), and forgetting that could leave a chunk with no source.
+                        if !t.from_master {
+                            self.remove_have(t.from, c);
+                        }
                         false
                     }
                     FailReason::BadData | FailReason::Stalled | FailReason::TooSlow => true,

@@ -115,3 +115,29 @@ fn too_slow_source_is_aborted_penalised_and_avoided() {
     p.handle(6.0, Event::Progress { id: again[0].id, bytes_done: 9_000_000 });
     assert!(p.check_timeouts(6.1).is_empty());
 }
+
+/// The rogue-test hang: the only peer holding a chunk was caught serving bad data (so it lost
+/// the chunk) and a transient failure from the master read as "source missing". The master
+/// must stay a source, or the chunk has none and the swarm never completes.
+#[test]
+fn master_stays_a_source_after_a_missing_report() {
+    let mut p = Planner::new(4);
+    p.handle(0.0, Event::NewManifest { chunks: vec![(h(0), 100)] });
+    p.handle(0.0, Event::Join { node: 0, config: cfg(true, 1, 0), has: vec![h(0)] });
+    p.handle(0.0, Event::Join { node: 1, config: cfg(false, 1, 1), has: vec![] });
+    let o = p.plan(0.0);
+    assert_eq!(o.len(), 1);
+    assert_eq!(o[0].from, 0);
+    p.handle(0.1, Event::Failed { id: o[0].id, reason: FailReason::SourceMissing });
+    assert!(p.node_has(0, &h(0)), "the master still holds its manifest");
+    let again = p.plan(0.2);
+    assert_eq!(again.len(), 1, "re-planned from the master");
+    assert_eq!(again[0].from, 0);
+    // A peer that reports a chunk missing is forgotten as its source.
+    p.handle(0.3, Event::Finished { id: again[0].id });
+    p.handle(0.3, Event::Join { node: 2, config: cfg(false, 1, 1), has: vec![] });
+    let from_peer: Vec<_> = p.plan(0.4).into_iter().filter(|o| o.from == 1).collect();
+    assert_eq!(from_peer.len(), 1, "the new holder serves the newcomer");
+    p.handle(0.5, Event::Failed { id: from_peer[0].id, reason: FailReason::SourceMissing });
+    assert!(!p.node_has(1, &h(0)));
+}

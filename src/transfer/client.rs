@@ -31,6 +31,8 @@ pub enum FetchError {
     Network(String),
     #[error("transfer too slow: {0}")]
     TooSlow(String),
+    #[error("source busy: {0}")]
+    Busy(String),
 }
 
 impl FetchError {
@@ -39,6 +41,7 @@ impl FetchError {
             FetchError::BadData(_) => FailKind::BadData,
             FetchError::Network(_) => FailKind::Network,
             FetchError::TooSlow(_) => FailKind::TooSlow,
+            FetchError::Busy(_) => FailKind::Busy,
         }
     }
 }
@@ -88,6 +91,11 @@ impl Fetcher {
             .await
             .map_err(|_| FetchError::TooSlow(format!("no response from {base} within {:?}", self.stall_timeout)))?
             .map_err(|e| FetchError::Network(format!("{base}: {e}")))?;
+        if resp.status() == hyper::StatusCode::SERVICE_UNAVAILABLE {
+            // All upload slots taken (e.g. the previous upload's slot not yet released): the
+            // source still holds the chunk, so this must not read as "source lost it".
+            return Err(FetchError::Busy(format!("{base} has no free upload slot")));
+        }
         if !resp.status().is_success() {
             return Err(FetchError::Network(format!("{base} answered {}", resp.status())));
         }
