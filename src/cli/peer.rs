@@ -93,6 +93,14 @@ pub fn run(args: PeerArgs) -> anyhow::Result<ExitCode> {
             tokio::select! {
                 _ = tokio::signal::ctrl_c() => break ExitCode::SUCCESS,
                 _ = tick.tick() => {}
+                // --exit-when-done reacts to the engine's status at once rather than at the
+                // next 1 s tick (scripts and the LAN bench time the exit).
+                Ok(()) = rx.changed(), if args.exit_when_done => {
+                    let s = rx.borrow_and_update().clone();
+                    if !crate::peer::is_done(&s) {
+                        continue;
+                    }
+                }
             }
             n += 1;
             let s = rx.borrow_and_update().clone();

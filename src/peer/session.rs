@@ -216,6 +216,10 @@ impl Session {
                     if let Err(e) = send(&mut ws, &msg).await {
                         break End::Disconnected(e);
                     }
+                    let complete = self.ctx.layout.lock().ok().is_some_and(|g| g.as_ref().is_some_and(|l| l.is_complete()));
+                    if complete && active.is_empty() {
+                        self.publish(); // "up to date" now, not at the next tick
+                    }
                     if let Some(m) = disk_failed {
                         // Step out instead of failing every order the master sends meanwhile:
                         // the reconnect backoff paces the retries until space returns, and
