@@ -189,10 +189,8 @@ fn canonicalize_missing(p: &Path) -> std::io::Result<PathBuf> {
 /// an absolute, symlink-free path. A missing destination is *not* created here: it is created
 /// only after the master's greeting, once we know it is not inside the master's own folder.
 fn check_dst(dst: &Path) -> Result<PathBuf, PeerError> {
-    match std::fs::metadata(dst) {
-        Ok(m) if !m.is_dir() => return Err(PeerError::DstIsFile(dst.into())),
-        Ok(_) => {}
-        Err(_) => {}
+    if std::fs::metadata(dst).is_ok_and(|m| !m.is_dir()) {
+        return Err(PeerError::DstIsFile(dst.into()));
     }
     let canon = canonicalize_missing(dst).map_err(|source| PeerError::DstIo { path: dst.into(), source })?;
     if canon.parent().is_none() {
