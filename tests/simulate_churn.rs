@@ -2,7 +2,9 @@
 //! (no duplicate (chunk, destination) order, no slot overrun, no order from a node without
 //! the chunk, no upload from a 0-slot peer). Small data so the suite stays fast.
 
-use lanscatter::sim::{run, SimConfig, SimResult};
+mod common;
+
+use lanscatter::sim::{SimConfig, SimResult};
 
 fn small(peers: usize, seed: u64) -> SimConfig {
     // 64 MiB in 64 chunks over 100 Mbit/s: ~5.4 s ideal.
@@ -10,14 +12,7 @@ fn small(peers: usize, seed: u64) -> SimConfig {
 }
 
 fn check(cfg: SimConfig) -> SimResult {
-    let r = run(&cfg, f64::INFINITY, None);
-    assert!(r.all_complete, "not all peers completed: {r:?}");
-    assert_eq!(
-        (r.duplicate_orders, r.slot_violations, r.bad_source_orders, r.zero_slot_uploads),
-        (0, 0, 0, 0),
-        "planner broke a promise: {r:?}"
-    );
-    r
+    common::simulate_checked(&cfg)
 }
 
 #[test]

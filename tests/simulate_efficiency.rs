@@ -2,17 +2,12 @@
 //! Thresholds are exact because the simulation is: same seed, same result.
 
 use lanscatter::planner::Policy;
-use lanscatter::sim::{run, SimConfig, SimResult};
+mod common;
+
+use lanscatter::sim::{SimConfig, SimResult};
 
 fn sim(cfg: SimConfig) -> SimResult {
-    let r = run(&cfg, f64::INFINITY, None);
-    assert!(r.all_complete, "not all peers completed: {r:?}");
-    assert_eq!(
-        (r.duplicate_orders, r.slot_violations, r.bad_source_orders, r.zero_slot_uploads),
-        (0, 0, 0, 0),
-        "planner broke a promise: {r:?}"
-    );
-    r
+    common::simulate_checked(&cfg)
 }
 
 /// 1 GiB in 256 chunks of 4 MiB over 100 Mbit/s links (the simulator's defaults).

@@ -12,11 +12,11 @@ async fn master_changes_during_sync_reach_all_peers() {
     let (mdir, cache) = paths(&t);
     random_tree(&mdir, 3, 3);
     let mut rng = Rng::new(33);
-    write_file(&mdir, "edit-same-size.bin", &rng.bytes(200_000), 1_500_000_000);
-    write_file(&mdir, "edit-grow.bin", &rng.bytes(100_000), 1_500_000_000);
-    write_file(&mdir, "to-delete.bin", &rng.bytes(150_000), 1_500_000_000);
-    write_file(&mdir, "dir-to-delete/x/y.bin", &rng.bytes(1000), 1_500_000_000);
-    write_file(&mdir, "old-name.bin", &rng.bytes(300_000), 1_500_000_000);
+    write_file(&mdir, "edit-same-size.bin", &rng.mixed_bytes(200_000), 1_500_000_000);
+    write_file(&mdir, "edit-grow.bin", &rng.mixed_bytes(100_000), 1_500_000_000);
+    write_file(&mdir, "to-delete.bin", &rng.mixed_bytes(150_000), 1_500_000_000);
+    write_file(&mdir, "dir-to-delete/x/y.bin", &rng.mixed_bytes(1000), 1_500_000_000);
+    write_file(&mdir, "old-name.bin", &rng.mixed_bytes(300_000), 1_500_000_000);
     let master = start_master(&mdir, &cache).await;
     let mut peers = Vec::new();
     for i in 0..3 {
@@ -30,8 +30,8 @@ async fn master_changes_during_sync_reach_all_peers() {
     wait_status(&mut mrx, Duration::from_secs(30), "transfers started", |s| s.bytes_done > 0).await;
     let first_manifest = mrx.borrow().manifest_id;
     write_file(&mdir, "added/new file.txt", b"brand new", 1_700_000_000);
-    write_file(&mdir, "edit-same-size.bin", &rng.bytes(200_000), 1_700_000_001);
-    write_file(&mdir, "edit-grow.bin", &rng.bytes(400_000), 1_700_000_002);
+    write_file(&mdir, "edit-same-size.bin", &rng.mixed_bytes(200_000), 1_700_000_001);
+    write_file(&mdir, "edit-grow.bin", &rng.mixed_bytes(400_000), 1_700_000_002);
     std::fs::remove_file(mdir.join("to-delete.bin")).unwrap();
     std::fs::remove_dir_all(mdir.join("dir-to-delete")).unwrap();
     std::fs::rename(mdir.join("old-name.bin"), mdir.join("added/new-name.bin")).unwrap();

@@ -48,11 +48,7 @@ async fn download_rate_never_exceeds_limit_plus_burst() {
     let (mdir, cache) = paths(&t);
     let mut rng = Rng::new(77);
     for i in 0..4 {
-        let mut data = Vec::new();
-        while data.len() < 1_000_000 {
-            data.extend_from_slice(&rng.next().to_le_bytes());
-        }
-        write_file(&mdir, &format!("f{i}.bin"), &data, 1_500_000_000);
+        write_file(&mdir, &format!("f{i}.bin"), &rng.bytes(1_000_000), 1_500_000_000);
     }
     let master = start_master(&mdir, &cache).await;
     let rate = 1_000_000u64;

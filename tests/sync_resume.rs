@@ -33,10 +33,7 @@ async fn killed_peer_resumes_without_refetching() {
     let mut rng = Rng::new(7);
     // Incompressible data so the rate limit holds the transfer long enough to kill it midway.
     for i in 0..6 {
-        let mut data = Vec::new();
-        while data.len() < 2 * 1024 * 1024 + i * 1000 {
-            data.extend_from_slice(&rng.next().to_le_bytes());
-        }
+        let data = rng.bytes(2 * 1024 * 1024 + i * 1000);
         write_file(&mdir, &format!("big/f{i}.bin"), &data, 1_400_000_000 + i as i64);
     }
     random_tree(&mdir, 2, 1);

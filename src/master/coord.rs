@@ -337,36 +337,25 @@ impl Coord {
                 if !owns(&self.transfers, &id) {
                     return;
                 }
-                let mut bad_order = None;
-                let mut network_order = None;
-                if let Some(o) = self.transfers.remove(&id) {
-                    if reason == FailKind::Network && o.from != MASTER {
-                        network_order = Some(o.clone());
-                    }
-                    if reason == FailKind::BadData {
-                        bad_order = Some(o.clone());
-                        self.verify_failures += 1;
-                        let src = if o.from == MASTER { "the master".to_string() } else { self.node_name(o.from) };
-                        self.events.push(format!("{} rejected chunk {} from {src}: {message}", self.node_name(node), o.chunk));
-                    } else {
-                        tracing::debug!("transfer {id} to {node} failed ({reason:?}): {message}");
-                    }
+                let Some(o) = self.transfers.remove(&id) else { return };
+                if reason == FailKind::BadData {
+                    self.verify_failures += 1;
+                    let src = if o.from == MASTER { "the master".to_string() } else { self.node_name(o.from) };
+                    self.events.push(format!("{} rejected chunk {} from {src}: {message}", self.node_name(node), o.chunk));
+                } else {
+                    tracing::debug!("transfer {id} to {node} failed ({reason:?}): {message}");
                 }
                 self.planner.handle(now, Event::Failed { id, reason: Self::fail_reason(reason) });
-                // Mirror the planner forgetting a missing chunk, so the source's next HaveAll
-                // (after a re-check) announces it again instead of being diffed away.
-                if let (FailKind::Network, Some(o)) = (reason, &network_order) {
+                // A peer source that lost the chunk (Network) or served bad bytes for it stops
+                // counting as a holder here too: after Network the planner has forgotten it, and
+                // mirroring that lets the source's next HaveAll announce it again; after BadData
+                // the planner only ranks the source lower, so the engine also reports it lost and
+                // the chunk is never ordered from it again. A master is never forgotten.
+                if o.from != MASTER && matches!(reason, FailKind::Network | FailKind::BadData) {
                     if let Some(src) = self.nodes.get_mut(&o.from) {
                         src.have.remove(&o.chunk);
                     }
-                }
-                // The planner only ranks a bad source lower; the engine additionally stops
-                // believing that source holds this chunk, so it is never ordered from it again.
-                if let (FailKind::BadData, Some(o)) = (reason, bad_order) {
-                    if o.from != MASTER {
-                        if let Some(src) = self.nodes.get_mut(&o.from) {
-                            src.have.remove(&o.chunk);
-                        }
+                    if reason == FailKind::BadData {
                         self.planner.handle(now, Event::Lost { node: o.from, chunks: vec![o.chunk] });
                     }
                 }

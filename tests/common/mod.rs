@@ -41,6 +41,19 @@ impl Rng {
         self.fill(&mut v);
         v
     }
+    /// Half the time compressible text, else random bytes: sync tests cover both LZ4 paths.
+    pub fn mixed_bytes(&mut self, len: usize) -> Vec<u8> {
+        if self.below(2) == 1 {
+            return self.bytes(len);
+        }
+        let mut v = Vec::with_capacity(len + 32);
+        while v.len() < len {
+            let x = self.next_u64();
+            v.extend_from_slice(format!("line {} of some text\n", x % 1000).as_bytes());
+        }
+        v.truncate(len);
+        v
+    }
 }
 
 /// Write `data` to `root/rel`, creating parent dirs.
@@ -149,6 +162,20 @@ pub fn is_root() -> bool {
 /// Path of the built `lanscatter` binary (for CLI tests).
 pub fn bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_lanscatter"))
+}
+
+/// Run a seeded simulation to its end and check the planner's promises (every peer completes;
+/// no duplicate order, slot overrun, order from a node without the chunk, or upload from a
+/// 0-slot peer).
+pub fn simulate_checked(cfg: &lanscatter::sim::SimConfig) -> lanscatter::sim::SimResult {
+    let r = lanscatter::sim::run(cfg, f64::INFINITY, None);
+    assert!(r.all_complete, "not all peers completed: {r:?}");
+    assert_eq!(
+        (r.duplicate_orders, r.slot_violations, r.bad_source_orders, r.zero_slot_uploads),
+        (0, 0, 0, 0),
+        "planner broke a promise: {r:?}"
+    );
+    r
 }
 
 /// Helpers for the sync integration tests (engines, trees with mtimes, polling).

@@ -14,44 +14,11 @@ use lanscatter::status::{NodeState, Snapshot};
 /// Small chunks give many chunks from little data.
 pub const CHUNK: u64 = 64 * 1024;
 
-/// Deterministic xorshift PRNG (no extra dev-dependency).
-pub struct Rng(u64);
+pub use super::Rng;
 
-impl Rng {
-    pub fn new(seed: u64) -> Self {
-        Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
-    }
-    pub fn next(&mut self) -> u64 {
-        let mut x = self.0;
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        self.0 = x;
-        x
-    }
-    pub fn below(&mut self, n: u64) -> u64 {
-        self.next() % n.max(1)
-    }
-    pub fn bytes(&mut self, n: usize) -> Vec<u8> {
-        let compressible = self.below(2) == 0;
-        let mut v = Vec::with_capacity(n);
-        while v.len() < n {
-            let x = self.next();
-            if compressible {
-                v.extend_from_slice(format!("line {} of some text\n", x % 1000).as_bytes());
-            } else {
-                v.extend_from_slice(&x.to_le_bytes());
-            }
-        }
-        v.truncate(n);
-        v
-    }
-}
-
+/// Write `root/rel` (parents created) with a fixed mtime of `mtime_secs` plus 123456789 ns.
 pub fn write_file(root: &Path, rel: &str, data: &[u8], mtime_secs: i64) {
-    let p = root.join(rel);
-    std::fs::create_dir_all(p.parent().unwrap()).unwrap();
-    std::fs::write(&p, data).unwrap();
+    let p = super::write_file(root, rel, data);
     let f = std::fs::File::options().write(true).open(&p).unwrap();
     f.set_modified(std::time::UNIX_EPOCH + Duration::from_secs(mtime_secs as u64) + Duration::from_nanos(123_456_789)).unwrap();
 }
@@ -64,7 +31,7 @@ pub fn random_tree(root: &Path, seed: u64, scale: usize) -> u64 {
     std::fs::create_dir_all(root.join("empty dir/nested empty")).unwrap();
     write_file(root, "empty.txt", b"", 1_600_000_000);
     write_file(root, "日本語/ファイル.txt", "こんにちは".as_bytes(), 1_600_000_001);
-    write_file(root, "ünïcödé/ñame with spaces.bin", &rng.bytes(1000), 1_600_000_002);
+    write_file(root, "ünïcödé/ñame with spaces.bin", &rng.mixed_bytes(1000), 1_600_000_002);
     let sizes = [1u64, 100, CHUNK - 1, CHUNK, CHUNK + 1, 3 * CHUNK + 17, 20 * CHUNK + 5];
     let mut shared = Vec::new();
     for i in 0..(12 * scale) {
@@ -75,7 +42,7 @@ pub fn random_tree(root: &Path, seed: u64, scale: usize) -> u64 {
         }
         rel.push_str(&format!("file{i}.dat"));
         let size = sizes[rng.below(sizes.len() as u64) as usize] as usize;
-        let data = rng.bytes(size);
+        let data = rng.mixed_bytes(size);
         if i % 5 == 0 {
             shared = data.clone();
         }
