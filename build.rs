@@ -71,9 +71,7 @@ fn windows_resources(version: &str) {
         }
     }
 
-    let num = |key: &str| -> u16 {
-        std::env::var(key).ok().and_then(|v| v.parse().ok()).unwrap_or(0)
-    };
+    let num = |key: &str| -> u16 { std::env::var(key).ok().and_then(|v| v.parse().ok()).unwrap_or(0) };
     let (major, minor, patch) =
         (num("CARGO_PKG_VERSION_MAJOR"), num("CARGO_PKG_VERSION_MINOR"), num("CARGO_PKG_VERSION_PATCH"));
     let pkg = std::env::var("CARGO_PKG_VERSION").unwrap_or_default();

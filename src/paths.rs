@@ -115,10 +115,8 @@ pub fn to_local(root: &Path, wire: &str) -> Result<PathBuf, PathError> {
     }
     // Defence in depth: validation above already guarantees this; a failure here would be a bug
     // in the validator, and must not turn into a write outside the root.
-    let rel = out.strip_prefix(root).map_err(|_| PathError::OutsideRoot {
-        path: out.clone(),
-        root: root.to_path_buf(),
-    })?;
+    let rel =
+        out.strip_prefix(root).map_err(|_| PathError::OutsideRoot { path: out.clone(), root: root.to_path_buf() })?;
     if !rel.components().all(|c| matches!(c, Component::Normal(_))) {
         return Err(PathError::OutsideRoot { path: out, root: root.to_path_buf() });
     }
@@ -129,10 +127,9 @@ pub fn to_local(root: &Path, wire: &str) -> Result<PathBuf, PathError> {
 /// non-UTF-8 names (the wire format is UTF-8 JSON/postcard) and anything that would not pass
 /// [`validate_wire_path`].
 pub fn wire_from_local(root: &Path, path: &Path) -> Result<String, PathError> {
-    let rel = path.strip_prefix(root).map_err(|_| PathError::OutsideRoot {
-        path: path.to_path_buf(),
-        root: root.to_path_buf(),
-    })?;
+    let rel = path
+        .strip_prefix(root)
+        .map_err(|_| PathError::OutsideRoot { path: path.to_path_buf(), root: root.to_path_buf() })?;
     let mut out = String::new();
     for comp in rel.components() {
         match comp {
@@ -165,8 +162,8 @@ pub enum WindowsNameProblem {
 
 /// Reserved DOS device names; `CON.txt` and `con .txt` are just as reserved as `CON`.
 const RESERVED: [&str; 22] = [
-    "CON", "PRN", "AUX", "NUL", "COM1", "COM2", "COM3", "COM4", "COM5", "COM6", "COM7", "COM8",
-    "COM9", "LPT1", "LPT2", "LPT3", "LPT4", "LPT5", "LPT6", "LPT7", "LPT8", "LPT9",
+    "CON", "PRN", "AUX", "NUL", "COM1", "COM2", "COM3", "COM4", "COM5", "COM6", "COM7", "COM8", "COM9", "LPT1", "LPT2",
+    "LPT3", "LPT4", "LPT5", "LPT6", "LPT7", "LPT8", "LPT9",
 ];
 
 /// First reason one path component (not a whole path) cannot exist on Windows, if any.
@@ -248,7 +245,19 @@ mod tests {
 
     #[test]
     fn ordinary_paths_are_accepted() {
-        for path in ["a", "a/b/c.txt", "...", "..a", "a..", ".hidden/x", "ünïcödé/日本語.txt", "a b/c d", "CON", "ab:c", "x/a:b"] {
+        for path in [
+            "a",
+            "a/b/c.txt",
+            "...",
+            "..a",
+            "a..",
+            ".hidden/x",
+            "ünïcödé/日本語.txt",
+            "a b/c d",
+            "CON",
+            "ab:c",
+            "x/a:b",
+        ] {
             assert_eq!(validate_wire_path(path), Ok(path));
         }
     }
@@ -284,11 +293,30 @@ mod tests {
     #[test]
     fn windows_impossible_names_are_flagged() {
         for (name, flagged) in [
-            ("CON", true), ("con", true), ("Con.txt", true), ("NUL.tar.gz", true), ("aux ", true),
-            ("COM1", true), ("lpt9.log", true), ("COM¹", true), ("COM0", false), ("CONSOLE", false),
-            ("a:b", true), ("a<b", true), ("a>b", true), ("a\"b", true), ("a|b", true), ("a?b", true),
-            ("a*b", true), ("tab\there", true), ("trailing.", true), ("trailing ", true),
-            ("normal.txt", false), (".hidden", false), ("日本語", false), ("a.b.c", false),
+            ("CON", true),
+            ("con", true),
+            ("Con.txt", true),
+            ("NUL.tar.gz", true),
+            ("aux ", true),
+            ("COM1", true),
+            ("lpt9.log", true),
+            ("COM¹", true),
+            ("COM0", false),
+            ("CONSOLE", false),
+            ("a:b", true),
+            ("a<b", true),
+            ("a>b", true),
+            ("a\"b", true),
+            ("a|b", true),
+            ("a?b", true),
+            ("a*b", true),
+            ("tab\there", true),
+            ("trailing.", true),
+            ("trailing ", true),
+            ("normal.txt", false),
+            (".hidden", false),
+            ("日本語", false),
+            ("a.b.c", false),
         ] {
             assert_eq!(windows_name_problem(name).is_some(), flagged, "{name:?}");
         }

@@ -104,18 +104,41 @@ pub enum FailKind {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum PeerMsg {
     /// Full set of verified unique chunks the peer holds for manifest `manifest_id`.
-    HaveAll { manifest_id: u64, chunks: Vec<ChunkHash> },
+    HaveAll {
+        manifest_id: u64,
+        chunks: Vec<ChunkHash>,
+    },
     /// Chunks newly verified (outside of ordered transfers, e.g. local copies).
-    Have { manifest_id: u64, chunks: Vec<ChunkHash> },
+    Have {
+        manifest_id: u64,
+        chunks: Vec<ChunkHash>,
+    },
     /// Chunks the peer no longer holds (overwritten or deleted locally).
-    Lost { chunks: Vec<ChunkHash> },
+    Lost {
+        chunks: Vec<ChunkHash>,
+    },
     /// Progress of an ordered transfer (bytes of chunk content received so far).
-    Progress { id: u64, bytes_done: u64 },
+    Progress {
+        id: u64,
+        bytes_done: u64,
+    },
     /// Ordered transfer verified and written.
-    Finished { id: u64 },
-    Failed { id: u64, reason: FailKind, message: String },
+    Finished {
+        id: u64,
+    },
+    Failed {
+        id: u64,
+        reason: FailKind,
+        message: String,
+    },
     /// Periodic figures for the master's status page.
-    Stats { download_bps: f64, upload_bps: f64, bytes_uploaded: u64, complete: bool, error: Option<String> },
+    Stats {
+        download_bps: f64,
+        upload_bps: f64,
+        bytes_uploaded: u64,
+        complete: bool,
+        error: Option<String>,
+    },
 }
 
 /// Master -> peer, after the handshake (postcard binary frames).
@@ -257,16 +280,32 @@ mod tests {
 
     #[test]
     fn greeting_variants() {
-        let w = Welcome { app: "lanscatter".into(), protocol: PROTOCOL_VERSION, node_id: 3, master_name: "m".into(), version: "v".into(), host: "h".into(), folder: "/f".into() };
+        let w = Welcome {
+            app: "lanscatter".into(),
+            protocol: PROTOCOL_VERSION,
+            node_id: 3,
+            master_name: "m".into(),
+            version: "v".into(),
+            host: "h".into(),
+            folder: "/f".into(),
+        };
         let t = serde_json::to_string(&w).unwrap();
         assert!(matches!(parse_greeting(&t).unwrap(), MasterGreeting::Welcome(x) if x.node_id == 3));
         let r = Refusal { app: "lanscatter".into(), protocol: 1, message: "no".into() };
-        assert!(matches!(parse_greeting(&serde_json::to_string(&r).unwrap()).unwrap(), MasterGreeting::Refused(m) if m == "no"));
+        assert!(
+            matches!(parse_greeting(&serde_json::to_string(&r).unwrap()).unwrap(), MasterGreeting::Refused(m) if m == "no")
+        );
     }
 
     #[test]
     fn binary_messages_round_trip_and_garbage_is_an_error() {
-        let m = MasterMsg::Fetch { id: 9, chunk: ChunkHash::of(b"x"), size: 10, url: Some("http://a:1".into()), min_rate_bps: 0 };
+        let m = MasterMsg::Fetch {
+            id: 9,
+            chunk: ChunkHash::of(b"x"),
+            size: 10,
+            url: Some("http://a:1".into()),
+            min_rate_bps: 0,
+        };
         assert_eq!(decode::<MasterMsg>(&encode(&m)).unwrap(), m);
         let p = PeerMsg::Failed { id: 1, reason: FailKind::BadData, message: "m".into() };
         assert_eq!(decode::<PeerMsg>(&encode(&p)).unwrap(), p);

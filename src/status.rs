@@ -30,7 +30,10 @@ pub enum NodeState {
     #[default]
     Starting,
     /// Hashing the local folder; `done`/`total` in bytes.
-    Indexing { done: u64, total: u64 },
+    Indexing {
+        done: u64,
+        total: u64,
+    },
     /// Waiting for (or retrying) the connection to the master.
     Connecting,
     Syncing,
@@ -38,7 +41,9 @@ pub enum NodeState {
     /// The node left the swarm (master's view of a peer).
     Disconnected,
     /// Fatal or persistent error, with a message for the user.
-    Error { message: String },
+    Error {
+        message: String,
+    },
 }
 
 /// Chunk have-map cell, as drawn by the status page (one cell per unique chunk of the manifest).

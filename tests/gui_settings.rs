@@ -153,7 +153,11 @@ async fn dangerous_folders_refused_with_explanation() {
     let cases = [
         (Settings { peer_folder: Some(root.into()), ..Settings::default() }, "root"),
         (
-            Settings { master_folder: Some(share.clone()), peer_folder: Some(share.join("sub")), ..Settings::default() },
+            Settings {
+                master_folder: Some(share.clone()),
+                peer_folder: Some(share.join("sub")),
+                ..Settings::default()
+            },
             "master folder",
         ),
         (Settings { peer_folder: Some("relative/dir".into()), ..Settings::default() }, "absolute"),
@@ -161,14 +165,16 @@ async fn dangerous_folders_refused_with_explanation() {
     ];
     for (s, why) in cases {
         let (status, body) =
-            send(addr, post_json(&host, "/api/settings", &token_header(&tok), &serde_json::to_string(&s).unwrap())).await;
+            send(addr, post_json(&host, "/api/settings", &token_header(&tok), &serde_json::to_string(&s).unwrap()))
+                .await;
         assert_eq!(status, 400, "{why}: {body}");
         assert!(body.contains(why), "explanation should mention {why:?}: {body}");
     }
     if let Some(home) = directories::BaseDirs::new().map(|d| d.home_dir().to_path_buf()) {
         let s = Settings { peer_folder: Some(home), ..Settings::default() };
         let (status, body) =
-            send(addr, post_json(&host, "/api/settings", &token_header(&tok), &serde_json::to_string(&s).unwrap())).await;
+            send(addr, post_json(&host, "/api/settings", &token_header(&tok), &serde_json::to_string(&s).unwrap()))
+                .await;
         assert_eq!(status, 400);
         assert!(body.contains("home folder"), "{body}");
     }
@@ -178,11 +184,7 @@ async fn dangerous_folders_refused_with_explanation() {
 #[tokio::test]
 async fn attention_ping_reaches_the_app() {
     let f = Fixture::new().await;
-    let info = lanscatter::gui::instance::InstanceInfo {
-        pid: 1,
-        addr: f.server.addr,
-        token: f.server.token.clone(),
-    };
+    let info = lanscatter::gui::instance::InstanceInfo { pid: 1, addr: f.server.addr, token: f.server.token.clone() };
     assert!(tokio::task::spawn_blocking(move || lanscatter::gui::instance::ping(&info)).await.unwrap());
     let bad = lanscatter::gui::instance::InstanceInfo { pid: 1, addr: f.server.addr, token: "wrong".into() };
     assert!(!tokio::task::spawn_blocking(move || lanscatter::gui::instance::ping(&bad)).await.unwrap());

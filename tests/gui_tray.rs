@@ -53,9 +53,7 @@ fn tray_app_syncs_as_peer_under_xvfb() {
 
 #[cfg(all(feature = "gui", target_os = "linux"))]
 fn on_path(tool: &str) -> bool {
-    std::env::var_os("PATH")
-        .map(|p| std::env::split_paths(&p).any(|d| d.join(tool).is_file()))
-        .unwrap_or(false)
+    std::env::var_os("PATH").map(|p| std::env::split_paths(&p).any(|d| d.join(tool).is_file())).unwrap_or(false)
 }
 
 /// Relative path → contents of every file under `root`.
@@ -205,7 +203,8 @@ mod linux {
                 .env("RUST_LOG", "info");
             c
         };
-        let mut gui = Reaper(gui_cmd().stdout(Stdio::piped()).stderr(Stdio::inherit()).spawn().expect("spawn gui"), "gui");
+        let mut gui =
+            Reaper(gui_cmd().stdout(Stdio::piped()).stderr(Stdio::inherit()).spawn().expect("spawn gui"), "gui");
         let (tx, rx) = mpsc::channel::<Value>();
         let stdout = gui.0.stdout.take().unwrap();
         std::thread::spawn(move || {
@@ -241,7 +240,11 @@ mod linux {
         let done = next("up-to-date status", Duration::from_secs(180), &|v| {
             v["type"] == "status" && state_name(&v["status"]["state"]) == "up_to_date"
         });
-        eprintln!("gui peer up to date after {:.1}s: {}", started.elapsed().as_secs_f64(), done["status"]["bytes_total"]);
+        eprintln!(
+            "gui peer up to date after {:.1}s: {}",
+            started.elapsed().as_secs_f64(),
+            done["status"]["bytes_total"]
+        );
         assert_eq!(tree(&dst), tree(&src), "peer folder differs from the master's");
 
         // A second instance with the same settings refuses to start and says so.

@@ -192,11 +192,21 @@ fn symlinks_and_special_files_are_reported_not_followed() {
     let paths: Vec<&str> = m.files.iter().map(|f| f.path.as_str()).collect();
     assert_eq!(paths, vec!["real/file.txt"]);
     assert_eq!(m.dirs.len(), 1);
-    for (name, target) in [("link_to_etc", "/etc"), ("link_to_file", "real/file.txt"), ("dangling", "nowhere"), ("real/loop", ".")] {
-        assert!(m.warnings.contains(&ScanWarning::Symlink { path: name.into(), target: target.into() }), "{name}: {:?}", m.warnings);
+    for (name, target) in
+        [("link_to_etc", "/etc"), ("link_to_file", "real/file.txt"), ("dangling", "nowhere"), ("real/loop", ".")]
+    {
+        assert!(
+            m.warnings.contains(&ScanWarning::Symlink { path: name.into(), target: target.into() }),
+            "{name}: {:?}",
+            m.warnings
+        );
     }
     for (name, kind) in want_special {
-        assert!(m.warnings.contains(&ScanWarning::SpecialFile { path: name.into(), file_type: kind.into() }), "{name}: {:?}", m.warnings);
+        assert!(
+            m.warnings.contains(&ScanWarning::SpecialFile { path: name.into(), file_type: kind.into() }),
+            "{name}: {:?}",
+            m.warnings
+        );
     }
     assert!(m.is_complete(), "skipping symlinks by design does not make the index incomplete");
 }
@@ -231,7 +241,11 @@ fn windows_impossible_and_case_colliding_names_are_flagged() {
     let m = scan(dir.path(), &no_cache_opts()).unwrap();
     assert_eq!(m.files.len(), 9, "flagged names are still indexed");
     // "a:b" would be drive-relative on Windows: not representable as a wire path at all.
-    assert!(m.warnings.iter().any(|w| matches!(w, ScanWarning::UnsupportedName { path, .. } if path == "a:b")), "{:?}", m.warnings);
+    assert!(
+        m.warnings.iter().any(|w| matches!(w, ScanWarning::UnsupportedName { path, .. } if path == "a:b")),
+        "{:?}",
+        m.warnings
+    );
     let win: Vec<&str> = m
         .warnings
         .iter()

@@ -124,7 +124,11 @@ fn corrupt_cache_is_discarded_with_a_warning() {
     let (m, p) = scan_with_progress(dir.path(), &opts);
     assert_eq!(p.bytes_hashed, 20000, "corrupt cache is not trusted");
     assert_eq!(m.files, good.files);
-    assert!(m.warnings.iter().any(|w| matches!(w, ScanWarning::HashCache { message } if message.contains("discarded"))), "{:?}", m.warnings);
+    assert!(
+        m.warnings.iter().any(|w| matches!(w, ScanWarning::HashCache { message } if message.contains("discarded"))),
+        "{:?}",
+        m.warnings
+    );
     // The rewritten cache is good again.
     let (_, p) = scan_with_progress(dir.path(), &opts);
     assert_eq!(p.bytes_hashed, 0);

@@ -44,7 +44,10 @@ fn peer_copy_with_changes() {
     assert_eq!(big_work.chunks.len(), 1);
     assert_eq!(big_work.chunks[0].offset, 3 * 4096);
     let moved = plan.files.iter().find(|f| f.path == "moved/here.txt").unwrap();
-    assert!(moved.chunks.iter().all(|c| matches!(&c.source, ChunkSource::Local { path, .. } if path == "old/name.txt")));
+    assert!(moved
+        .chunks
+        .iter()
+        .all(|c| matches!(&c.source, ChunkSource::Local { path, .. } if path == "old/name.txt")));
     assert!(plan.files.iter().all(|f| f.path != "same.txt"));
     assert_eq!(plan.delete_files, vec!["extra.txt", "new_empty", "old/name.txt"]);
     assert_eq!(plan.delete_dirs, vec!["old"]);

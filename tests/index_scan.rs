@@ -29,7 +29,14 @@ fn chunk_boundaries_fixed_rule() {
     let dir = tempfile::tempdir().unwrap();
     let cs = 4096u64;
     let mut rng = Rng::new(1);
-    for (name, len) in [("empty", 0), ("one_byte", 1), ("exactly_one", cs), ("one_over", cs + 1), ("many", 10 * cs + 7), ("exact_many", 8 * cs)] {
+    for (name, len) in [
+        ("empty", 0),
+        ("one_byte", 1),
+        ("exactly_one", cs),
+        ("one_over", cs + 1),
+        ("many", 10 * cs + 7),
+        ("exact_many", 8 * cs),
+    ] {
         write_file(dir.path(), name, &rng.bytes(len as usize));
     }
     let m = scan(dir.path(), &fixed(cs)).unwrap();

@@ -11,7 +11,13 @@ fn h(i: u32) -> ChunkHash {
 }
 
 fn node(master: bool, up: u32, down: u32) -> NodeConfig {
-    NodeConfig { is_master: master, upload_slots: up, download_slots: down, max_upload_bps: None, max_download_bps: None }
+    NodeConfig {
+        is_master: master,
+        upload_slots: up,
+        download_slots: down,
+        max_upload_bps: None,
+        max_download_bps: None,
+    }
 }
 
 /// Minimal engine stand-in: checks every order against the contract and tracks activity.
@@ -48,10 +54,7 @@ impl Harness {
         for o in &orders {
             assert!(self.has[&o.from].contains(&o.chunk), "source lacks chunk: {o:?}");
             assert!(!self.has[&o.to].contains(&o.chunk), "destination has chunk: {o:?}");
-            assert!(
-                !self.active.values().any(|a| a.chunk == o.chunk && a.to == o.to),
-                "duplicate (chunk, to): {o:?}"
-            );
+            assert!(!self.active.values().any(|a| a.chunk == o.chunk && a.to == o.to), "duplicate (chunk, to): {o:?}");
             self.active.insert(o.id, o.clone());
             let ups = self.active.values().filter(|a| a.from == o.from).count() as u32;
             let downs = self.active.values().filter(|a| a.to == o.to).count() as u32;

@@ -27,8 +27,7 @@ async fn master_and_five_peers_end_identical() {
     // peer finish rather than reading whatever is current.
     let mut rx = master.status();
     let all_have = |s: &lanscatter::status::Snapshot| {
-        s.nodes.len() == 6
-            && s.nodes.iter().all(|n| n.chunk_map.iter().all(|&c| c == lanscatter::status::CELL_HAS))
+        s.nodes.len() == 6 && s.nodes.iter().all(|n| n.chunk_map.iter().all(|&c| c == lanscatter::status::CELL_HAS))
     };
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     while !all_have(&rx.borrow_and_update()) {

@@ -36,7 +36,8 @@ async fn master_changes_during_sync_reach_all_peers() {
     std::fs::remove_dir_all(mdir.join("dir-to-delete")).unwrap();
     std::fs::rename(mdir.join("old-name.bin"), mdir.join("added/new-name.bin")).unwrap();
     std::fs::create_dir_all(mdir.join("added/empty")).unwrap();
-    wait_status(&mut mrx, Duration::from_secs(30), "master noticed the changes", |s| s.manifest_id > first_manifest).await;
+    wait_status(&mut mrx, Duration::from_secs(30), "master noticed the changes", |s| s.manifest_id > first_manifest)
+        .await;
     for (p, dir) in &peers {
         wait_synced(p, &master, &mdir, dir, Duration::from_secs(120)).await;
     }

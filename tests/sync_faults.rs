@@ -102,7 +102,19 @@ fn master_args<'a>(dir: &'a str, port: &'a str) -> Vec<&'a str> {
 }
 
 fn peer_args<'a>(server: &'a str, dir: &'a str) -> Vec<&'a str> {
-    vec!["peer", server, dir, "--bind", "127.0.0.1", "--port", "0", "--advertise", "127.0.0.1", "--no-cache", "--exit-when-done"]
+    vec![
+        "peer",
+        server,
+        dir,
+        "--bind",
+        "127.0.0.1",
+        "--port",
+        "0",
+        "--advertise",
+        "127.0.0.1",
+        "--no-cache",
+        "--exit-when-done",
+    ]
 }
 
 #[test]
@@ -146,7 +158,8 @@ fn port_in_use_is_a_clear_error_for_master_and_peer() {
     assert_eq!(line.matches("already in use").count(), 1, "the OS reason once, not repeated: {line}");
 
     let dst = t.path().join("dst");
-    let (st, err) = Proc::spawn(&["peer", "127.0.0.1:1", s(&dst), "--bind", "127.0.0.1", "--port", &port]).wait_exit(Duration::from_secs(60));
+    let (st, err) = Proc::spawn(&["peer", "127.0.0.1:1", s(&dst), "--bind", "127.0.0.1", "--port", &port])
+        .wait_exit(Duration::from_secs(60));
     assert!(!st.success());
     assert!(err.contains(&format!("cannot listen on 127.0.0.1:{port}")) && err.contains("--port"), "{err}");
 }
@@ -194,12 +207,19 @@ struct SmallDisk {
 impl SmallDisk {
     fn mount(dir: &Path, size: &str) -> Option<SmallDisk> {
         std::fs::create_dir_all(dir).ok()?;
-        let ok = Command::new("mount").args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs", s(dir)]).status().ok()?.success();
+        let ok = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs", s(dir)])
+            .status()
+            .ok()?
+            .success();
         ok.then(|| SmallDisk { dir: dir.to_path_buf() })
     }
 
     fn resize(&self, size: &str) {
-        let st = Command::new("mount").args(["-o", &format!("remount,size={size}"), s(&self.dir)]).status().expect("mount runs");
+        let st = Command::new("mount")
+            .args(["-o", &format!("remount,size={size}"), s(&self.dir)])
+            .status()
+            .expect("mount runs");
         assert!(st.success(), "remount {size}");
     }
 }
@@ -231,9 +251,12 @@ async fn disk_full_keeps_what_is_verified_and_resumes_when_space_returns() {
     let peer = start_peer(master.local_addr(), &dst, &cache, "peer").await;
 
     let mut rx = peer.status();
-    let full = wait_status(&mut rx, Duration::from_secs(60), "a disk-full error", |s| {
-        matches!(&s.state, NodeState::Error { message } if message.contains("disk full"))
-    })
+    let full = wait_status(
+        &mut rx,
+        Duration::from_secs(60),
+        "a disk-full error",
+        |s| matches!(&s.state, NodeState::Error { message } if message.contains("disk full")),
+    )
     .await;
     let NodeState::Error { message } = &full.state else { unreachable!() };
     assert!(message.contains("free some space"), "says what to do: {message}");

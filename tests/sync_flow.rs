@@ -64,7 +64,12 @@ async fn download_rate_never_exceeds_limit_plus_burst() {
     loop {
         let s = rx.borrow().clone();
         let bound = burst as f64 + rate as f64 * start.elapsed().as_secs_f64();
-        assert!(s.counters.bytes_downloaded as f64 <= bound, "{} bytes after {:?} exceeds {bound}", s.counters.bytes_downloaded, start.elapsed());
+        assert!(
+            s.counters.bytes_downloaded as f64 <= bound,
+            "{} bytes after {:?} exceeds {bound}",
+            s.counters.bytes_downloaded,
+            start.elapsed()
+        );
         samples += 1;
         if lanscatter::peer::is_done(&s) && s.manifest_id > 0 {
             break;

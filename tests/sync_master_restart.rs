@@ -22,7 +22,10 @@ async fn peers_survive_a_master_restart() {
         peers.push((start_peer(addr, &dir, &cache, &format!("peer{i}")).await, dir));
     }
     let mut mrx = master.status();
-    wait_status(&mut mrx, Duration::from_secs(60), "some progress", |s| s.bytes_done * 5 >= s.bytes_total && s.bytes_total > 0).await;
+    wait_status(&mut mrx, Duration::from_secs(60), "some progress", |s| {
+        s.bytes_done * 5 >= s.bytes_total && s.bytes_total > 0
+    })
+    .await;
     assert!(!mrx.borrow().nodes.iter().skip(1).all(|n| n.bytes_done == n.bytes_total), "restart happens mid-sync");
     master.shutdown().await.unwrap();
 

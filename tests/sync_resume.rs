@@ -58,7 +58,11 @@ async fn killed_peer_resumes_without_refetching() {
 
     let addr = master.local_addr();
     let status = tokio::task::spawn_blocking(move || peer_cmd(addr, &dst, true).status());
-    let status = tokio::time::timeout(Duration::from_secs(120), status).await.expect("restarted peer finishes").unwrap().unwrap();
+    let status = tokio::time::timeout(Duration::from_secs(120), status)
+        .await
+        .expect("restarted peer finishes")
+        .unwrap()
+        .unwrap();
     assert!(status.success(), "peer exits 0 when done");
     assert_same_tree(&mdir, &t.path().join("peer"));
     let total_gets = master.status().borrow().counters.chunk_gets_served;

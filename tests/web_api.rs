@@ -61,7 +61,8 @@ async fn metrics_parse_and_carry_per_node_series() {
             .2
     };
     let up_to_date = snap.nodes.iter().filter(|n| n.state == lanscatter::status::NodeState::UpToDate).count();
-    let nodes_up: f64 = samples.iter().filter(|(n, l, _)| n == "lanscatter_nodes" && l[0].1 == "up_to_date").map(|s| s.2).sum();
+    let nodes_up: f64 =
+        samples.iter().filter(|(n, l, _)| n == "lanscatter_nodes" && l[0].1 == "up_to_date").map(|s| s.2).sum();
     assert_eq!(nodes_up as usize, up_to_date);
     assert_eq!(find("lanscatter_chunk_verify_failures_total", None), 2.0);
     assert_eq!(find("lanscatter_planner_round_seconds_count", None), 10.0);
@@ -73,7 +74,10 @@ async fn metrics_parse_and_carry_per_node_series() {
         assert_eq!(find("lanscatter_node_download_bytes_per_second", Some(&id)), n.download_bps);
     }
     // The hostile name survives escaping and parsing intact.
-    let evil = samples.iter().find(|(n, l, _)| n == "lanscatter_node_up" && l.iter().any(|(k, v)| k == "id" && v == "2")).unwrap();
+    let evil = samples
+        .iter()
+        .find(|(n, l, _)| n == "lanscatter_node_up" && l.iter().any(|(k, v)| k == "id" && v == "2"))
+        .unwrap();
     assert_eq!(evil.1.iter().find(|(k, _)| k == "name").unwrap().1, snap.nodes[2].name);
 }
 
@@ -135,7 +139,9 @@ async fn unknown_paths_and_assets_are_404_and_pages_are_served() {
     assert_eq!(st, 200);
     assert!(std::str::from_utf8(&body).unwrap().contains("data-page=\"peer\""));
     let samples = parse_prometheus(std::str::from_utf8(&get(peer, "/metrics").await.2).unwrap());
-    assert!(samples.iter().any(|(n, l, _)| n == "lanscatter_info" && l.iter().any(|(k, v)| k == "role" && v == "peer")));
+    assert!(samples
+        .iter()
+        .any(|(n, l, _)| n == "lanscatter_info" && l.iter().any(|(k, v)| k == "role" && v == "peer")));
 }
 
 #[test]

@@ -52,7 +52,9 @@ async fn status_page_shows_master_and_three_peers_reaching_100() {
         wait_synced(p, &master, &mdir, dir, Duration::from_secs(60)).await;
     }
     wait_page(&mut b, "document.getElementById('t-progress').textContent === '100%'", Duration::from_secs(30)).await;
-    let states = b.eval("JSON.stringify([...document.querySelectorAll('#nodes .pillcell .pill')].map(e => e.textContent))").await;
+    let states = b
+        .eval("JSON.stringify([...document.querySelectorAll('#nodes .pillcell .pill')].map(e => e.textContent))")
+        .await;
     assert_eq!(states.as_str().unwrap(), r#"["up to date","up to date","up to date","up to date"]"#);
     let dir = target_dir();
     b.screenshot(&dir.join("status-page.png"), false).await;
@@ -103,11 +105,16 @@ async fn api_and_metrics_of_real_engines_parse() {
     let samples = parse_prometheus(&text);
     let peer_done = samples
         .iter()
-        .find(|(n, l, _)| n == "lanscatter_node_bytes_done" && l.iter().any(|(k, v)| k == "name" && v == "p \"quoted\""))
+        .find(|(n, l, _)| {
+            n == "lanscatter_node_bytes_done" && l.iter().any(|(k, v)| k == "name" && v == "p \"quoted\"")
+        })
         .expect("per-node series for the peer");
     assert_eq!(peer_done.2, api.nodes[1].bytes_total as f64);
     assert!(samples.iter().any(|(n, _, _)| n == "lanscatter_chunk_verify_failures_total"));
-    assert!(samples.iter().any(|(n, _, v)| n == "lanscatter_planner_round_seconds_count" && *v >= 1.0), "planner rounds are counted");
+    assert!(
+        samples.iter().any(|(n, _, v)| n == "lanscatter_planner_round_seconds_count" && *v >= 1.0),
+        "planner rounds are counted"
+    );
 
     let p = peer.local_addr();
     let pj = get_json(p, "/api/status?maps=packed").await;

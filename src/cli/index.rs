@@ -79,11 +79,7 @@ pub fn run(args: IndexArgs) -> anyhow::Result<ExitCode> {
     }
 
     let out = io::stdout().lock();
-    let written = if args.json {
-        write_json(out, &manifest)
-    } else {
-        write_summary(out, &args, &manifest, secs)
-    };
+    let written = if args.json { write_json(out, &manifest) } else { write_summary(out, &args, &manifest, secs) };
     match written {
         Ok(()) => {}
         // `lanscatter index --json | head` closing the pipe is not an error worth reporting.
@@ -128,7 +124,9 @@ fn progress_bar(json: bool) -> Option<indicatif::ProgressBar> {
         return None;
     }
     let bar = indicatif::ProgressBar::new(1);
-    if let Ok(style) = indicatif::ProgressStyle::with_template("{spinner} hashing {bytes}/{total_bytes} {bytes_per_sec} eta {eta}") {
+    if let Ok(style) =
+        indicatif::ProgressStyle::with_template("{spinner} hashing {bytes}/{total_bytes} {bytes_per_sec} eta {eta}")
+    {
         bar.set_style(style);
     }
     Some(bar)

@@ -93,7 +93,12 @@ pub fn run(args: MasterArgs) -> anyhow::Result<ExitCode> {
                 }
                 _ if !ready => {
                     ready = true;
-                    eprintln!("lanscatter master: ready: {} files, {} bytes, listening on {}", s.files_total, s.folder_bytes, master.local_addr());
+                    eprintln!(
+                        "lanscatter master: ready: {} files, {} bytes, listening on {}",
+                        s.files_total,
+                        s.folder_bytes,
+                        master.local_addr()
+                    );
                     if args.json {
                         println!("{}", serde_json::to_string(&s)?);
                     }

@@ -87,10 +87,7 @@ fn init_logging(verbose: u8) {
         _ => "trace",
     };
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .try_init();
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
 }
 
 /// Parse argv, run the chosen mode, and turn its outcome into an exit code.
@@ -135,7 +132,8 @@ mod tests {
     #[test]
     fn error_text_does_not_repeat_an_inline_source() {
         let io = std::io::Error::new(std::io::ErrorKind::AddrInUse, "Address already in use");
-        let err = anyhow::Error::new(io).context("cannot listen on 127.0.0.1:1: Address already in use; choose another --port");
+        let err = anyhow::Error::new(io)
+            .context("cannot listen on 127.0.0.1:1: Address already in use; choose another --port");
         assert_eq!(error_text(&err), "cannot listen on 127.0.0.1:1: Address already in use; choose another --port");
         let err = anyhow::anyhow!("disk gone").context("cannot write x");
         assert_eq!(error_text(&err), "cannot write x: disk gone");

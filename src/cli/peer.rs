@@ -80,9 +80,11 @@ pub fn run(args: PeerArgs) -> anyhow::Result<ExitCode> {
         let bar = tty.then(|| {
             let b = indicatif::ProgressBar::new(0);
             b.set_style(
-                indicatif::ProgressStyle::with_template("{msg:12} [{bar:40}] {bytes}/{total_bytes} {bytes_per_sec} ETA {eta}")
-                    .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
-                    .progress_chars("=> "),
+                indicatif::ProgressStyle::with_template(
+                    "{msg:12} [{bar:40}] {bytes}/{total_bytes} {bytes_per_sec} ETA {eta}",
+                )
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+                .progress_chars("=> "),
             );
             b
         });
@@ -154,7 +156,12 @@ pub fn run(args: PeerArgs) -> anyhow::Result<ExitCode> {
                 if let Some(b) = &bar {
                     b.finish_with_message("up to date");
                 }
-                eprintln!("lanscatter peer: up to date: {} files, {} bytes in {}", s.files_total, s.folder_bytes, s.folder.display());
+                eprintln!(
+                    "lanscatter peer: up to date: {} files, {} bytes in {}",
+                    s.files_total,
+                    s.folder_bytes,
+                    s.folder.display()
+                );
                 break ExitCode::SUCCESS;
             }
         };

@@ -116,7 +116,8 @@ fn split_suffix(s: &str, base: f64) -> Result<(f64, f64), String> {
         Some('T') => (&t[..t.len() - 1], base * base * base * base),
         _ => (t, 1.0),
     };
-    let num: f64 = digits.trim().parse().map_err(|_| format!("{s:?} is not a number with an optional K/M/G/T suffix"))?;
+    let num: f64 =
+        digits.trim().parse().map_err(|_| format!("{s:?} is not a number with an optional K/M/G/T suffix"))?;
     if !(num.is_finite() && num > 0.0) {
         return Err(format!("{s:?} must be positive"));
     }
@@ -244,7 +245,10 @@ pub fn reference_scenarios(seed: u64) -> Vec<(&'static str, SimConfig)> {
         ("8 peers, 2 at 10 Mbit/s", SimConfig { peers: 8, slow: 2, ..base.clone() }),
         ("8 peers, 30% late", SimConfig { peers: 8, late_fraction: 0.3, ..base.clone() }),
         ("64 peers, 30% late", SimConfig { peers: 64, late_fraction: 0.3, ..base.clone() }),
-        ("64 peers, 1 GiB / 512 (2 MiB chunks)", SimConfig { peers: 64, chunks: 512, chunk_size: 2 << 20, ..base.clone() }),
+        (
+            "64 peers, 1 GiB / 512 (2 MiB chunks)",
+            SimConfig { peers: 64, chunks: 512, chunk_size: 2 << 20, ..base.clone() },
+        ),
         ("16 peers, 2 leave+rejoin, 5% failures", SimConfig { peers: 16, leave: 2, fail_rate: 0.05, ..base }),
     ]
 }
@@ -276,7 +280,8 @@ fn bench() -> anyhow::Result<ExitCode> {
     println!("CPU ms per call (thread CPU time on Unix). Reference: one pass over a peers x chunks byte matrix.");
     println!("| peers | chunks | full round ms median / min (orders) | steady round ms median / p90 (orders) | check_timeouts ms | reference ms | steady / reference |");
     println!("|---:|---:|---:|---:|---:|---:|---:|");
-    for (peers, chunks) in [(100, 10_000), (300, 10_000), (1000, 10_000), (100, 30_000), (100, 100_000), (300, 100_000)] {
+    for (peers, chunks) in [(100, 10_000), (300, 10_000), (1000, 10_000), (100, 30_000), (100, 100_000), (300, 100_000)]
+    {
         let r = sim::bench::bench_round(peers, chunks, 40, 7);
         println!(
             "| {} | {} | {:.2} / {:.2} ({}) | {:.3} / {:.3} ({:.0}) | {:.3} | {:.2} | {:.3} |",

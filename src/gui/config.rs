@@ -145,8 +145,9 @@ impl Settings {
             ))
         })?;
         match self.mode {
-            Mode::Master => super::folders::check_master_folder(folder)
-                .map_err(|e| ConfigError::Invalid(e.to_string()))?,
+            Mode::Master => {
+                super::folders::check_master_folder(folder).map_err(|e| ConfigError::Invalid(e.to_string()))?
+            }
             Mode::Peer => {
                 super::folders::check_peer_folder(folder, self.master_folder.as_deref())
                     .map_err(|e| ConfigError::Invalid(e.to_string()))?;
@@ -169,7 +170,9 @@ impl Settings {
             ));
         }
         if self.chunk_size != 0 && !(64 * 1024..=1024 * 1024 * 1024).contains(&self.chunk_size) {
-            return Err(ConfigError::Invalid("chunk size must be between 64 KiB and 1 GiB (or 0 for the default)".into()));
+            return Err(ConfigError::Invalid(
+                "chunk size must be between 64 KiB and 1 GiB (or 0 for the default)".into(),
+            ));
         }
         if !self.server.trim().is_empty() {
             normalize_server(&self.server)?;
@@ -181,9 +184,15 @@ impl Settings {
 /// `host` or `host:port` or `[v6]:port` → `host:port`. Rejects schemes, paths and bad ports.
 pub fn normalize_server(s: &str) -> Result<String, ConfigError> {
     let s = s.trim();
-    let bad = |why: &str| ConfigError::Invalid(format!("server address {s:?} {why}; expected host or host:port, e.g. 192.168.1.10:{DEFAULT_MASTER_PORT}"));
+    let bad = |why: &str| {
+        ConfigError::Invalid(format!(
+            "server address {s:?} {why}; expected host or host:port, e.g. 192.168.1.10:{DEFAULT_MASTER_PORT}"
+        ))
+    };
     if s.is_empty() {
-        return Err(ConfigError::Invalid("no server address set: enter the master's address in the settings page".into()));
+        return Err(ConfigError::Invalid(
+            "no server address set: enter the master's address in the settings page".into(),
+        ));
     }
     if s.contains("://") || s.contains('/') || s.contains(char::is_whitespace) {
         return Err(bad("is not a plain address"));
@@ -223,8 +232,9 @@ pub fn config_path(explicit: Option<&Path>) -> Result<PathBuf, ConfigError> {
 /// Load settings; a missing file gives defaults (first launch), a broken one is an error.
 pub fn load(path: &Path) -> Result<Settings, ConfigError> {
     match std::fs::read(path) {
-        Ok(bytes) => serde_json::from_slice(&bytes)
-            .map_err(|source| ConfigError::Parse { path: path.to_path_buf(), source }),
+        Ok(bytes) => {
+            serde_json::from_slice(&bytes).map_err(|source| ConfigError::Parse { path: path.to_path_buf(), source })
+        }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Settings::default()),
         Err(source) => Err(ConfigError::Read { path: path.to_path_buf(), source }),
     }

@@ -79,12 +79,26 @@ pub async fn start(settings: Settings) -> Result<RunningEngine, String> {
     let (rx, stopper): (watch::Receiver<Snapshot>, Stopper) = match mode {
         Mode::Master => {
             let m = Master::start(master_config(&settings)).await.map_err(|e| format!("master: {e}"))?;
-            (m.status(), Box::new(move || Box::pin(async move { let _ = m.shutdown().await; })))
+            (
+                m.status(),
+                Box::new(move || {
+                    Box::pin(async move {
+                        let _ = m.shutdown().await;
+                    })
+                }),
+            )
         }
         Mode::Peer => {
             let server = settings.server_addr().map_err(|e| e.to_string())?;
             let p = Peer::start(peer_config(&settings, server)).await.map_err(|e| format!("peer: {e}"))?;
-            (p.status(), Box::new(move || Box::pin(async move { let _ = p.shutdown().await; })))
+            (
+                p.status(),
+                Box::new(move || {
+                    Box::pin(async move {
+                        let _ = p.shutdown().await;
+                    })
+                }),
+            )
         }
     };
     let first = convert(mode, &rx.borrow());

@@ -88,9 +88,8 @@ mod tests {
 
     #[test]
     fn all_icons_decode_to_64px_rgba_with_transparent_corners() {
-        let kinds = [IconKind::Idle, IconKind::UpToDate, IconKind::Error]
-            .into_iter()
-            .chain((0..=8).map(IconKind::Syncing));
+        let kinds =
+            [IconKind::Idle, IconKind::UpToDate, IconKind::Error].into_iter().chain((0..=8).map(IconKind::Syncing));
         for kind in kinds {
             let r = decode(bytes_for(kind)).unwrap();
             assert_eq!((r.width, r.height, r.pixels.len()), (64, 64, 64 * 64 * 4), "{kind:?}");

@@ -418,7 +418,11 @@ impl Tray {
         let s = self.settings();
         self.generation += 1;
         self.starting = true;
-        self.view = StatusView { phase: Phase::Starting, folder: s.folder().map(PathBuf::from).unwrap_or_default(), ..StatusView::idle(mode) };
+        self.view = StatusView {
+            phase: Phase::Starting,
+            folder: s.folder().map(PathBuf::from).unwrap_or_default(),
+            ..StatusView::idle(mode)
+        };
         self.out.log(&format!("starting {} engine", mode.as_str()));
         let (gen, proxy) = (self.generation, self.proxy.clone());
         self.rt.spawn(async move {
@@ -446,7 +450,8 @@ impl Tray {
     fn shutdown(&mut self) {
         self.out.log("quitting");
         if let Some(engine) = self.engine.take() {
-            let done = self.rt.block_on(async { tokio::time::timeout(Duration::from_secs(10), engine.shutdown()).await });
+            let done =
+                self.rt.block_on(async { tokio::time::timeout(Duration::from_secs(10), engine.shutdown()).await });
             if done.is_err() {
                 self.out.log("engine did not stop within 10 s; exiting anyway");
             }

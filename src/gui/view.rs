@@ -15,7 +15,10 @@ pub enum Phase {
     /// No engine running.
     Idle,
     Starting,
-    Indexing { done: u64, total: u64 },
+    Indexing {
+        done: u64,
+        total: u64,
+    },
     Connecting,
     Syncing,
     UpToDate,
@@ -62,7 +65,11 @@ impl StatusView {
             _ => (self.bytes_done, self.bytes_total),
         };
         if total == 0 {
-            if self.phase == Phase::UpToDate { 1.0 } else { 0.0 }
+            if self.phase == Phase::UpToDate {
+                1.0
+            } else {
+                0.0
+            }
         } else {
             (done as f64 / total as f64).clamp(0.0, 1.0)
         }
@@ -105,16 +112,10 @@ pub fn status_line(v: &StatusView) -> String {
         Phase::Indexing { .. } => format!("{role}: indexing {pct}%"),
         Phase::Connecting => format!("{role}: connecting"),
         Phase::Syncing => match v.mode {
-            Mode::Peer => format!(
-                "Peer: syncing {pct}% · ↓ {} · {}",
-                format_rate(v.download_bps),
-                format_eta(v.eta_secs)
-            ),
-            Mode::Master => format!(
-                "Master: {} peer(s) at {pct}% · ↑ {}",
-                v.peers,
-                format_rate(v.upload_bps)
-            ),
+            Mode::Peer => {
+                format!("Peer: syncing {pct}% · ↓ {} · {}", format_rate(v.download_bps), format_eta(v.eta_secs))
+            }
+            Mode::Master => format!("Master: {} peer(s) at {pct}% · ↑ {}", v.peers, format_rate(v.upload_bps)),
         },
         Phase::UpToDate => match v.mode {
             Mode::Peer => "Peer: up to date".to_string(),
@@ -150,7 +151,11 @@ pub fn format_bytes(b: u64) -> String {
         v /= 1024.0;
         u += 1;
     }
-    if u == 0 { format!("{b} B") } else { format!("{v:.1} {}", UNITS[u]) }
+    if u == 0 {
+        format!("{b} B")
+    } else {
+        format!("{v:.1} {}", UNITS[u])
+    }
 }
 
 pub fn format_rate(bps: f64) -> String {

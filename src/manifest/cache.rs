@@ -128,14 +128,18 @@ impl HashCache {
         let bytes = match fs::read(&file) {
             Ok(b) => b,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return (cache, None),
-            Err(e) => return (cache, Some(format!("cannot read hash cache {}: {e}; re-hashing everything", file.display()))),
+            Err(e) => {
+                return (cache, Some(format!("cannot read hash cache {}: {e}; re-hashing everything", file.display())))
+            }
         };
         match parse(&bytes, &cache.root) {
             Ok(entries) => {
                 cache.old = entries.into_iter().collect();
                 (cache, None)
             }
-            Err(why) => (cache, Some(format!("hash cache {} discarded ({why}); re-hashing everything", file.display()))),
+            Err(why) => {
+                (cache, Some(format!("hash cache {} discarded ({why}); re-hashing everything", file.display())))
+            }
         }
     }
 
@@ -157,7 +161,14 @@ impl HashCache {
 
     /// Record a verified result for saving, unless the file is too young to be trusted later
     /// (see the module doc on racy entries).
-    pub fn record(&mut self, path: &str, stamp: FileStamp, chunk_size: u64, hashes: &[ChunkHash], trusted_before: Mtime) {
+    pub fn record(
+        &mut self,
+        path: &str,
+        stamp: FileStamp,
+        chunk_size: u64,
+        hashes: &[ChunkHash],
+        trusted_before: Mtime,
+    ) {
         if stamp.newest() < trusted_before {
             self.new.push((path.to_string(), Entry { stamp, chunk_size, hashes: hashes.to_vec() }));
         }

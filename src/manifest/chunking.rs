@@ -73,7 +73,9 @@ pub enum ChunkRule {
 /// A chunk size outside the supported range.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ChunkSizeError {
-    #[error("chunk size {0} bytes is out of range: use {FIXED_MIN_CHUNK} bytes (4 KiB) to {FIXED_MAX_CHUNK} bytes (1 GiB)")]
+    #[error(
+        "chunk size {0} bytes is out of range: use {FIXED_MIN_CHUNK} bytes (4 KiB) to {FIXED_MAX_CHUNK} bytes (1 GiB)"
+    )]
     OutOfRange(u64),
     #[error("cannot parse chunk size {0:?}: use a number with an optional unit, e.g. 4M, 4MiB, 512K, 1G, or 'auto'")]
     Parse(String),
@@ -226,9 +228,8 @@ mod tests {
     #[test]
     fn folder_scale_chunk_counts() {
         let r = ChunkRule::Auto;
-        let count = |sizes: &[(u64, u64)]| -> u64 {
-            sizes.iter().map(|&(n, s)| n * chunk_count(s, r.chunk_size_for(s))).sum()
-        };
+        let count =
+            |sizes: &[(u64, u64)]| -> u64 { sizes.iter().map(|&(n, s)| n * chunk_count(s, r.chunk_size_for(s))).sum() };
         // 1 GiB folders of different shapes: always hundreds of chunks.
         assert!(count(&[(1, GIB)]) >= 256);
         assert!(count(&[(2, 512 * MIB)]) >= 256);

@@ -150,7 +150,13 @@ pub fn diff(target: &Manifest, local: &Manifest) -> SyncPlan {
                 plan.set_mtimes.push((tf.path.clone(), tf.mtime));
             }
         } else {
-            plan.files.push(FileWork { path: tf.path.clone(), size: tf.size, mtime: tf.mtime, local_size, chunks: work });
+            plan.files.push(FileWork {
+                path: tf.path.clone(),
+                size: tf.size,
+                mtime: tf.mtime,
+                local_size,
+                chunks: work,
+            });
         }
     }
     plan.fetch = fetch.into_iter().collect();
@@ -173,7 +179,8 @@ pub fn diff(target: &Manifest, local: &Manifest) -> SyncPlan {
     }
     plan.conflicts.sort_by(|a, b| a.path.cmp(&b.path));
 
-    plan.delete_files = local.files.iter().filter(|lf| target.file(&lf.path).is_none()).map(|lf| lf.path.clone()).collect();
+    plan.delete_files =
+        local.files.iter().filter(|lf| target.file(&lf.path).is_none()).map(|lf| lf.path.clone()).collect();
     plan.delete_dirs = local.dirs.iter().filter(|ld| !target.has_dir(&ld.path)).map(|ld| ld.path.clone()).collect();
     // Children before parents: reverse of sorted order puts "a/b" before "a".
     plan.delete_dirs.reverse();
@@ -218,7 +225,8 @@ mod tests {
 
     #[test]
     fn empty_peer_fetches_each_distinct_chunk_once() {
-        let target = manifest(vec![file("a", &[1, 2, 1], 7, 10), file("b", &[1, 2, 1], 7, 10), file("e", &[], 0, 3)], &["x"]);
+        let target =
+            manifest(vec![file("a", &[1, 2, 1], 7, 10), file("b", &[1, 2, 1], 7, 10), file("e", &[], 0, 3)], &["x"]);
         let plan = diff(&target, &Manifest::empty(ChunkRule::Fixed(MIB)));
         assert_eq!(plan.fetch.len(), 3, "chunk 1 full, chunk 2 full, chunk 1 short tail");
         assert_eq!(plan.fetch_bytes(), 2 * MIB + 7);
@@ -236,7 +244,10 @@ mod tests {
         let plan = diff(&target, &local);
         assert!(plan.fetch.is_empty());
         assert_eq!(plan.files.len(), 1);
-        assert!(plan.files[0].chunks.iter().all(|c| matches!(&c.source, ChunkSource::Local { path, stable: false, .. } if path == "old/name")));
+        assert!(plan.files[0]
+            .chunks
+            .iter()
+            .all(|c| matches!(&c.source, ChunkSource::Local { path, stable: false, .. } if path == "old/name")));
         assert_eq!(plan.delete_files, vec!["old/name"]);
         assert_eq!(plan.delete_dirs, vec!["old"]);
         assert_eq!(plan.create_dirs, vec!["new"]);

@@ -77,7 +77,10 @@ thread_local! {
 
 /// Hash every chunk of every job, in parallel on the current rayon pool. Result `i` belongs to
 /// `jobs[i]`. `on_bytes` is called with the number of bytes just hashed (from worker threads).
-pub(crate) fn hash_files(jobs: &[HashJob], on_bytes: &(dyn Fn(u64) + Sync)) -> Vec<Result<Vec<ChunkHash>, HashFailure>> {
+pub(crate) fn hash_files(
+    jobs: &[HashJob],
+    on_bytes: &(dyn Fn(u64) + Sync),
+) -> Vec<Result<Vec<ChunkHash>, HashFailure>> {
     let mut pieces = Vec::new();
     for (j, job) in jobs.iter().enumerate() {
         if job.size == 0 {

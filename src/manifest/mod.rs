@@ -124,7 +124,6 @@ impl<'de> Deserialize<'de> for ChunkHash {
     }
 }
 
-
 /// Modification time with sub-second precision where the OS has it. Signed seconds since the
 /// Unix epoch so pre-1970 timestamps (seen on restored archives) survive a round trip.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize)]
@@ -241,13 +240,23 @@ pub enum ScanWarning {
 impl fmt::Display for ScanWarning {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            ScanWarning::Symlink { path, target } => write!(f, "{path}: symlink to {target:?} skipped (symlinks are not followed)"),
-            ScanWarning::SpecialFile { path, file_type } => write!(f, "{path}: {file_type} skipped (only regular files and dirs are synced)"),
-            ScanWarning::NotUtf8 { path } => write!(f, "{path}: name is not valid UTF-8, skipped; rename it to sync it"),
-            ScanWarning::UnsupportedName { path, reason } => write!(f, "{path}: skipped ({reason}); rename it to sync it"),
+            ScanWarning::Symlink { path, target } => {
+                write!(f, "{path}: symlink to {target:?} skipped (symlinks are not followed)")
+            }
+            ScanWarning::SpecialFile { path, file_type } => {
+                write!(f, "{path}: {file_type} skipped (only regular files and dirs are synced)")
+            }
+            ScanWarning::NotUtf8 { path } => {
+                write!(f, "{path}: name is not valid UTF-8, skipped; rename it to sync it")
+            }
+            ScanWarning::UnsupportedName { path, reason } => {
+                write!(f, "{path}: skipped ({reason}); rename it to sync it")
+            }
             ScanWarning::HashCache { message } => write!(f, "{message}"),
             ScanWarning::WindowsName { path, problem } => write!(f, "{path}: cannot exist on Windows ({problem})"),
-            ScanWarning::CaseCollision { paths } => write!(f, "names differ only in case (one will be lost on Windows/macOS): {}", paths.join(", ")),
+            ScanWarning::CaseCollision { paths } => {
+                write!(f, "names differ only in case (one will be lost on Windows/macOS): {}", paths.join(", "))
+            }
             ScanWarning::Vanished { path } => write!(f, "{path}: deleted while indexing, skipped"),
             ScanWarning::Unreadable { path, reason } => write!(f, "{path}: unreadable, skipped ({reason})"),
         }

@@ -99,7 +99,9 @@ pub enum ScanError {
     NotADir(PathBuf),
     #[error("cannot read {0}: permission denied; give this user read access (or skip unreadable entries, which marks the index incomplete)")]
     PermissionDenied(PathBuf),
-    #[error("{path} kept changing while it was hashed ({attempts} attempts); stop whatever is writing it and index again")]
+    #[error(
+        "{path} kept changing while it was hashed ({attempts} attempts); stop whatever is writing it and index again"
+    )]
     KeepsChanging { path: PathBuf, attempts: usize },
     #[error("cannot read {path}: {source}")]
     Io { path: PathBuf, source: io::Error },
@@ -259,7 +261,14 @@ fn scan_in_pool(root: &Path, opts: &ScanOptions) -> Result<Manifest, ScanError> 
             .map(|((offset, size), hash)| Chunk { offset, size, hash: *hash })
             .collect();
         let hash = chunking::file_hash(f.stamp.size, cs, h.iter().copied());
-        entries.push(FileEntry { path: f.wire, size: f.stamp.size, mtime: f.stamp.mtime, chunk_size: cs, chunks, hash });
+        entries.push(FileEntry {
+            path: f.wire,
+            size: f.stamp.size,
+            mtime: f.stamp.mtime,
+            chunk_size: cs,
+            chunks,
+            hash,
+        });
     }
     entries.sort_unstable_by(|a, b| a.path.cmp(&b.path));
     let mut dirs: Vec<DirEntry> = listing.dirs.into_iter().map(|path| DirEntry { path }).collect();

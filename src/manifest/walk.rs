@@ -83,7 +83,12 @@ pub(crate) fn walk(root: &Path, skip_unreadable: bool) -> Result<Listing, ScanEr
 }
 
 /// List one directory: its files and warnings, and the subdirectories to read next.
-fn read_level(dir: &Path, entries: fs::ReadDir, prefix: &str, skip: bool) -> Result<(Listing, Vec<(PathBuf, String)>), ScanError> {
+fn read_level(
+    dir: &Path,
+    entries: fs::ReadDir,
+    prefix: &str,
+    skip: bool,
+) -> Result<(Listing, Vec<(PathBuf, String)>), ScanError> {
     let mut out = Listing::default();
     let mut subdirs: Vec<(PathBuf, String)> = Vec::new();
     for entry in entries {

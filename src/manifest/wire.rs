@@ -139,7 +139,14 @@ mod tests {
             .map(|(offset, size)| Chunk { offset, size, hash: ChunkHash::of(&offset.to_le_bytes()) })
             .collect();
         let hash = chunking::file_hash(size, cs, chunks.iter().map(|c| c.hash));
-        FileEntry { path: path.into(), size, mtime: Mtime { secs: 1_700_000_000, nanos: 123 }, chunk_size: cs, chunks, hash }
+        FileEntry {
+            path: path.into(),
+            size,
+            mtime: Mtime { secs: 1_700_000_000, nanos: 123 },
+            chunk_size: cs,
+            chunks,
+            hash,
+        }
     }
 
     fn sample() -> Manifest {
@@ -194,7 +201,12 @@ mod tests {
         check(&|m| m.files[1].path = "nodir/big.bin".into(), |e| matches!(e, ManifestError::MissingParent(_)));
         check(&|m| m.dirs.insert(0, DirEntry { path: "a.txt".into() }), |e| matches!(e, ManifestError::FileAndDir(_)));
         check(&|m| m.files[1].chunk_size = 2 * MIB, |e| matches!(e, ManifestError::BadChunks { .. }));
-        check(&|m| { m.files[1].chunks.pop(); }, |e| matches!(e, ManifestError::BadChunks { .. }));
+        check(
+            &|m| {
+                m.files[1].chunks.pop();
+            },
+            |e| matches!(e, ManifestError::BadChunks { .. }),
+        );
         check(&|m| m.files[1].chunks[1].offset += 1, |e| matches!(e, ManifestError::BadChunks { .. }));
         check(&|m| m.files[1].chunks[0].hash = ChunkHash::of(b"x"), |e| matches!(e, ManifestError::BadChunks { .. }));
         check(&|m| m.chunk_rule = ChunkRule::Fixed(0), |e| matches!(e, ManifestError::BadRule(_)));

@@ -24,7 +24,11 @@ pub(crate) fn router(shared: Arc<Shared>) -> axum::Router {
     axum::Router::new().route("/join", axum::routing::get(join)).with_state(shared)
 }
 
-async fn join(ws: WebSocketUpgrade, ConnectInfo(remote): ConnectInfo<SocketAddr>, State(shared): State<Arc<Shared>>) -> Response {
+async fn join(
+    ws: WebSocketUpgrade,
+    ConnectInfo(remote): ConnectInfo<SocketAddr>,
+    State(shared): State<Arc<Shared>>,
+) -> Response {
     ws.max_message_size(MAX_FRAME).max_frame_size(MAX_FRAME).on_upgrade(move |socket| handle(socket, remote, shared))
 }
 
@@ -65,7 +69,10 @@ async fn handle(mut socket: WebSocket, remote: SocketAddr, shared: Arc<Shared>) 
         master_name: shared.cfg.name.clone(),
         version: crate::VERSION.into(),
         host: super::host_name(),
-        folder: std::fs::canonicalize(&shared.cfg.source_dir).unwrap_or_else(|_| shared.cfg.source_dir.clone()).display().to_string(),
+        folder: std::fs::canonicalize(&shared.cfg.source_dir)
+            .unwrap_or_else(|_| shared.cfg.source_dir.clone())
+            .display()
+            .to_string(),
     };
     if !send_text(&mut socket, &welcome).await {
         let _ = shared.coord.send(CoordMsg::Left { node });

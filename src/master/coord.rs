@@ -341,7 +341,11 @@ impl Coord {
                 if reason == FailKind::BadData {
                     self.verify_failures += 1;
                     let src = if o.from == MASTER { "the master".to_string() } else { self.node_name(o.from) };
-                    self.events.push(format!("{} rejected chunk {} from {src}: {message}", self.node_name(node), o.chunk));
+                    self.events.push(format!(
+                        "{} rejected chunk {} from {src}: {message}",
+                        self.node_name(node),
+                        o.chunk
+                    ));
                 } else {
                     tracing::debug!("transfer {id} to {node} failed ({reason:?}): {message}");
                 }
@@ -406,7 +410,8 @@ impl Coord {
                 self.planner.handle(now, Event::Failed { id: o.id, reason: FailReason::Other });
                 continue;
             };
-            let msg = MasterMsg::Fetch { id: o.id, chunk: o.chunk, size: o.size, url, min_rate_bps: o.min_rate_bps as u64 };
+            let msg =
+                MasterMsg::Fetch { id: o.id, chunk: o.chunk, size: o.size, url, min_rate_bps: o.min_rate_bps as u64 };
             if dst.tx.send(msg).is_ok() {
                 self.transfers.insert(o.id, o);
             } else {

@@ -167,7 +167,9 @@ impl Master {
         if !std::fs::metadata(&cfg.source_dir).map(|m| m.is_dir()).unwrap_or(false) {
             return Err(MasterError::SourceDir(cfg.source_dir.clone()));
         }
-        let listener = tokio::net::TcpListener::bind(cfg.bind).await.map_err(|source| MasterError::Bind { addr: cfg.bind, source })?;
+        let listener = tokio::net::TcpListener::bind(cfg.bind)
+            .await
+            .map_err(|source| MasterError::Bind { addr: cfg.bind, source })?;
         let local_addr = listener.local_addr().map_err(|source| MasterError::Bind { addr: cfg.bind, source })?;
         let mut snap = Snapshot::new(Role::Master, cfg.name.clone(), cfg.source_dir.clone());
         snap.listen = local_addr.to_string();
@@ -176,7 +178,13 @@ impl Master {
         let (shutdown_tx, shutdown_rx) = watch::channel(false);
         let (rescan_tx, rescan_rx) = mpsc::channel(1);
         let (coord_tx, coord_rx) = mpsc::unbounded_channel();
-        let shared = Arc::new(Shared { cfg: cfg.clone(), current: RwLock::new(None), rescan: rescan_tx, coord: coord_tx, shutdown: shutdown_rx.clone() });
+        let shared = Arc::new(Shared {
+            cfg: cfg.clone(),
+            current: RwLock::new(None),
+            rescan: rescan_tx,
+            coord: coord_tx,
+            shutdown: shutdown_rx.clone(),
+        });
 
         let server = ChunkServer::new(
             Arc::new(MasterSource(shared.clone())),
@@ -204,7 +212,13 @@ impl Master {
         });
         let coord_task = tokio::spawn(coord::run(shared.clone(), coord_rx, status_tx, server));
         let index_task = tokio::spawn(indexer(shared.clone(), rescan_rx));
-        Ok(Master { local_addr, status: status_rx, shutdown: shutdown_tx, tasks: vec![coord_task, index_task], server: server_task })
+        Ok(Master {
+            local_addr,
+            status: status_rx,
+            shutdown: shutdown_tx,
+            tasks: vec![coord_task, index_task],
+            server: server_task,
+        })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -240,9 +254,15 @@ async fn indexer(shared: Arc<Shared>, mut rescan_rx: mpsc::Receiver<()>) {
         let cfg = shared.cfg.clone();
         let coord = shared.coord.clone();
         let progress: crate::manifest::scan::ProgressFn = Arc::new(move |p: crate::manifest::ScanProgress| {
-            let _ = coord.send(coord::CoordMsg::Indexing { done: p.bytes_hashed + p.bytes_cached, total: p.bytes_total });
+            let _ =
+                coord.send(coord::CoordMsg::Indexing { done: p.bytes_hashed + p.bytes_cached, total: p.bytes_total });
         });
-        let opts = ScanOptions { chunk_rule: cfg.chunk_rule, cache: cfg.cache.clone(), progress: Some(progress), ..Default::default() };
+        let opts = ScanOptions {
+            chunk_rule: cfg.chunk_rule,
+            cache: cfg.cache.clone(),
+            progress: Some(progress),
+            ..Default::default()
+        };
         let root = cfg.source_dir.clone();
         let res = tokio::task::spawn_blocking(move || crate::manifest::scan(&root, &opts)).await;
         let mut retry_soon = false;

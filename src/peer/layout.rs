@@ -73,10 +73,20 @@ pub struct Layout {
 }
 
 impl Layout {
-    pub fn prepare(root: &Path, manifest_id: u64, manifest: Arc<Manifest>, cache: &CacheMode) -> Result<Layout, LayoutError> {
+    pub fn prepare(
+        root: &Path,
+        manifest_id: u64,
+        manifest: Arc<Manifest>,
+        cache: &CacheMode,
+    ) -> Result<Layout, LayoutError> {
         // The engine creates its folder only here, after the master's greeting was checked.
         std::fs::create_dir_all(root).map_err(|e| io_err(root, e))?;
-        let opts = ScanOptions { chunk_rule: manifest.chunk_rule, cache: cache.clone(), skip_unreadable: true, ..Default::default() };
+        let opts = ScanOptions {
+            chunk_rule: manifest.chunk_rule,
+            cache: cache.clone(),
+            skip_unreadable: true,
+            ..Default::default()
+        };
         let local = crate::manifest::scan(root, &opts)?;
         let plan = crate::manifest::diff(&manifest, &local);
 
@@ -159,7 +169,8 @@ impl Layout {
                         }
                     }
                     // Unstable local sources are deliberately fetched instead (module doc).
-                    let _ = w.chunks.iter().filter(|c| matches!(c.source, DiffSource::Local { stable: false, .. })).count();
+                    let _ =
+                        w.chunks.iter().filter(|c| matches!(c.source, DiffSource::Local { stable: false, .. })).count();
                 }
                 None => {
                     for c in &f.chunks {
@@ -187,8 +198,12 @@ impl Layout {
         layout.bytes_done = layout.held.keys().map(|h| layout.unique[layout.index[h]].1).sum();
 
         // Local copies of content already verified elsewhere in the folder.
-        let copyable: Vec<ChunkHash> =
-            layout.pending.iter().filter(|(h, places)| !places.is_empty() && layout.held.contains_key(h)).map(|(h, _)| *h).collect();
+        let copyable: Vec<ChunkHash> = layout
+            .pending
+            .iter()
+            .filter(|(h, places)| !places.is_empty() && layout.held.contains_key(h))
+            .map(|(h, _)| *h)
+            .collect();
         for h in copyable {
             let (fi, off, size) = layout.held[&h];
             let Some(src) = layout.paths[fi].clone() else { continue };
@@ -288,7 +303,10 @@ impl Layout {
 
     /// Have-map cells for the status snapshot.
     pub fn chunk_map(&self) -> Vec<u8> {
-        self.unique.iter().map(|(h, _)| if self.held.contains_key(h) { crate::status::CELL_HAS } else { crate::status::CELL_MISSING }).collect()
+        self.unique
+            .iter()
+            .map(|(h, _)| if self.held.contains_key(h) { crate::status::CELL_HAS } else { crate::status::CELL_MISSING })
+            .collect()
     }
 }
 

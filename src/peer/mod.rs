@@ -211,7 +211,9 @@ impl Peer {
     pub async fn start(cfg: PeerConfig) -> Result<Peer, PeerError> {
         let master_base = master_base(&cfg.server)?;
         let root = check_dst(&cfg.dst_dir)?;
-        let listener = tokio::net::TcpListener::bind(cfg.bind).await.map_err(|source| PeerError::Bind { addr: cfg.bind, source })?;
+        let listener = tokio::net::TcpListener::bind(cfg.bind)
+            .await
+            .map_err(|source| PeerError::Bind { addr: cfg.bind, source })?;
         let local_addr = listener.local_addr().map_err(|source| PeerError::Bind { addr: cfg.bind, source })?;
         let layout: Arc<Mutex<Option<layout::Layout>>> = Arc::default();
         let server = ChunkServer::new(

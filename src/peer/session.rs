@@ -94,7 +94,9 @@ pub(crate) async fn run(ctx: Arc<Ctx>) {
                         s.publish();
                         return;
                     }
-                    End::Disconnected(why) => s.events.push(format!("disconnected from the master: {why}; reconnecting")),
+                    End::Disconnected(why) => {
+                        s.events.push(format!("disconnected from the master: {why}; reconnecting"))
+                    }
                 }
             }
             Ok(Err(e)) => {
@@ -143,7 +145,9 @@ impl Session {
         }
         let greeting = match tokio::time::timeout(Duration::from_secs(10), ws.next()).await {
             Ok(Some(Ok(Message::Text(t)))) => protocol::parse_greeting(t.as_str()),
-            Ok(Some(Ok(other))) => return End::Disconnected(format!("unexpected first frame from the master: {other:?}")),
+            Ok(Some(Ok(other))) => {
+                return End::Disconnected(format!("unexpected first frame from the master: {other:?}"))
+            }
             Ok(Some(Err(e))) => return End::Disconnected(e.to_string()),
             Ok(None) => return End::Disconnected("connection closed during the handshake".into()),
             Err(_) => return End::Disconnected("no answer to the handshake".into()),
@@ -277,7 +281,8 @@ impl Session {
                         .await
                         .map_err(End::Disconnected)?;
                 }
-                let same = ctx.layout.lock().ok().and_then(|g| g.as_ref().map(|l| *l.manifest == manifest)).unwrap_or(false);
+                let same =
+                    ctx.layout.lock().ok().and_then(|g| g.as_ref().map(|l| *l.manifest == manifest)).unwrap_or(false);
                 if same {
                     if let Ok(mut g) = ctx.layout.lock() {
                         if let Some(l) = g.as_mut() {
@@ -285,18 +290,31 @@ impl Session {
                         }
                     }
                 } else {
-                    self.events.push(format!("manifest {id}: {} files, {} bytes", manifest.files.len(), manifest.total_bytes()));
+                    self.events.push(format!(
+                        "manifest {id}: {} files, {} bytes",
+                        manifest.files.len(),
+                        manifest.total_bytes()
+                    ));
                     self.relayout(id, Arc::new(manifest)).await?;
                 }
                 self.send_have_all(ws).await.map_err(End::Disconnected)?;
             }
             MasterMsg::Fetch { id, chunk, size, url, min_rate_bps } => {
-                let (needed, known) = match ctx.layout.lock().ok().and_then(|g| g.as_ref().map(|l| (l.has(&chunk), l.chunk_size(&chunk)))) {
+                let (needed, known) = match ctx
+                    .layout
+                    .lock()
+                    .ok()
+                    .and_then(|g| g.as_ref().map(|l| (l.has(&chunk), l.chunk_size(&chunk))))
+                {
                     Some((has, sz)) => (!has, sz == Some(size)),
                     None => (false, false),
                 };
                 if !known {
-                    let m = PeerMsg::Failed { id, reason: FailKind::Cancelled, message: "chunk not in the current manifest".into() };
+                    let m = PeerMsg::Failed {
+                        id,
+                        reason: FailKind::Cancelled,
+                        message: "chunk not in the current manifest".into(),
+                    };
                     return send(ws, &m).await.map_err(End::Disconnected);
                 }
                 if !needed {
@@ -342,7 +360,9 @@ impl Session {
                 self.last_rescan = Instant::now();
                 Ok(())
             }
-            Ok(Err(e @ LayoutError::DiskFull { .. })) | Ok(Err(e @ LayoutError::Io { .. })) | Ok(Err(e @ LayoutError::Scan(_))) => {
+            Ok(Err(e @ LayoutError::DiskFull { .. }))
+            | Ok(Err(e @ LayoutError::Io { .. }))
+            | Ok(Err(e @ LayoutError::Scan(_))) => {
                 let msg = e.to_string();
                 self.events.push(msg.clone());
                 self.disk_error = matches!(e, LayoutError::DiskFull { .. });
@@ -357,7 +377,8 @@ impl Session {
     }
 
     async fn send_have_all(&mut self, ws: &mut Ws) -> Result<(), String> {
-        let Some((manifest_id, chunks)) = self.ctx.layout.lock().ok().and_then(|g| g.as_ref().map(|l| (l.manifest_id, l.held_chunks())))
+        let Some((manifest_id, chunks)) =
+            self.ctx.layout.lock().ok().and_then(|g| g.as_ref().map(|l| (l.manifest_id, l.held_chunks())))
         else {
             return Ok(());
         };
@@ -372,7 +393,13 @@ impl Session {
                 send(ws, &PeerMsg::Progress { id: *id, bytes_done: p }).await?;
             }
         }
-        let lost = self.ctx.layout.lock().ok().and_then(|mut g| g.as_mut().map(|l| std::mem::take(&mut l.lost))).unwrap_or_default();
+        let lost = self
+            .ctx
+            .layout
+            .lock()
+            .ok()
+            .and_then(|mut g| g.as_mut().map(|l| std::mem::take(&mut l.lost)))
+            .unwrap_or_default();
         if !lost.is_empty() {
             send(ws, &PeerMsg::Lost { chunks: lost }).await?;
             self.last_rescan = Instant::now() - self.ctx.cfg.rescan_interval; // re-check the folder now
@@ -395,7 +422,8 @@ impl Session {
         // by the first re-check after completion.
         let due = self.last_rescan.elapsed() >= self.ctx.cfg.rescan_interval;
         if due && active.is_empty() && matches!(snap.state, NodeState::UpToDate) {
-            let current = self.ctx.layout.lock().ok().and_then(|g| g.as_ref().map(|l| (l.manifest_id, l.manifest.clone())));
+            let current =
+                self.ctx.layout.lock().ok().and_then(|g| g.as_ref().map(|l| (l.manifest_id, l.manifest.clone())));
             if let Some((id, m)) = current {
                 tracing::debug!("periodic re-check of {}", self.ctx.root.display());
                 if let Err(End::Disconnected(e) | End::Fatal(e)) = self.relayout(id, m).await {
@@ -497,7 +525,8 @@ async fn fetch_and_write(
     progress: &AtomicU64,
 ) -> Result<(), (FailKind, String)> {
     ctx.counters.gets_made.fetch_add(1, Ordering::Relaxed);
-    let data = match ctx.fetcher.fetch(base, &chunk, size, min_rate_bps, progress, &ctx.counters.bytes_downloaded).await {
+    let data = match ctx.fetcher.fetch(base, &chunk, size, min_rate_bps, progress, &ctx.counters.bytes_downloaded).await
+    {
         Ok(d) => d,
         Err(e) => {
             match e.kind() {

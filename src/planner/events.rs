@@ -13,7 +13,9 @@ pub(crate) enum End {
     Finished,
     Failed(FailReason),
     /// Aborted by the planner; `penalise` blames the source.
-    Aborted { penalise: bool },
+    Aborted {
+        penalise: bool,
+    },
     /// An endpoint left.
     Dropped,
 }

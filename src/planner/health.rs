@@ -121,7 +121,9 @@ impl Planner {
             .enumerate()
             .filter_map(|(i, n)| n.as_ref().map(|n| (i, n)))
             .filter(|(i, n)| *i != to && *i != from && n.has.get(c) && n.active_up < n.cfg.upload_slots)
-            .filter_map(|(i, _)| self.up_cap(i).map(|cap| cap / f64::from(self.nodes[i].as_ref().map_or(1, |n| n.active_up + 1))))
+            .filter_map(|(i, _)| {
+                self.up_cap(i).map(|cap| cap / f64::from(self.nodes[i].as_ref().map_or(1, |n| n.active_up + 1)))
+            })
             .fold(0.0f64, f64::max);
         if best_alt <= 0.0 {
             return false;

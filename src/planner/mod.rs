@@ -137,21 +137,43 @@ pub enum FailReason {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Event {
     /// A node (re)joins with what it has. A `Join` for a known id replaces the old node.
-    Join { node: NodeId, config: NodeConfig, has: Vec<ChunkHash> },
+    Join {
+        node: NodeId,
+        config: NodeConfig,
+        has: Vec<ChunkHash>,
+    },
     /// Releases all the node's transfers and slots; later events for them are ignored.
-    Leave { node: NodeId },
+    Leave {
+        node: NodeId,
+    },
     /// The node has these chunks (e.g. re-announced after a rescan).
-    Have { node: NodeId, chunks: Vec<ChunkHash> },
+    Have {
+        node: NodeId,
+        chunks: Vec<ChunkHash>,
+    },
     /// The node no longer has these chunks; its uploads of them are aborted.
-    Lost { node: NodeId, chunks: Vec<ChunkHash> },
+    Lost {
+        node: NodeId,
+        chunks: Vec<ChunkHash>,
+    },
     /// Bytes received so far by the destination.
-    Progress { id: TransferId, bytes_done: u64 },
+    Progress {
+        id: TransferId,
+        bytes_done: u64,
+    },
     /// Destination verified the chunk: it now has it (and can serve it).
-    Finished { id: TransferId },
-    Failed { id: TransferId, reason: FailReason },
+    Finished {
+        id: TransferId,
+    },
+    Failed {
+        id: TransferId,
+        reason: FailReason,
+    },
     /// Unique chunks of the master's current manifest with their sizes. Have-sets keep all
     /// hashes; transfers of chunks no longer in the manifest are aborted.
-    NewManifest { chunks: Vec<(ChunkHash, u64)> },
+    NewManifest {
+        chunks: Vec<(ChunkHash, u64)>,
+    },
 }
 
 /// Strategy policy; `Naive` exists to measure the planner against "everyone downloads from

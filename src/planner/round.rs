@@ -23,9 +23,8 @@ impl Planner {
         let mut dests: Vec<usize> = (0..self.nodes.len()).filter(|&i| self.wants(i)).collect();
         self.rng.shuffle(&mut dests);
         dests.sort_by_key(|&i| self.nodes[i].as_ref().map_or(0, |n| n.active_down));
-        let masters: Vec<usize> = (0..self.nodes.len())
-            .filter(|&i| self.nodes[i].as_ref().is_some_and(|n| n.cfg.is_master))
-            .collect();
+        let masters: Vec<usize> =
+            (0..self.nodes.len()).filter(|&i| self.nodes[i].as_ref().is_some_and(|n| n.cfg.is_master)).collect();
         match self.policy {
             Policy::Naive => self.naive(now, &masters, &dests, &mut orders),
             Policy::Swarm => {
@@ -126,11 +125,7 @@ impl Planner {
                     }
                 }
                 let best_share = hits.iter().map(|h| h.1).fold(0.0f64, f64::max);
-                let choice = hits
-                    .iter()
-                    .filter(|h| h.1 >= 0.3 * best_share)
-                    .min_by_key(|h| h.0)
-                    .map(|h| (h.2, h.3));
+                let choice = hits.iter().filter(|h| h.1 >= 0.3 * best_share).min_by_key(|h| h.0).map(|h| (h.2, h.3));
                 for key in popped.drain(..) {
                     if Some(key.2) != choice.map(|c| c.0) {
                         heap.push(key);

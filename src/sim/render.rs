@@ -94,7 +94,14 @@ mod tests {
         let frame = Frame {
             t: 1.0,
             chunks: 4,
-            rows: vec![Row { label: "P00".into(), online: true, cells: vec![2, 1, 0, 2], downloads: 1, uploads: 0, avg_down: 1e6 }],
+            rows: vec![Row {
+                label: "P00".into(),
+                online: true,
+                cells: vec![2, 1, 0, 2],
+                downloads: 1,
+                uploads: 0,
+                avg_down: 1e6,
+            }],
         };
         assert!(lines(&frame, 4)[1].starts_with("P00 #+.#"));
         assert!(lines(&frame, 2)[1].starts_with("P00 +:"));

@@ -8,7 +8,7 @@ use super::flow::{max_min_rates, Flow};
 use super::{Frame, Row, SimConfig, SimResult};
 use crate::manifest::ChunkHash;
 use crate::planner::rng::Rng;
-use crate::planner::{Event, FailReason, NodeConfig, Planner, Tuning, TransferId};
+use crate::planner::{Event, FailReason, NodeConfig, Planner, TransferId, Tuning};
 
 /// Simulated node (ground truth, which the planner only learns through events).
 struct SimNode {
@@ -423,7 +423,8 @@ impl<'a> Sim<'a> {
             self.untrack(id);
         }
         for o in orders {
-            let (from, to, chunk) = (o.from as usize, o.to as usize, u32::from_le_bytes(o.chunk.0[..4].try_into().unwrap_or([0; 4])));
+            let (from, to, chunk) =
+                (o.from as usize, o.to as usize, u32::from_le_bytes(o.chunk.0[..4].try_into().unwrap_or([0; 4])));
             if !self.active_pairs.insert((chunk, to)) {
                 self.res.duplicate_orders += 1;
             }
@@ -448,7 +449,10 @@ impl<'a> Sim<'a> {
             } else {
                 None
             };
-            self.tracked.insert(o.id, Tracked { chunk, from, to, size: o.size as f64, done: None, rate: 0.0, fail_at, stopped: false });
+            self.tracked.insert(
+                o.id,
+                Tracked { chunk, from, to, size: o.size as f64, done: None, rate: 0.0, fail_at, stopped: false },
+            );
             self.schedule(self.t + self.cfg.latency_s, Sched::Start(o.id));
         }
         changed
@@ -474,8 +478,7 @@ impl<'a> Sim<'a> {
     }
 
     fn done(&self) -> bool {
-        self.churn_pending == 0
-            && self.nodes.iter().all(|n| n.is_master || (n.online && n.complete_at.is_some()))
+        self.churn_pending == 0 && self.nodes.iter().all(|n| n.is_master || (n.online && n.complete_at.is_some()))
     }
 
     fn frame(&self) -> Frame {

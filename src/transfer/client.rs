@@ -64,7 +64,13 @@ impl Fetcher {
         conn.set_nodelay(true);
         conn.set_connect_timeout(Some(Duration::from_secs(5)));
         let client = Client::builder(TokioExecutor::new()).pool_idle_timeout(Duration::from_secs(30)).build(conn);
-        Fetcher { client, limiter, compress, stall_timeout: Duration::from_secs(10), rate_grace: Duration::from_secs(4) }
+        Fetcher {
+            client,
+            limiter,
+            compress,
+            stall_timeout: Duration::from_secs(10),
+            rate_grace: Duration::from_secs(4),
+        }
     }
 
     /// Fetch chunk `hash` of `size` bytes from `base` (`http://host:port`). `progress` receives
@@ -116,7 +122,9 @@ impl Fetcher {
             };
             let Ok(data) = frame.into_data() else { continue };
             if buf.len() + data.len() > limit {
-                return Err(FetchError::BadData(format!("{base} sent more than {limit} bytes for a {size} byte chunk")));
+                return Err(FetchError::BadData(format!(
+                    "{base} sent more than {limit} bytes for a {size} byte chunk"
+                )));
             }
             if let Some(l) = &self.limiter {
                 l.acquire(data.len()).await;
@@ -128,7 +136,9 @@ impl Fetcher {
             if min_rate_bps > 0 && elapsed > self.rate_grace {
                 let rate = buf.len() as f64 / elapsed.as_secs_f64();
                 if rate < min_rate_bps as f64 {
-                    return Err(FetchError::TooSlow(format!("{base} delivered {rate:.0} B/s, below the required {min_rate_bps} B/s")));
+                    return Err(FetchError::TooSlow(format!(
+                        "{base} delivered {rate:.0} B/s, below the required {min_rate_bps} B/s"
+                    )));
                 }
             }
         }

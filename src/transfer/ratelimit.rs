@@ -27,7 +27,11 @@ impl RateLimiter {
     /// `rate` in bytes per second (must be > 0); `burst` in bytes.
     pub fn new(rate_bytes_per_sec: u64, burst: u64) -> Self {
         let rate = rate_bytes_per_sec.max(1) as f64;
-        RateLimiter { rate, burst: burst as f64, state: Mutex::new(Bucket { tokens: burst as f64, last: Instant::now() }) }
+        RateLimiter {
+            rate,
+            burst: burst as f64,
+            state: Mutex::new(Bucket { tokens: burst as f64, last: Instant::now() }),
+        }
     }
 
     /// A limiter with the default burst for a rate: a tenth of a second of traffic, but at least
@@ -75,13 +79,19 @@ pub fn parse_rate(s: &str) -> Result<u64, String> {
                 'k' => 1e3,
                 'm' => 1e6,
                 'g' => 1e9,
-                _ => return Err(format!("invalid rate {s:?}: use a number of bit/s with an optional k, M or G suffix, e.g. 100M")),
+                _ => {
+                    return Err(format!(
+                        "invalid rate {s:?}: use a number of bit/s with an optional k, M or G suffix, e.g. 100M"
+                    ))
+                }
             };
             (&t[..i], m)
         }
         _ => (t, 1.0),
     };
-    let v: f64 = num.trim().parse().map_err(|_| format!("invalid rate {s:?}: use a number of bit/s with an optional k, M or G suffix, e.g. 100M"))?;
+    let v: f64 = num.trim().parse().map_err(|_| {
+        format!("invalid rate {s:?}: use a number of bit/s with an optional k, M or G suffix, e.g. 100M")
+    })?;
     let bytes = v * mult / 8.0;
     if !(bytes >= 1.0) || !bytes.is_finite() {
         return Err(format!("invalid rate {s:?}: must be at least 8 bit/s"));

@@ -43,7 +43,11 @@ fn num(v: f64) -> String {
     if v.is_nan() {
         "NaN".into()
     } else if v.is_infinite() {
-        if v > 0.0 { "+Inf".into() } else { "-Inf".into() }
+        if v > 0.0 {
+            "+Inf".into()
+        } else {
+            "-Inf".into()
+        }
     } else {
         format!("{v}")
     }
@@ -99,29 +103,79 @@ pub fn render(s: &Snapshot) -> String {
         "Bytes to hold when done (master: unique chunk bytes times peers; peer: unique chunk bytes).",
         s.bytes_total as f64,
     );
-    o.metric("lanscatter_bytes_done", "gauge", "Verified bytes held so far (master: summed over peers).", s.bytes_done as f64);
-    o.metric("lanscatter_progress_ratio", "gauge", "bytes_done / bytes_target (1 when there is nothing to do).", s.progress());
+    o.metric(
+        "lanscatter_bytes_done",
+        "gauge",
+        "Verified bytes held so far (master: summed over peers).",
+        s.bytes_done as f64,
+    );
+    o.metric(
+        "lanscatter_progress_ratio",
+        "gauge",
+        "bytes_done / bytes_target (1 when there is nothing to do).",
+        s.progress(),
+    );
     if let Some(eta) = s.eta_secs {
         o.metric("lanscatter_eta_seconds", "gauge", "Estimated seconds until every node is up to date.", eta);
     }
     o.metric("lanscatter_download_bytes_per_second", "gauge", "Aggregate download rate.", s.download_bps);
     o.metric("lanscatter_upload_bytes_per_second", "gauge", "This engine's upload rate.", s.upload_bps);
-    o.metric("lanscatter_master_uploaded_bytes_total", "counter", "Chunk bytes served by the master.", s.master_uploaded as f64);
-    o.metric("lanscatter_peers_uploaded_bytes_total", "counter", "Chunk bytes peers served to each other.", s.peers_uploaded as f64);
+    o.metric(
+        "lanscatter_master_uploaded_bytes_total",
+        "counter",
+        "Chunk bytes served by the master.",
+        s.master_uploaded as f64,
+    );
+    o.metric(
+        "lanscatter_peers_uploaded_bytes_total",
+        "counter",
+        "Chunk bytes peers served to each other.",
+        s.peers_uploaded as f64,
+    );
 
     let c = &s.counters;
-    o.metric("lanscatter_chunk_gets_served_total", "counter", "Chunk requests this node answered with data.", c.chunk_gets_served as f64);
-    o.metric("lanscatter_uploaded_bytes_total", "counter", "Chunk bytes sent by this node's HTTP server.", c.bytes_uploaded as f64);
-    o.metric("lanscatter_chunk_gets_made_total", "counter", "Chunk fetches this node started.", c.chunk_gets_made as f64);
-    o.metric("lanscatter_downloaded_bytes_total", "counter", "Chunk bytes this node received.", c.bytes_downloaded as f64);
+    o.metric(
+        "lanscatter_chunk_gets_served_total",
+        "counter",
+        "Chunk requests this node answered with data.",
+        c.chunk_gets_served as f64,
+    );
+    o.metric(
+        "lanscatter_uploaded_bytes_total",
+        "counter",
+        "Chunk bytes sent by this node's HTTP server.",
+        c.bytes_uploaded as f64,
+    );
+    o.metric(
+        "lanscatter_chunk_gets_made_total",
+        "counter",
+        "Chunk fetches this node started.",
+        c.chunk_gets_made as f64,
+    );
+    o.metric(
+        "lanscatter_downloaded_bytes_total",
+        "counter",
+        "Chunk bytes this node received.",
+        c.bytes_downloaded as f64,
+    );
     o.metric(
         "lanscatter_chunk_verify_failures_total",
         "counter",
         "Chunks received whose hash did not match (never written).",
         c.verify_failures as f64,
     );
-    o.metric("lanscatter_local_copies_total", "counter", "Chunks satisfied by copying identical local content.", c.local_copies as f64);
-    o.metric("lanscatter_slow_aborts_total", "counter", "Fetches aborted for stalling or being too slow.", c.slow_aborts as f64);
+    o.metric(
+        "lanscatter_local_copies_total",
+        "counter",
+        "Chunks satisfied by copying identical local content.",
+        c.local_copies as f64,
+    );
+    o.metric(
+        "lanscatter_slow_aborts_total",
+        "counter",
+        "Fetches aborted for stalling or being too slow.",
+        c.slow_aborts as f64,
+    );
     if s.role == crate::status::Role::Master {
         o.head("lanscatter_planner_round_seconds", "summary", "Time the planner spent per scheduling round.");
         o.sample("lanscatter_planner_round_seconds_sum", "", c.planner_round_seconds);
@@ -133,13 +187,21 @@ pub fn render(s: &Snapshot) -> String {
         ("lanscatter_node_up", "gauge", "1 unless the node is disconnected or in error.", |n| {
             f64::from(u8::from(!matches!(n.state, NodeState::Disconnected | NodeState::Error { .. })))
         }),
-        ("lanscatter_node_bytes_done", "gauge", "Verified bytes the node holds (its download progress).", |n| n.bytes_done as f64),
+        ("lanscatter_node_bytes_done", "gauge", "Verified bytes the node holds (its download progress).", |n| {
+            n.bytes_done as f64
+        }),
         ("lanscatter_node_bytes_target", "gauge", "Bytes the node holds when up to date.", |n| n.bytes_total as f64),
-        ("lanscatter_node_uploaded_bytes_total", "counter", "Chunk bytes the node uploaded to others.", |n| n.bytes_uploaded as f64),
+        ("lanscatter_node_uploaded_bytes_total", "counter", "Chunk bytes the node uploaded to others.", |n| {
+            n.bytes_uploaded as f64
+        }),
         ("lanscatter_node_download_bytes_per_second", "gauge", "The node's download rate.", |n| n.download_bps),
         ("lanscatter_node_upload_bytes_per_second", "gauge", "The node's upload rate.", |n| n.upload_bps),
-        ("lanscatter_node_active_downloads", "gauge", "Chunk downloads in flight to the node.", |n| f64::from(n.active_downloads)),
-        ("lanscatter_node_active_uploads", "gauge", "Chunk uploads in flight from the node.", |n| f64::from(n.active_uploads)),
+        ("lanscatter_node_active_downloads", "gauge", "Chunk downloads in flight to the node.", |n| {
+            f64::from(n.active_downloads)
+        }),
+        ("lanscatter_node_active_uploads", "gauge", "Chunk uploads in flight from the node.", |n| {
+            f64::from(n.active_uploads)
+        }),
     ];
     let labels: Vec<String> = s
         .nodes

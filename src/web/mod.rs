@@ -125,10 +125,16 @@ pub(crate) enum MapFormat {
     None,
 }
 
-async fn api_status(State(s): State<WebState>, q: Result<Query<StatusQuery>, axum::extract::rejection::QueryRejection>) -> Response {
+async fn api_status(
+    State(s): State<WebState>,
+    q: Result<Query<StatusQuery>, axum::extract::rejection::QueryRejection>,
+) -> Response {
     let Ok(Query(q)) = q else {
         return harden(
-            (StatusCode::BAD_REQUEST, "invalid query: use /api/status, /api/status?maps=packed or /api/status?maps=none\n")
+            (
+                StatusCode::BAD_REQUEST,
+                "invalid query: use /api/status, /api/status?maps=packed or /api/status?maps=none\n",
+            )
                 .into_response(),
         );
     };

@@ -58,7 +58,8 @@ impl Client {
         if let Some(p) = history.last() {
             self.history_after = p[0];
         }
-        let event = match page_view(snap, &mut self.mem, history).map(|v| Event::default().event("status").json_data(v)) {
+        let event = match page_view(snap, &mut self.mem, history).map(|v| Event::default().event("status").json_data(v))
+        {
             Ok(Ok(e)) => e,
             Ok(Err(e)) => {
                 tracing::error!("encoding status event failed: {e}");

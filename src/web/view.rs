@@ -68,7 +68,11 @@ pub struct NodeView {
 /// One SSE message: the snapshot's fields, with `nodes` as [`NodeView`]s and two extras:
 /// `history` (`[unix_time, aggregate_download_bps, master_or_own_upload_bps]` points newer than
 /// the client's previous message) and `version`.
-pub fn page_view(mut snap: Snapshot, mem: &mut MapMemory, history: Vec<[f64; 3]>) -> serde_json::Result<serde_json::Value> {
+pub fn page_view(
+    mut snap: Snapshot,
+    mem: &mut MapMemory,
+    history: Vec<[f64; 3]>,
+) -> serde_json::Result<serde_json::Value> {
     let slow = slow_nodes(&snap.nodes);
     let manifest_salt = snap.manifest_id.rotate_left(17);
     let mut nodes = Vec::with_capacity(snap.nodes.len());
@@ -135,4 +139,3 @@ pub fn slow_nodes(nodes: &[NodeStatus]) -> Vec<bool> {
     let median = rates[rates.len() / 2];
     nodes.iter().map(|n| syncing(n) && median > 0.0 && n.download_bps < median / 4.0).collect()
 }
-

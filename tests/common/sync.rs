@@ -1,7 +1,6 @@
 //! Shared helpers for integration tests: random folder trees, tree snapshots (content and
 //! mtimes), engines on 127.0.0.1 port 0 with a small chunk size, and condition polling.
 
-
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -20,7 +19,8 @@ pub use super::Rng;
 pub fn write_file(root: &Path, rel: &str, data: &[u8], mtime_secs: i64) {
     let p = super::write_file(root, rel, data);
     let f = std::fs::File::options().write(true).open(&p).unwrap();
-    f.set_modified(std::time::UNIX_EPOCH + Duration::from_secs(mtime_secs as u64) + Duration::from_nanos(123_456_789)).unwrap();
+    f.set_modified(std::time::UNIX_EPOCH + Duration::from_secs(mtime_secs as u64) + Duration::from_nanos(123_456_789))
+        .unwrap();
 }
 
 /// A tree with nested dirs, empty files and dirs, unicode names, files smaller and much larger
@@ -163,7 +163,13 @@ pub async fn wait_status(
             return s;
         }
         if Instant::now() > deadline {
-            panic!("timed out after {timeout:?} waiting for {what}; last status: state {:?}, {}/{} bytes, events {:?}", s.state, s.bytes_done, s.bytes_total, s.events.iter().rev().take(5).collect::<Vec<_>>());
+            panic!(
+                "timed out after {timeout:?} waiting for {what}; last status: state {:?}, {}/{} bytes, events {:?}",
+                s.state,
+                s.bytes_done,
+                s.bytes_total,
+                s.events.iter().rev().take(5).collect::<Vec<_>>()
+            );
         }
         let _ = tokio::time::timeout(Duration::from_millis(200), rx.changed()).await;
     }
@@ -198,7 +204,10 @@ pub async fn wait_synced(peer: &Peer, master: &Master, master_dir: &Path, peer_d
         }
         if Instant::now() > deadline {
             assert_same_tree(master_dir, peer_dir);
-            panic!("peer {} not up to date after {timeout:?}: {:?} manifest {} vs {}", p.name, p.state, p.manifest_id, m);
+            panic!(
+                "peer {} not up to date after {timeout:?}: {:?} manifest {} vs {}",
+                p.name, p.state, p.manifest_id, m
+            );
         }
         let _ = tokio::time::timeout(Duration::from_millis(200), prx.changed()).await;
     }

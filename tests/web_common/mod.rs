@@ -129,7 +129,11 @@ pub fn parse_prometheus(text: &str) -> Vec<(String, Vec<(String, String)>, f64)>
                 }
                 let eq = eq.unwrap_or_else(|| panic!("label without '=', {}", ctx()));
                 let lname = &r[start..eq];
-                assert!(lname.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') && !lname.is_empty(), "bad label name, {}", ctx());
+                assert!(
+                    lname.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') && !lname.is_empty(),
+                    "bad label name, {}",
+                    ctx()
+                );
                 assert_eq!(chars.next().map(|x| x.1), Some('"'), "label value must be quoted, {}", ctx());
                 let mut value = String::new();
                 loop {
@@ -226,7 +230,9 @@ pub fn sample_master_snapshot(peers: u32, chunks: usize) -> Snapshot {
     s.counters.verify_failures = 2;
     s.counters.planner_rounds = 10;
     s.counters.planner_round_seconds = 0.25;
-    s.events = (0..5).map(|i| StatusEvent { time: 1_700_000_000.0 + i as f64, message: format!("event {i} <i>not markup</i>") }).collect();
+    s.events = (0..5)
+        .map(|i| StatusEvent { time: 1_700_000_000.0 + i as f64, message: format!("event {i} <i>not markup</i>") })
+        .collect();
     s
 }
 
@@ -301,7 +307,8 @@ impl Browser {
             tokio::time::sleep(Duration::from_millis(50)).await;
         };
         let (ws, _) = tokio_tungstenite::connect_async(url.as_str()).await.unwrap();
-        let mut b = Browser { child, _profile: profile, ws, next_id: 0, session: String::new(), exceptions: Vec::new() };
+        let mut b =
+            Browser { child, _profile: profile, ws, next_id: 0, session: String::new(), exceptions: Vec::new() };
         let t = b.call("Target.createTarget", json!({"url": "about:blank"})).await;
         let target = t["targetId"].as_str().unwrap().to_string();
         let a = b.call("Target.attachToTarget", json!({"targetId": target, "flatten": true})).await;
@@ -336,7 +343,9 @@ impl Browser {
                 }
             }
         };
-        tokio::time::timeout(Duration::from_secs(60), fut).await.unwrap_or_else(|_| panic!("DevTools {method} timed out"))
+        tokio::time::timeout(Duration::from_secs(60), fut)
+            .await
+            .unwrap_or_else(|_| panic!("DevTools {method} timed out"))
     }
 
     pub async fn navigate(&mut self, url: &str) {
@@ -345,7 +354,9 @@ impl Browser {
 
     /// Evaluate a JS expression in the page and return its JSON value.
     pub async fn eval(&mut self, expr: &str) -> Value {
-        let r = self.call("Runtime.evaluate", json!({"expression": expr, "returnByValue": true, "awaitPromise": true})).await;
+        let r = self
+            .call("Runtime.evaluate", json!({"expression": expr, "returnByValue": true, "awaitPromise": true}))
+            .await;
         r["result"]["value"].clone()
     }
 
@@ -357,8 +368,11 @@ impl Browser {
         )
         .await;
         let scheme = if dark { "dark" } else { "light" };
-        self.call("Emulation.setEmulatedMedia", json!({"features": [{"name": "prefers-color-scheme", "value": scheme}]}))
-            .await;
+        self.call(
+            "Emulation.setEmulatedMedia",
+            json!({"features": [{"name": "prefers-color-scheme", "value": scheme}]}),
+        )
+        .await;
     }
 
     /// Save a PNG of the page (beyond the viewport if `full`).
