@@ -11,6 +11,7 @@
 //!   [`sim`] drives it in virtual time.
 //! - [`protocol`]: versioned wire types of the control channel.
 //! - [`fileio`] and [`transfer`]: chunk I/O inside a sync dir, HTTP chunk serving/fetching, throttling.
+//! - [`http`]: the serve loop under every HTTP endpoint (header timeout, upgrades, graceful stop).
 //! - [`master`] and [`peer`]: the async engines (start, status stream, shutdown) used by CLI, GUI, tests.
 //! - [`status`]: status snapshots (one source of truth for CLI, web page and tray).
 //! - [`web`]: the live status page, `/api/status` JSON, SSE stream and Prometheus `/metrics`.
@@ -19,6 +20,7 @@
 pub mod cli;
 pub mod fileio;
 pub mod gui;
+pub mod http;
 pub mod manifest;
 pub mod master;
 pub mod paths;

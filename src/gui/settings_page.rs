@@ -78,11 +78,14 @@ impl SettingsServer {
             .route("/api/settings", get(get_settings).post(post_settings))
             .route("/api/attention", post(attention))
             .with_state(ctx);
-        let task = tokio::spawn(async move {
-            if let Err(e) = axum::serve(listener, app).await {
-                tracing::error!("settings page server stopped: {e}");
-            }
-        });
+        // Runs until the task is aborted (on drop).
+        let task = tokio::spawn(crate::http::serve(
+            listener,
+            app,
+            crate::http::HEADER_READ_TIMEOUT,
+            "settings page",
+            std::future::pending(),
+        ));
         Ok(SettingsServer { addr, token, task })
     }
 

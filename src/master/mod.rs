@@ -199,17 +199,10 @@ impl Master {
             .merge(conn::router(shared.clone()))
             .merge(crate::web::master_router(status_rx.clone()));
         let mut sd = shutdown_rx.clone();
-        let server_task = tokio::spawn(async move {
-            let svc = app.into_make_service_with_connect_info::<SocketAddr>();
-            let r = axum::serve(listener, svc)
-                .with_graceful_shutdown(async move {
-                    crate::status::stopped(&mut sd).await;
-                })
-                .await;
-            if let Err(e) = r {
-                tracing::error!("master HTTP server failed: {e}");
-            }
-        });
+        let server_task =
+            tokio::spawn(crate::http::serve(listener, app, crate::http::HEADER_READ_TIMEOUT, "master", async move {
+                crate::status::stopped(&mut sd).await
+            }));
         let coord_task = tokio::spawn(coord::run(shared.clone(), coord_rx, status_tx, server));
         let index_task = tokio::spawn(indexer(shared.clone(), rescan_rx));
         Ok(Master {

@@ -231,16 +231,13 @@ impl Peer {
         let (shutdown_tx, shutdown_rx) = watch::channel(false);
         let mut sd = shutdown_rx.clone();
         let app = crate::transfer::server::router(server.clone()).merge(crate::web::peer_router(status_rx.clone()));
-        let server_task = tokio::spawn(async move {
-            let r = axum::serve(listener, app)
-                .with_graceful_shutdown(async move {
-                    crate::status::stopped(&mut sd).await;
-                })
-                .await;
-            if let Err(e) = r {
-                tracing::error!("peer chunk server failed: {e}");
-            }
-        });
+        let server_task = tokio::spawn(crate::http::serve(
+            listener,
+            app,
+            crate::http::HEADER_READ_TIMEOUT,
+            "peer chunk server",
+            async move { crate::status::stopped(&mut sd).await },
+        ));
         let mut fetcher = Fetcher::new(cfg.max_download_bps.map(|r| Arc::new(RateLimiter::with_rate(r))), cfg.compress);
         fetcher.stall_timeout = cfg.stall_timeout;
         let ctx = Arc::new(Ctx {
