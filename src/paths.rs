@@ -209,8 +209,9 @@ mod tests {
     fn hostile_wire_paths_are_rejected() {
         let long_comp = "a".repeat(MAX_COMPONENT_LEN + 1);
         let long_path = vec!["abc"; MAX_WIRE_PATH_LEN / 4 + 1].join("/");
+        type Case<'a> = (&'a str, fn(&PathError) -> bool);
         #[rustfmt::skip]
-        let table: Vec<(&str, fn(&PathError) -> bool)> = vec![
+        let table: Vec<Case<'_>> = vec![
             ("", |e| matches!(e, PathError::Empty)),
             ("..", |e| matches!(e, PathError::DotDot(_))),
             ("../etc/passwd", |e| matches!(e, PathError::DotDot(_))),

@@ -119,7 +119,7 @@ async fn api_and_metrics_of_real_engines_parse() {
     let p = peer.local_addr();
     let pj = get_json(p, "/api/status?maps=packed").await;
     assert_eq!(pj["role"], "peer");
-    assert!(parse_prometheus(&String::from_utf8(get(p, "/metrics").await.2.to_vec()).unwrap())
+    assert!(parse_prometheus(core::str::from_utf8(&get(p, "/metrics").await.2).unwrap())
         .iter()
         .any(|(n, _, v)| n == "lanscatter_progress_ratio" && *v == 1.0));
     peer.shutdown().await.unwrap();

@@ -159,6 +159,8 @@ pub fn run(
 
     event_loop.run(move |event, _, control_flow| {
         *control_flow = ControlFlow::Wait;
+        // A match guard cannot take `ev` by value, which `handle` needs.
+        #[allow(clippy::collapsible_match)]
         match event {
             // The tray must be created once the loop runs (required on macOS).
             Event::NewEvents(StartCause::Init) => app.init(),

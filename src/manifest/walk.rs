@@ -47,6 +47,9 @@ impl Listing {
     }
 }
 
+/// One directory level read: its entries, and the subdirectories (absolute, wire) to read next.
+type Level = (Listing, Vec<(PathBuf, String)>);
+
 /// Walk `root` (a canonical directory path). The result is unsorted.
 ///
 /// Breadth-first, one directory level at a time with the level's directories read in parallel:
@@ -55,7 +58,7 @@ pub(crate) fn walk(root: &Path, skip_unreadable: bool) -> Result<Listing, ScanEr
     let entries = fs::read_dir(root).map_err(|e| ScanError::from_io(root, e))?;
     let (mut out, mut frontier) = read_level(root, entries, "", skip_unreadable)?;
     while !frontier.is_empty() {
-        let results: Vec<Result<(Listing, Vec<(PathBuf, String)>), ScanError>> = frontier
+        let results: Vec<Result<Level, ScanError>> = frontier
             .into_par_iter()
             .map(|(abs, wire)| match fs::read_dir(&abs) {
                 Ok(entries) => {

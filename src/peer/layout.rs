@@ -324,7 +324,7 @@ pub fn write_chunk(layout: &Mutex<Option<Layout>>, h: &ChunkHash, data: &[u8]) -
     // additionally holds the engine's relayout read lock, so a new manifest waits for them.
     let mut guard = layout.lock().unwrap_or_else(|p| p.into_inner());
     let Some(l) = guard.as_mut() else { return Ok(WriteOutcome::NotNeeded) };
-    if !l.pending.get(h).is_some_and(|p| !p.is_empty()) {
+    if l.pending.get(h).is_none_or(|p| p.is_empty()) {
         if l.pending.get(h).is_some_and(|p| p.is_empty()) || l.held.contains_key(h) {
             return Ok(WriteOutcome::NotNeeded);
         }

@@ -30,6 +30,9 @@ use crate::status::{Counters, EventLog, NodeState, NodeStatus, RateMeter, Snapsh
 
 type Ws = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
+/// A finished transfer as its task reports it: order id, and why it failed if it did.
+type TransferResult = (u64, Result<(), (FailKind, String)>);
+
 enum End {
     Shutdown,
     Disconnected(String),
@@ -173,7 +176,7 @@ impl Session {
         if !self.disk_error {
             self.error = None;
         }
-        let (res_tx, mut res_rx) = mpsc::unbounded_channel::<(u64, Result<(), (FailKind, String)>)>();
+        let (res_tx, mut res_rx) = mpsc::unbounded_channel::<TransferResult>();
         let mut active: HashMap<u64, Active> = HashMap::new();
         let mut tick = tokio::time::interval(Duration::from_millis(250));
         let mut shutdown = ctx.shutdown.clone();
@@ -254,7 +257,7 @@ impl Session {
         ws: &mut Ws,
         msg: MasterMsg,
         active: &mut HashMap<u64, Active>,
-        res_tx: &mpsc::UnboundedSender<(u64, Result<(), (FailKind, String)>)>,
+        res_tx: &mpsc::UnboundedSender<TransferResult>,
     ) -> Result<(), End> {
         let ctx = self.ctx.clone();
         match msg {

@@ -214,7 +214,7 @@ impl Planner {
             let x = self.useful_word(s, d, w);
             for c in (BitIter { w: x, base: w as u32 * 64 }) {
                 let r = self.holders[c as usize] + self.inflight[c as usize];
-                if best.map_or(true, |b| r < b.1) {
+                if best.is_none_or(|b| r < b.1) {
                     best = Some((c, r));
                 }
                 examined += 1;

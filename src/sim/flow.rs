@@ -34,14 +34,13 @@ pub fn max_min_rates(flows: &mut [Flow], up: &[f64], down: &[f64]) {
         for r in 0..2 * n {
             if unfrozen[r] > 0 {
                 let share = (cap[r].max(0.0)) / unfrozen[r] as f64;
-                if best.map_or(true, |b| share < b.0) {
+                if best.is_none_or(|b| share < b.0) {
                     best = Some((share, r));
                 }
             }
         }
         let Some((share, r)) = best else { break };
-        for k in 0..users[r].len() {
-            let i = users[r][k];
+        for &i in &users[r] {
             if frozen[i] {
                 continue;
             }

@@ -24,7 +24,7 @@ pub fn lines(frame: &Frame, width: usize) -> Vec<String> {
         let mut line = format!("{:<4}", r.label);
         for group in r.cells.chunks(per_cell) {
             let has = group.iter().filter(|&&c| c == 2).count();
-            let incoming = group.iter().any(|&c| c == 1);
+            let incoming = group.contains(&1);
             let ch = if !r.online {
                 ' '
             } else if has == group.len() {

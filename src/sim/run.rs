@@ -146,7 +146,7 @@ pub fn run(cfg: &SimConfig, draw_every: f64, mut observer: Option<&mut dyn FnMut
             break;
         }
     }
-    if let Some(obs) = observer.as_deref_mut() {
+    if let Some(obs) = observer {
         obs(&sim.frame());
     }
     // Deliver reports still on the wire so the planner's byte counters are final.

@@ -93,7 +93,7 @@ pub fn parse_rate(s: &str) -> Result<u64, String> {
         format!("invalid rate {s:?}: use a number of bit/s with an optional k, M or G suffix, e.g. 100M")
     })?;
     let bytes = v * mult / 8.0;
-    if !(bytes >= 1.0) || !bytes.is_finite() {
+    if !bytes.is_finite() || bytes < 1.0 {
         return Err(format!("invalid rate {s:?}: must be at least 8 bit/s"));
     }
     Ok(bytes as u64)

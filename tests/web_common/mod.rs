@@ -89,9 +89,12 @@ pub async fn sse_until(addr: SocketAddr, limit: Duration, mut stop: impl FnMut(&
     events
 }
 
+/// One Prometheus sample: metric name, labels, value.
+pub type Sample = (String, Vec<(String, String)>, f64);
+
 /// Check every line of a Prometheus text exposition: blank, `# HELP`/`# TYPE`/comment, or
 /// `name{label="value",…} number`, with label values properly escaped. Returns the samples.
-pub fn parse_prometheus(text: &str) -> Vec<(String, Vec<(String, String)>, f64)> {
+pub fn parse_prometheus(text: &str) -> Vec<Sample> {
     let mut samples = Vec::new();
     for (no, line) in text.lines().enumerate() {
         let ctx = || format!("line {}: {line:?}", no + 1);
