@@ -97,6 +97,8 @@ async fn api_and_metrics_of_real_engines_parse() {
     let api: Snapshot = serde_json::from_value(get_json(m, "/api/status").await).unwrap();
     assert_eq!(api.role, lanscatter::status::Role::Master);
     assert_eq!(api.nodes.len(), 2);
+    assert_eq!(api.listen, m.to_string(), "the master says where it listens");
+    assert_eq!(api.nodes[0].address, m.to_string(), "and so does its own row");
     assert_eq!(api.manifest_id, engine.manifest_id);
     assert_eq!(api.nodes[1].name, "p \"quoted\"");
     assert_eq!(api.nodes[1].bytes_done, api.nodes[1].bytes_total);

@@ -423,6 +423,7 @@ impl Coord {
     fn snapshot(&mut self) -> Snapshot {
         let cfg = &self.shared.cfg;
         let mut s = Snapshot::new(crate::status::Role::Master, cfg.name.clone(), cfg.source_dir.clone());
+        s.listen = self.shared.listen.to_string();
         let stats = &self.server.stats;
         s.counters = Counters {
             chunk_gets_served: stats.gets_served.load(Ordering::Relaxed),

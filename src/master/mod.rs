@@ -132,6 +132,8 @@ impl ManifestState {
 /// State shared between the master's tasks.
 pub(crate) struct Shared {
     pub cfg: MasterConfig,
+    /// The bound address (the port is real even when the config asked for port 0).
+    pub listen: SocketAddr,
     pub current: RwLock<Option<Arc<ManifestState>>>,
     pub rescan: mpsc::Sender<()>,
     pub coord: mpsc::UnboundedSender<coord::CoordMsg>,
@@ -180,6 +182,7 @@ impl Master {
         let (coord_tx, coord_rx) = mpsc::unbounded_channel();
         let shared = Arc::new(Shared {
             cfg: cfg.clone(),
+            listen: local_addr,
             current: RwLock::new(None),
             rescan: rescan_tx,
             coord: coord_tx,
