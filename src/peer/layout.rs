@@ -6,16 +6,20 @@
 //! 1. scan the folder with the manifest's chunk rule (hash cache: finished files cost nothing;
 //!    pre-sized partial files from a killed run are re-hashed and their verified chunks count);
 //! 2. `manifest::diff` gives, per target file, which chunks are already in place;
-//! 3. remove everything the manifest lacks (files, dirs, symlinks, special files, non-UTF-8
-//!    names) and whatever stands in the way (dir where a file goes and vice versa);
+//! 3. remove what stands in the way (a dir where a file goes and vice versa) and everything that
+//!    is not a plain file or dir (symlinks, special files, non-UTF-8 names); other leftovers the
+//!    manifest lacks stay until step 6, as sources;
 //! 4. create dirs, create or resize files to their final size (chunks in place survive a resize:
-//!    they lie inside the final length by construction);
+//!    they lie inside the final length by construction); a missing file whose exact content is a
+//!    leftover (renamed or moved on the master) is *moved* into place instead: no copy, no
+//!    download, no extra disk space;
 //! 5. copy chunks whose content is already verified somewhere else in the folder (dedup,
-//!    identical files), reading and re-verifying the source first.
+//!    identical files, pieces of leftovers), reading and re-verifying the source first;
+//! 6. remove the leftovers.
 //!
-//! Content that only exists in files about to be rewritten or deleted (e.g. the old name of a
-//! renamed file) is fetched rather than staged, which keeps the procedure simple and never
-//! needs a second copy on disk; the planner usually gets it from a peer.
+//! Content that only exists in files about to be rewritten in place is fetched rather than
+//! staged, which keeps the procedure simple and never needs a second copy on disk; the planner
+//! usually gets it from a peer.
 //!
 //! After that, [`write_chunk`] puts verified chunk bytes at every place that needs them and
 //! sets a file's mtime once its last chunk is in. Nothing unverified is ever written: chunks
@@ -68,7 +72,7 @@ pub struct Layout {
     pub unsyncable: Vec<String>,
     /// Chunks found stale (changed on disk) since the last report.
     pub lost: Vec<ChunkHash>,
-    /// Chunks copied locally in `prepare`.
+    /// Chunks copied or moved locally in `prepare` (not downloaded).
     pub local_copies: u64,
 }
 
@@ -113,23 +117,49 @@ impl Layout {
             }
         }
         // Remove what the manifest lacks, parents before children (a removed dir takes its
-        // children with it).
+        // children with it). Plain files and dirs that are not in the way wait until the end:
+        // their content may be reused.
         let entries = fileio::walk(root).map_err(|e| io_err(root, e))?;
-        let mut removed: Vec<PathBuf> = Vec::new();
+        let mut removed: HashSet<PathBuf> = HashSet::new();
+        let mut leftovers: Vec<PathBuf> = Vec::new();
+        let mut leftover_set: HashSet<PathBuf> = HashSet::new();
+        let under = |set: &HashSet<PathBuf>, p: &Path| p.ancestors().any(|a| set.contains(a));
         for e in entries {
-            if removed.iter().any(|r| e.abs.starts_with(r)) {
+            if under(&removed, &e.abs) || under(&leftover_set, &e.abs) {
                 continue;
             }
-            let keep = match (&e.rel, e.kind) {
-                (Some(rel), EntryKind::File) => manifest.file(rel).is_some(),
-                (Some(rel), EntryKind::Dir) => needed_dirs.contains(rel.as_str()),
-                _ => false,
+            let (keep, in_the_way) = match (&e.rel, e.kind) {
+                (Some(rel), EntryKind::File) => (manifest.file(rel).is_some(), needed_dirs.contains(rel.as_str())),
+                (Some(rel), EntryKind::Dir) => (needed_dirs.contains(rel.as_str()), manifest.file(rel).is_some()),
+                _ => (false, true),
             };
-            if !keep {
+            if keep {
+                continue;
+            }
+            if in_the_way {
                 tracing::info!("removing {} (not in the master's folder)", e.abs.display());
                 fileio::remove_any(&e.abs).map_err(|err| io_err(&e.abs, err))?;
-                removed.push(e.abs);
+                removed.insert(e.abs);
+            } else {
+                leftover_set.insert(e.abs.clone());
+                leftovers.push(e.abs);
             }
+        }
+        // Leftover content by file hash (whole-file moves) and by chunk (pieces), from the scan.
+        let mut spare_files: HashMap<ChunkHash, PathBuf> = HashMap::new();
+        let mut spare_chunks: HashMap<ChunkHash, (PathBuf, u64, u64)> = HashMap::new();
+        for lf in &local.files {
+            if manifest.file(&lf.path).is_some() || lf.size == 0 {
+                continue;
+            }
+            let Ok(abs) = crate::paths::to_local(root, &lf.path) else { continue };
+            if !under(&leftover_set, &abs) {
+                continue;
+            }
+            for c in &lf.chunks {
+                spare_chunks.entry(c.hash).or_insert_with(|| (abs.clone(), c.offset, u64::from(c.size)));
+            }
+            spare_files.entry(lf.hash).or_insert(abs);
         }
         let mut dirs: Vec<&str> = needed_dirs.into_iter().collect();
         dirs.sort();
@@ -147,6 +177,7 @@ impl Layout {
         let mut pending: HashMap<ChunkHash, Vec<(usize, u64)>> = HashMap::new();
         let mut held: HashMap<ChunkHash, (usize, u64, u64)> = HashMap::new();
         let mut file_pending = vec![0u32; manifest.files.len()];
+        let mut moved_chunks = 0u64;
         for (fi, f) in manifest.files.iter().enumerate() {
             let Some(path) = &paths[fi] else {
                 // Cannot exist here: its chunks stay pending forever and the peer reports it.
@@ -156,8 +187,27 @@ impl Layout {
                 file_pending[fi] = f.chunks.len().max(1) as u32;
                 continue;
             };
+            let mut todo = work.get(f.path.as_str());
+            let nothing_in_place = todo.is_some_and(|w| w.chunks.len() == f.chunks.len());
+            if nothing_in_place {
+                // The scan hashed this content; the file keeps its bytes, only its name changes.
+                // Still a plain file (lstat), so a symlink can never be moved into the tree.
+                let plain = |p: &Path| std::fs::symlink_metadata(p).is_ok_and(|m| m.is_file());
+                if let Some(src) = spare_files.remove(&f.hash).filter(|s| plain(s)) {
+                    match std::fs::rename(&src, path) {
+                        Ok(()) => {
+                            tracing::info!("moved {} to {} (same content)", src.display(), path.display());
+                            moved_chunks += f.chunks.len() as u64;
+                            todo = None;
+                        }
+                        Err(e) => {
+                            tracing::warn!("cannot move {} to {}: {e}; fetching it", src.display(), path.display())
+                        }
+                    }
+                }
+            }
             fileio::ensure_size(path, f.size).map_err(|e| io_err(path, e))?;
-            match work.get(f.path.as_str()) {
+            match todo {
                 Some(w) => {
                     let todo: HashSet<u64> = w.chunks.iter().map(|c| c.offset).collect();
                     for c in &f.chunks {
@@ -193,7 +243,7 @@ impl Layout {
             bytes_total,
             unsyncable,
             lost: Vec::new(),
-            local_copies: 0,
+            local_copies: moved_chunks,
         };
         layout.bytes_done = layout.held.keys().map(|h| layout.unique[layout.index[h]].1).sum();
 
@@ -218,6 +268,25 @@ impl Layout {
                     layout.bytes_done -= size;
                 }
             }
+        }
+        // Pieces of leftovers.
+        let from_leftovers: Vec<ChunkHash> = layout
+            .pending
+            .iter()
+            .filter(|(h, places)| !places.is_empty() && spare_chunks.contains_key(h))
+            .map(|(h, _)| *h)
+            .collect();
+        for h in from_leftovers {
+            let (src, off, size) = &spare_chunks[&h];
+            // A leftover that vanished or changed is only a missed shortcut: fetch instead.
+            if let Ok(Some(data)) = fileio::read_verified(src, *off, *size, &h) {
+                layout.place(&h, &data)?;
+                layout.local_copies += 1;
+            }
+        }
+        for abs in &leftovers {
+            tracing::info!("removing {} (not in the master's folder)", abs.display());
+            fileio::remove_any(abs).map_err(|e| io_err(abs, e))?;
         }
         // Files already complete: make sure their mtime is right.
         for fi in 0..layout.manifest.files.len() {
