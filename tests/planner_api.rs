@@ -11,13 +11,7 @@ fn h(i: u32) -> ChunkHash {
 }
 
 fn node(master: bool, up: u32, down: u32) -> NodeConfig {
-    NodeConfig {
-        is_master: master,
-        upload_slots: up,
-        download_slots: down,
-        max_upload_bps: None,
-        max_download_bps: None,
-    }
+    NodeConfig::new(master, up, down)
 }
 
 /// Minimal engine stand-in: checks every order against the contract and tracks activity.

@@ -104,6 +104,13 @@ pub struct NodeConfig {
     pub max_download_bps: Option<f64>,
 }
 
+impl NodeConfig {
+    /// A node with these slots and no known rate limits.
+    pub fn new(is_master: bool, upload_slots: u32, download_slots: u32) -> Self {
+        NodeConfig { is_master, upload_slots, download_slots, max_upload_bps: None, max_download_bps: None }
+    }
+}
+
 /// "Node `to`, fetch `chunk` from node `from`." Issued once; the transfer occupies one upload
 /// slot of `from` and one download slot of `to` until it is finished, failed or aborted.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

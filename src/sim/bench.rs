@@ -86,13 +86,7 @@ pub fn bench_round(peers: usize, chunks: usize, rounds: usize, seed: u64) -> Ben
     let t0 = Instant::now();
     let mut p = Planner::new(seed);
     p.handle(0.0, Event::NewManifest { chunks: (0..chunks as u32).map(|i| (hash_of(i), 1 << 20)).collect() });
-    let slots = |master: bool| NodeConfig {
-        is_master: master,
-        upload_slots: 4,
-        download_slots: if master { 0 } else { 4 },
-        max_upload_bps: None,
-        max_download_bps: None,
-    };
+    let slots = |master: bool| NodeConfig::new(master, 4, if master { 0 } else { 4 });
     p.handle(0.0, Event::Join { node: 0, config: slots(true), has: (0..chunks as u32).map(hash_of).collect() });
     for n in 1..=peers as u32 {
         let frac = 0.2 + 0.6 * rng.unit();
