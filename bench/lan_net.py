@@ -14,8 +14,8 @@ Design choices:
   netem/fq/sfq.
 - TCP congestion control is set per host namespace (`Lab(cc=...)`). This machine defaults to BBR
   (v1), which the LAN's workstations do not run and which, with 8 flows sharing a 20 ms tail-drop
-  queue, retransmits ~4 % of its segments (measured: 8 x 100M, 256 MiB, with /proc/net/snmp);
-  reno, the loss-based algorithm allowed in namespaces here, retransmits ~1 %.
+  queue, retransmits 4-7 % of its segments (8 x 100M, measured with /proc/net/snmp); reno, the
+  loss-based algorithm namespaces may use here (cubic is refused), retransmits ~1 %.
 - Processes are started with `ip netns exec` (which execs, so the PID we hold is the program itself)
   and reaped with os.wait4, which gives exact peak RSS (ru_maxrss) and CPU time without polling.
 - Everything created is recorded and torn down in reverse order by `Lab.close()`; processes are
