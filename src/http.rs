@@ -22,7 +22,10 @@ use tower::ServiceExt;
 /// A LAN client sends them in one packet; ten seconds leaves room for a loaded machine.
 pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Serve `router` on `listener` until `shutdown` completes, then wait for open requests.
+/// How long a stopping server waits for requests in flight.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
+
+/// Serve `router` on `listener` until `shutdown` completes, then wait (briefly) for open requests.
 /// `what` names the server in log lines ("master", "peer chunk server").
 pub async fn serve(
     listener: TcpListener,
@@ -34,8 +37,10 @@ pub async fn serve(
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder.http1().timer(TokioTimer::new()).header_read_timeout(header_timeout);
     let graceful = GracefulShutdown::new();
+    let mut conns = tokio::task::JoinSet::new();
     tokio::pin!(shutdown);
     loop {
+        while conns.try_join_next().is_some() {}
         let (stream, addr) = tokio::select! {
             r = listener.accept() => match r {
                 Ok(x) => x,
@@ -57,14 +62,19 @@ pub async fn serve(
             router.clone().oneshot(req)
         });
         let conn = graceful.watch(builder.serve_connection_with_upgrades(TokioIo::new(stream), svc).into_owned());
-        tokio::spawn(async move {
+        conns.spawn(async move {
             if let Err(e) = conn.await {
                 tracing::debug!("{what}: connection from {addr} ended: {e}");
             }
         });
     }
     drop(listener);
-    graceful.shutdown().await;
+    // Streams such as the status page's event stream never end by themselves: give running
+    // requests a moment, then close what is left (the GUI's runtime outlives an engine).
+    if tokio::time::timeout(SHUTDOWN_GRACE, graceful.shutdown()).await.is_err() {
+        tracing::debug!("{what}: {} connection(s) still open after {SHUTDOWN_GRACE:?}; closing them", conns.len());
+    }
+    conns.shutdown().await;
 }
 
 #[cfg(test)]
@@ -80,8 +90,17 @@ mod tests {
     ) -> (SocketAddr, tokio::sync::oneshot::Sender<()>, tokio::task::JoinHandle<()>) {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");
-        let app =
-            Router::new().route("/who", get(|ConnectInfo(a): ConnectInfo<SocketAddr>| async move { a.to_string() }));
+        // A response that never ends, like the status page's event stream.
+        let endless = || async {
+            let ticks = futures_util::stream::unfold((), |()| async {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                Some((Ok::<_, std::io::Error>(bytes::Bytes::from_static(b"tick\n")), ()))
+            });
+            axum::body::Body::from_stream(ticks)
+        };
+        let app = Router::new()
+            .route("/who", get(|ConnectInfo(a): ConnectInfo<SocketAddr>| async move { a.to_string() }))
+            .route("/endless", get(endless));
         let (tx, rx) = tokio::sync::oneshot::channel();
         let task = tokio::spawn(serve(listener, app, header_timeout, "test", async move {
             let _ = rx.await;
@@ -115,5 +134,31 @@ mod tests {
         assert!(read.is_ok(), "connection still open 10 s after a 300 ms header timeout");
         let text = String::from_utf8_lossy(&buf);
         assert!(!text.contains(" 200 "), "{text}");
+    }
+
+    #[tokio::test]
+    async fn stopping_closes_endless_responses() {
+        let (addr, stop, task) = start(Duration::from_secs(5)).await;
+        let mut c = TcpStream::connect(addr).await.expect("connect");
+        c.write_all(b"GET /endless HTTP/1.1\r\nHost: x\r\n\r\n").await.expect("write");
+        let mut buf = vec![0u8; 4096];
+        let n = c.read(&mut buf).await.expect("response starts");
+        assert!(buf[..n].starts_with(b"HTTP/1.1 200"), "{}", String::from_utf8_lossy(&buf[..n]));
+        stop.send(()).expect("server running");
+        tokio::time::timeout(SHUTDOWN_GRACE + Duration::from_secs(5), task)
+            .await
+            .expect("the server stops although a response is still streaming")
+            .expect("no panic");
+        // The stream is cut: the client reaches the end (or a reset) instead of ticking forever.
+        let drained = tokio::time::timeout(Duration::from_secs(5), async {
+            loop {
+                match c.read(&mut buf).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(_) => {}
+                }
+            }
+        })
+        .await;
+        assert!(drained.is_ok(), "connection still open after the server stopped");
     }
 }
