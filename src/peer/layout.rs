@@ -121,11 +121,10 @@ impl Layout {
         // their content may be reused.
         let entries = fileio::walk(root).map_err(|e| io_err(root, e))?;
         let mut removed: HashSet<PathBuf> = HashSet::new();
-        let mut leftovers: Vec<PathBuf> = Vec::new();
-        let mut leftover_set: HashSet<PathBuf> = HashSet::new();
+        let mut leftovers: HashSet<PathBuf> = HashSet::new();
         let under = |set: &HashSet<PathBuf>, p: &Path| p.ancestors().any(|a| set.contains(a));
         for e in entries {
-            if under(&removed, &e.abs) || under(&leftover_set, &e.abs) {
+            if under(&removed, &e.abs) || under(&leftovers, &e.abs) {
                 continue;
             }
             let (keep, in_the_way) = match (&e.rel, e.kind) {
@@ -141,26 +140,19 @@ impl Layout {
                 fileio::remove_any(&e.abs).map_err(|err| io_err(&e.abs, err))?;
                 removed.insert(e.abs);
             } else {
-                leftover_set.insert(e.abs.clone());
-                leftovers.push(e.abs);
+                leftovers.insert(e.abs);
             }
         }
-        // Leftover content by file hash (whole-file moves) and by chunk (pieces), from the scan.
+        // Where a leftover lives, if it does: whole leftover files by content (for moves), and
+        // the diff's local chunk sources that lie in leftovers (for pieces).
+        let leftover_path = |wire: &str| crate::paths::to_local(root, wire).ok().filter(|a| under(&leftovers, a));
         let mut spare_files: HashMap<ChunkHash, PathBuf> = HashMap::new();
-        let mut spare_chunks: HashMap<ChunkHash, (PathBuf, u64, u64)> = HashMap::new();
-        for lf in &local.files {
-            if manifest.file(&lf.path).is_some() || lf.size == 0 {
-                continue;
+        for lf in local.files.iter().filter(|lf| lf.size > 0 && manifest.file(&lf.path).is_none()) {
+            if let Some(abs) = leftover_path(&lf.path) {
+                spare_files.entry(lf.hash).or_insert(abs);
             }
-            let Ok(abs) = crate::paths::to_local(root, &lf.path) else { continue };
-            if !under(&leftover_set, &abs) {
-                continue;
-            }
-            for c in &lf.chunks {
-                spare_chunks.entry(c.hash).or_insert_with(|| (abs.clone(), c.offset, u64::from(c.size)));
-            }
-            spare_files.entry(lf.hash).or_insert(abs);
         }
+        let mut spare_chunks: HashMap<ChunkHash, (PathBuf, u64, u64)> = HashMap::new();
         let mut dirs: Vec<&str> = needed_dirs.into_iter().collect();
         dirs.sort();
         for d in dirs {
@@ -209,18 +201,23 @@ impl Layout {
             fileio::ensure_size(path, f.size).map_err(|e| io_err(path, e))?;
             match todo {
                 Some(w) => {
-                    let todo: HashSet<u64> = w.chunks.iter().map(|c| c.offset).collect();
+                    let todo: HashMap<u64, &DiffSource> = w.chunks.iter().map(|c| (c.offset, &c.source)).collect();
                     for c in &f.chunks {
-                        if todo.contains(&c.offset) {
-                            pending.entry(c.hash).or_default().push((fi, c.offset));
-                            file_pending[fi] += 1;
-                        } else {
-                            held.entry(c.hash).or_insert((fi, c.offset, u64::from(c.size)));
+                        match todo.get(&c.offset) {
+                            Some(source) => {
+                                pending.entry(c.hash).or_default().push((fi, c.offset));
+                                file_pending[fi] += 1;
+                                if let DiffSource::Local { path, offset, stable: false } = source {
+                                    if let Some(abs) = leftover_path(path) {
+                                        spare_chunks.entry(c.hash).or_insert((abs, *offset, u64::from(c.size)));
+                                    }
+                                }
+                            }
+                            None => {
+                                held.entry(c.hash).or_insert((fi, c.offset, u64::from(c.size)));
+                            }
                         }
                     }
-                    // Unstable local sources are deliberately fetched instead (module doc).
-                    let _ =
-                        w.chunks.iter().filter(|c| matches!(c.source, DiffSource::Local { stable: false, .. })).count();
                 }
                 None => {
                     for c in &f.chunks {
