@@ -10,17 +10,21 @@
 //! - [`planner`]: pure, deterministic transfer scheduling (no I/O, time is an input);
 //!   [`sim`] drives it in virtual time.
 //! - [`protocol`]: versioned wire types of the control channel.
-//! - [`fileio`] and [`transfer`]: chunk I/O inside a sync dir, HTTP chunk serving/fetching, throttling.
-//! - [`http`]: the serve loop under every HTTP endpoint (header timeout, upgrades, graceful stop).
-//! - [`master`] and [`peer`]: the async engines (start, status stream, shutdown) used by CLI, GUI, tests.
+//! - [`storage`]: the seam every byte an engine reads or writes in its folder goes through.
+//! - [`transfer`]: the chunk route, compression, throttling.
+//! - [`transport`]: every connection made or accepted (serve loop, chunk client, control channel),
+//!   addresses and URLs.
+//! - [`host`]: host name and wall clock, shared below both engines.
+//! - [`master`] and [`peer`]: the async engines, siblings that share only what lies below them.
+//! - [`engine`]: the one facade (start, status stream, shutdown) that CLI, GUI and tests use.
 //! - [`status`]: status snapshots (one source of truth for CLI, web page and tray).
 //! - [`web`]: the live status page, `/api/status` JSON, SSE stream and Prometheus `/metrics`.
 //! - [`cli`]: argument parsing and the multicall entry point.
 
 pub mod cli;
-pub mod fileio;
+pub mod engine;
 pub mod gui;
-pub mod http;
+pub mod host;
 pub mod manifest;
 pub mod master;
 pub mod paths;
@@ -29,7 +33,9 @@ pub mod planner;
 pub mod protocol;
 pub mod sim;
 pub mod status;
+pub mod storage;
 pub mod transfer;
+pub mod transport;
 pub mod web;
 
 /// Version string shown by `--version`, including the git revision when built from a checkout.

@@ -11,7 +11,6 @@
 
 use std::collections::VecDeque;
 use std::path::PathBuf;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
@@ -38,8 +37,6 @@ pub enum NodeState {
     Connecting,
     Syncing,
     UpToDate,
-    /// The node left the swarm (master's view of a peer).
-    Disconnected,
     /// Fatal or persistent error, with a message for the user.
     Error {
         message: String,
@@ -192,9 +189,7 @@ pub async fn stopped(rx: &mut tokio::sync::watch::Receiver<bool>) {
     }
 }
 
-pub fn unix_now() -> f64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0)
-}
+pub use crate::host::unix_now;
 
 /// Bounded list of recent events kept by an engine.
 #[derive(Debug, Default)]

@@ -178,7 +178,7 @@ mod linux {
         let master = rt.block_on(async {
             let mut cfg = lanscatter::master::MasterConfig::new(src.clone());
             cfg.bind = "127.0.0.1:0".parse().unwrap();
-            lanscatter::master::Master::start(cfg).await.expect("master starts")
+            lanscatter::engine::Engine::start(cfg).await.expect("master starts")
         });
         let master_addr = master.local_addr();
 
@@ -285,7 +285,7 @@ mod linux {
             status.is_some()
         });
         assert!(status.unwrap().success(), "gui exit status {status:?}");
-        rt.block_on(master.shutdown()).expect("master shuts down cleanly");
+        rt.block_on(master.shutdown());
     }
 
     /// NodeState as JSON may be a bare string or an object tagged by "state".

@@ -14,7 +14,7 @@ async fn peers_survive_a_master_restart() {
     let before = tree_state(&mdir);
     let mut mcfg = master_config(&mdir, &cache);
     mcfg.max_upload_bps = Some(1_500_000);
-    let master = lanscatter::master::Master::start(mcfg.clone()).await.unwrap();
+    let master = lanscatter::engine::Engine::start(mcfg.clone()).await.unwrap();
     let addr = master.local_addr();
     let mut peers = Vec::new();
     for i in 0..3 {
@@ -27,11 +27,11 @@ async fn peers_survive_a_master_restart() {
     })
     .await;
     assert!(!mrx.borrow().nodes.iter().skip(1).all(|n| n.bytes_done == n.bytes_total), "restart happens mid-sync");
-    master.shutdown().await.unwrap();
+    master.shutdown().await;
 
     mcfg.bind = addr;
     mcfg.max_upload_bps = None;
-    let master = lanscatter::master::Master::start(mcfg).await.expect("master restarts on the same port");
+    let master = lanscatter::engine::Engine::start(mcfg).await.expect("master restarts on the same port");
     for (p, dir) in &peers {
         wait_synced(p, &master, &mdir, dir, Duration::from_secs(120)).await;
     }
@@ -39,8 +39,8 @@ async fn peers_survive_a_master_restart() {
     wait_status(&mut mrx, Duration::from_secs(10), "all peers rejoined", |s| s.nodes.len() == 4).await;
     for (p, dir) in peers {
         assert_same_tree(&mdir, &dir);
-        p.shutdown().await.unwrap();
+        p.shutdown().await;
     }
-    master.shutdown().await.unwrap();
+    master.shutdown().await;
     assert_eq!(tree_state(&mdir), before, "master folder unchanged");
 }

@@ -1,5 +1,5 @@
-//! Done-when 5: a rogue node that serves wrong bytes gets none of its data accepted, and the
-//! sync still completes.
+//! A rogue node that serves wrong bytes gets none of its data accepted, and the sync still
+//! completes. The rogue is a real peer whose storage seam flips bits in what it uploads.
 
 mod common;
 
@@ -21,13 +21,13 @@ async fn rogue_source_is_rejected_and_sync_completes() {
     // A slow master with one slot makes the (complete) rogue the attractive source.
     mcfg.upload_slots = 1;
     mcfg.max_upload_bps = Some(2_000_000);
-    let master = lanscatter::master::Master::start(mcfg).await.unwrap();
+    let master = lanscatter::engine::Engine::start(mcfg).await.unwrap();
 
     let rogue_dir = t.path().join("rogue");
     let mut rcfg = peer_config(master.local_addr(), &rogue_dir, &cache, "rogue");
-    rcfg.corrupt_uploads = true;
+    rcfg.storage = std::sync::Arc::new(common::storage::FaultyDisk { corrupt_uploads: true, ..Default::default() });
     rcfg.upload_slots = 4;
-    let rogue = lanscatter::peer::Peer::start(rcfg).await.unwrap();
+    let rogue = lanscatter::engine::Engine::start(rcfg).await.unwrap();
     wait_synced(&rogue, &master, &mdir, &rogue_dir, Duration::from_secs(60)).await;
 
     let mut peers = Vec::new();
@@ -45,9 +45,9 @@ async fn rogue_source_is_rejected_and_sync_completes() {
     assert!(master.status().borrow().counters.verify_failures > 0, "the master heard about them");
     for (p, dir) in peers {
         assert_same_tree(&mdir, &dir);
-        p.shutdown().await.unwrap();
+        p.shutdown().await;
     }
-    rogue.shutdown().await.unwrap();
-    master.shutdown().await.unwrap();
+    rogue.shutdown().await;
+    master.shutdown().await;
     assert_eq!(tree_state(&mdir), before, "master folder unchanged");
 }

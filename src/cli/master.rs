@@ -14,8 +14,9 @@ use std::time::Duration;
 
 use anyhow::Context;
 
+use crate::engine::Engine;
 use crate::manifest::{CacheMode, ChunkRule};
-use crate::master::{Master, MasterConfig};
+use crate::master::MasterConfig;
 use crate::status::NodeState;
 use crate::transfer::ratelimit::parse_rate;
 
@@ -24,7 +25,7 @@ pub struct MasterArgs {
     /// Folder to distribute. It is never written to.
     pub source_dir: PathBuf,
     /// Port for peers (control websocket and chunk downloads).
-    #[arg(long, default_value_t = crate::master::DEFAULT_PORT)]
+    #[arg(long, default_value_t = crate::transport::MASTER_PORT)]
     pub port: u16,
     /// Address to listen on (default: all interfaces).
     #[arg(long)]
@@ -65,7 +66,7 @@ pub fn run(args: MasterArgs) -> anyhow::Result<ExitCode> {
     }
     let rt = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     rt.block_on(async move {
-        let master = Master::start(cfg).await?;
+        let master = Engine::start(cfg).await?;
         let mut rx = master.status();
         let mut ready = false;
         let mut last_plain = std::time::Instant::now();
@@ -88,7 +89,7 @@ pub fn run(args: MasterArgs) -> anyhow::Result<ExitCode> {
             match &s.state {
                 NodeState::Indexing { .. } | NodeState::Starting => {}
                 NodeState::Error { message: e } if !ready => {
-                    master.shutdown().await?;
+                    master.shutdown().await;
                     anyhow::bail!("{e}");
                 }
                 _ if !ready => {
@@ -116,7 +117,7 @@ pub fn run(args: MasterArgs) -> anyhow::Result<ExitCode> {
                 }
             }
         }
-        master.shutdown().await?;
+        master.shutdown().await;
         Ok(ExitCode::SUCCESS)
     })
 }

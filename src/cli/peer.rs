@@ -13,8 +13,9 @@ use std::time::Duration;
 
 use anyhow::Context;
 
+use crate::engine::{is_done, Engine};
 use crate::manifest::CacheMode;
-use crate::peer::{Peer, PeerConfig};
+use crate::peer::PeerConfig;
 use crate::status::NodeState;
 use crate::transfer::ratelimit::parse_rate;
 
@@ -25,7 +26,7 @@ pub struct PeerArgs {
     /// Folder to mirror the master's folder into. Files the master lacks are deleted.
     pub dst_dir: PathBuf,
     /// Port this peer serves chunks to other peers on.
-    #[arg(long, default_value_t = crate::peer::DEFAULT_PORT)]
+    #[arg(long, default_value_t = crate::transport::PEER_PORT)]
     pub port: u16,
     /// Address to listen on (default: all interfaces).
     #[arg(long)]
@@ -74,7 +75,7 @@ pub fn run(args: PeerArgs) -> anyhow::Result<ExitCode> {
     }
     let rt = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     rt.block_on(async move {
-        let peer = Peer::start(cfg).await?;
+        let peer = Engine::start(cfg).await?;
         let mut rx = peer.status();
         let tty = !args.json && std::io::stderr().is_terminal();
         let bar = tty.then(|| {
@@ -99,7 +100,7 @@ pub fn run(args: PeerArgs) -> anyhow::Result<ExitCode> {
                 // next 1 s tick (scripts and the LAN bench time the exit).
                 Ok(()) = rx.changed(), if args.exit_when_done => {
                     let s = rx.borrow_and_update().clone();
-                    if !crate::peer::is_done(&s) {
+                    if !is_done(&s) {
                         continue;
                     }
                 }
@@ -115,7 +116,6 @@ pub fn run(args: PeerArgs) -> anyhow::Result<ExitCode> {
                 NodeState::Connecting => "connecting",
                 NodeState::Syncing => "syncing",
                 NodeState::UpToDate => "up to date",
-                NodeState::Disconnected => "disconnected",
                 NodeState::Error { .. } => "error",
             };
             if let Some(b) = &bar {
@@ -152,7 +152,7 @@ pub fn run(args: PeerArgs) -> anyhow::Result<ExitCode> {
                     break ExitCode::FAILURE;
                 }
             }
-            if args.exit_when_done && crate::peer::is_done(&s) {
+            if args.exit_when_done && is_done(&s) {
                 if let Some(b) = &bar {
                     b.finish_with_message("up to date");
                 }
@@ -165,7 +165,7 @@ pub fn run(args: PeerArgs) -> anyhow::Result<ExitCode> {
                 break ExitCode::SUCCESS;
             }
         };
-        peer.shutdown().await?;
+        peer.shutdown().await;
         Ok(code)
     })
 }

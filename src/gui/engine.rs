@@ -1,23 +1,22 @@
 //! The tray app's view of the sync engines: start one from [`Settings`], watch it, stop it.
 //!
-//! The engines ([`crate::master::Master`], [`crate::peer::Peer`]) are the same ones the CLI runs;
+//! The engine ([`crate::engine::Engine`]) is the same one the CLI runs;
 //! this adapter only translates settings into their configs and their status snapshots into the
 //! GUI's [`StatusView`] (plus the raw snapshot as JSON for `--json`). It runs on the app's tokio
 //! runtime. A small forwarding task per engine converts snapshots, so the tray never sees engine
 //! types and the engines never see GUI types.
 
-use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::pin::Pin;
 
 use serde_json::Value;
 use tokio::sync::watch;
 
 use super::config::{Mode, Settings};
 use super::view::{Phase, StatusView};
-use crate::master::{Master, MasterConfig};
-use crate::peer::{Peer, PeerConfig};
+use crate::engine::{Engine, EngineConfig};
+use crate::master::MasterConfig;
+use crate::peer::PeerConfig;
 use crate::status::{NodeState, Snapshot};
 
 /// One status update: the GUI digest and the engine's full snapshot as JSON.
@@ -29,19 +28,17 @@ pub struct EngineStatus {
     pub events: Vec<(f64, String)>,
 }
 
-type Stopper = Box<dyn FnOnce() -> Pin<Box<dyn Future<Output = ()> + Send>> + Send>;
-
 /// A started engine.
 pub struct RunningEngine {
     pub mode: Mode,
     pub status: watch::Receiver<EngineStatus>,
-    stopper: Stopper,
+    engine: Engine,
 }
 
 impl RunningEngine {
     /// Graceful shutdown (the engine finishes or aborts transfers cleanly).
     pub async fn shutdown(self) {
-        (self.stopper)().await
+        self.engine.shutdown().await
     }
 }
 
@@ -76,35 +73,16 @@ pub fn peer_config(s: &Settings, server: String) -> PeerConfig {
 pub async fn start(settings: Settings) -> Result<RunningEngine, String> {
     settings.validate_for_start().map_err(|e| e.to_string())?;
     let mode = settings.mode;
-    let (rx, stopper): (watch::Receiver<Snapshot>, Stopper) = match mode {
-        Mode::Master => {
-            let m = Master::start(master_config(&settings)).await.map_err(|e| format!("master: {e}"))?;
-            (
-                m.status(),
-                Box::new(move || {
-                    Box::pin(async move {
-                        let _ = m.shutdown().await;
-                    })
-                }),
-            )
-        }
-        Mode::Peer => {
-            let server = settings.server_addr().map_err(|e| e.to_string())?;
-            let p = Peer::start(peer_config(&settings, server)).await.map_err(|e| format!("peer: {e}"))?;
-            (
-                p.status(),
-                Box::new(move || {
-                    Box::pin(async move {
-                        let _ = p.shutdown().await;
-                    })
-                }),
-            )
-        }
+    let cfg = match mode {
+        Mode::Master => EngineConfig::Master(master_config(&settings)),
+        Mode::Peer => EngineConfig::Peer(peer_config(&settings, settings.server_addr().map_err(|e| e.to_string())?)),
     };
+    let engine = Engine::start(cfg).await.map_err(|e| e.to_string())?;
+    let rx = engine.status();
     let first = convert(mode, &rx.borrow());
     let (tx, status) = watch::channel(first);
     tokio::spawn(forward(mode, rx, tx));
-    Ok(RunningEngine { mode, status, stopper })
+    Ok(RunningEngine { mode, status, engine })
 }
 
 /// Convert every engine snapshot until the engine (or the GUI side) goes away.
@@ -124,12 +102,12 @@ pub fn convert(mode: Mode, s: &Snapshot) -> EngineStatus {
     let phase = match &s.state {
         NodeState::Starting => Phase::Starting,
         NodeState::Indexing { done, total } => Phase::Indexing { done: *done, total: *total },
-        NodeState::Connecting | NodeState::Disconnected => Phase::Connecting,
+        NodeState::Connecting => Phase::Connecting,
         NodeState::Syncing => Phase::Syncing,
         NodeState::UpToDate => Phase::UpToDate,
         NodeState::Error { message: e } => Phase::Error(e.clone()),
     };
-    let peers = s.nodes.iter().filter(|n| !n.is_master && n.state != NodeState::Disconnected).count();
+    let peers = s.nodes.iter().filter(|n| !n.is_master).count();
     let view = StatusView {
         mode,
         phase,
@@ -169,7 +147,7 @@ mod tests {
         };
         let m = master_config(&s);
         assert_eq!(m.source_dir, PathBuf::from("/srv/share"));
-        assert_eq!(m.bind.port(), crate::master::DEFAULT_PORT, "0 = master's default port");
+        assert_eq!(m.bind.port(), crate::transport::MASTER_PORT, "0 = master's default port");
         assert_eq!((m.upload_slots, m.max_upload_bps), (3, Some(1000)));
         assert_eq!(m.chunk_rule, crate::manifest::ChunkRule::Fixed(8 << 20));
         let p = peer_config(&s, "h:1".into());

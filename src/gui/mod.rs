@@ -102,7 +102,3 @@ pub fn run(opts: GuiOptions) -> Result<ExitCode, GuiError> {
         Err(GuiError::NotBuilt)
     }
 }
-
-pub(crate) fn unix_now() -> f64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0)
-}

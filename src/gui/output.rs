@@ -44,7 +44,7 @@ impl Output {
             *guard = OpenOptions::new().create(true).append(true).open(&self.log_path).ok();
         }
         if let Some(f) = guard.as_mut() {
-            let _ = writeln!(f, "{:.3} {msg}", crate::gui::unix_now());
+            let _ = writeln!(f, "{:.3} {msg}", crate::host::unix_now());
         }
     }
 

@@ -79,10 +79,10 @@ impl SettingsServer {
             .route("/api/attention", post(attention))
             .with_state(ctx);
         // Runs until the task is aborted (on drop).
-        let task = tokio::spawn(crate::http::serve(
+        let task = tokio::spawn(crate::transport::serve(
             listener,
             app,
-            crate::http::HEADER_READ_TIMEOUT,
+            crate::transport::HEADER_READ_TIMEOUT,
             "settings page",
             std::future::pending(),
         ));

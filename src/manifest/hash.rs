@@ -167,7 +167,7 @@ fn hash_batch(jobs: &[HashJob], batch: &[Piece]) -> Vec<(Piece, Result<ChunkHash
                 }
                 let n = (len - pos).min(BLOCK);
                 let Some(f) = files[i].as_ref() else { continue };
-                match read_exact_at(f, &mut mine[..n], p.offset + pos as u64) {
+                match crate::storage::disk::read_exact_at(f, &mut mine[..n], p.offset + pos as u64) {
                     Ok(()) => lanes.push((st, &mine[..n])),
                     Err(e) => errors[i] = Some(e.into()),
                 }
@@ -207,29 +207,6 @@ fn open_sequential(path: &std::path::Path) -> io::Result<File> {
         }
     }
     Ok(f)
-}
-
-/// Positioned read of exactly `buf.len()` bytes; `UnexpectedEof` if the file is shorter.
-fn read_exact_at(f: &File, buf: &mut [u8], offset: u64) -> io::Result<()> {
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::FileExt;
-        f.read_exact_at(buf, offset)
-    }
-    #[cfg(windows)]
-    {
-        use std::os::windows::fs::FileExt;
-        let mut done = 0;
-        while done < buf.len() {
-            match f.seek_read(&mut buf[done..], offset + done as u64) {
-                Ok(0) => return Err(io::Error::from(io::ErrorKind::UnexpectedEof)),
-                Ok(n) => done += n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(e),
-            }
-        }
-        Ok(())
-    }
 }
 
 /// Bytes hashed so far, shared between workers for progress reports.

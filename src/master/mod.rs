@@ -1,8 +1,8 @@
 //! The master engine: index a read-only folder, coordinate the swarm, serve chunks.
 //!
-//! One API for the CLI, the tray app and the tests: [`Master::start`] binds the port and
+//! Driven through [`crate::engine::Engine`]: `Master::start` binds the port and
 //! returns at once (indexing continues in the background and is visible in the status stream),
-//! [`Master::status`] is a `watch` receiver of [`Snapshot`]s, [`Master::shutdown`] stops
+//! `status` is a `watch` receiver of [`Snapshot`]s, `shutdown` stops
 //! accepting work, closes peer connections and lets in-flight chunk uploads finish briefly.
 //!
 //! Tasks (each in its own file):
@@ -37,9 +37,6 @@ use crate::transfer::server::{ChunkLoc, ChunkServer, ChunkSource, ServerConfig};
 pub mod conn;
 pub mod coord;
 
-/// Default control and chunk port of the master.
-pub const DEFAULT_PORT: u16 = 10564;
-
 #[derive(Debug, Clone)]
 pub struct MasterConfig {
     pub source_dir: PathBuf,
@@ -65,27 +62,18 @@ impl MasterConfig {
     pub fn new(source_dir: PathBuf) -> Self {
         MasterConfig {
             source_dir,
-            bind: SocketAddr::from(([0, 0, 0, 0], DEFAULT_PORT)),
+            bind: SocketAddr::from(([0, 0, 0, 0], crate::transport::MASTER_PORT)),
             chunk_rule: ChunkRule::Auto,
             upload_slots: 8,
             max_upload_bps: None,
             compress: true,
             rescan_interval: Duration::from_secs(60),
             cache: CacheMode::Default,
-            name: host_name(),
+            name: crate::host::host_name(),
             watch: true,
             seed: 0x5eed,
         }
     }
-}
-
-pub fn host_name() -> String {
-    std::env::var("HOSTNAME")
-        .ok()
-        .or_else(|| std::fs::read_to_string("/etc/hostname").ok().map(|s| s.trim().to_string()))
-        .or_else(|| std::env::var("COMPUTERNAME").ok())
-        .filter(|s| !s.is_empty())
-        .unwrap_or_else(|| "lanscatter".into())
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -94,8 +82,6 @@ pub enum MasterError {
     SourceDir(PathBuf),
     #[error("cannot listen on {addr}: {source}; is another master running? choose another --port or --bind")]
     Bind { addr: SocketAddr, source: std::io::Error },
-    #[error("master task failed: {0}")]
-    Task(String),
 }
 
 /// One indexed version of the folder, shared read-only by all tasks.
@@ -156,7 +142,7 @@ impl ChunkSource for MasterSource {
     }
 }
 
-pub struct Master {
+pub(crate) struct Master {
     local_addr: SocketAddr,
     status: watch::Receiver<Snapshot>,
     shutdown: watch::Sender<bool>,
@@ -165,7 +151,7 @@ pub struct Master {
 }
 
 impl Master {
-    pub async fn start(cfg: MasterConfig) -> Result<Master, MasterError> {
+    pub(crate) async fn start(cfg: MasterConfig) -> Result<Master, MasterError> {
         if !std::fs::metadata(&cfg.source_dir).map(|m| m.is_dir()).unwrap_or(false) {
             return Err(MasterError::SourceDir(cfg.source_dir.clone()));
         }
@@ -195,17 +181,20 @@ impl Master {
                 upload_slots: cfg.upload_slots,
                 limiter: cfg.max_upload_bps.map(|r| Arc::new(RateLimiter::with_rate(r))),
                 compress: cfg.compress,
-                corrupt: false,
+                storage: Arc::new(crate::storage::ReadOnlyDisk),
             },
         );
         let app = crate::transfer::server::router(server.clone())
             .merge(conn::router(shared.clone()))
             .merge(crate::web::master_router(status_rx.clone()));
         let mut sd = shutdown_rx.clone();
-        let server_task =
-            tokio::spawn(crate::http::serve(listener, app, crate::http::HEADER_READ_TIMEOUT, "master", async move {
-                crate::status::stopped(&mut sd).await
-            }));
+        let server_task = tokio::spawn(crate::transport::serve(
+            listener,
+            app,
+            crate::transport::HEADER_READ_TIMEOUT,
+            "master",
+            async move { crate::status::stopped(&mut sd).await },
+        ));
         let coord_task = tokio::spawn(coord::run(shared.clone(), coord_rx, status_tx, server));
         let index_task = tokio::spawn(indexer(shared.clone(), rescan_rx));
         Ok(Master {
@@ -225,8 +214,13 @@ impl Master {
         self.status.clone()
     }
 
+    /// False once a task of the engine ended by itself (it runs until shutdown otherwise).
+    pub fn is_running(&self) -> bool {
+        !self.server.is_finished() && self.tasks.iter().all(|t| !t.is_finished())
+    }
+
     /// Stop: peers are disconnected (they will retry), uploads in flight get a few seconds.
-    pub async fn shutdown(self) -> Result<(), MasterError> {
+    pub async fn shutdown(self) {
         let _ = self.shutdown.send(true);
         let mut server = self.server;
         if tokio::time::timeout(Duration::from_secs(5), &mut server).await.is_err() {
@@ -236,7 +230,6 @@ impl Master {
             t.abort();
             let _ = t.await;
         }
-        Ok(())
     }
 }
 

@@ -30,9 +30,9 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use crate::fileio::{self, EntryKind};
 use crate::manifest::diff::ChunkSource as DiffSource;
 use crate::manifest::{CacheMode, ChunkHash, Manifest, ScanOptions};
+use crate::storage::{self, EntryKind, Storage};
 
 #[derive(Debug, thiserror::Error)]
 pub enum LayoutError {
@@ -45,7 +45,7 @@ pub enum LayoutError {
 }
 
 fn io_err(path: &Path, source: io::Error) -> LayoutError {
-    if fileio::is_disk_full(&source) {
+    if storage::is_disk_full(&source) {
         LayoutError::DiskFull { path: path.to_path_buf() }
     } else {
         LayoutError::Io { path: path.to_path_buf(), source }
@@ -55,6 +55,8 @@ fn io_err(path: &Path, source: io::Error) -> LayoutError {
 /// The folder's state relative to one manifest.
 pub struct Layout {
     pub manifest_id: u64,
+    /// Every byte this layout writes goes through it.
+    storage: Arc<dyn Storage>,
     pub manifest: Arc<Manifest>,
     /// Local path of each manifest file (`None`: this OS cannot create the name).
     paths: Vec<Option<PathBuf>>,
@@ -82,9 +84,10 @@ impl Layout {
         manifest_id: u64,
         manifest: Arc<Manifest>,
         cache: &CacheMode,
+        storage: Arc<dyn Storage>,
     ) -> Result<Layout, LayoutError> {
         // The engine creates its folder only here, after the master's greeting was checked.
-        std::fs::create_dir_all(root).map_err(|e| io_err(root, e))?;
+        storage.create_dir_all(root).map_err(|e| io_err(root, e))?;
         let opts = ScanOptions {
             chunk_rule: manifest.chunk_rule,
             cache: cache.clone(),
@@ -119,7 +122,7 @@ impl Layout {
         // Remove what the manifest lacks, parents before children (a removed dir takes its
         // children with it). Plain files and dirs that are not in the way wait until the end:
         // their content may be reused.
-        let entries = fileio::walk(root).map_err(|e| io_err(root, e))?;
+        let entries = storage::disk::walk(root).map_err(|e| io_err(root, e))?;
         let mut removed: HashSet<PathBuf> = HashSet::new();
         let mut leftovers: HashSet<PathBuf> = HashSet::new();
         let under = |set: &HashSet<PathBuf>, p: &Path| p.ancestors().any(|a| set.contains(a));
@@ -137,7 +140,7 @@ impl Layout {
             }
             if in_the_way {
                 tracing::info!("removing {} (not in the master's folder)", e.abs.display());
-                fileio::remove_any(&e.abs).map_err(|err| io_err(&e.abs, err))?;
+                storage.remove(&e.abs).map_err(|err| io_err(&e.abs, err))?;
                 removed.insert(e.abs);
             } else {
                 leftovers.insert(e.abs);
@@ -157,7 +160,7 @@ impl Layout {
         dirs.sort();
         for d in dirs {
             match crate::paths::to_local(root, d) {
-                Ok(p) => std::fs::create_dir_all(&p).map_err(|e| io_err(&p, e))?,
+                Ok(p) => storage.create_dir_all(&p).map_err(|e| io_err(&p, e))?,
                 Err(e) => unsyncable.push(format!("{d}/: {e}")),
             }
         }
@@ -184,9 +187,9 @@ impl Layout {
             if nothing_in_place {
                 // The scan hashed this content; the file keeps its bytes, only its name changes.
                 // Still a plain file (lstat), so a symlink can never be moved into the tree.
-                let plain = |p: &Path| std::fs::symlink_metadata(p).is_ok_and(|m| m.is_file());
+                let plain = |p: &Path| storage.kind(p).is_ok_and(|k| k == Some(EntryKind::File));
                 if let Some(src) = spare_files.remove(&f.hash).filter(|s| plain(s)) {
-                    match std::fs::rename(&src, path) {
+                    match storage.rename(&src, path) {
                         Ok(()) => {
                             tracing::info!("moved {} to {} (same content)", src.display(), path.display());
                             moved_chunks += f.chunks.len() as u64;
@@ -198,7 +201,7 @@ impl Layout {
                     }
                 }
             }
-            fileio::ensure_size(path, f.size).map_err(|e| io_err(path, e))?;
+            storage.set_len(path, f.size).map_err(|e| io_err(path, e))?;
             match todo {
                 Some(w) => {
                     let todo: HashMap<u64, &DiffSource> = w.chunks.iter().map(|c| (c.offset, &c.source)).collect();
@@ -229,6 +232,7 @@ impl Layout {
         let bytes_total = unique.iter().map(|(_, s)| s).sum();
         let mut layout = Layout {
             manifest_id,
+            storage,
             manifest,
             paths,
             unique,
@@ -254,7 +258,7 @@ impl Layout {
         for h in copyable {
             let (fi, off, size) = layout.held[&h];
             let Some(src) = layout.paths[fi].clone() else { continue };
-            match fileio::read_verified(&src, off, size, &h).map_err(|e| io_err(&src, e))? {
+            match storage::read_verified(&*layout.storage, &src, off, size, &h).map_err(|e| io_err(&src, e))? {
                 Some(data) => {
                     layout.place(&h, &data)?;
                     layout.local_copies += 1;
@@ -276,14 +280,14 @@ impl Layout {
         for h in from_leftovers {
             let (src, off, size) = &spare_chunks[&h];
             // A leftover that vanished or changed is only a missed shortcut: fetch instead.
-            if let Ok(Some(data)) = fileio::read_verified(src, *off, *size, &h) {
+            if let Ok(Some(data)) = storage::read_verified(&*layout.storage, src, *off, *size, &h) {
                 layout.place(&h, &data)?;
                 layout.local_copies += 1;
             }
         }
         for abs in &leftovers {
             tracing::info!("removing {} (not in the master's folder)", abs.display());
-            fileio::remove_any(abs).map_err(|e| io_err(abs, e))?;
+            layout.storage.remove(abs).map_err(|e| io_err(abs, e))?;
         }
         // Files already complete: make sure their mtime is right.
         for fi in 0..layout.manifest.files.len() {
@@ -300,7 +304,7 @@ impl Layout {
         let mut done = Vec::new();
         for (i, &(fi, off)) in places.iter().enumerate() {
             let Some(path) = self.paths[fi].clone() else { continue };
-            if let Err(e) = fileio::write_at(&path, off, data) {
+            if let Err(e) = self.storage.write_at(&path, off, data) {
                 // Keep what is not written as pending; verified places stay done.
                 self.pending.insert(*h, places[i..].to_vec());
                 self.mark_done(h, &done, data.len() as u64)?;
@@ -329,9 +333,8 @@ impl Layout {
     fn finish_file(&self, fi: usize) -> Result<(), LayoutError> {
         let f = &self.manifest.files[fi];
         let Some(path) = &self.paths[fi] else { return Ok(()) };
-        let meta = std::fs::metadata(path).map_err(|e| io_err(path, e))?;
-        if fileio::mtime_of(&meta) != Some((f.mtime.secs, f.mtime.nanos)) {
-            fileio::set_mtime(path, f.mtime.secs, f.mtime.nanos).map_err(|e| io_err(path, e))?;
+        if self.storage.mtime(path).map_err(|e| io_err(path, e))? != f.mtime {
+            self.storage.set_mtime(path, f.mtime).map_err(|e| io_err(path, e))?;
         }
         Ok(())
     }
@@ -376,26 +379,15 @@ impl Layout {
     }
 }
 
-/// Outcome of writing a fetched chunk.
-#[derive(Debug, PartialEq, Eq)]
-pub enum WriteOutcome {
-    Written,
-    /// No place needs it any more (already held, or not in the current manifest).
-    NotNeeded,
-}
-
-/// Write a verified chunk into every place of the current layout that needs it (blocking).
-pub fn write_chunk(layout: &Mutex<Option<Layout>>, h: &ChunkHash, data: &[u8]) -> Result<WriteOutcome, LayoutError> {
+/// Write a verified chunk into every place of the current layout that still needs it
+/// (blocking). A chunk no place needs any more (already held, or not in the current manifest)
+/// is dropped.
+pub fn write_chunk(layout: &Mutex<Option<Layout>>, h: &ChunkHash, data: &[u8]) -> Result<(), LayoutError> {
     // The layout lock is held during the writes: per-chunk writes are short, and the caller
     // additionally holds the engine's relayout read lock, so a new manifest waits for them.
     let mut guard = layout.lock().unwrap_or_else(|p| p.into_inner());
-    let Some(l) = guard.as_mut() else { return Ok(WriteOutcome::NotNeeded) };
-    if l.pending.get(h).is_none_or(|p| p.is_empty()) {
-        if l.pending.get(h).is_some_and(|p| p.is_empty()) || l.held.contains_key(h) {
-            return Ok(WriteOutcome::NotNeeded);
-        }
-        return Ok(WriteOutcome::NotNeeded);
+    match guard.as_mut() {
+        Some(l) if l.pending.get(h).is_some_and(|p| !p.is_empty()) => l.place(h, data),
+        _ => Ok(()),
     }
-    l.place(h, data)?;
-    Ok(WriteOutcome::Written)
 }

@@ -1,12 +1,12 @@
 //! The peer engine: mirror the master's folder into a local folder and help spread it.
 //!
-//! Same shape as the master's API: [`Peer::start`] checks the destination, binds the chunk
-//! server and returns; a background task connects to the master with retry and exponential
-//! backoff (the master may start later or restart), and each connection is a [`session`]:
-//! handshake, manifest, [`layout`] preparation (scan, cleanup, pre-size, local copies), have-set
-//! report, then fetch orders until the connection ends. [`Peer::status`] streams snapshots;
-//! [`Peer::shutdown`] aborts in-flight fetches (their unverified bytes are never written) and
-//! closes the connection.
+//! Same shape as the master's, behind [`crate::engine::Engine`]: `Peer::start` checks the
+//! destination, binds the chunk server and returns; a background task connects to the master
+//! with retry and exponential backoff (the master may start later or restart), and each
+//! connection is a [`session`]: handshake, manifest, [`layout`] preparation (scan, cleanup,
+//! pre-size, local copies), have-set report, then fetch orders until the connection ends.
+//! `status` streams snapshots; `shutdown` aborts in-flight fetches (their unverified bytes are
+//! never written) and closes the connection.
 //!
 //! Safety rules enforced here and in [`layout`]: every path comes from a validated manifest
 //! through `crate::paths::to_local`, so nothing is written or deleted outside `dst_dir`; the
@@ -23,16 +23,14 @@ use tokio::sync::{watch, RwLock};
 use tokio::task::JoinHandle;
 
 use crate::manifest::{CacheMode, ChunkHash};
-use crate::status::{NodeState, Role, Snapshot};
-use crate::transfer::client::Fetcher;
+use crate::status::{Role, Snapshot};
+use crate::storage::{Disk, Storage};
 use crate::transfer::ratelimit::RateLimiter;
 use crate::transfer::server::{ChunkLoc, ChunkServer, ChunkSource, ServerConfig};
+use crate::transport::fetch::Fetcher;
 
 pub mod layout;
 pub mod session;
-
-/// Default chunk-server port of a peer.
-pub const DEFAULT_PORT: u16 = 10565;
 
 #[derive(Debug, Clone)]
 pub struct PeerConfig {
@@ -57,9 +55,9 @@ pub struct PeerConfig {
     pub rescan_interval: Duration,
     /// A fetch with no progress for this long is aborted.
     pub stall_timeout: Duration,
-    /// Test hook: serve corrupted chunk bytes (a rogue node). Never set in production.
-    #[doc(hidden)]
-    pub corrupt_uploads: bool,
+    /// Every byte the peer reads or writes in `dst_dir` goes through it ([`Disk`] unless a test
+    /// injects faults).
+    pub storage: Arc<dyn Storage>,
 }
 
 impl PeerConfig {
@@ -67,7 +65,7 @@ impl PeerConfig {
         PeerConfig {
             server,
             dst_dir,
-            bind: SocketAddr::from(([0, 0, 0, 0], DEFAULT_PORT)),
+            bind: SocketAddr::from(([0, 0, 0, 0], crate::transport::PEER_PORT)),
             advertise: None,
             upload_slots: 8,
             download_slots: 8,
@@ -75,10 +73,10 @@ impl PeerConfig {
             max_download_bps: None,
             compress: true,
             cache: CacheMode::Default,
-            name: crate::master::host_name(),
+            name: crate::host::host_name(),
             rescan_interval: Duration::from_secs(60),
             stall_timeout: Duration::from_secs(10),
-            corrupt_uploads: false,
+            storage: Arc::new(Disk),
         }
     }
 }
@@ -93,26 +91,8 @@ pub enum PeerError {
     DstIo { path: PathBuf, source: std::io::Error },
     #[error("cannot listen on {addr}: {source}; choose another --port or --bind")]
     Bind { addr: SocketAddr, source: std::io::Error },
-    #[error("invalid server address {0:?}: use host or host:port")]
-    BadServer(String),
-}
-
-/// `http://host:port` of the master from a user-given `host` or `host:port`.
-pub fn master_base(server: &str) -> Result<String, PeerError> {
-    let s = server.trim().trim_start_matches("http://").trim_end_matches('/');
-    if s.is_empty() || s.contains('/') || s.contains(char::is_whitespace) {
-        return Err(PeerError::BadServer(server.into()));
-    }
-    let has_port = if s.starts_with('[') { s.contains("]:") } else { s.matches(':').count() == 1 };
-    let hostport = if has_port {
-        s.to_string()
-    } else if s.contains(':') && !s.starts_with('[') {
-        format!("[{s}]:{}", crate::master::DEFAULT_PORT)
-    } else {
-        format!("{s}:{}", crate::master::DEFAULT_PORT)
-    };
-    hostport.parse::<hyper::Uri>().map_err(|_| PeerError::BadServer(server.into()))?;
-    Ok(format!("http://{hostport}"))
+    #[error(transparent)]
+    BadServer(#[from] crate::transport::AddrError),
 }
 
 /// Counters shared by the session and its fetch tasks.
@@ -128,7 +108,8 @@ pub struct PeerCounters {
 pub struct Ctx {
     pub cfg: PeerConfig,
     pub root: PathBuf,
-    pub master_base: String,
+    /// The master's `host:port`.
+    pub master: String,
     pub listen: SocketAddr,
     pub layout: Arc<Mutex<Option<layout::Layout>>>,
     /// Chunk writes hold it for reading; a new layout takes it for writing.
@@ -199,7 +180,7 @@ fn check_dst(dst: &Path) -> Result<PathBuf, PeerError> {
     Ok(canon)
 }
 
-pub struct Peer {
+pub(crate) struct Peer {
     local_addr: SocketAddr,
     status: watch::Receiver<Snapshot>,
     shutdown: watch::Sender<bool>,
@@ -208,8 +189,8 @@ pub struct Peer {
 }
 
 impl Peer {
-    pub async fn start(cfg: PeerConfig) -> Result<Peer, PeerError> {
-        let master_base = master_base(&cfg.server)?;
+    pub(crate) async fn start(cfg: PeerConfig) -> Result<Peer, PeerError> {
+        let master = crate::transport::normalize_addr(&cfg.server, crate::transport::MASTER_PORT)?;
         let root = check_dst(&cfg.dst_dir)?;
         let listener = tokio::net::TcpListener::bind(cfg.bind)
             .await
@@ -222,7 +203,7 @@ impl Peer {
                 upload_slots: cfg.upload_slots,
                 limiter: cfg.max_upload_bps.map(|r| Arc::new(RateLimiter::with_rate(r))),
                 compress: cfg.compress,
-                corrupt: cfg.corrupt_uploads,
+                storage: cfg.storage.clone(),
             },
         );
         let mut snap = Snapshot::new(Role::Peer, cfg.name.clone(), root.clone());
@@ -231,10 +212,10 @@ impl Peer {
         let (shutdown_tx, shutdown_rx) = watch::channel(false);
         let mut sd = shutdown_rx.clone();
         let app = crate::transfer::server::router(server.clone()).merge(crate::web::peer_router(status_rx.clone()));
-        let server_task = tokio::spawn(crate::http::serve(
+        let server_task = tokio::spawn(crate::transport::serve(
             listener,
             app,
-            crate::http::HEADER_READ_TIMEOUT,
+            crate::transport::HEADER_READ_TIMEOUT,
             "peer chunk server",
             async move { crate::status::stopped(&mut sd).await },
         ));
@@ -243,7 +224,7 @@ impl Peer {
         let ctx = Arc::new(Ctx {
             cfg,
             root,
-            master_base,
+            master,
             listen: local_addr,
             layout,
             relayout: Arc::default(),
@@ -272,7 +253,7 @@ impl Peer {
 
     /// Stop: in-flight fetches are dropped (nothing unverified was written), the connection
     /// and the chunk server close.
-    pub async fn shutdown(self) -> Result<(), PeerError> {
+    pub async fn shutdown(self) {
         let _ = self.shutdown.send(true);
         let mut task = self.task;
         if tokio::time::timeout(Duration::from_secs(10), &mut task).await.is_err() {
@@ -282,29 +263,12 @@ impl Peer {
         if tokio::time::timeout(Duration::from_secs(5), &mut server).await.is_err() {
             server.abort();
         }
-        Ok(())
     }
-}
-
-/// Used by the CLI and GUI: true once the snapshot says the folder matches the master's.
-pub fn is_done(s: &Snapshot) -> bool {
-    matches!(s.state, NodeState::UpToDate)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn server_addresses() {
-        assert_eq!(master_base("host").unwrap(), "http://host:10564");
-        assert_eq!(master_base("10.0.0.1:99").unwrap(), "http://10.0.0.1:99");
-        assert_eq!(master_base("::1").unwrap(), "http://[::1]:10564");
-        assert_eq!(master_base("[::1]:5").unwrap(), "http://[::1]:5");
-        assert!(master_base("").is_err());
-        assert!(master_base("a b").is_err());
-        assert!(master_base("host/x").is_err());
-    }
 
     #[test]
     fn dangerous_destinations_are_refused() {

@@ -16,19 +16,15 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use futures_util::{SinkExt, StreamExt};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
-use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
-use tokio_tungstenite::tungstenite::Message;
 
-use super::layout::{write_chunk, Layout, LayoutError, WriteOutcome};
+use super::layout::{write_chunk, Layout, LayoutError};
 use super::Ctx;
 use crate::manifest::{ChunkHash, Manifest};
-use crate::protocol::{self, FailKind, Hello, MasterGreeting, MasterMsg, PeerMsg, MAX_FRAME, PROTOCOL_VERSION};
+use crate::protocol::{self, FailKind, Hello, MasterGreeting, MasterMsg, PeerMsg, PROTOCOL_VERSION};
 use crate::status::{Counters, EventLog, NodeState, NodeStatus, RateMeter, Snapshot};
-
-type Ws = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+use crate::transport::channel::{self, Channel, ChannelError};
 
 /// A finished transfer as its task reports it: order id, and why it failed if it did.
 type TransferResult = (u64, Result<(), (FailKind, String)>);
@@ -45,6 +41,28 @@ struct Active {
     reported: u64,
 }
 
+/// The fetch tasks of one connection and the channel they report on.
+struct Transfers {
+    active: HashMap<u64, Active>,
+    tx: mpsc::UnboundedSender<TransferResult>,
+    rx: mpsc::UnboundedReceiver<TransferResult>,
+}
+
+impl Transfers {
+    fn new() -> Self {
+        let (tx, rx) = mpsc::unbounded_channel();
+        Transfers { active: HashMap::new(), tx, rx }
+    }
+}
+
+impl Drop for Transfers {
+    fn drop(&mut self) {
+        for (_, a) in self.active.drain() {
+            a.task.abort();
+        }
+    }
+}
+
 struct Session {
     ctx: Arc<Ctx>,
     events: EventLog,
@@ -59,6 +77,9 @@ struct Session {
     up_meter: RateMeter,
     last_rescan: Instant,
 }
+
+/// How long connecting and each handshake step may take.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 pub(crate) async fn run(ctx: Arc<Ctx>) {
     let mut s = Session {
@@ -78,37 +99,30 @@ pub(crate) async fn run(ctx: Arc<Ctx>) {
     loop {
         s.connected = false;
         s.publish();
-        let url = format!("{}/join", ctx.master_base.replacen("http://", "ws://", 1));
-        let cfg = WebSocketConfig::default().max_message_size(Some(MAX_FRAME)).max_frame_size(Some(MAX_FRAME));
         let attempt = tokio::select! {
-            r = tokio::time::timeout(Duration::from_secs(10), tokio_tungstenite::connect_async_with_config(url.as_str(), Some(cfg), true)) => r,
+            r = channel::connect(&ctx.master, HANDSHAKE_TIMEOUT) => r,
             _ = crate::status::stopped(&mut shutdown) => return,
         };
         match attempt {
-            Ok(Ok((ws, _))) => {
+            Ok(ch) => {
                 backoff = Duration::from_millis(200);
                 s.unreachable = None;
-                match s.session(ws).await {
+                match s.session(ch).await {
                     End::Shutdown => return,
-                    End::Fatal(msg) => {
-                        s.events.push(msg.clone());
-                        s.error = Some(msg);
-                        s.connected = false;
-                        s.publish();
-                        return;
-                    }
+                    End::Fatal(msg) => return s.fail(msg),
                     End::Disconnected(why) => {
                         s.events.push(format!("disconnected from the master: {why}; reconnecting"))
                     }
                 }
             }
-            Ok(Err(e)) => {
-                tracing::info!("cannot reach the master at {url}: {e}; retrying in {backoff:?}");
-                s.unreachable = Some(format!("cannot reach the master at {}: {e}; retrying", ctx.master_base));
-            }
-            Err(_) => {
-                tracing::info!("connecting to {url} timed out; retrying");
-                s.unreachable = Some(format!("no answer from the master at {} within 10 s; retrying", ctx.master_base));
+            Err(e) => {
+                tracing::info!("cannot reach the master at {}: {e}; retrying in {backoff:?}", ctx.master);
+                s.unreachable = Some(match e {
+                    ChannelError::Timeout(t) => {
+                        format!("no answer from the master at {} within {t:?}; retrying", ctx.master)
+                    }
+                    e => format!("cannot reach the master at {}: {e}; retrying", ctx.master),
+                });
             }
         }
         tokio::select! {
@@ -119,220 +133,226 @@ pub(crate) async fn run(ctx: Arc<Ctx>) {
     }
 }
 
-async fn send(ws: &mut Ws, msg: &PeerMsg) -> Result<(), String> {
-    ws.send(Message::Binary(protocol::encode(msg).into())).await.map_err(|e| e.to_string())
+async fn send(ch: &mut Channel, msg: &PeerMsg) -> Result<(), String> {
+    ch.send(msg).await.map_err(|e| e.to_string())
 }
 
 impl Session {
-    async fn session(&mut self, mut ws: Ws) -> End {
-        let ctx = self.ctx.clone();
-        let local = match ws.get_ref() {
-            tokio_tungstenite::MaybeTlsStream::Plain(t) => t.local_addr().ok(),
-            _ => None,
-        };
-        let hello = Hello {
+    /// A fatal error ends the engine: say why and stop.
+    fn fail(&mut self, msg: String) {
+        self.events.push(msg.clone());
+        self.error = Some(msg);
+        self.connected = false;
+        self.publish();
+    }
+
+    async fn session(&mut self, mut ch: Channel) -> End {
+        if let Err(end) = self.handshake(&mut ch).await {
+            return end;
+        }
+        self.connected = true;
+        if !self.disk_error {
+            self.error = None;
+        }
+        let mut transfers = Transfers::new();
+        let end = self.serve(&mut ch, &mut transfers).await;
+        self.connected = false;
+        end
+    }
+
+    fn hello(&self, ch: &Channel) -> Hello {
+        let ctx = &self.ctx;
+        Hello {
             app: Hello::APP.into(),
             protocol: PROTOCOL_VERSION,
             name: ctx.cfg.name.clone(),
-            advertise_host: ctx.cfg.advertise.clone().or_else(|| local.map(|a| a.ip().to_string())),
+            advertise_host: ctx.cfg.advertise.clone().or_else(|| ch.local_addr().map(|a| a.ip().to_string())),
             port: ctx.listen.port(),
             upload_slots: ctx.cfg.upload_slots,
             download_slots: ctx.cfg.download_slots.max(1),
             max_upload_bps: ctx.cfg.max_upload_bps,
             max_download_bps: ctx.cfg.max_download_bps,
             version: crate::VERSION.into(),
-        };
-        let text = serde_json::to_string(&hello).unwrap_or_default();
-        if let Err(e) = ws.send(Message::Text(text.into())).await {
-            return End::Disconnected(e.to_string());
         }
-        let greeting = match tokio::time::timeout(Duration::from_secs(10), ws.next()).await {
-            Ok(Some(Ok(Message::Text(t)))) => protocol::parse_greeting(t.as_str()),
-            Ok(Some(Ok(other))) => {
-                return End::Disconnected(format!("unexpected first frame from the master: {other:?}"))
-            }
-            Ok(Some(Err(e))) => return End::Disconnected(e.to_string()),
-            Ok(None) => return End::Disconnected("connection closed during the handshake".into()),
-            Err(_) => return End::Disconnected("no answer to the handshake".into()),
-        };
-        match greeting {
-            Ok(MasterGreeting::Welcome(w)) => {
-                if w.host == crate::master::host_name() && !w.folder.is_empty() {
-                    let mine = ctx.root.display().to_string();
-                    let theirs = std::path::Path::new(&w.folder);
-                    if ctx.root.starts_with(theirs) || theirs.starts_with(&ctx.root) {
-                        return End::Fatal(format!(
-                            "refusing to sync: destination {mine} is (inside) the master's own folder {}; choose another folder",
-                            w.folder
-                        ));
-                    }
-                }
-                self.events.push(format!("connected to master {} as node {}", w.master_name, w.node_id));
-            }
-            Ok(MasterGreeting::Refused(m)) => return End::Fatal(format!("the master refused this peer: {m}")),
-            Err(e) => return End::Fatal(format!("cannot talk to the master: {e}")),
-        }
-        self.connected = true;
-        if !self.disk_error {
-            self.error = None;
-        }
-        let (res_tx, mut res_rx) = mpsc::unbounded_channel::<TransferResult>();
-        let mut active: HashMap<u64, Active> = HashMap::new();
-        let mut tick = tokio::time::interval(Duration::from_millis(250));
-        let mut shutdown = ctx.shutdown.clone();
-        let end = loop {
-            tokio::select! {
-                frame = ws.next() => {
-                    let msg = match frame {
-                        Some(Ok(Message::Binary(b))) => match protocol::decode::<MasterMsg>(&b) {
-                            Ok(m) => m,
-                            Err(e) => break End::Disconnected(format!("malformed message from the master: {e}")),
-                        },
-                        Some(Ok(Message::Close(_))) | None => break End::Disconnected("connection closed".into()),
-                        Some(Ok(_)) => continue,
-                        Some(Err(e)) => break End::Disconnected(e.to_string()),
-                    };
-                    if let Err(e) = self.on_master(&mut ws, msg, &mut active, &res_tx).await {
-                        break e;
-                    }
-                }
-                Some((id, res)) = res_rx.recv() => {
-                    if active.remove(&id).is_none() {
-                        continue; // cancelled meanwhile
-                    }
-                    let mut disk_failed = None;
-                    let msg = match res {
-                        Ok(()) => {
-                            if self.disk_error {
-                                self.disk_error = false;
-                                self.error = None;
-                                self.events.push(String::from("writing works again"));
-                            }
-                            PeerMsg::Finished { id }
-                        }
-                        Err((reason, message)) => {
-                            if reason == FailKind::LocalDisk {
-                                self.error = Some(message.clone());
-                                self.disk_error = true;
-                                self.events.push(message.clone());
-                                disk_failed = Some(message.clone());
-                            }
-                            PeerMsg::Failed { id, reason, message }
-                        }
-                    };
-                    if let Err(e) = send(&mut ws, &msg).await {
-                        break End::Disconnected(e);
-                    }
-                    let complete = self.ctx.layout.lock().ok().is_some_and(|g| g.as_ref().is_some_and(|l| l.is_complete()));
-                    if complete && active.is_empty() {
-                        self.publish(); // "up to date" now, not at the next tick
-                    }
-                    if let Some(m) = disk_failed {
-                        // Step out instead of failing every order the master sends meanwhile:
-                        // the reconnect backoff paces the retries until space returns, and
-                        // the re-check on reconnect keeps every verified chunk.
-                        break End::Disconnected(m);
-                    }
-                }
-                _ = tick.tick() => {
-                    if let Err(e) = self.on_tick(&mut ws, &mut active).await {
-                        break End::Disconnected(e);
-                    }
-                }
-                _ = crate::status::stopped(&mut shutdown) => {
-                    let _ = ws.close(None).await;
-                    break End::Shutdown;
-                }
-            }
-        };
-        for (_, a) in active.drain() {
-            a.task.abort();
-        }
-        self.connected = false;
-        end
     }
 
-    async fn on_master(
-        &mut self,
-        ws: &mut Ws,
-        msg: MasterMsg,
-        active: &mut HashMap<u64, Active>,
-        res_tx: &mpsc::UnboundedSender<TransferResult>,
-    ) -> Result<(), End> {
-        let ctx = self.ctx.clone();
-        match msg {
-            MasterMsg::Wait { message } => {
-                self.waiting = Some(message);
+    /// Hello out, greeting in; refuses a master whose folder is (inside) our destination.
+    async fn handshake(&mut self, ch: &mut Channel) -> Result<(), End> {
+        ch.send_handshake(&self.hello(ch)).await.map_err(|e| End::Disconnected(e.to_string()))?;
+        let greeting = match ch.recv_handshake(HANDSHAKE_TIMEOUT).await {
+            Ok(t) => protocol::parse_greeting(&t),
+            Err(ChannelError::Timeout(_)) => return Err(End::Disconnected("no answer to the handshake".into())),
+            Err(ChannelError::Closed) => {
+                return Err(End::Disconnected("connection closed during the handshake".into()))
             }
-            MasterMsg::Error { message } => {
-                tracing::warn!("the master reported: {message}");
-            }
-            MasterMsg::Cancel { id } => {
-                if let Some(a) = active.remove(&id) {
-                    a.task.abort();
-                }
-            }
-            MasterMsg::Manifest { id, bytes } => {
-                self.waiting = None;
-                let manifest = match Manifest::from_bytes(&bytes) {
-                    Ok(m) => m,
-                    Err(e) => return Err(End::Disconnected(format!("the master sent an invalid manifest: {e}"))),
-                };
-                for (tid, a) in active.drain() {
-                    a.task.abort();
-                    send(ws, &PeerMsg::Failed { id: tid, reason: FailKind::Cancelled, message: "new manifest".into() })
-                        .await
-                        .map_err(End::Disconnected)?;
-                }
-                let same =
-                    ctx.layout.lock().ok().and_then(|g| g.as_ref().map(|l| *l.manifest == manifest)).unwrap_or(false);
-                if same {
-                    if let Ok(mut g) = ctx.layout.lock() {
-                        if let Some(l) = g.as_mut() {
-                            l.manifest_id = id;
-                        }
-                    }
-                } else {
-                    self.events.push(format!(
-                        "manifest {id}: {} files, {} bytes",
-                        manifest.files.len(),
-                        manifest.total_bytes()
-                    ));
-                    self.relayout(id, Arc::new(manifest)).await?;
-                }
-                self.send_have_all(ws).await.map_err(End::Disconnected)?;
-            }
-            MasterMsg::Fetch { id, chunk, size, url, min_rate_bps } => {
-                let (needed, known) = match ctx
-                    .layout
-                    .lock()
-                    .ok()
-                    .and_then(|g| g.as_ref().map(|l| (l.has(&chunk), l.chunk_size(&chunk))))
-                {
-                    Some((has, sz)) => (!has, sz == Some(size)),
-                    None => (false, false),
-                };
-                if !known {
-                    let m = PeerMsg::Failed {
-                        id,
-                        reason: FailKind::Cancelled,
-                        message: "chunk not in the current manifest".into(),
-                    };
-                    return send(ws, &m).await.map_err(End::Disconnected);
-                }
-                if !needed {
-                    return send(ws, &PeerMsg::Finished { id }).await.map_err(End::Disconnected);
-                }
-                let base = url.unwrap_or_else(|| ctx.master_base.clone());
-                let progress = Arc::new(AtomicU64::new(0));
-                let (p, tx, c) = (progress.clone(), res_tx.clone(), ctx.clone());
-                let task = tokio::spawn(async move {
-                    let r = fetch_and_write(&c, &base, chunk, size, min_rate_bps, &p).await;
-                    let _ = tx.send((id, r));
-                });
-                active.insert(id, Active { task, progress, reported: 0 });
+            Err(e) => return Err(End::Disconnected(format!("bad first frame from the master: {e}"))),
+        };
+        let w = match greeting {
+            Ok(MasterGreeting::Welcome(w)) => w,
+            Ok(MasterGreeting::Refused(m)) => return Err(End::Fatal(format!("the master refused this peer: {m}"))),
+            Err(e) => return Err(End::Fatal(format!("cannot talk to the master: {e}"))),
+        };
+        let root = &self.ctx.root;
+        if w.host == crate::host::host_name() && !w.folder.is_empty() {
+            let theirs = std::path::Path::new(&w.folder);
+            if root.starts_with(theirs) || theirs.starts_with(root) {
+                return Err(End::Fatal(format!(
+                    "refusing to sync: destination {} is (inside) the master's own folder {}; choose another folder",
+                    root.display(),
+                    w.folder
+                )));
             }
         }
+        self.events.push(format!("connected to master {} as node {}", w.master_name, w.node_id));
+        Ok(())
+    }
+
+    /// Orders from the master, results of fetch tasks and the tick, until the connection ends.
+    async fn serve(&mut self, ch: &mut Channel, tr: &mut Transfers) -> End {
+        let mut tick = tokio::time::interval(Duration::from_millis(250));
+        let mut shutdown = self.ctx.shutdown.clone();
+        loop {
+            let step = tokio::select! {
+                msg = ch.recv::<MasterMsg>() => match msg {
+                    Ok(m) => self.on_master(ch, m, tr).await,
+                    Err(ChannelError::Closed) => Err(End::Disconnected("connection closed".into())),
+                    Err(ChannelError::Malformed(e)) => Err(End::Disconnected(format!("malformed message from the master: {e}"))),
+                    Err(e) => Err(End::Disconnected(e.to_string())),
+                },
+                Some((id, res)) = tr.rx.recv() => self.on_result(ch, id, res, tr).await,
+                _ = tick.tick() => self.on_tick(ch, tr).await.map_err(End::Disconnected),
+                _ = crate::status::stopped(&mut shutdown) => {
+                    ch.close().await;
+                    Err(End::Shutdown)
+                }
+            };
+            if let Err(end) = step {
+                return end;
+            }
+        }
+    }
+
+    /// A fetch task ended: tell the master, track the disk's health.
+    async fn on_result(
+        &mut self,
+        ch: &mut Channel,
+        id: u64,
+        res: Result<(), (FailKind, String)>,
+        tr: &mut Transfers,
+    ) -> Result<(), End> {
+        if tr.active.remove(&id).is_none() {
+            return Ok(()); // cancelled meanwhile
+        }
+        let mut disk_failed = None;
+        let msg = match res {
+            Ok(()) => {
+                if self.disk_error {
+                    self.disk_error = false;
+                    self.error = None;
+                    self.events.push(String::from("writing works again"));
+                }
+                PeerMsg::Finished { id }
+            }
+            Err((reason, message)) => {
+                if reason == FailKind::LocalDisk {
+                    self.error = Some(message.clone());
+                    self.disk_error = true;
+                    self.events.push(message.clone());
+                    disk_failed = Some(message.clone());
+                }
+                PeerMsg::Failed { id, reason, message }
+            }
+        };
+        send(ch, &msg).await.map_err(End::Disconnected)?;
+        if tr.active.is_empty() && self.with_layout(|l| l.is_complete()).unwrap_or(false) {
+            self.publish(); // "up to date" now, not at the next tick
+        }
+        match disk_failed {
+            // Step out instead of failing every order the master sends meanwhile: the reconnect
+            // backoff paces the retries until space returns, and the re-check on reconnect keeps
+            // every verified chunk.
+            Some(m) => Err(End::Disconnected(m)),
+            None => Ok(()),
+        }
+    }
+
+    /// Run `f` on the current layout, if there is one.
+    fn with_layout<R>(&self, f: impl FnOnce(&mut Layout) -> R) -> Option<R> {
+        let mut g = self.ctx.layout.lock().ok()?;
+        g.as_mut().map(f)
+    }
+
+    async fn on_master(&mut self, ch: &mut Channel, msg: MasterMsg, tr: &mut Transfers) -> Result<(), End> {
+        match msg {
+            MasterMsg::Wait { message } => self.waiting = Some(message),
+            MasterMsg::Error { message } => tracing::warn!("the master reported: {message}"),
+            MasterMsg::Cancel { id } => {
+                if let Some(a) = tr.active.remove(&id) {
+                    a.task.abort();
+                }
+            }
+            MasterMsg::Manifest { id, bytes } => self.on_manifest(ch, id, &bytes, tr).await?,
+            MasterMsg::Fetch { id, chunk, size, url, min_rate_bps } => {
+                let base = url.unwrap_or_else(|| crate::transport::chunk_base(&self.ctx.master));
+                self.on_fetch(ch, id, chunk, size, base, min_rate_bps, tr).await.map_err(End::Disconnected)?
+            }
+        }
+        Ok(())
+    }
+
+    async fn on_manifest(&mut self, ch: &mut Channel, id: u64, bytes: &[u8], tr: &mut Transfers) -> Result<(), End> {
+        self.waiting = None;
+        let manifest = Manifest::from_bytes(bytes)
+            .map_err(|e| End::Disconnected(format!("the master sent an invalid manifest: {e}")))?;
+        for (tid, a) in tr.active.drain() {
+            a.task.abort();
+            let m = PeerMsg::Failed { id: tid, reason: FailKind::Cancelled, message: "new manifest".into() };
+            send(ch, &m).await.map_err(End::Disconnected)?;
+        }
+        let same = self.with_layout(|l| *l.manifest == manifest).unwrap_or(false);
+        if same {
+            self.with_layout(|l| l.manifest_id = id);
+        } else {
+            self.events.push(format!(
+                "manifest {id}: {} files, {} bytes",
+                manifest.files.len(),
+                manifest.total_bytes()
+            ));
+            self.relayout(id, Arc::new(manifest)).await?;
+        }
+        self.send_have_all(ch).await.map_err(End::Disconnected)
+    }
+
+    /// Start a fetch task for an order (or answer at once when there is nothing to fetch).
+    #[allow(clippy::too_many_arguments)]
+    async fn on_fetch(
+        &mut self,
+        ch: &mut Channel,
+        id: u64,
+        chunk: ChunkHash,
+        size: u64,
+        base: String,
+        min_rate_bps: u64,
+        tr: &mut Transfers,
+    ) -> Result<(), String> {
+        let (needed, known) = match self.with_layout(|l| (l.has(&chunk), l.chunk_size(&chunk))) {
+            Some((has, sz)) => (!has, sz == Some(size)),
+            None => (false, false),
+        };
+        if !known {
+            let message = "chunk not in the current manifest".into();
+            return send(ch, &PeerMsg::Failed { id, reason: FailKind::Cancelled, message }).await;
+        }
+        if !needed {
+            return send(ch, &PeerMsg::Finished { id }).await;
+        }
+        let progress = Arc::new(AtomicU64::new(0));
+        let (p, tx, c) = (progress.clone(), tr.tx.clone(), self.ctx.clone());
+        let task = tokio::spawn(async move {
+            let r = fetch_and_write(&c, &base, chunk, size, min_rate_bps, &p).await;
+            let _ = tx.send((id, r));
+        });
+        tr.active.insert(id, Active { task, progress, reported: 0 });
         Ok(())
     }
 
@@ -343,8 +363,8 @@ impl Session {
             *g = None; // stop serving the old layout while the folder changes
         }
         self.publish_state(NodeState::Indexing { done: 0, total: manifest.total_bytes() });
-        let (root, cache) = (ctx.root.clone(), ctx.cfg.cache.clone());
-        let res = tokio::task::spawn_blocking(move || Layout::prepare(&root, id, manifest, &cache)).await;
+        let (root, cache, storage) = (ctx.root.clone(), ctx.cfg.cache.clone(), ctx.cfg.storage.clone());
+        let res = tokio::task::spawn_blocking(move || Layout::prepare(&root, id, manifest, &cache, storage)).await;
         match res {
             Ok(Ok(l)) => {
                 if self.disk_error && l.is_complete() {
@@ -379,21 +399,21 @@ impl Session {
         }
     }
 
-    async fn send_have_all(&mut self, ws: &mut Ws) -> Result<(), String> {
+    async fn send_have_all(&mut self, ch: &mut Channel) -> Result<(), String> {
         let Some((manifest_id, chunks)) =
             self.ctx.layout.lock().ok().and_then(|g| g.as_ref().map(|l| (l.manifest_id, l.held_chunks())))
         else {
             return Ok(());
         };
-        send(ws, &PeerMsg::HaveAll { manifest_id, chunks }).await
+        send(ch, &PeerMsg::HaveAll { manifest_id, chunks }).await
     }
 
-    async fn on_tick(&mut self, ws: &mut Ws, active: &mut HashMap<u64, Active>) -> Result<(), String> {
-        for (id, a) in active.iter_mut() {
+    async fn on_tick(&mut self, ch: &mut Channel, tr: &mut Transfers) -> Result<(), String> {
+        for (id, a) in tr.active.iter_mut() {
             let p = a.progress.load(Ordering::Relaxed);
             if p > a.reported {
                 a.reported = p;
-                send(ws, &PeerMsg::Progress { id: *id, bytes_done: p }).await?;
+                send(ch, &PeerMsg::Progress { id: *id, bytes_done: p }).await?;
             }
         }
         let lost = self
@@ -404,12 +424,12 @@ impl Session {
             .and_then(|mut g| g.as_mut().map(|l| std::mem::take(&mut l.lost)))
             .unwrap_or_default();
         if !lost.is_empty() {
-            send(ws, &PeerMsg::Lost { chunks: lost }).await?;
+            send(ch, &PeerMsg::Lost { chunks: lost }).await?;
             self.last_rescan = Instant::now() - self.ctx.cfg.rescan_interval; // re-check the folder now
         }
         let snap = self.publish();
         send(
-            ws,
+            ch,
             &PeerMsg::Stats {
                 download_bps: snap.download_bps,
                 upload_bps: snap.upload_bps,
@@ -424,7 +444,7 @@ impl Session {
         // and everything a sync writes is verified anyway. Hand edits made mid-sync are found
         // by the first re-check after completion.
         let due = self.last_rescan.elapsed() >= self.ctx.cfg.rescan_interval;
-        if due && active.is_empty() && matches!(snap.state, NodeState::UpToDate) {
+        if due && tr.active.is_empty() && matches!(snap.state, NodeState::UpToDate) {
             let current =
                 self.ctx.layout.lock().ok().and_then(|g| g.as_ref().map(|l| (l.manifest_id, l.manifest.clone())));
             if let Some((id, m)) = current {
@@ -432,7 +452,7 @@ impl Session {
                 if let Err(End::Disconnected(e) | End::Fatal(e)) = self.relayout(id, m).await {
                     return Err(e);
                 }
-                self.send_have_all(ws).await?;
+                self.send_have_all(ch).await?;
             }
             self.last_rescan = Instant::now();
         }
@@ -554,7 +574,7 @@ async fn fetch_and_write(
     })
     .await;
     match res {
-        Ok(Ok(WriteOutcome::Written | WriteOutcome::NotNeeded)) => Ok(()),
+        Ok(Ok(())) => Ok(()),
         Ok(Err(e)) => Err((FailKind::LocalDisk, e.to_string())),
         Err(e) => Err((FailKind::LocalDisk, format!("write task failed: {e}"))),
     }

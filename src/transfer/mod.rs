@@ -1,4 +1,4 @@
-//! HTTP chunk serving and fetching, compression and throttling.
+//! Chunk semantics shared by both ends: the serving route, compression and throttling.
 //!
 //! Every node (master and peers) serves the chunks it holds verified at `GET /chunk/<hex>`;
 //! the master's planner tells peers which URL to fetch each chunk from. Plain HTTP/1.1 on hyper
@@ -8,16 +8,15 @@
 //!   answer is `503` and the planner re-plans), the upload token bucket, LZ4 when asked for.
 //!   The server re-hashes a chunk before sending it so a file changed behind its back is never
 //!   served as the old content.
-//! - [`client`]: fetch one chunk with a stall timeout and a minimum rate, the download token
-//!   bucket, LZ4 decoding with a strict size bound, and BLAKE2b verification before anything is
-//!   returned. A mismatch is a [`client::FetchError::BadData`]: the source is at fault.
+//! - the fetching side is [`crate::transport::fetch`] (it owns the client connections): stall
+//!   timeout, minimum rate, LZ4 decoding with a strict size bound, and BLAKE2b verification
+//!   before anything is returned.
 //! - [`compress`]: LZ4 block compression (`lz4_flex`), only when a probe says it pays.
 //! - [`ratelimit`]: a token bucket shared by all transfers of one direction of one node.
 //!
 //! Content negotiation uses `Accept-Encoding: lz4` / `Content-Encoding: lz4`; the chunk size is
 //! known to both sides from the manifest, so no length framing beyond HTTP's is needed.
 
-pub mod client;
 pub mod compress;
 pub mod ratelimit;
 pub mod server;

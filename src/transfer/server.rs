@@ -21,8 +21,8 @@ use tokio::sync::Semaphore;
 use super::compress::compress_if_worth;
 use super::ratelimit::RateLimiter;
 use super::{LZ4_ENCODING, PIECE};
-use crate::fileio;
 use crate::manifest::ChunkHash;
+use crate::storage::Storage;
 
 /// Where verified content of a chunk can be read.
 #[derive(Debug, Clone)]
@@ -45,8 +45,8 @@ pub struct ServerConfig {
     pub upload_slots: u32,
     pub limiter: Option<Arc<RateLimiter>>,
     pub compress: bool,
-    /// Test hook: serve corrupted bytes (a rogue node), to prove receivers never accept them.
-    pub corrupt: bool,
+    /// Where chunk bytes are read (the engine's storage seam).
+    pub storage: Arc<dyn Storage>,
 }
 
 /// Counters of one node's chunk server.
@@ -101,19 +101,11 @@ async fn get_chunk(State(s): State<Arc<ChunkServer>>, Path(hex): Path<String>, h
             .iter()
             .filter_map(|v| v.to_str().ok())
             .any(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case(LZ4_ENCODING)));
-    let corrupt = s.cfg.corrupt;
+    let storage = s.cfg.storage.clone();
     let read = tokio::task::spawn_blocking(move || -> std::io::Result<Option<(Vec<u8>, bool)>> {
-        let Some(mut data) = fileio::read_verified(&loc.path, loc.offset, loc.size, &hash)? else {
+        let Some(data) = storage.read_for_upload(&loc.path, loc.offset, loc.size, &hash)? else {
             return Ok(None);
         };
-        if corrupt {
-            for b in data.iter_mut().step_by(997) {
-                *b ^= 0x5a;
-            }
-            if data.is_empty() {
-                data.push(0);
-            }
-        }
         if accept_lz4 {
             if let Some(c) = compress_if_worth(&data) {
                 return Ok(Some((c, true)));

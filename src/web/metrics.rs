@@ -17,12 +17,11 @@ pub fn state_name(s: &NodeState) -> &'static str {
         NodeState::Connecting => "connecting",
         NodeState::Syncing => "syncing",
         NodeState::UpToDate => "up_to_date",
-        NodeState::Disconnected => "disconnected",
         NodeState::Error { .. } => "error",
     }
 }
 
-const STATES: [&str; 7] = ["starting", "indexing", "connecting", "syncing", "up_to_date", "disconnected", "error"];
+const STATES: [&str; 6] = ["starting", "indexing", "connecting", "syncing", "up_to_date", "error"];
 
 /// Escape a label value for the text format.
 pub fn escape_label(v: &str) -> String {
@@ -185,7 +184,7 @@ pub fn render(s: &Snapshot) -> String {
     type Field = fn(&crate::status::NodeStatus) -> f64;
     let per_node: [(&str, &str, &str, Field); 8] = [
         ("lanscatter_node_up", "gauge", "1 unless the node is disconnected or in error.", |n| {
-            f64::from(u8::from(!matches!(n.state, NodeState::Disconnected | NodeState::Error { .. })))
+            f64::from(u8::from(!matches!(n.state, NodeState::Error { .. })))
         }),
         ("lanscatter_node_bytes_done", "gauge", "Verified bytes the node holds (its download progress).", |n| {
             n.bytes_done as f64

@@ -180,3 +180,6 @@ pub fn simulate_checked(cfg: &lanscatter::sim::SimConfig) -> lanscatter::sim::Si
 
 /// Helpers for the sync integration tests (engines, trees with mtimes, polling).
 pub mod sync;
+
+/// The fault-injecting storage middleware (full, slow, failing, lying disks).
+pub mod storage;

@@ -5,10 +5,11 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use lanscatter::engine::{is_done, Engine};
 use lanscatter::manifest::{CacheMode, ChunkRule};
-use lanscatter::master::{Master, MasterConfig};
-use lanscatter::peer::{Peer, PeerConfig};
-use lanscatter::status::{NodeState, Snapshot};
+use lanscatter::master::MasterConfig;
+use lanscatter::peer::PeerConfig;
+use lanscatter::status::Snapshot;
 
 /// Small chunks give many chunks from little data.
 pub const CHUNK: u64 = 64 * 1024;
@@ -141,12 +142,12 @@ pub fn peer_config(master: std::net::SocketAddr, dir: &Path, cache: &Path, name:
     cfg
 }
 
-pub async fn start_master(dir: &Path, cache: &Path) -> Master {
-    Master::start(master_config(dir, cache)).await.expect("master starts")
+pub async fn start_master(dir: &Path, cache: &Path) -> Engine {
+    Engine::start(master_config(dir, cache)).await.expect("master starts")
 }
 
-pub async fn start_peer(master: std::net::SocketAddr, dir: &Path, cache: &Path, name: &str) -> Peer {
-    Peer::start(peer_config(master, dir, cache, name)).await.expect("peer starts")
+pub async fn start_peer(master: std::net::SocketAddr, dir: &Path, cache: &Path, name: &str) -> Engine {
+    Engine::start(peer_config(master, dir, cache, name)).await.expect("peer starts")
 }
 
 /// Poll `cond` on the latest snapshot until it holds or `timeout` passes.
@@ -186,20 +187,16 @@ pub async fn wait_until(timeout: Duration, what: &str, mut cond: impl FnMut() ->
     }
 }
 
-pub fn up_to_date(s: &Snapshot) -> bool {
-    matches!(s.state, NodeState::UpToDate)
-}
-
 /// A peer is done for the master's *current* content when it is up to date and its manifest is
 /// the master's latest.
-pub async fn wait_synced(peer: &Peer, master: &Master, master_dir: &Path, peer_dir: &Path, timeout: Duration) {
+pub async fn wait_synced(peer: &Engine, master: &Engine, master_dir: &Path, peer_dir: &Path, timeout: Duration) {
     let mut prx = peer.status();
     let mrx = master.status();
     let deadline = Instant::now() + timeout;
     loop {
         let m = mrx.borrow().manifest_id;
         let p = prx.borrow_and_update().clone();
-        if m != 0 && p.manifest_id == m && up_to_date(&p) && trees_equal(master_dir, peer_dir) {
+        if m != 0 && p.manifest_id == m && is_done(&p) && trees_equal(master_dir, peer_dir) {
             return;
         }
         if Instant::now() > deadline {

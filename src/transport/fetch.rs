@@ -17,11 +17,11 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 
-use super::compress::{decompress_exact, max_compressed_len};
-use super::ratelimit::RateLimiter;
-use super::{CHUNK_ROUTE, LZ4_ENCODING};
 use crate::manifest::ChunkHash;
 use crate::protocol::FailKind;
+use crate::transfer::compress::{decompress_exact, max_compressed_len};
+use crate::transfer::ratelimit::RateLimiter;
+use crate::transfer::{CHUNK_ROUTE, LZ4_ENCODING};
 
 #[derive(Debug, thiserror::Error)]
 pub enum FetchError {

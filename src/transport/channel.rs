@@ -1,0 +1,217 @@
+//! The control channel between a master and each of its peers, one type for both ends.
+//!
+//! A [`Channel`] is a websocket over any byte stream (today plain TCP; TLS later wraps the
+//! stream in [`connect`] and [`upgrade`] and nothing else). Framing is the same both ways: the
+//! handshake is one JSON text frame each way (so a version mismatch can always be read and
+//! explained), after it every message is one binary frame in the [`crate::protocol`] encoding.
+//! Frames are bounded by [`MAX_FRAME`] before anything is allocated for them.
+//!
+//! The server side does the websocket upgrade itself on the request hyper hands to the router
+//! (no axum extractor), so master and peer run the same tungstenite code.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::extract::{ConnectInfo, Request};
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use futures_util::{SinkExt, StreamExt};
+use hyper_util::rt::TokioIo;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
+use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::WebSocketStream;
+
+use crate::protocol::{self, MAX_FRAME};
+
+/// Any stream a channel can run over.
+pub trait Io: AsyncRead + AsyncWrite + Send + Unpin + 'static {}
+impl<T: AsyncRead + AsyncWrite + Send + Unpin + 'static> Io for T {}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ChannelError {
+    #[error("connection closed")]
+    Closed,
+    #[error("no answer within {0:?}")]
+    Timeout(Duration),
+    #[error("{0}")]
+    Io(String),
+    #[error("malformed message: {0}")]
+    Malformed(String),
+    #[error("unexpected {0} frame")]
+    Unexpected(&'static str),
+}
+
+/// One end of a control connection.
+pub struct Channel {
+    ws: WebSocketStream<Box<dyn Io>>,
+    local: Option<SocketAddr>,
+    remote: Option<SocketAddr>,
+}
+
+fn ws_config() -> WebSocketConfig {
+    WebSocketConfig::default().max_message_size(Some(MAX_FRAME)).max_frame_size(Some(MAX_FRAME))
+}
+
+impl Channel {
+    /// The local address of the underlying connection (what the peer tells others to use).
+    pub fn local_addr(&self) -> Option<SocketAddr> {
+        self.local
+    }
+
+    pub fn remote_addr(&self) -> Option<SocketAddr> {
+        self.remote
+    }
+
+    /// Send a handshake value as one JSON text frame.
+    pub async fn send_handshake<T: Serialize>(&mut self, v: &T) -> Result<(), ChannelError> {
+        let text = serde_json::to_string(v).map_err(|e| ChannelError::Io(e.to_string()))?;
+        self.ws.send(Message::Text(text.into())).await.map_err(|e| ChannelError::Io(e.to_string()))
+    }
+
+    /// The other side's handshake text frame, within `timeout`.
+    pub async fn recv_handshake(&mut self, timeout: Duration) -> Result<String, ChannelError> {
+        loop {
+            let frame =
+                tokio::time::timeout(timeout, self.ws.next()).await.map_err(|_| ChannelError::Timeout(timeout))?;
+            match frame {
+                Some(Ok(Message::Text(t))) => return Ok(t.as_str().to_owned()),
+                Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
+                Some(Ok(Message::Binary(_))) => return Err(ChannelError::Unexpected("binary")),
+                Some(Ok(_)) | None => return Err(ChannelError::Closed),
+                Some(Err(e)) => return Err(ChannelError::Io(e.to_string())),
+            }
+        }
+    }
+
+    /// Send one message as a binary frame.
+    pub async fn send<T: Serialize>(&mut self, msg: &T) -> Result<(), ChannelError> {
+        self.ws.send(Message::Binary(protocol::encode(msg).into())).await.map_err(|e| ChannelError::Io(e.to_string()))
+    }
+
+    /// The next message (pings are answered by the library and skipped here).
+    pub async fn recv<T: DeserializeOwned>(&mut self) -> Result<T, ChannelError> {
+        loop {
+            match self.ws.next().await {
+                Some(Ok(Message::Binary(b))) => {
+                    return protocol::decode::<T>(&b).map_err(|e| ChannelError::Malformed(e.to_string()))
+                }
+                Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => {}
+                Some(Ok(Message::Text(_))) => return Err(ChannelError::Unexpected("text")),
+                Some(Ok(Message::Close(_))) | None => return Err(ChannelError::Closed),
+                Some(Err(e)) => return Err(ChannelError::Io(e.to_string())),
+            }
+        }
+    }
+
+    /// Close politely (errors are irrelevant: the connection is going away either way).
+    pub async fn close(&mut self) {
+        let _ = self.ws.close(None).await;
+    }
+}
+
+/// Open a channel to the master at `hostport` (see [`super::normalize_addr`]).
+pub async fn connect(hostport: &str, timeout: Duration) -> Result<Channel, ChannelError> {
+    let open = async {
+        let tcp = tokio::net::TcpStream::connect(hostport).await.map_err(|e| ChannelError::Io(e.to_string()))?;
+        let _ = tcp.set_nodelay(true);
+        let (local, remote) = (tcp.local_addr().ok(), tcp.peer_addr().ok());
+        let io: Box<dyn Io> = Box::new(tcp);
+        let (ws, _) = tokio_tungstenite::client_async_with_config(super::join_url(hostport), io, Some(ws_config()))
+            .await
+            .map_err(|e| ChannelError::Io(e.to_string()))?;
+        Ok(Channel { ws, local, remote })
+    };
+    tokio::time::timeout(timeout, open).await.map_err(|_| ChannelError::Timeout(timeout))?
+}
+
+/// Answer a websocket upgrade request and run `handle` on the channel once it is open. Anything
+/// that is not a websocket request gets `400`.
+pub fn upgrade<F, Fut>(mut req: Request, handle: F) -> Response
+where
+    F: FnOnce(Channel) -> Fut + Send + 'static,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    let headers = req.headers();
+    let is_ws =
+        headers.get(header::UPGRADE).and_then(|v| v.to_str().ok()).is_some_and(|v| v.eq_ignore_ascii_case("websocket"))
+            && headers.get(header::SEC_WEBSOCKET_VERSION).is_some_and(|v| v == "13");
+    let Some(key) = headers.get(header::SEC_WEBSOCKET_KEY).filter(|_| is_ws).map(|k| derive_accept_key(k.as_bytes()))
+    else {
+        return (StatusCode::BAD_REQUEST, "expected a websocket upgrade (lanscatter peer)\n").into_response();
+    };
+    let remote = req.extensions().get::<ConnectInfo<SocketAddr>>().map(|c| c.0);
+    let on_upgrade = hyper::upgrade::on(&mut req);
+    tokio::spawn(async move {
+        match on_upgrade.await {
+            Ok(up) => {
+                let io: Box<dyn Io> = Box::new(TokioIo::new(up));
+                let ws = WebSocketStream::from_raw_socket(io, Role::Server, Some(ws_config())).await;
+                handle(Channel { ws, local: None, remote }).await;
+            }
+            Err(e) => tracing::debug!("websocket upgrade from {remote:?} failed: {e}"),
+        }
+    });
+    let mut resp = Response::new(Body::empty());
+    *resp.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+    let h = resp.headers_mut();
+    h.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+    h.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+    if let Ok(v) = HeaderValue::from_str(&key) {
+        h.insert(header::SEC_WEBSOCKET_ACCEPT, v);
+    }
+    resp
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::{MasterMsg, PeerMsg};
+
+    /// A real server (the project's serve loop) and a real client exchange a handshake and
+    /// messages both ways, then a malformed frame is reported as such.
+    #[tokio::test]
+    async fn handshake_and_messages_cross_both_ways() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let app = axum::Router::new().route(
+            super::super::JOIN_ROUTE,
+            axum::routing::get(|req: Request| async move {
+                upgrade(req, |mut ch| async move {
+                    let hello = ch.recv_handshake(Duration::from_secs(5)).await.expect("hello");
+                    ch.send_handshake(&format!("welcome {hello}")).await.expect("welcome");
+                    let m: PeerMsg = ch.recv().await.expect("peer message");
+                    assert!(matches!(m, PeerMsg::Finished { id: 7 }), "{m:?}");
+                    assert!(ch.remote_addr().is_some());
+                    ch.send(&MasterMsg::Cancel { id: 9 }).await.expect("send");
+                    ch.ws.send(Message::Binary(vec![0xff; 3].into())).await.expect("raw send");
+                })
+            }),
+        );
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let server = tokio::spawn(super::super::serve(listener, app, Duration::from_secs(5), "test", async move {
+            let _ = stopped.await;
+        }));
+        let mut ch = connect(&addr.to_string(), Duration::from_secs(5)).await.expect("connect");
+        assert_eq!(ch.local_addr().map(|a| a.ip()), Some("127.0.0.1".parse().unwrap()));
+        ch.send_handshake(&"hi").await.expect("hello");
+        assert_eq!(ch.recv_handshake(Duration::from_secs(5)).await.expect("welcome"), "\"welcome \\\"hi\\\"\"");
+        ch.send(&PeerMsg::Finished { id: 7 }).await.expect("send");
+        assert!(matches!(ch.recv::<MasterMsg>().await.expect("cancel"), MasterMsg::Cancel { id: 9 }));
+        assert!(matches!(ch.recv::<MasterMsg>().await, Err(ChannelError::Malformed(_))));
+        stop.send(()).expect("server running");
+        server.await.expect("server stops");
+    }
+
+    #[tokio::test]
+    async fn a_plain_get_is_not_upgraded() {
+        let req = Request::builder().uri("/join").body(Body::empty()).expect("request");
+        let resp = upgrade(req, |_| async {});
+        assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
+    }
+}

@@ -1,0 +1,111 @@
+//! Every connection the program makes or accepts, and every address and URL it builds.
+//!
+//! Why one module: TLS, authentication or a proxy leg change *how bytes cross the network*, and
+//! that should be one place, not a dozen. The engines above speak in messages and chunks; this
+//! module turns them into sockets:
+//! - [`serve`]: the one HTTP serve loop under master, peer and the settings page (header
+//!   timeout, websocket upgrades, the client's address, graceful stop).
+//! - [`fetch`]: the one chunk client (`GET /chunk/<hex>`: stall timeout, minimum rate, LZ4,
+//!   BLAKE2b verification before anything is returned).
+//! - [`channel`]: the control channel, one framing for master and peer alike (a JSON handshake
+//!   frame each way, then postcard-encoded binary frames), the server's websocket upgrade and
+//!   the peer's connector.
+//! - here: default ports, the address normaliser and the URL builders (`http://`, `ws://`).
+//!
+//! Wire paths and chunk semantics live elsewhere ([`crate::paths`], [`crate::transfer`]).
+
+pub mod channel;
+pub mod fetch;
+pub mod serve;
+
+pub use serve::{serve, HEADER_READ_TIMEOUT};
+
+/// Default control and chunk port of a master.
+pub const MASTER_PORT: u16 = 10564;
+/// Default chunk-server port of a peer.
+pub const PEER_PORT: u16 = 10565;
+
+/// Route of the control websocket on a master.
+pub const JOIN_ROUTE: &str = "/join";
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AddrError {
+    #[error("no server address given: give the master's address, e.g. 192.168.1.10 or 192.168.1.10:{MASTER_PORT}")]
+    Empty,
+    #[error("server address {0:?} {1}; expected host or host:port, e.g. 192.168.1.10:{MASTER_PORT}")]
+    Bad(String, &'static str),
+}
+
+/// Normalise a user-given `host`, `host:port`, `IPv6` or `[IPv6]:port` to `host:port` (IPv6 in
+/// brackets), with `default_port` when none is given. A leading `http://` and a trailing `/`
+/// are tolerated (people paste status-page URLs); any other path, scheme or space is refused.
+pub fn normalize_addr(input: &str, default_port: u16) -> Result<String, AddrError> {
+    let s = input.trim().trim_start_matches("http://").trim_end_matches('/');
+    let bad = |why| AddrError::Bad(input.trim().to_string(), why);
+    if s.is_empty() {
+        return Err(AddrError::Empty);
+    }
+    if s.contains("://") || s.contains('/') || s.contains(char::is_whitespace) {
+        return Err(bad("is not a plain address"));
+    }
+    if s.parse::<std::net::SocketAddr>().is_ok() {
+        return Ok(s.to_string());
+    }
+    if s.starts_with('[') {
+        return Err(bad("has a bad IPv6 form"));
+    }
+    if s.parse::<std::net::Ipv6Addr>().is_ok() {
+        return Ok(host_port(s, default_port));
+    }
+    let hostport = match s.rsplit_once(':') {
+        Some((host, port)) => {
+            if host.is_empty() || port.parse::<u16>().map_or(true, |p| p == 0) {
+                return Err(bad("has a bad port"));
+            }
+            s.to_string()
+        }
+        None => host_port(s, default_port),
+    };
+    hostport.parse::<hyper::Uri>().map_err(|_| bad("is not a valid host name"))?;
+    Ok(hostport)
+}
+
+/// `host:port`, with an IPv6 host in brackets.
+pub fn host_port(host: &str, port: u16) -> String {
+    if host.contains(':') && !host.starts_with('[') {
+        format!("[{host}]:{port}")
+    } else {
+        format!("{host}:{port}")
+    }
+}
+
+/// Base URL of a node's chunk server (`http://host:port`), from [`host_port`]'s form.
+pub fn chunk_base(hostport: &str) -> String {
+    format!("http://{hostport}")
+}
+
+/// URL of a master's control websocket, from [`host_port`]'s form.
+pub fn join_url(hostport: &str) -> String {
+    format!("ws://{hostport}{JOIN_ROUTE}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn addresses_normalise_to_host_port() {
+        let n = |s| normalize_addr(s, MASTER_PORT);
+        assert_eq!(n("host").unwrap(), "host:10564");
+        assert_eq!(n(" http://host:99/ ").unwrap(), "host:99");
+        assert_eq!(n("10.0.0.1:99").unwrap(), "10.0.0.1:99");
+        assert_eq!(n("::1").unwrap(), "[::1]:10564");
+        assert_eq!(n("[::1]:5").unwrap(), "[::1]:5");
+        assert_eq!(n(""), Err(AddrError::Empty));
+        for bad in ["a b", "host/x", "ftp://h", "h:0", "h:99999", ":5", "[::1"] {
+            assert!(matches!(n(bad), Err(AddrError::Bad(..))), "{bad} accepted");
+        }
+        assert_eq!(chunk_base(&host_port("fe80::1", 7)), "http://[fe80::1]:7");
+        assert_eq!(join_url("h:1"), "ws://h:1/join");
+    }
+}
