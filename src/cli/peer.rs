@@ -16,7 +16,7 @@ use anyhow::Context;
 use crate::engine::{is_done, Engine};
 use crate::manifest::CacheMode;
 use crate::peer::PeerConfig;
-use crate::status::NodeState;
+use crate::status::{NodeState, Snapshot};
 use crate::transfer::ratelimit::parse_rate;
 
 #[derive(Debug, clap::Args)]
@@ -62,6 +62,17 @@ pub struct PeerArgs {
 }
 
 pub fn run(args: PeerArgs) -> anyhow::Result<ExitCode> {
+    let cfg = config(&args)?;
+    let rt = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
+    rt.block_on(async move {
+        let peer = Engine::start(cfg).await?;
+        let code = follow(&peer, &args).await;
+        peer.shutdown().await;
+        code
+    })
+}
+
+fn config(args: &PeerArgs) -> anyhow::Result<PeerConfig> {
     let mut cfg = PeerConfig::new(args.server.clone(), args.dst_dir.clone());
     cfg.bind = SocketAddr::new(args.bind.unwrap_or(IpAddr::from([0, 0, 0, 0])), args.port);
     cfg.advertise = args.advertise.clone();
@@ -73,10 +84,59 @@ pub fn run(args: PeerArgs) -> anyhow::Result<ExitCode> {
     if args.no_cache {
         cfg.cache = CacheMode::Disabled;
     }
-    let rt = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
-    rt.block_on(async move {
-        let peer = Engine::start(cfg).await?;
-        let mut rx = peer.status();
+    Ok(cfg)
+}
+
+/// Report the engine's progress until it is done (with `--exit-when-done`), fails, or Ctrl-C.
+async fn follow(peer: &Engine, args: &PeerArgs) -> anyhow::Result<ExitCode> {
+    let mut rx = peer.status();
+    let mut out = Reporter::new(args);
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => return Ok(ExitCode::SUCCESS),
+            _ = tick.tick() => {}
+            // --exit-when-done reacts to the engine's status at once rather than at the
+            // next 1 s tick (scripts and the LAN bench time the exit).
+            Ok(()) = rx.changed(), if args.exit_when_done => {
+                if !is_done(&rx.borrow_and_update()) {
+                    continue;
+                }
+            }
+        }
+        let s = rx.borrow_and_update().clone();
+        out.show(&s)?;
+        if let NodeState::Error { message: e } = &s.state {
+            if !peer.is_running() {
+                out.abandon();
+                eprintln!("lanscatter peer: error: {e}");
+                return Ok(ExitCode::FAILURE);
+            }
+        }
+        if args.exit_when_done && is_done(&s) {
+            out.finish();
+            eprintln!(
+                "lanscatter peer: up to date: {} files, {} bytes in {}",
+                s.files_total,
+                s.folder_bytes,
+                s.folder.display()
+            );
+            return Ok(ExitCode::SUCCESS);
+        }
+    }
+}
+
+/// Progress output: a bar on a terminal, a plain line every 5 s otherwise, JSON with `--json`.
+struct Reporter {
+    bar: Option<indicatif::ProgressBar>,
+    json: bool,
+    server: String,
+    shown: u64,
+    shown_detail: Option<String>,
+}
+
+impl Reporter {
+    fn new(args: &PeerArgs) -> Self {
         let tty = !args.json && std::io::stderr().is_terminal();
         let bar = tty.then(|| {
             let b = indicatif::ProgressBar::new(0);
@@ -89,83 +149,65 @@ pub fn run(args: PeerArgs) -> anyhow::Result<ExitCode> {
             );
             b
         });
-        let mut tick = tokio::time::interval(Duration::from_secs(1));
-        let mut n = 0u64;
-        let mut shown_detail: Option<String> = None;
-        let code = loop {
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => break ExitCode::SUCCESS,
-                _ = tick.tick() => {}
-                // --exit-when-done reacts to the engine's status at once rather than at the
-                // next 1 s tick (scripts and the LAN bench time the exit).
-                Ok(()) = rx.changed(), if args.exit_when_done => {
-                    let s = rx.borrow_and_update().clone();
-                    if !is_done(&s) {
-                        continue;
-                    }
-                }
+        Reporter { bar, json: args.json, server: args.server.clone(), shown: 0, shown_detail: None }
+    }
+
+    fn show(&mut self, s: &Snapshot) -> anyhow::Result<()> {
+        self.shown += 1;
+        if self.json {
+            println!("{}", serde_json::to_string(s)?);
+            return Ok(());
+        }
+        let label = label(&s.state);
+        let new_detail = s.detail.is_some() && s.detail != self.shown_detail;
+        let every_5 = self.shown % 5 == 1;
+        if let Some(b) = &self.bar {
+            b.set_length(s.bytes_total);
+            b.set_position(s.bytes_done);
+            b.set_message(label);
+            if new_detail {
+                b.println(format!("lanscatter peer: {}", s.detail.as_deref().unwrap_or_default()));
             }
-            n += 1;
-            let s = rx.borrow_and_update().clone();
-            if args.json {
-                println!("{}", serde_json::to_string(&s)?);
+        } else if let Some(d) = &s.detail {
+            if every_5 || new_detail {
+                eprintln!("lanscatter peer: {label}: {d}");
             }
-            let label = match &s.state {
-                NodeState::Starting => "starting",
-                NodeState::Indexing { .. } => "indexing",
-                NodeState::Connecting => "connecting",
-                NodeState::Syncing => "syncing",
-                NodeState::UpToDate => "up to date",
-                NodeState::Error { .. } => "error",
-            };
-            if let Some(b) = &bar {
-                b.set_length(s.bytes_total);
-                b.set_position(s.bytes_done);
-                b.set_message(label);
-                if s.detail.is_some() && s.detail != shown_detail {
-                    b.println(format!("lanscatter peer: {}", s.detail.as_deref().unwrap_or_default()));
-                }
-                shown_detail = s.detail.clone();
-            } else if let (false, Some(d)) = (args.json, &s.detail) {
-                if n % 5 == 1 || s.detail != shown_detail {
-                    eprintln!("lanscatter peer: {label}: {d}");
-                }
-                shown_detail = s.detail.clone();
-            } else if !args.json && n % 5 == 1 && s.bytes_total == 0 {
-                eprintln!("lanscatter peer: {label} ({})", args.server);
-            } else if !args.json && n % 5 == 1 {
-                eprintln!(
-                    "lanscatter peer: {label}: {}/{} bytes ({:.1} %), {:.1} MB/s down, {:.1} MB/s up",
-                    s.bytes_done,
-                    s.bytes_total,
-                    s.progress() * 100.0,
-                    s.download_bps / 1e6,
-                    s.upload_bps / 1e6
-                );
-            }
-            if let NodeState::Error { message: e } = &s.state {
-                if !peer.is_running() {
-                    if let Some(b) = &bar {
-                        b.abandon();
-                    }
-                    eprintln!("lanscatter peer: error: {e}");
-                    break ExitCode::FAILURE;
-                }
-            }
-            if args.exit_when_done && is_done(&s) {
-                if let Some(b) = &bar {
-                    b.finish_with_message("up to date");
-                }
-                eprintln!(
-                    "lanscatter peer: up to date: {} files, {} bytes in {}",
-                    s.files_total,
-                    s.folder_bytes,
-                    s.folder.display()
-                );
-                break ExitCode::SUCCESS;
-            }
-        };
-        peer.shutdown().await;
-        Ok(code)
-    })
+        } else if every_5 && s.bytes_total == 0 {
+            eprintln!("lanscatter peer: {label} ({})", self.server);
+        } else if every_5 {
+            eprintln!(
+                "lanscatter peer: {label}: {}/{} bytes ({:.1} %), {:.1} MB/s down, {:.1} MB/s up",
+                s.bytes_done,
+                s.bytes_total,
+                s.progress() * 100.0,
+                s.download_bps / 1e6,
+                s.upload_bps / 1e6
+            );
+        }
+        self.shown_detail = s.detail.clone();
+        Ok(())
+    }
+
+    fn abandon(&self) {
+        if let Some(b) = &self.bar {
+            b.abandon();
+        }
+    }
+
+    fn finish(&self) {
+        if let Some(b) = &self.bar {
+            b.finish_with_message("up to date");
+        }
+    }
+}
+
+fn label(state: &NodeState) -> &'static str {
+    match state {
+        NodeState::Starting => "starting",
+        NodeState::Indexing { .. } => "indexing",
+        NodeState::Connecting => "connecting",
+        NodeState::Syncing => "syncing",
+        NodeState::UpToDate => "up to date",
+        NodeState::Error { .. } => "error",
+    }
 }

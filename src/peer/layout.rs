@@ -31,7 +31,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use crate::manifest::diff::ChunkSource as DiffSource;
-use crate::manifest::{CacheMode, ChunkHash, Manifest, ScanOptions};
+use crate::manifest::{CacheMode, ChunkHash, FileWork, Manifest, ScanOptions};
 use crate::storage::{self, EntryKind, Storage};
 
 #[derive(Debug, thiserror::Error)]
@@ -78,7 +78,82 @@ pub struct Layout {
     pub local_copies: u64,
 }
 
+/// What stays in the folder that the manifest lacks, kept until the end of `prepare` because
+/// its content may be reused: whole files by content (for moves) and single chunks (pieces).
+#[derive(Default)]
+struct Leftovers {
+    paths: HashSet<PathBuf>,
+    files: HashMap<ChunkHash, PathBuf>,
+    chunks: HashMap<ChunkHash, (PathBuf, u64, u64)>,
+}
+
+impl Leftovers {
+    fn holds(&self, p: &Path) -> bool {
+        under(&self.paths, p)
+    }
+
+    /// The local path of a wire path, if it lies in a leftover.
+    fn local(&self, root: &Path, wire: &str) -> Option<PathBuf> {
+        crate::paths::to_local(root, wire).ok().filter(|a| self.holds(a))
+    }
+}
+
+fn under(set: &HashSet<PathBuf>, p: &Path) -> bool {
+    p.ancestors().any(|a| set.contains(a))
+}
+
+/// Directories the manifest needs: its own list plus every file's ancestors.
+fn needed_dirs(manifest: &Manifest) -> HashSet<&str> {
+    let mut needed: HashSet<&str> = manifest.dirs.iter().map(|d| d.path.as_str()).collect();
+    for f in &manifest.files {
+        let mut p = f.path.as_str();
+        while let Some(i) = p.rfind('/') {
+            p = &p[..i];
+            needed.insert(p);
+        }
+    }
+    needed
+}
+
+/// Remove what stands in the way of the manifest (a dir where a file goes and vice versa) and
+/// everything that is not a plain file or dir (symlinks, special files, non-UTF-8 names),
+/// parents before children. Plain files and dirs that are merely extra are returned instead:
+/// their content may be reused, and they are removed at the end.
+fn clear_the_way(
+    root: &Path,
+    manifest: &Manifest,
+    needed: &HashSet<&str>,
+    storage: &dyn Storage,
+) -> Result<HashSet<PathBuf>, LayoutError> {
+    let entries = storage::disk::walk(root).map_err(|e| io_err(root, e))?;
+    let mut removed: HashSet<PathBuf> = HashSet::new();
+    let mut leftovers: HashSet<PathBuf> = HashSet::new();
+    for e in entries {
+        if under(&removed, &e.abs) || under(&leftovers, &e.abs) {
+            continue;
+        }
+        let (keep, in_the_way) = match (&e.rel, e.kind) {
+            (Some(rel), EntryKind::File) => (manifest.file(rel).is_some(), needed.contains(rel.as_str())),
+            (Some(rel), EntryKind::Dir) => (needed.contains(rel.as_str()), manifest.file(rel).is_some()),
+            _ => (false, true),
+        };
+        if keep {
+            continue;
+        }
+        if in_the_way {
+            tracing::info!("removing {} (not in the master's folder)", e.abs.display());
+            storage.remove(&e.abs).map_err(|err| io_err(&e.abs, err))?;
+            removed.insert(e.abs);
+        } else {
+            leftovers.insert(e.abs);
+        }
+    }
+    Ok(leftovers)
+}
+
 impl Layout {
+    /// Make the folder's structure match `manifest` and find what content is already right
+    /// (blocking; the steps are listed in the module doc).
     pub fn prepare(
         root: &Path,
         manifest_id: u64,
@@ -96,196 +171,24 @@ impl Layout {
         };
         let local = crate::manifest::scan(root, &opts)?;
         let plan = crate::manifest::diff(&manifest, &local);
-
-        let mut unsyncable = Vec::new();
-        let paths: Vec<Option<PathBuf>> = manifest
-            .files
-            .iter()
-            .map(|f| match crate::paths::to_local(root, &f.path) {
-                Ok(p) => Some(p),
-                Err(e) => {
-                    unsyncable.push(format!("{}: {e}", f.path));
-                    None
-                }
-            })
-            .collect();
-
-        // Directories the manifest needs: its own list plus every file's ancestors.
-        let mut needed_dirs: HashSet<&str> = manifest.dirs.iter().map(|d| d.path.as_str()).collect();
-        for f in &manifest.files {
-            let mut p = f.path.as_str();
-            while let Some(i) = p.rfind('/') {
-                p = &p[..i];
-                needed_dirs.insert(p);
-            }
-        }
-        // Remove what the manifest lacks, parents before children (a removed dir takes its
-        // children with it). Plain files and dirs that are not in the way wait until the end:
-        // their content may be reused.
-        let entries = storage::disk::walk(root).map_err(|e| io_err(root, e))?;
-        let mut removed: HashSet<PathBuf> = HashSet::new();
-        let mut leftovers: HashSet<PathBuf> = HashSet::new();
-        let under = |set: &HashSet<PathBuf>, p: &Path| p.ancestors().any(|a| set.contains(a));
-        for e in entries {
-            if under(&removed, &e.abs) || under(&leftovers, &e.abs) {
-                continue;
-            }
-            let (keep, in_the_way) = match (&e.rel, e.kind) {
-                (Some(rel), EntryKind::File) => (manifest.file(rel).is_some(), needed_dirs.contains(rel.as_str())),
-                (Some(rel), EntryKind::Dir) => (needed_dirs.contains(rel.as_str()), manifest.file(rel).is_some()),
-                _ => (false, true),
-            };
-            if keep {
-                continue;
-            }
-            if in_the_way {
-                tracing::info!("removing {} (not in the master's folder)", e.abs.display());
-                storage.remove(&e.abs).map_err(|err| io_err(&e.abs, err))?;
-                removed.insert(e.abs);
-            } else {
-                leftovers.insert(e.abs);
-            }
-        }
-        // Where a leftover lives, if it does: whole leftover files by content (for moves), and
-        // the diff's local chunk sources that lie in leftovers (for pieces).
-        let leftover_path = |wire: &str| crate::paths::to_local(root, wire).ok().filter(|a| under(&leftovers, a));
-        let mut spare_files: HashMap<ChunkHash, PathBuf> = HashMap::new();
+        let mut layout = Layout::empty(root, manifest_id, manifest.clone(), storage);
+        let needed = needed_dirs(&manifest);
+        let mut spare =
+            Leftovers { paths: clear_the_way(root, &manifest, &needed, &*layout.storage)?, ..Default::default() };
         for lf in local.files.iter().filter(|lf| lf.size > 0 && manifest.file(&lf.path).is_none()) {
-            if let Some(abs) = leftover_path(&lf.path) {
-                spare_files.entry(lf.hash).or_insert(abs);
+            if let Some(abs) = spare.local(root, &lf.path) {
+                spare.files.entry(lf.hash).or_insert(abs);
             }
         }
-        let mut spare_chunks: HashMap<ChunkHash, (PathBuf, u64, u64)> = HashMap::new();
-        let mut dirs: Vec<&str> = needed_dirs.into_iter().collect();
-        dirs.sort();
-        for d in dirs {
-            match crate::paths::to_local(root, d) {
-                Ok(p) => storage.create_dir_all(&p).map_err(|e| io_err(&p, e))?,
-                Err(e) => unsyncable.push(format!("{d}/: {e}")),
-            }
+        layout.create_dirs(root, needed)?;
+        let work: HashMap<&str, &FileWork> = plan.files.iter().map(|w| (w.path.as_str(), w)).collect();
+        for fi in 0..manifest.files.len() {
+            layout.size_file(root, fi, work.get(manifest.files[fi].path.as_str()).copied(), &mut spare)?;
         }
-
-        // Which (file, offset) places still need writing: the diff's work list.
-        let work: HashMap<&str, &crate::manifest::FileWork> = plan.files.iter().map(|w| (w.path.as_str(), w)).collect();
-        let unique = manifest.unique_chunks();
-        let index: HashMap<ChunkHash, usize> = unique.iter().enumerate().map(|(i, (h, _))| (*h, i)).collect();
-        let mut pending: HashMap<ChunkHash, Vec<(usize, u64)>> = HashMap::new();
-        let mut held: HashMap<ChunkHash, (usize, u64, u64)> = HashMap::new();
-        let mut file_pending = vec![0u32; manifest.files.len()];
-        let mut moved_chunks = 0u64;
-        for (fi, f) in manifest.files.iter().enumerate() {
-            let Some(path) = &paths[fi] else {
-                // Cannot exist here: its chunks stay pending forever and the peer reports it.
-                for c in &f.chunks {
-                    pending.entry(c.hash).or_default();
-                }
-                file_pending[fi] = f.chunks.len().max(1) as u32;
-                continue;
-            };
-            let mut todo = work.get(f.path.as_str());
-            let nothing_in_place = todo.is_some_and(|w| w.chunks.len() == f.chunks.len());
-            if nothing_in_place {
-                // The scan hashed this content; the file keeps its bytes, only its name changes.
-                // Still a plain file (lstat), so a symlink can never be moved into the tree.
-                let plain = |p: &Path| storage.kind(p).is_ok_and(|k| k == Some(EntryKind::File));
-                if let Some(src) = spare_files.remove(&f.hash).filter(|s| plain(s)) {
-                    match storage.rename(&src, path) {
-                        Ok(()) => {
-                            tracing::info!("moved {} to {} (same content)", src.display(), path.display());
-                            moved_chunks += f.chunks.len() as u64;
-                            todo = None;
-                        }
-                        Err(e) => {
-                            tracing::warn!("cannot move {} to {}: {e}; fetching it", src.display(), path.display())
-                        }
-                    }
-                }
-            }
-            storage.set_len(path, f.size).map_err(|e| io_err(path, e))?;
-            match todo {
-                Some(w) => {
-                    let todo: HashMap<u64, &DiffSource> = w.chunks.iter().map(|c| (c.offset, &c.source)).collect();
-                    for c in &f.chunks {
-                        match todo.get(&c.offset) {
-                            Some(source) => {
-                                pending.entry(c.hash).or_default().push((fi, c.offset));
-                                file_pending[fi] += 1;
-                                if let DiffSource::Local { path, offset, stable: false } = source {
-                                    if let Some(abs) = leftover_path(path) {
-                                        spare_chunks.entry(c.hash).or_insert((abs, *offset, u64::from(c.size)));
-                                    }
-                                }
-                            }
-                            None => {
-                                held.entry(c.hash).or_insert((fi, c.offset, u64::from(c.size)));
-                            }
-                        }
-                    }
-                }
-                None => {
-                    for c in &f.chunks {
-                        held.entry(c.hash).or_insert((fi, c.offset, u64::from(c.size)));
-                    }
-                }
-            }
-        }
-        let bytes_total = unique.iter().map(|(_, s)| s).sum();
-        let mut layout = Layout {
-            manifest_id,
-            storage,
-            manifest,
-            paths,
-            unique,
-            index,
-            pending,
-            held,
-            file_pending,
-            bytes_done: 0,
-            bytes_total,
-            unsyncable,
-            lost: Vec::new(),
-            local_copies: moved_chunks,
-        };
         layout.bytes_done = layout.held.keys().map(|h| layout.unique[layout.index[h]].1).sum();
-
-        // Local copies of content already verified elsewhere in the folder.
-        let copyable: Vec<ChunkHash> = layout
-            .pending
-            .iter()
-            .filter(|(h, places)| !places.is_empty() && layout.held.contains_key(h))
-            .map(|(h, _)| *h)
-            .collect();
-        for h in copyable {
-            let (fi, off, size) = layout.held[&h];
-            let Some(src) = layout.paths[fi].clone() else { continue };
-            match storage::read_verified(&*layout.storage, &src, off, size, &h).map_err(|e| io_err(&src, e))? {
-                Some(data) => {
-                    layout.place(&h, &data)?;
-                    layout.local_copies += 1;
-                }
-                None => {
-                    // The source changed since the scan: forget it, fetch instead.
-                    layout.held.remove(&h);
-                    layout.bytes_done -= size;
-                }
-            }
-        }
-        // Pieces of leftovers.
-        let from_leftovers: Vec<ChunkHash> = layout
-            .pending
-            .iter()
-            .filter(|(h, places)| !places.is_empty() && spare_chunks.contains_key(h))
-            .map(|(h, _)| *h)
-            .collect();
-        for h in from_leftovers {
-            let (src, off, size) = &spare_chunks[&h];
-            // A leftover that vanished or changed is only a missed shortcut: fetch instead.
-            if let Ok(Some(data)) = storage::read_verified(&*layout.storage, src, *off, *size, &h) {
-                layout.place(&h, &data)?;
-                layout.local_copies += 1;
-            }
-        }
-        for abs in &leftovers {
+        layout.copy_held()?;
+        layout.copy_from_leftovers(&spare.chunks)?;
+        for abs in &spare.paths {
             tracing::info!("removing {} (not in the master's folder)", abs.display());
             layout.storage.remove(abs).map_err(|e| io_err(abs, e))?;
         }
@@ -296,6 +199,154 @@ impl Layout {
             }
         }
         Ok(layout)
+    }
+
+    /// A layout that holds nothing yet, with each file's local path (or why it has none).
+    fn empty(root: &Path, manifest_id: u64, manifest: Arc<Manifest>, storage: Arc<dyn Storage>) -> Layout {
+        let mut unsyncable = Vec::new();
+        let paths = manifest
+            .files
+            .iter()
+            .map(|f| {
+                crate::paths::to_local(root, &f.path).map_err(|e| unsyncable.push(format!("{}: {e}", f.path))).ok()
+            })
+            .collect();
+        let unique = manifest.unique_chunks();
+        let index = unique.iter().enumerate().map(|(i, (h, _))| (*h, i)).collect();
+        let bytes_total = unique.iter().map(|(_, s)| s).sum();
+        Layout {
+            manifest_id,
+            storage,
+            file_pending: vec![0; manifest.files.len()],
+            manifest,
+            paths,
+            unique,
+            index,
+            pending: HashMap::new(),
+            held: HashMap::new(),
+            bytes_done: 0,
+            bytes_total,
+            unsyncable,
+            lost: Vec::new(),
+            local_copies: 0,
+        }
+    }
+
+    fn create_dirs(&mut self, root: &Path, needed: HashSet<&str>) -> Result<(), LayoutError> {
+        let mut dirs: Vec<&str> = needed.into_iter().collect();
+        dirs.sort();
+        for d in dirs {
+            match crate::paths::to_local(root, d) {
+                Ok(p) => self.storage.create_dir_all(&p).map_err(|e| io_err(&p, e))?,
+                Err(e) => self.unsyncable.push(format!("{d}/: {e}")),
+            }
+        }
+        Ok(())
+    }
+
+    /// Give file `fi` its final size (moving a leftover with the same content into place when
+    /// nothing of it is in place yet) and record which of its chunks are held or pending.
+    fn size_file(
+        &mut self,
+        root: &Path,
+        fi: usize,
+        mut todo: Option<&FileWork>,
+        spare: &mut Leftovers,
+    ) -> Result<(), LayoutError> {
+        let f = self.manifest.clone();
+        let f = &f.files[fi];
+        let Some(path) = self.paths[fi].clone() else {
+            // Cannot exist here: its chunks stay pending forever and the peer reports it.
+            for c in &f.chunks {
+                self.pending.entry(c.hash).or_default();
+            }
+            self.file_pending[fi] = f.chunks.len().max(1) as u32;
+            return Ok(());
+        };
+        if todo.is_some_and(|w| w.chunks.len() == f.chunks.len()) && self.move_spare(f, &path, spare) {
+            todo = None;
+        }
+        self.storage.set_len(&path, f.size).map_err(|e| io_err(&path, e))?;
+        let todo: HashMap<u64, &DiffSource> =
+            todo.map(|w| w.chunks.iter().map(|c| (c.offset, &c.source)).collect()).unwrap_or_default();
+        for c in &f.chunks {
+            let Some(source) = todo.get(&c.offset) else {
+                self.held.entry(c.hash).or_insert((fi, c.offset, u64::from(c.size)));
+                continue;
+            };
+            self.pending.entry(c.hash).or_default().push((fi, c.offset));
+            self.file_pending[fi] += 1;
+            if let DiffSource::Local { path, offset, stable: false } = source {
+                if let Some(abs) = spare.local(root, path) {
+                    spare.chunks.entry(c.hash).or_insert((abs, *offset, u64::from(c.size)));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Move a leftover whose content is exactly `f`'s into place: no copy, no download, no
+    /// extra disk space. Only a plain file (lstat) moves, so a symlink never enters the tree.
+    fn move_spare(&mut self, f: &crate::manifest::FileEntry, path: &Path, spare: &mut Leftovers) -> bool {
+        let plain = |p: &Path| self.storage.kind(p).is_ok_and(|k| k == Some(EntryKind::File));
+        let Some(src) = spare.files.remove(&f.hash).filter(|s| plain(s)) else { return false };
+        match self.storage.rename(&src, path) {
+            Ok(()) => {
+                tracing::info!("moved {} to {} (same content)", src.display(), path.display());
+                self.local_copies += f.chunks.len() as u64;
+                true
+            }
+            Err(e) => {
+                tracing::warn!("cannot move {} to {}: {e}; fetching it", src.display(), path.display());
+                false
+            }
+        }
+    }
+
+    /// Copy chunks whose content is already verified elsewhere in the folder (dedup, identical
+    /// files), re-verifying the source first.
+    fn copy_held(&mut self) -> Result<(), LayoutError> {
+        let copyable: Vec<ChunkHash> = self
+            .pending
+            .iter()
+            .filter(|(h, places)| !places.is_empty() && self.held.contains_key(h))
+            .map(|(h, _)| *h)
+            .collect();
+        for h in copyable {
+            let (fi, off, size) = self.held[&h];
+            let Some(src) = self.paths[fi].clone() else { continue };
+            match storage::read_verified(&*self.storage, &src, off, size, &h).map_err(|e| io_err(&src, e))? {
+                Some(data) => {
+                    self.place(&h, &data)?;
+                    self.local_copies += 1;
+                }
+                None => {
+                    // The source changed since the scan: forget it, fetch instead.
+                    self.held.remove(&h);
+                    self.bytes_done -= size;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Copy pieces of leftovers into the files that need them.
+    fn copy_from_leftovers(&mut self, chunks: &HashMap<ChunkHash, (PathBuf, u64, u64)>) -> Result<(), LayoutError> {
+        let wanted: Vec<ChunkHash> = self
+            .pending
+            .iter()
+            .filter(|(h, places)| !places.is_empty() && chunks.contains_key(h))
+            .map(|(h, _)| *h)
+            .collect();
+        for h in wanted {
+            let (src, off, size) = &chunks[&h];
+            // A leftover that vanished or changed is only a missed shortcut: fetch instead.
+            if let Ok(Some(data)) = storage::read_verified(&*self.storage, src, *off, *size, &h) {
+                self.place(&h, &data)?;
+                self.local_copies += 1;
+            }
+        }
+        Ok(())
     }
 
     /// Write verified `data` of chunk `h` to every place still waiting for it (blocking).

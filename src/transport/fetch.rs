@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Empty};
+use hyper::body::Incoming;
 use hyper::header;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
@@ -85,6 +86,32 @@ impl Fetcher {
         net_total: &AtomicU64,
     ) -> Result<Vec<u8>, FetchError> {
         let size = usize::try_from(size).map_err(|_| FetchError::BadData("chunk too large".into()))?;
+        let start = Instant::now();
+        let resp = self.request(base, hash).await?;
+        let compressed = resp
+            .headers()
+            .get(header::CONTENT_ENCODING)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.eq_ignore_ascii_case(LZ4_ENCODING));
+        let limit = if compressed { max_compressed_len(size) } else { size };
+        let body = Body { base, start, size, limit, min_rate_bps, progress, net_total };
+        let buf = self.read_body(resp.into_body(), &body).await?;
+        let data = if compressed {
+            tokio::task::spawn_blocking(move || decompress_exact(&buf, size))
+                .await
+                .map_err(|e| FetchError::Network(e.to_string()))?
+                .map_err(|e| FetchError::BadData(format!("{base}: {e}")))?
+        } else {
+            if buf.len() != size {
+                return Err(FetchError::BadData(format!("{base} sent {} bytes for a {size} byte chunk", buf.len())));
+            }
+            buf
+        };
+        verify(base, *hash, data).await
+    }
+
+    /// Send the GET and check the answer's status.
+    async fn request(&self, base: &str, hash: &ChunkHash) -> Result<hyper::Response<Incoming>, FetchError> {
         let url = format!("{}{}{}", base.trim_end_matches('/'), CHUNK_ROUTE, hash.to_hex());
         let uri: hyper::Uri = url.parse().map_err(|e| FetchError::Network(format!("bad source URL {url:?}: {e}")))?;
         let mut req = hyper::Request::get(uri);
@@ -92,7 +119,6 @@ impl Fetcher {
             req = req.header(header::ACCEPT_ENCODING, LZ4_ENCODING);
         }
         let req = req.body(Empty::new()).map_err(|e| FetchError::Network(e.to_string()))?;
-        let start = Instant::now();
         let resp = tokio::time::timeout(self.stall_timeout, self.client.request(req))
             .await
             .map_err(|_| FetchError::TooSlow(format!("no response from {base} within {:?}", self.stall_timeout)))?
@@ -105,23 +131,23 @@ impl Fetcher {
         if !resp.status().is_success() {
             return Err(FetchError::Network(format!("{base} answered {}", resp.status())));
         }
-        let compressed = resp
-            .headers()
-            .get(header::CONTENT_ENCODING)
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|v| v.eq_ignore_ascii_case(LZ4_ENCODING));
-        let limit = if compressed { max_compressed_len(size) } else { size };
-        let mut body = resp.into_body();
-        let mut buf: Vec<u8> = Vec::with_capacity(limit.min(size));
+        Ok(resp)
+    }
+
+    /// Read the body up to `b.limit` bytes, throttled, with stall and minimum-rate checks.
+    async fn read_body(&self, mut body: Incoming, b: &Body<'_>) -> Result<Vec<u8>, FetchError> {
+        let base = b.base;
+        let mut buf: Vec<u8> = Vec::with_capacity(b.limit.min(b.size));
         loop {
             let frame = match tokio::time::timeout(self.stall_timeout, body.frame()).await {
                 Err(_) => return Err(FetchError::TooSlow(format!("{base} stalled for {:?}", self.stall_timeout))),
-                Ok(None) => break,
+                Ok(None) => return Ok(buf),
                 Ok(Some(Err(e))) => return Err(FetchError::Network(format!("{base}: {e}"))),
                 Ok(Some(Ok(f))) => f,
             };
             let Ok(data) = frame.into_data() else { continue };
-            if buf.len() + data.len() > limit {
+            if buf.len() + data.len() > b.limit {
+                let (limit, size) = (b.limit, b.size);
                 return Err(FetchError::BadData(format!(
                     "{base} sent more than {limit} bytes for a {size} byte chunk"
                 )));
@@ -130,39 +156,43 @@ impl Fetcher {
                 l.acquire(data.len()).await;
             }
             buf.extend_from_slice(&data);
-            progress.store(buf.len() as u64, Ordering::Relaxed);
-            net_total.fetch_add(data.len() as u64, Ordering::Relaxed);
-            let elapsed = start.elapsed();
-            if min_rate_bps > 0 && elapsed > self.rate_grace {
+            b.progress.store(buf.len() as u64, Ordering::Relaxed);
+            b.net_total.fetch_add(data.len() as u64, Ordering::Relaxed);
+            let elapsed = b.start.elapsed();
+            if b.min_rate_bps > 0 && elapsed > self.rate_grace {
                 let rate = buf.len() as f64 / elapsed.as_secs_f64();
-                if rate < min_rate_bps as f64 {
+                if rate < b.min_rate_bps as f64 {
+                    let min = b.min_rate_bps;
                     return Err(FetchError::TooSlow(format!(
-                        "{base} delivered {rate:.0} B/s, below the required {min_rate_bps} B/s"
+                        "{base} delivered {rate:.0} B/s, below the required {min} B/s"
                     )));
                 }
             }
         }
-        let data = if compressed {
-            tokio::task::spawn_blocking(move || decompress_exact(&buf, size))
-                .await
-                .map_err(|e| FetchError::Network(e.to_string()))?
-                .map_err(|e| FetchError::BadData(format!("{base}: {e}")))?
-        } else {
-            if buf.len() != size {
-                return Err(FetchError::BadData(format!("{base} sent {} bytes for a {size} byte chunk", buf.len())));
-            }
-            buf
-        };
-        let want = *hash;
-        let (data, got) = tokio::task::spawn_blocking(move || {
-            let got = ChunkHash::of(&data);
-            (data, got)
-        })
-        .await
-        .map_err(|e| FetchError::Network(e.to_string()))?;
-        if got != want {
-            return Err(FetchError::BadData(format!("{base} sent content hashing to {got}, expected {want}")));
-        }
-        Ok(data)
     }
+}
+
+/// One transfer's body limits and counters.
+struct Body<'a> {
+    base: &'a str,
+    start: Instant,
+    size: usize,
+    limit: usize,
+    min_rate_bps: u64,
+    progress: &'a AtomicU64,
+    net_total: &'a AtomicU64,
+}
+
+/// The bytes, only if they hash to `want` (hashed off the async threads).
+async fn verify(base: &str, want: ChunkHash, data: Vec<u8>) -> Result<Vec<u8>, FetchError> {
+    let (data, got) = tokio::task::spawn_blocking(move || {
+        let got = ChunkHash::of(&data);
+        (data, got)
+    })
+    .await
+    .map_err(|e| FetchError::Network(e.to_string()))?;
+    if got != want {
+        return Err(FetchError::BadData(format!("{base} sent content hashing to {got}, expected {want}")));
+    }
+    Ok(data)
 }
