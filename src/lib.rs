@@ -31,6 +31,7 @@ pub mod paths;
 pub mod peer;
 pub mod planner;
 pub mod protocol;
+pub mod secret;
 pub mod sim;
 pub mod status;
 pub mod storage;

@@ -17,6 +17,7 @@
 pub mod channel;
 pub mod fetch;
 pub mod serve;
+pub mod tls;
 
 pub use serve::{serve, HEADER_READ_TIMEOUT};
 
