@@ -96,8 +96,12 @@ fn s(p: &Path) -> &str {
     p.to_str().expect("temp paths are UTF-8")
 }
 
+/// The swarm secret of these tests (the CLI is secured by default; a master without one would
+/// make one in the user's config dir).
+const SECRET: &str = "the swarm secret of sync_faults";
+
 fn master_args<'a>(dir: &'a str, port: &'a str) -> Vec<&'a str> {
-    vec!["master", dir, "--bind", "127.0.0.1", "--port", port, "--no-cache"]
+    vec!["master", dir, "--bind", "127.0.0.1", "--port", port, "--no-cache", "--secret", SECRET]
 }
 
 fn peer_args<'a>(server: &'a str, dir: &'a str) -> Vec<&'a str> {
@@ -113,6 +117,8 @@ fn peer_args<'a>(server: &'a str, dir: &'a str) -> Vec<&'a str> {
         "127.0.0.1",
         "--no-cache",
         "--exit-when-done",
+        "--secret",
+        SECRET,
     ]
 }
 
@@ -157,7 +163,7 @@ fn port_in_use_is_a_clear_error_for_master_and_peer() {
     assert_eq!(line.matches("already in use").count(), 1, "the OS reason once, not repeated: {line}");
 
     let dst = t.path().join("dst");
-    let (st, err) = Proc::spawn(&["peer", "127.0.0.1:1", s(&dst), "--bind", "127.0.0.1", "--port", &port])
+    let (st, err) = Proc::spawn(&["peer", "127.0.0.1:1", s(&dst), "--bind", "127.0.0.1", "--port", &port, "--open"])
         .wait_exit(Duration::from_secs(60));
     assert!(!st.success());
     assert!(err.contains(&format!("cannot listen on 127.0.0.1:{port}")) && err.contains("--port"), "{err}");

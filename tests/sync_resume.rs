@@ -17,6 +17,7 @@ fn peer_cmd(master: std::net::SocketAddr, dst: &std::path::Path, exit_when_done:
     c.args(["peer", &master.to_string()])
         .arg(dst)
         .args(["--port", "0", "--bind", "127.0.0.1", "--advertise", "127.0.0.1", "--max-download", "24M", "--no-cache"])
+        .arg("--open")
         .args(["--download-slots", &SLOTS.to_string()])
         .stdout(Stdio::null())
         .stderr(Stdio::null());

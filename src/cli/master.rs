@@ -17,6 +17,7 @@ use anyhow::Context;
 use crate::engine::Engine;
 use crate::manifest::{CacheMode, ChunkRule};
 use crate::master::MasterConfig;
+use crate::secret::SwarmSecret;
 use crate::status::NodeState;
 use crate::transfer::ratelimit::parse_rate;
 
@@ -51,6 +52,25 @@ pub struct MasterArgs {
     /// Do not use the hash cache (hash everything on every scan).
     #[arg(long)]
     pub no_cache: bool,
+    #[command(flatten)]
+    pub security: super::security::SecurityArgs,
+}
+
+/// Say how peers join and where the status page is (before the ready line).
+fn announce(addr: SocketAddr, secret: Option<&SwarmSecret>) {
+    let host = if addr.ip().is_unspecified() { crate::host::host_name() } else { addr.ip().to_string() };
+    let hostport = crate::transport::host_port(&host, addr.port());
+    match secret {
+        Some(s) => {
+            eprintln!("lanscatter master: secured swarm; peers join with:");
+            eprintln!("  lanscatter peer {hostport} <dst-dir> --secret {}", s.join_code());
+            eprintln!("lanscatter master: status page: http://{hostport}/?token={}", s.web_token());
+        }
+        None => {
+            eprintln!("lanscatter master: OPEN swarm (--open): anyone on this network can join, fetch and read it");
+            eprintln!("lanscatter master: status page: http://{hostport}/");
+        }
+    }
 }
 
 pub fn run(args: MasterArgs) -> anyhow::Result<ExitCode> {
@@ -64,9 +84,12 @@ pub fn run(args: MasterArgs) -> anyhow::Result<ExitCode> {
     if args.no_cache {
         cfg.cache = CacheMode::Disabled;
     }
+    let (security, secret) = args.security.for_master()?;
+    cfg.security = security;
     let rt = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     rt.block_on(async move {
         let master = Engine::start(cfg).await?;
+        announce(master.local_addr(), secret.as_ref());
         let mut rx = master.status();
         let mut ready = false;
         let mut last_plain = std::time::Instant::now();

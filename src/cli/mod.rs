@@ -18,6 +18,7 @@ mod gui;
 mod index;
 mod master;
 mod peer;
+mod security;
 mod simulate;
 
 #[derive(Debug, Parser)]

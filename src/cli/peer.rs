@@ -59,6 +59,8 @@ pub struct PeerArgs {
     /// Do not use the hash cache.
     #[arg(long)]
     pub no_cache: bool,
+    #[command(flatten)]
+    pub security: super::security::SecurityArgs,
 }
 
 pub fn run(args: PeerArgs) -> anyhow::Result<ExitCode> {
@@ -84,6 +86,7 @@ fn config(args: &PeerArgs) -> anyhow::Result<PeerConfig> {
     if args.no_cache {
         cfg.cache = CacheMode::Disabled;
     }
+    cfg.security = args.security.for_peer()?;
     Ok(cfg)
 }
 

@@ -33,6 +33,7 @@ use crate::manifest::{CacheMode, ChunkHash, ChunkRule, Manifest, ScanOptions};
 use crate::status::{NodeState, Role, Snapshot};
 use crate::transfer::ratelimit::RateLimiter;
 use crate::transfer::server::{ChunkLoc, ChunkServer, ChunkSource, ServerConfig};
+use crate::transport::Security;
 
 pub mod conn;
 pub mod coord;
@@ -56,6 +57,8 @@ pub struct MasterConfig {
     pub watch: bool,
     /// Planner seed.
     pub seed: u64,
+    /// Open swarm, or members only (see [`Security`]). The CLI makes it secured by default.
+    pub security: Security,
 }
 
 impl MasterConfig {
@@ -72,6 +75,7 @@ impl MasterConfig {
             name: crate::host::host_name(),
             watch: true,
             seed: 0x5eed,
+            security: Security::Open,
         }
     }
 }
@@ -188,11 +192,12 @@ impl Master {
             .merge(conn::router(shared.clone()))
             .merge(crate::web::master_router(status_rx.clone()));
         let mut sd = shutdown_rx.clone();
-        let server_task = tokio::spawn(crate::transport::serve(
+        let server_task = tokio::spawn(crate::transport::serve_secured(
             listener,
             app,
             crate::transport::HEADER_READ_TIMEOUT,
             "master",
+            cfg.security.clone(),
             async move { crate::status::stopped(&mut sd).await },
         ));
         let coord_task = tokio::spawn(coord::run(shared.clone(), coord_rx, status_tx, server));

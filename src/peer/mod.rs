@@ -28,6 +28,7 @@ use crate::storage::{Disk, Storage};
 use crate::transfer::ratelimit::RateLimiter;
 use crate::transfer::server::{ChunkLoc, ChunkServer, ChunkSource, ServerConfig};
 use crate::transport::fetch::Fetcher;
+use crate::transport::Security;
 
 pub mod layout;
 pub mod session;
@@ -58,6 +59,8 @@ pub struct PeerConfig {
     /// Every byte the peer reads or writes in `dst_dir` goes through it ([`Disk`] unless a test
     /// injects faults).
     pub storage: Arc<dyn Storage>,
+    /// Open swarm, or members only (see [`Security`]); must match the master's.
+    pub security: Security,
 }
 
 impl PeerConfig {
@@ -77,6 +80,7 @@ impl PeerConfig {
             rescan_interval: Duration::from_secs(60),
             stall_timeout: Duration::from_secs(10),
             storage: Arc::new(Disk),
+            security: Security::Open,
         }
     }
 }
@@ -212,14 +216,16 @@ impl Peer {
         let (shutdown_tx, shutdown_rx) = watch::channel(false);
         let mut sd = shutdown_rx.clone();
         let app = crate::transfer::server::router(server.clone()).merge(crate::web::peer_router(status_rx.clone()));
-        let server_task = tokio::spawn(crate::transport::serve(
+        let server_task = tokio::spawn(crate::transport::serve_secured(
             listener,
             app,
             crate::transport::HEADER_READ_TIMEOUT,
             "peer chunk server",
+            cfg.security.clone(),
             async move { crate::status::stopped(&mut sd).await },
         ));
-        let mut fetcher = Fetcher::new(cfg.max_download_bps.map(|r| Arc::new(RateLimiter::with_rate(r))), cfg.compress);
+        let limiter = cfg.max_download_bps.map(|r| Arc::new(RateLimiter::with_rate(r)));
+        let mut fetcher = Fetcher::new(limiter, cfg.compress, &cfg.security);
         fetcher.stall_timeout = cfg.stall_timeout;
         let ctx = Arc::new(Ctx {
             cfg,

@@ -100,7 +100,7 @@ pub(crate) async fn run(ctx: Arc<Ctx>) {
         s.connected = false;
         s.publish();
         let attempt = tokio::select! {
-            r = channel::connect(&ctx.master, HANDSHAKE_TIMEOUT) => r,
+            r = channel::connect(&ctx.master, HANDSHAKE_TIMEOUT, &ctx.cfg.security) => r,
             _ = crate::status::stopped(&mut shutdown) => return,
         };
         match attempt {
@@ -114,6 +114,9 @@ pub(crate) async fn run(ctx: Arc<Ctx>) {
                         s.events.push(format!("disconnected from the master: {why}; reconnecting"))
                     }
                 }
+            }
+            Err(ChannelError::Refused(why)) => {
+                return s.fail(format!("refused by the master at {}: {why}", ctx.master))
             }
             Err(e) => {
                 tracing::info!("cannot reach the master at {}: {e}; retrying in {backoff:?}", ctx.master);

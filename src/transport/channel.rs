@@ -24,9 +24,11 @@ use serde::Serialize;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
-use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 use tokio_tungstenite::WebSocketStream;
 
+use super::tls::Tls;
+use super::Security;
 use crate::protocol::{self, MAX_FRAME};
 
 /// Any stream a channel can run over.
@@ -45,6 +47,10 @@ pub enum ChannelError {
     Malformed(String),
     #[error("unexpected {0} frame")]
     Unexpected(&'static str),
+    /// The other side is not (or does not accept us as) a member of this swarm: retrying with
+    /// the same settings cannot help.
+    #[error("{0}")]
+    Refused(String),
 }
 
 /// One end of a control connection.
@@ -115,19 +121,48 @@ impl Channel {
     }
 }
 
-/// Open a channel to the master at `hostport` (see [`super::normalize_addr`]).
-pub async fn connect(hostport: &str, timeout: Duration) -> Result<Channel, ChannelError> {
+/// Open a channel to the master at `hostport` (see [`super::normalize_addr`]), over TLS with the
+/// swarm identity when `security` says so.
+pub async fn connect(hostport: &str, timeout: Duration, security: &Security) -> Result<Channel, ChannelError> {
     let open = async {
         let tcp = tokio::net::TcpStream::connect(hostport).await.map_err(|e| ChannelError::Io(e.to_string()))?;
         let _ = tcp.set_nodelay(true);
         let (local, remote) = (tcp.local_addr().ok(), tcp.peer_addr().ok());
-        let io: Box<dyn Io> = Box::new(tcp);
+        let io: Box<dyn Io> = match security.tls() {
+            None => Box::new(tcp),
+            Some(tls) => Box::new(tls.connector().connect(Tls::server_name(), tcp).await.map_err(tls_refusal)?),
+        };
         let (ws, _) = tokio_tungstenite::client_async_with_config(super::join_url(hostport), io, Some(ws_config()))
             .await
-            .map_err(|e| ChannelError::Io(e.to_string()))?;
+            .map_err(|e| match e {
+                WsError::Http(resp) if resp.status() == StatusCode::FORBIDDEN => ChannelError::Refused(
+                    "the master's swarm is secured: start this peer with the master's secret (--secret, \
+                     --secret-file or LANSCATTER_SECRET; the master prints it)"
+                        .into(),
+                ),
+                e => ChannelError::Io(e.to_string()),
+            })?;
         Ok(Channel { ws, local, remote })
     };
     tokio::time::timeout(timeout, open).await.map_err(|_| ChannelError::Timeout(timeout))?
+}
+
+/// A failed TLS handshake with the master, in words that say what to do.
+fn tls_refusal(e: std::io::Error) -> ChannelError {
+    let why = e.to_string();
+    if why.contains("InvalidCertificate") || why.contains("certificate") || why.contains("DecryptError") {
+        ChannelError::Refused(format!(
+            "the master does not hold this swarm's secret, or refused ours ({why}): check --secret on both sides"
+        ))
+    } else if why.contains("corrupt message") || why.contains("InvalidContentType") || why.contains("InvalidMessage") {
+        ChannelError::Refused(
+            "the master does not speak TLS: it runs an open swarm (--open); start this peer with --open, or give the \
+             master a secret"
+                .into(),
+        )
+    } else {
+        ChannelError::Io(format!("TLS handshake with the master failed: {why}"))
+    }
 }
 
 /// Answer a websocket upgrade request and run `handle` on the channel once it is open. Anything
@@ -197,7 +232,7 @@ mod tests {
         let server = tokio::spawn(super::super::serve(listener, app, Duration::from_secs(5), "test", async move {
             let _ = stopped.await;
         }));
-        let mut ch = connect(&addr.to_string(), Duration::from_secs(5)).await.expect("connect");
+        let mut ch = connect(&addr.to_string(), Duration::from_secs(5), &Security::Open).await.expect("connect");
         assert_eq!(ch.local_addr().map(|a| a.ip()), Some("127.0.0.1".parse().unwrap()));
         ch.send_handshake(&"hi").await.expect("hello");
         assert_eq!(ch.recv_handshake(Duration::from_secs(5)).await.expect("welcome"), "\"welcome \\\"hi\\\"\"");

@@ -6,18 +6,23 @@
 //! stall timeout, or stays below the planner's minimum rate after a grace period, is aborted
 //! with [`FetchError::TooSlow`] so it can be re-planned from a better source.
 
+use std::future::Future;
+use std::io;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Empty};
 use hyper::body::Incoming;
 use hyper::header;
-use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::connect::{Connected, Connection, HttpConnector};
 use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
+use hyper_util::rt::{TokioExecutor, TokioIo};
 
+use super::{tls::Tls, Security};
 use crate::manifest::ChunkHash;
 use crate::protocol::FailKind;
 use crate::transfer::compress::{decompress_exact, max_compressed_len};
@@ -50,7 +55,7 @@ impl FetchError {
 /// Shared HTTP client of one node, with its download limiter.
 #[derive(Clone)]
 pub struct Fetcher {
-    client: Client<HttpConnector, Empty<Bytes>>,
+    client: Client<Connector, Empty<Bytes>>,
     limiter: Option<Arc<RateLimiter>>,
     compress: bool,
     /// No byte for this long aborts the transfer.
@@ -60,10 +65,12 @@ pub struct Fetcher {
 }
 
 impl Fetcher {
-    pub fn new(limiter: Option<Arc<RateLimiter>>, compress: bool) -> Self {
-        let mut conn = HttpConnector::new();
-        conn.set_nodelay(true);
-        conn.set_connect_timeout(Some(Duration::from_secs(5)));
+    /// A client whose connections are TLS with the swarm identity when `security` says so.
+    pub fn new(limiter: Option<Arc<RateLimiter>>, compress: bool, security: &Security) -> Self {
+        let mut http = HttpConnector::new();
+        http.set_nodelay(true);
+        http.set_connect_timeout(Some(Duration::from_secs(5)));
+        let conn = Connector { http, tls: security.tls().map(|t| t.connector()) };
         let client = Client::builder(TokioExecutor::new()).pool_idle_timeout(Duration::from_secs(30)).build(conn);
         Fetcher {
             client,
@@ -195,4 +202,83 @@ async fn verify(base: &str, want: ChunkHash, data: Vec<u8>) -> Result<Vec<u8>, F
         return Err(FetchError::BadData(format!("{base} sent content hashing to {got}, expected {want}")));
     }
     Ok(data)
+}
+
+/// Opens the chunk client's connections: plain TCP, wrapped in TLS for a secured swarm.
+#[derive(Clone)]
+pub struct Connector {
+    http: HttpConnector,
+    tls: Option<tokio_rustls::TlsConnector>,
+}
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+impl tower::Service<hyper::Uri> for Connector {
+    type Response = Conn;
+    type Error = BoxError;
+    type Future = Pin<Box<dyn Future<Output = Result<Conn, BoxError>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
+        self.http.poll_ready(cx).map_err(Into::into)
+    }
+
+    fn call(&mut self, uri: hyper::Uri) -> Self::Future {
+        let tcp = self.http.call(uri);
+        let tls = self.tls.clone();
+        Box::pin(async move {
+            let tcp = tcp.await?;
+            match tls {
+                None => Ok(Conn::Plain(tcp)),
+                Some(c) => Ok(Conn::Tls(TokioIo::new(c.connect(Tls::server_name(), tcp.into_inner()).await?))),
+            }
+        })
+    }
+}
+
+/// One client connection, plain or TLS.
+pub enum Conn {
+    Plain(TokioIo<tokio::net::TcpStream>),
+    Tls(TokioIo<tokio_rustls::client::TlsStream<tokio::net::TcpStream>>),
+}
+
+impl Connection for Conn {
+    fn connected(&self) -> Connected {
+        Connected::new()
+    }
+}
+
+impl hyper::rt::Read for Conn {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: hyper::rt::ReadBufCursor<'_>,
+    ) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Conn::Plain(s) => Pin::new(s).poll_read(cx, buf),
+            Conn::Tls(s) => Pin::new(s).poll_read(cx, buf),
+        }
+    }
+}
+
+impl hyper::rt::Write for Conn {
+    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Conn::Plain(s) => Pin::new(s).poll_write(cx, buf),
+            Conn::Tls(s) => Pin::new(s).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Conn::Plain(s) => Pin::new(s).poll_flush(cx),
+            Conn::Tls(s) => Pin::new(s).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Conn::Plain(s) => Pin::new(s).poll_shutdown(cx),
+            Conn::Tls(s) => Pin::new(s).poll_shutdown(cx),
+        }
+    }
 }

@@ -10,7 +10,10 @@
 //! - [`channel`]: the control channel, one framing for master and peer alike (a JSON handshake
 //!   frame each way, then postcard-encoded binary frames), the server's websocket upgrade and
 //!   the peer's connector.
-//! - here: default ports, the address normaliser and the URL builders (`http://`, `ws://`).
+//! - [`tls`]: mutual TLS pinned to the identity every member derives from the swarm secret.
+//! - here: [`Security`] (open swarm, or secured by a secret), default ports, the address
+//!   normaliser and the URL builders. URLs name a node; whether the bytes go over TLS is decided
+//!   by the node's [`Security`], not by the URL, so messages carry the same URLs either way.
 //!
 //! Wire paths and chunk semantics live elsewhere ([`crate::paths`], [`crate::transfer`]).
 
@@ -19,7 +22,55 @@ pub mod fetch;
 pub mod serve;
 pub mod tls;
 
-pub use serve::{serve, HEADER_READ_TIMEOUT};
+pub use serve::{serve, serve_secured, HEADER_READ_TIMEOUT};
+
+use std::sync::Arc;
+
+use crate::secret::SwarmSecret;
+
+/// How a node's connections are protected.
+#[derive(Debug, Clone, Default)]
+pub enum Security {
+    /// The original's behaviour: anyone on the LAN may join, fetch and read the status page.
+    #[default]
+    Open,
+    /// Members only: mutual TLS with the swarm identity for every member connection; plain HTTP
+    /// on the same port serves only the status page, `/api/*` and `/metrics`, with the web token.
+    Swarm(Arc<SwarmKeys>),
+}
+
+/// What a member derives from the swarm secret.
+#[derive(Debug)]
+pub struct SwarmKeys {
+    pub tls: tls::Tls,
+    /// Opens the status page and its API over plain HTTP (`?token=`, bearer or cookie).
+    pub web_token: String,
+}
+
+impl Security {
+    pub fn from_secret(secret: &SwarmSecret) -> Result<Security, tls::TlsError> {
+        let keys = SwarmKeys { tls: tls::Tls::new(secret)?, web_token: secret.web_token() };
+        Ok(Security::Swarm(Arc::new(keys)))
+    }
+
+    pub fn is_open(&self) -> bool {
+        matches!(self, Security::Open)
+    }
+
+    pub(crate) fn tls(&self) -> Option<&tls::Tls> {
+        match self {
+            Security::Open => None,
+            Security::Swarm(k) => Some(&k.tls),
+        }
+    }
+
+    pub fn web_token(&self) -> Option<&str> {
+        match self {
+            Security::Open => None,
+            Security::Swarm(k) => Some(&k.web_token),
+        }
+    }
+}
 
 /// Default control and chunk port of a master.
 pub const MASTER_PORT: u16 = 10564;

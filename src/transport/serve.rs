@@ -9,14 +9,20 @@
 use std::future::Future;
 use std::time::Duration;
 
+use std::net::SocketAddr;
+
 use axum::extract::ConnectInfo;
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::IntoResponse;
 use axum::Router;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
-use tokio::net::TcpListener;
+use hyper_util::server::graceful::{GracefulShutdown, Watcher};
+use tokio::net::{TcpListener, TcpStream};
 use tower::ServiceExt;
+
+use super::Security;
 
 /// How long a client may take to send its request headers (each request, keep-alive included).
 /// A LAN client sends them in one packet; ten seconds leaves room for a loaded machine.
@@ -32,6 +38,20 @@ pub async fn serve(
     router: Router,
     header_timeout: Duration,
     what: &'static str,
+    shutdown: impl Future<Output = ()>,
+) {
+    serve_secured(listener, router, header_timeout, what, Security::Open, shutdown).await
+}
+
+/// [`serve`] for a node of a swarm with `security`: in a secured swarm a connection that starts
+/// with a TLS handshake must present the swarm identity and may use every route; any other
+/// connection gets only the web routes, and only with the web token ([`gate`]).
+pub async fn serve_secured(
+    listener: TcpListener,
+    router: Router,
+    header_timeout: Duration,
+    what: &'static str,
+    security: Security,
     shutdown: impl Future<Output = ()>,
 ) {
     let mut builder = auto::Builder::new(TokioExecutor::new());
@@ -56,17 +76,8 @@ pub async fn serve(
         };
         // Chunk answers end with a small final write; Nagle would hold it back.
         let _ = stream.set_nodelay(true);
-        let router = router.clone();
-        let svc = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
-            req.extensions_mut().insert(ConnectInfo(addr));
-            router.clone().oneshot(req)
-        });
-        let conn = graceful.watch(builder.serve_connection_with_upgrades(TokioIo::new(stream), svc).into_owned());
-        conns.spawn(async move {
-            if let Err(e) = conn.await {
-                tracing::debug!("{what}: connection from {addr} ended: {e}");
-            }
-        });
+        let conn = Conn { router: router.clone(), builder: builder.clone(), addr, what, header_timeout };
+        conns.spawn(conn.run(stream, security.clone(), graceful.watcher()));
     }
     drop(listener);
     // Streams such as the status page's event stream never end by themselves: give running
@@ -77,11 +88,125 @@ pub async fn serve(
     conns.shutdown().await;
 }
 
+/// Who is on the other end of a connection, as far as the transport could tell.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// An open swarm: everyone is welcome.
+    Open,
+    /// Presented the swarm identity over TLS.
+    Member,
+    /// Plain HTTP to a secured node: the web routes, with the token.
+    Web,
+}
+
+/// One accepted connection and what serving it needs.
+struct Conn {
+    router: Router,
+    builder: auto::Builder<TokioExecutor>,
+    addr: SocketAddr,
+    what: &'static str,
+    header_timeout: Duration,
+}
+
+/// First byte of a TLS record carrying a handshake (the ClientHello).
+const TLS_HANDSHAKE: u8 = 0x16;
+
+impl Conn {
+    async fn run(self, stream: TcpStream, security: Security, watcher: Watcher) {
+        let Some(tls) = security.tls() else {
+            return self.http(TokioIo::new(stream), Access::Open, None, watcher).await;
+        };
+        let mut first = [0u8; 1];
+        match tokio::time::timeout(self.header_timeout, stream.peek(&mut first)).await {
+            Ok(Ok(1)) if first[0] == TLS_HANDSHAKE => {}
+            Ok(Ok(1)) => {
+                let token = security.web_token().map(str::to_owned);
+                return self.http(TokioIo::new(stream), Access::Web, token, watcher).await;
+            }
+            _ => return,
+        }
+        match tokio::time::timeout(self.header_timeout, tls.acceptor().accept(stream)).await {
+            Ok(Ok(s)) => self.http(TokioIo::new(s), Access::Member, None, watcher).await,
+            Ok(Err(e)) => {
+                tracing::warn!("{}: refused {}: not a member of this swarm ({e})", self.what, self.addr)
+            }
+            Err(_) => tracing::info!("{}: TLS handshake from {} timed out", self.what, self.addr),
+        }
+    }
+
+    async fn http<I>(self, io: TokioIo<I>, access: Access, token: Option<String>, watcher: Watcher)
+    where
+        I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin + 'static,
+    {
+        let (router, addr, what) = (self.router, self.addr, self.what);
+        let svc = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
+            req.extensions_mut().insert(ConnectInfo(addr));
+            req.extensions_mut().insert(access);
+            let router = router.clone();
+            let token = token.clone();
+            async move {
+                match gate(&req, access, token.as_deref()) {
+                    Gate::Pass { set_cookie } => {
+                        let mut resp = router.oneshot(req).await?;
+                        if let Some(c) = set_cookie {
+                            resp.headers_mut().insert(header::SET_COOKIE, c);
+                        }
+                        Ok(resp)
+                    }
+                    Gate::Refuse(resp) => Ok::<_, std::convert::Infallible>(resp),
+                }
+            }
+        });
+        let conn = self.builder.serve_connection_with_upgrades(io, svc).into_owned();
+        if let Err(e) = watcher.watch(conn).await {
+            tracing::debug!("{what}: connection from {addr} ended: {e}");
+        }
+    }
+}
+
+enum Gate {
+    Pass { set_cookie: Option<HeaderValue> },
+    Refuse(axum::response::Response),
+}
+
+/// Name of the cookie that carries the web token after a `?token=` visit.
+const TOKEN_COOKIE: &str = "lanscatter_token";
+
+/// Decide whether a request may reach the router. Members and open swarms pass; plain requests
+/// to a secured node reach only the web routes, and only with the web token (in `?token=`, an
+/// `Authorization: Bearer` header, or the cookie a `?token=` visit sets).
+fn gate<B>(req: &hyper::Request<B>, access: Access, token: Option<&str>) -> Gate {
+    let (Access::Web, Some(token)) = (access, token) else { return Gate::Pass { set_cookie: None } };
+    let path = req.uri().path();
+    if path.starts_with(super::JOIN_ROUTE) || path.starts_with(crate::transfer::CHUNK_ROUTE) {
+        let msg = "this swarm is secured: members connect with the swarm secret (--secret)\n";
+        return Gate::Refuse((StatusCode::FORBIDDEN, msg).into_response());
+    }
+    let from_query = req.uri().query().is_some_and(|q| q.split('&').any(|kv| kv.strip_prefix("token=") == Some(token)));
+    let bearer = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .is_some_and(|t| t.trim() == token);
+    let cookie = req.headers().get_all(header::COOKIE).iter().filter_map(|v| v.to_str().ok()).any(|v| {
+        v.split(';').any(|c| c.trim().strip_prefix(TOKEN_COOKIE).and_then(|r| r.strip_prefix('=')) == Some(token))
+    });
+    if !(from_query || bearer || cookie) {
+        let msg = "this swarm is secured: open the status page link the master printed (it ends in ?token=…), or \
+                   send `Authorization: Bearer <token>`\n";
+        return Gate::Refuse((StatusCode::UNAUTHORIZED, msg).into_response());
+    }
+    let set_cookie = (from_query && !cookie)
+        .then(|| HeaderValue::from_str(&format!("{TOKEN_COOKIE}={token}; HttpOnly; SameSite=Strict; Path=/")).ok())
+        .flatten();
+    Gate::Pass { set_cookie }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use axum::routing::get;
-    use std::net::SocketAddr;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     use tokio::net::TcpStream;
 

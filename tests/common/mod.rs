@@ -183,3 +183,6 @@ pub mod sync;
 
 /// The fault-injecting storage middleware (full, slow, failing, lying disks).
 pub mod storage;
+
+/// A recording, bit-flipping TCP proxy.
+pub mod proxy;
