@@ -81,26 +81,7 @@ pub(crate) async fn run(
     status: watch::Sender<Snapshot>,
     server: Arc<ChunkServer>,
 ) {
-    let mut c = Coord {
-        planner: Planner::new(shared.cfg.seed),
-        shared,
-        start: Instant::now(),
-        nodes: HashMap::new(),
-        next_node: 1,
-        transfers: HashMap::new(),
-        current: None,
-        master_in_planner: false,
-        indexing: Some((0, 0)),
-        index_error: None,
-        events: EventLog::default(),
-        master_uploaded: 0,
-        peers_uploaded: 0,
-        server,
-        up_meter: RateMeter::default(),
-        agg_meter: RateMeter::default(),
-        verify_failures: 0,
-        rounds: (0, 0.0),
-    };
+    let mut c = Coord::new(shared, server);
     let mut tick = tokio::time::interval(Duration::from_millis(100));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut ticks = 0u64;
@@ -132,21 +113,51 @@ pub(crate) async fn run(
                 last_round = Instant::now();
                 round_due = None;
                 ticks += 1;
-                if ticks % 10 == 0 && tracing::enabled!(target: "lanscatter::slots", tracing::Level::DEBUG) {
-                    let st = c.planner.stats();
-                    let row: Vec<String> = st.nodes.iter().map(|n| format!("{}:{}/{}", n.have, n.downloads, n.uploads)).collect();
-                    tracing::debug!(target: "lanscatter::slots", "have:down/up {}", row.join(" "));
-                }
-                if ticks % 3 == 0 {
-                    let snap = c.snapshot();
-                    status.send_replace(snap);
-                }
+                c.after_tick(ticks, &status);
             }
         }
     }
 }
 
 impl Coord {
+    fn new(shared: Arc<Shared>, server: Arc<ChunkServer>) -> Self {
+        Coord {
+            planner: Planner::new(shared.cfg.seed),
+            shared,
+            start: Instant::now(),
+            nodes: HashMap::new(),
+            next_node: 1,
+            transfers: HashMap::new(),
+            current: None,
+            master_in_planner: false,
+            indexing: Some((0, 0)),
+            index_error: None,
+            events: EventLog::default(),
+            master_uploaded: 0,
+            peers_uploaded: 0,
+            server,
+            up_meter: RateMeter::default(),
+            agg_meter: RateMeter::default(),
+            verify_failures: 0,
+            rounds: (0, 0.0),
+        }
+    }
+
+    /// Periodic work after a tick's round: a slot log line every second (when enabled) and a
+    /// status snapshot every third tick.
+    fn after_tick(&mut self, ticks: u64, status: &watch::Sender<Snapshot>) {
+        if ticks % 10 == 0 && tracing::enabled!(target: "lanscatter::slots", tracing::Level::DEBUG) {
+            let st = self.planner.stats();
+            let row: Vec<String> =
+                st.nodes.iter().map(|n| format!("{}:{}/{}", n.have, n.downloads, n.uploads)).collect();
+            tracing::debug!(target: "lanscatter::slots", "have:down/up {}", row.join(" "));
+        }
+        if ticks % 3 == 0 {
+            let snap = self.snapshot();
+            status.send_replace(snap);
+        }
+    }
+
     fn now(&self) -> f64 {
         self.start.elapsed().as_secs_f64()
     }
@@ -157,11 +168,7 @@ impl Coord {
                 let id = self.next_node;
                 self.next_node += 1;
                 let host = hello.advertise_host.clone().unwrap_or_else(|| remote.ip().to_string());
-                let address = if host.contains(':') && !host.starts_with('[') {
-                    format!("[{host}]:{}", hello.port)
-                } else {
-                    format!("{host}:{}", hello.port)
-                };
+                let address = crate::transport::host_port(&host, hello.port);
                 self.events.push(format!("{} joined from {remote} (serves at {address})", hello.name));
                 match &self.current {
                     Some(cur) => {
@@ -174,7 +181,7 @@ impl Coord {
                 self.nodes.insert(
                     id,
                     PeerNode {
-                        url: format!("http://{address}"),
+                        url: crate::transport::chunk_base(&address),
                         address,
                         hello,
                         tx,
@@ -256,43 +263,11 @@ impl Coord {
     fn on_peer(&mut self, node: NodeId, msg: PeerMsg) {
         let now = self.now();
         let Some(cur) = self.current.clone() else { return };
-        let owns = |t: &HashMap<TransferId, Order>, id: &TransferId| t.get(id).is_some_and(|o| o.to == node);
         match msg {
-            PeerMsg::HaveAll { manifest_id, chunks } => {
-                if manifest_id != cur.id {
-                    return;
-                }
-                let Some(n) = self.nodes.get_mut(&node) else { return };
-                let new: HashSet<ChunkHash> = chunks.into_iter().filter(|h| cur.index.contains_key(h)).collect();
-                if !n.in_planner {
-                    n.in_planner = true;
-                    let h = &n.hello;
-                    let config = NodeConfig {
-                        is_master: false,
-                        upload_slots: h.upload_slots,
-                        download_slots: h.download_slots,
-                        max_upload_bps: h.max_upload_bps.map(|b| b as f64),
-                        max_download_bps: h.max_download_bps.map(|b| b as f64),
-                    };
-                    let has = new.iter().copied().collect();
-                    n.have = new;
-                    self.planner.handle(now, Event::Join { node, config, has });
-                } else {
-                    let gained: Vec<_> = new.difference(&n.have).copied().collect();
-                    let lost: Vec<_> = n.have.difference(&new).copied().collect();
-                    n.have = new;
-                    if !lost.is_empty() {
-                        self.planner.handle(now, Event::Lost { node, chunks: lost });
-                    }
-                    if !gained.is_empty() {
-                        self.planner.handle(now, Event::Have { node, chunks: gained });
-                    }
-                }
+            PeerMsg::HaveAll { manifest_id, chunks } if manifest_id == cur.id => {
+                self.on_have_all(now, node, &cur, chunks);
             }
-            PeerMsg::Have { manifest_id, chunks } => {
-                if manifest_id != cur.id {
-                    return;
-                }
+            PeerMsg::Have { manifest_id, chunks } if manifest_id == cur.id => {
                 let Some(n) = self.nodes.get_mut(&node) else { return };
                 let chunks: Vec<_> = chunks.into_iter().filter(|h| cur.index.contains_key(h)).collect();
                 n.have.extend(chunks.iter().copied());
@@ -300,6 +275,7 @@ impl Coord {
                     self.planner.handle(now, Event::Have { node, chunks });
                 }
             }
+            PeerMsg::HaveAll { .. } | PeerMsg::Have { .. } => {}
             PeerMsg::Lost { chunks } => {
                 let Some(n) = self.nodes.get_mut(&node) else { return };
                 for h in &chunks {
@@ -310,66 +286,104 @@ impl Coord {
                 }
             }
             PeerMsg::Progress { id, bytes_done } => {
-                if owns(&self.transfers, &id) {
+                if self.owns(node, id) {
                     self.planner.handle(now, Event::Progress { id, bytes_done });
                 }
             }
-            PeerMsg::Finished { id } => {
-                if !owns(&self.transfers, &id) {
-                    return;
-                }
-                if let Some(o) = self.transfers.remove(&id) {
-                    if o.from == MASTER {
-                        self.master_uploaded += o.size;
-                    } else {
-                        self.peers_uploaded += o.size;
-                        if let Some(src) = self.nodes.get_mut(&o.from) {
-                            src.bytes_uploaded += o.size;
-                        }
-                    }
-                    if let Some(n) = self.nodes.get_mut(&node) {
-                        n.have.insert(o.chunk);
-                    }
-                }
-                self.planner.handle(now, Event::Finished { id });
-            }
-            PeerMsg::Failed { id, reason, message } => {
-                if !owns(&self.transfers, &id) {
-                    return;
-                }
-                let Some(o) = self.transfers.remove(&id) else { return };
-                if reason == FailKind::BadData {
-                    self.verify_failures += 1;
-                    let src = if o.from == MASTER { "the master".to_string() } else { self.node_name(o.from) };
-                    self.events.push(format!(
-                        "{} rejected chunk {} from {src}: {message}",
-                        self.node_name(node),
-                        o.chunk
-                    ));
-                } else {
-                    tracing::debug!("transfer {id} to {node} failed ({reason:?}): {message}");
-                }
-                self.planner.handle(now, Event::Failed { id, reason: Self::fail_reason(reason) });
-                // A peer source that lost the chunk (Network) or served bad bytes for it stops
-                // counting as a holder here too: after Network the planner has forgotten it, and
-                // mirroring that lets the source's next HaveAll announce it again; after BadData
-                // the planner only ranks the source lower, so the engine also reports it lost and
-                // the chunk is never ordered from it again. A master is never forgotten.
-                if o.from != MASTER && matches!(reason, FailKind::Network | FailKind::BadData) {
-                    if let Some(src) = self.nodes.get_mut(&o.from) {
-                        src.have.remove(&o.chunk);
-                    }
-                    if reason == FailKind::BadData {
-                        self.planner.handle(now, Event::Lost { node: o.from, chunks: vec![o.chunk] });
-                    }
-                }
-            }
+            PeerMsg::Finished { id } => self.on_finished(now, node, id),
+            PeerMsg::Failed { id, reason, message } => self.on_failed(now, node, id, reason, &message),
             PeerMsg::Stats { download_bps, upload_bps, bytes_uploaded: _, complete: _, error } => {
                 if let Some(n) = self.nodes.get_mut(&node) {
                     n.download_bps = download_bps.max(0.0);
                     n.upload_bps = upload_bps.max(0.0);
                     n.error = error.map(|e| e.chars().take(500).collect());
                 }
+            }
+        }
+    }
+
+    /// Whether transfer `id` is one `node` was ordered to fetch (reports about anything else
+    /// are stale or foreign and ignored).
+    fn owns(&self, node: NodeId, id: TransferId) -> bool {
+        self.transfers.get(&id).is_some_and(|o| o.to == node)
+    }
+
+    /// A peer's full have-set for the current manifest: the first one makes it a planner
+    /// node; later ones (after a rescan) become the difference as `Lost` and `Have`.
+    fn on_have_all(&mut self, now: f64, node: NodeId, cur: &ManifestState, chunks: Vec<ChunkHash>) {
+        let Some(n) = self.nodes.get_mut(&node) else { return };
+        let new: HashSet<ChunkHash> = chunks.into_iter().filter(|h| cur.index.contains_key(h)).collect();
+        if !n.in_planner {
+            n.in_planner = true;
+            let h = &n.hello;
+            let config = NodeConfig {
+                is_master: false,
+                upload_slots: h.upload_slots,
+                download_slots: h.download_slots,
+                max_upload_bps: h.max_upload_bps.map(|b| b as f64),
+                max_download_bps: h.max_download_bps.map(|b| b as f64),
+            };
+            let has = new.iter().copied().collect();
+            n.have = new;
+            self.planner.handle(now, Event::Join { node, config, has });
+        } else {
+            let gained: Vec<_> = new.difference(&n.have).copied().collect();
+            let lost: Vec<_> = n.have.difference(&new).copied().collect();
+            n.have = new;
+            if !lost.is_empty() {
+                self.planner.handle(now, Event::Lost { node, chunks: lost });
+            }
+            if !gained.is_empty() {
+                self.planner.handle(now, Event::Have { node, chunks: gained });
+            }
+        }
+    }
+
+    /// An ordered transfer arrived: credit its source's upload and tell the planner.
+    fn on_finished(&mut self, now: f64, node: NodeId, id: TransferId) {
+        if !self.owns(node, id) {
+            return;
+        }
+        if let Some(o) = self.transfers.remove(&id) {
+            if o.from == MASTER {
+                self.master_uploaded += o.size;
+            } else {
+                self.peers_uploaded += o.size;
+                if let Some(src) = self.nodes.get_mut(&o.from) {
+                    src.bytes_uploaded += o.size;
+                }
+            }
+            if let Some(n) = self.nodes.get_mut(&node) {
+                n.have.insert(o.chunk);
+            }
+        }
+        self.planner.handle(now, Event::Finished { id });
+    }
+
+    fn on_failed(&mut self, now: f64, node: NodeId, id: TransferId, reason: FailKind, message: &str) {
+        if !self.owns(node, id) {
+            return;
+        }
+        let Some(o) = self.transfers.remove(&id) else { return };
+        if reason == FailKind::BadData {
+            self.verify_failures += 1;
+            let src = if o.from == MASTER { "the master".to_string() } else { self.node_name(o.from) };
+            self.events.push(format!("{} rejected chunk {} from {src}: {message}", self.node_name(node), o.chunk));
+        } else {
+            tracing::debug!("transfer {id} to {node} failed ({reason:?}): {message}");
+        }
+        self.planner.handle(now, Event::Failed { id, reason: Self::fail_reason(reason) });
+        // A peer source that lost the chunk (Network) or served bad bytes for it stops
+        // counting as a holder here too: after Network the planner has forgotten it, and
+        // mirroring that lets the source's next HaveAll announce it again; after BadData
+        // the planner only ranks the source lower, so the engine also reports it lost and
+        // the chunk is never ordered from it again. A master is never forgotten.
+        if o.from != MASTER && matches!(reason, FailKind::Network | FailKind::BadData) {
+            if let Some(src) = self.nodes.get_mut(&o.from) {
+                src.have.remove(&o.chunk);
+            }
+            if reason == FailKind::BadData {
+                self.planner.handle(now, Event::Lost { node: o.from, chunks: vec![o.chunk] });
             }
         }
     }
@@ -421,6 +435,55 @@ impl Coord {
     }
 
     fn snapshot(&mut self) -> Snapshot {
+        let mut s = self.snapshot_header();
+        let Some(cur) = self.current.clone() else {
+            let (done, total) = self.indexing.unwrap_or((0, 0));
+            s.state = match &self.index_error {
+                Some(e) => NodeState::Error { message: e.clone() },
+                None => NodeState::Indexing { done, total },
+            };
+            return s;
+        };
+        s.manifest_id = cur.id;
+        s.files_total = cur.manifest.files.len() as u64;
+        s.folder_bytes = cur.manifest.total_bytes();
+        let unique_bytes = cur.unique_bytes();
+        s.nodes.push(NodeStatus {
+            id: MASTER,
+            name: self.shared.cfg.name.clone(),
+            address: s.listen.clone(),
+            is_master: true,
+            state: NodeState::UpToDate,
+            bytes_done: unique_bytes,
+            bytes_total: unique_bytes,
+            upload_bps: s.upload_bps,
+            active_uploads: self.server.active_uploads(),
+            bytes_uploaded: self.master_uploaded,
+            chunk_map: vec![CELL_HAS; cur.unique.len()],
+            ..Default::default()
+        });
+        let mut all_done = true;
+        for (p, complete) in self.peer_statuses(&cur, unique_bytes) {
+            all_done &= complete;
+            s.bytes_total += p.bytes_total;
+            s.bytes_done += p.bytes_done;
+            s.download_bps += p.download_bps;
+            s.nodes.push(p);
+        }
+        let agg = self.agg_meter.update(s.bytes_done);
+        if agg > 0.0 && s.bytes_done < s.bytes_total {
+            s.eta_secs = Some((s.bytes_total - s.bytes_done) as f64 / agg);
+        }
+        s.state = match &self.index_error {
+            Some(e) => NodeState::Error { message: e.clone() },
+            None if all_done => NodeState::UpToDate,
+            None => NodeState::Syncing,
+        };
+        s
+    }
+
+    /// The part of a snapshot that does not depend on a manifest: identity, counters, events.
+    fn snapshot_header(&mut self) -> Snapshot {
         let cfg = &self.shared.cfg;
         let mut s = Snapshot::new(crate::status::Role::Master, cfg.name.clone(), cfg.source_dir.clone());
         s.listen = self.shared.listen.to_string();
@@ -437,95 +500,76 @@ impl Coord {
         s.master_uploaded = self.master_uploaded;
         s.peers_uploaded = self.peers_uploaded;
         s.events = self.events.to_vec();
-        let Some(cur) = self.current.clone() else {
-            let (done, total) = self.indexing.unwrap_or((0, 0));
-            s.state = match &self.index_error {
-                Some(e) => NodeState::Error { message: e.clone() },
-                None => NodeState::Indexing { done, total },
-            };
-            return s;
-        };
-        s.manifest_id = cur.id;
-        s.files_total = cur.manifest.files.len() as u64;
-        s.folder_bytes = cur.manifest.total_bytes();
-        let unique_bytes = cur.unique_bytes();
+        s
+    }
+
+    /// Every peer's row, by node id, with its chunk map over `cur`, and whether the planner
+    /// counts it complete (an erroring peer can still be complete).
+    fn peer_statuses(&self, cur: &ManifestState, unique_bytes: u64) -> Vec<(NodeStatus, bool)> {
         let mut incoming: HashMap<NodeId, Vec<ChunkHash>> = HashMap::new();
         let mut ups: HashMap<NodeId, u32> = HashMap::new();
         for o in self.transfers.values() {
             incoming.entry(o.to).or_default().push(o.chunk);
             *ups.entry(o.from).or_default() += 1;
         }
-        s.nodes.push(NodeStatus {
-            id: MASTER,
-            name: cfg.name.clone(),
-            address: s.listen.clone(),
-            is_master: true,
-            state: NodeState::UpToDate,
-            bytes_done: unique_bytes,
-            bytes_total: unique_bytes,
-            upload_bps: s.upload_bps,
-            active_uploads: self.server.active_uploads(),
-            bytes_uploaded: self.master_uploaded,
-            chunk_map: vec![CELL_HAS; cur.unique.len()],
-            ..Default::default()
-        });
-        let mut all_done = true;
         let mut ids: Vec<_> = self.nodes.keys().copied().collect();
         ids.sort();
-        for id in ids {
-            let n = &self.nodes[&id];
-            let mut map = vec![CELL_MISSING; cur.unique.len()];
-            let mut done = 0;
-            for h in &n.have {
-                if let Some(&i) = cur.index.get(h) {
-                    map[i] = CELL_HAS;
-                    done += cur.unique[i].1;
+        ids.into_iter()
+            .map(|id| {
+                let inc = incoming.get(&id).map(|v| v.as_slice()).unwrap_or(&[]);
+                let up = ups.get(&id).copied().unwrap_or(0);
+                self.peer_status(id, &self.nodes[&id], cur, inc, up, unique_bytes)
+            })
+            .collect()
+    }
+
+    /// One peer's row; `inc` are the chunks on their way to it, `ups` the uploads it serves.
+    fn peer_status(
+        &self,
+        id: NodeId,
+        n: &PeerNode,
+        cur: &ManifestState,
+        inc: &[ChunkHash],
+        ups: u32,
+        unique_bytes: u64,
+    ) -> (NodeStatus, bool) {
+        let mut map = vec![CELL_MISSING; cur.unique.len()];
+        let mut done = 0;
+        for h in &n.have {
+            if let Some(&i) = cur.index.get(h) {
+                map[i] = CELL_HAS;
+                done += cur.unique[i].1;
+            }
+        }
+        for h in inc {
+            if let Some(&i) = cur.index.get(h) {
+                if map[i] == CELL_MISSING {
+                    map[i] = CELL_INCOMING;
                 }
             }
-            let inc = incoming.get(&id).map(|v| v.as_slice()).unwrap_or(&[]);
-            for h in inc {
-                if let Some(&i) = cur.index.get(h) {
-                    if map[i] == CELL_MISSING {
-                        map[i] = CELL_INCOMING;
-                    }
-                }
-            }
-            let complete = n.in_planner && self.planner.is_complete(id);
-            all_done &= complete;
-            let state = match (&n.error, complete, n.in_planner) {
-                (Some(e), _, _) => NodeState::Error { message: e.clone() },
-                (None, true, _) => NodeState::UpToDate,
-                (None, false, false) => NodeState::Indexing { done: 0, total: 0 },
-                (None, false, true) => NodeState::Syncing,
-            };
-            s.bytes_total += unique_bytes;
-            s.bytes_done += done;
-            s.download_bps += n.download_bps;
-            s.nodes.push(NodeStatus {
-                id,
-                name: n.hello.name.clone(),
-                address: n.address.clone(),
-                is_master: false,
-                state,
-                bytes_done: done,
-                bytes_total: unique_bytes,
-                download_bps: n.download_bps,
-                upload_bps: n.upload_bps,
-                active_downloads: inc.len() as u32,
-                active_uploads: ups.get(&id).copied().unwrap_or(0),
-                bytes_uploaded: n.bytes_uploaded,
-                chunk_map: map,
-            });
         }
-        let agg = self.agg_meter.update(s.bytes_done);
-        if agg > 0.0 && s.bytes_done < s.bytes_total {
-            s.eta_secs = Some((s.bytes_total - s.bytes_done) as f64 / agg);
-        }
-        s.state = match &self.index_error {
-            Some(e) => NodeState::Error { message: e.clone() },
-            None if all_done => NodeState::UpToDate,
-            None => NodeState::Syncing,
+        let complete = n.in_planner && self.planner.is_complete(id);
+        let state = match (&n.error, complete, n.in_planner) {
+            (Some(e), _, _) => NodeState::Error { message: e.clone() },
+            (None, true, _) => NodeState::UpToDate,
+            (None, false, false) => NodeState::Indexing { done: 0, total: 0 },
+            (None, false, true) => NodeState::Syncing,
         };
-        s
+        let status = NodeStatus {
+            id,
+            name: n.hello.name.clone(),
+            address: n.address.clone(),
+            is_master: false,
+            state,
+            bytes_done: done,
+            bytes_total: unique_bytes,
+            download_bps: n.download_bps,
+            upload_bps: n.upload_bps,
+            active_downloads: inc.len() as u32,
+            active_uploads: ups,
+            bytes_uploaded: n.bytes_uploaded,
+            chunk_map: map,
+        };
+        (status, complete)
     }
 }
