@@ -9,6 +9,11 @@
 //! The master is planner node 0 and holds every chunk of each manifest it publishes. A peer
 //! becomes a planner node only once it has reported its have-set for the current manifest, so
 //! the planner never orders chunks a peer already holds.
+//!
+//! Who holds what and which transfers are active live only in the planner; this module asks it
+//! ([`Planner::order`], [`Planner::node_has`], [`Planner::node_chunks`]) instead of keeping
+//! copies. The planner must keep them anyway, with bit sets and counts its rounds depend on,
+//! while copies here had to be updated by hand in step with every event and could drift.
 
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
@@ -44,7 +49,6 @@ struct PeerNode {
     url: String,
     address: String,
     tx: mpsc::UnboundedSender<MasterMsg>,
-    have: HashSet<ChunkHash>,
     /// Reported its have-set for the current manifest (and so is a planner node).
     in_planner: bool,
     download_bps: f64,
@@ -59,7 +63,6 @@ struct Coord {
     start: Instant,
     nodes: HashMap<NodeId, PeerNode>,
     next_node: NodeId,
-    transfers: HashMap<TransferId, Order>,
     current: Option<Arc<ManifestState>>,
     master_in_planner: bool,
     indexing: Option<(u64, u64)>,
@@ -127,7 +130,6 @@ impl Coord {
             start: Instant::now(),
             nodes: HashMap::new(),
             next_node: 1,
-            transfers: HashMap::new(),
             current: None,
             master_in_planner: false,
             indexing: Some((0, 0)),
@@ -185,7 +187,6 @@ impl Coord {
                         address,
                         hello,
                         tx,
-                        have: HashSet::new(),
                         in_planner: false,
                         download_bps: 0.0,
                         upload_bps: 0.0,
@@ -200,7 +201,6 @@ impl Coord {
                     self.events.push(format!("{} left", n.hello.name));
                     let now = self.now();
                     self.planner.handle(now, Event::Leave { node });
-                    self.transfers.retain(|_, o| o.to != node && o.from != node);
                 }
             }
             CoordMsg::Manifest(st) => self.on_manifest(st),
@@ -243,8 +243,6 @@ impl Coord {
             self.planner.handle(now, Event::Join { node: MASTER, config, has: all });
             self.master_in_planner = true;
         }
-        // Transfers of chunks that left the manifest were dropped by the planner.
-        self.transfers.retain(|_, o| st.index.contains_key(&o.chunk));
         for n in self.nodes.values() {
             let _ = n.tx.send(MasterMsg::Manifest { id: st.id, bytes: st.bytes.to_vec() });
         }
@@ -268,25 +266,21 @@ impl Coord {
                 self.on_have_all(now, node, &cur, chunks);
             }
             PeerMsg::Have { manifest_id, chunks } if manifest_id == cur.id => {
-                let Some(n) = self.nodes.get_mut(&node) else { return };
+                let Some(n) = self.nodes.get(&node) else { return };
                 let chunks: Vec<_> = chunks.into_iter().filter(|h| cur.index.contains_key(h)).collect();
-                n.have.extend(chunks.iter().copied());
                 if n.in_planner {
                     self.planner.handle(now, Event::Have { node, chunks });
                 }
             }
             PeerMsg::HaveAll { .. } | PeerMsg::Have { .. } => {}
             PeerMsg::Lost { chunks } => {
-                let Some(n) = self.nodes.get_mut(&node) else { return };
-                for h in &chunks {
-                    n.have.remove(h);
-                }
+                let Some(n) = self.nodes.get(&node) else { return };
                 if n.in_planner {
                     self.planner.handle(now, Event::Lost { node, chunks });
                 }
             }
             PeerMsg::Progress { id, bytes_done } => {
-                if self.owns(node, id) {
+                if self.owned_order(node, id).is_some() {
                     self.planner.handle(now, Event::Progress { id, bytes_done });
                 }
             }
@@ -302,10 +296,18 @@ impl Coord {
         }
     }
 
-    /// Whether transfer `id` is one `node` was ordered to fetch (reports about anything else
+    /// The order behind transfer `id` while it still counts. The planner keeps transfers of
+    /// chunks that left the manifest until its next `check_timeouts` aborts them, but the peers
+    /// cancel those themselves on the manifest change, so here they are already over.
+    fn live_order(&self, id: TransferId) -> Option<Order> {
+        let cur = self.current.as_ref()?;
+        self.planner.order(id).filter(|o| cur.index.contains_key(&o.chunk))
+    }
+
+    /// The live order `id` if `node` was ordered to fetch it (reports about anything else
     /// are stale or foreign and ignored).
-    fn owns(&self, node: NodeId, id: TransferId) -> bool {
-        self.transfers.get(&id).is_some_and(|o| o.to == node)
+    fn owned_order(&self, node: NodeId, id: TransferId) -> Option<Order> {
+        self.live_order(id).filter(|o| o.to == node)
     }
 
     /// A peer's full have-set for the current manifest: the first one makes it a planner
@@ -323,13 +325,11 @@ impl Coord {
                 max_upload_bps: h.max_upload_bps.map(|b| b as f64),
                 max_download_bps: h.max_download_bps.map(|b| b as f64),
             };
-            let has = new.iter().copied().collect();
-            n.have = new;
+            let has = new.into_iter().collect();
             self.planner.handle(now, Event::Join { node, config, has });
         } else {
-            let gained: Vec<_> = new.difference(&n.have).copied().collect();
-            let lost: Vec<_> = n.have.difference(&new).copied().collect();
-            n.have = new;
+            let gained: Vec<_> = new.iter().filter(|h| !self.planner.node_has(node, h)).copied().collect();
+            let lost: Vec<_> = self.planner.node_chunks(node).filter(|h| !new.contains(h)).collect();
             if !lost.is_empty() {
                 self.planner.handle(now, Event::Lost { node, chunks: lost });
             }
@@ -341,30 +341,20 @@ impl Coord {
 
     /// An ordered transfer arrived: credit its source's upload and tell the planner.
     fn on_finished(&mut self, now: f64, node: NodeId, id: TransferId) {
-        if !self.owns(node, id) {
-            return;
-        }
-        if let Some(o) = self.transfers.remove(&id) {
-            if o.from == MASTER {
-                self.master_uploaded += o.size;
-            } else {
-                self.peers_uploaded += o.size;
-                if let Some(src) = self.nodes.get_mut(&o.from) {
-                    src.bytes_uploaded += o.size;
-                }
-            }
-            if let Some(n) = self.nodes.get_mut(&node) {
-                n.have.insert(o.chunk);
+        let Some(o) = self.owned_order(node, id) else { return };
+        if o.from == MASTER {
+            self.master_uploaded += o.size;
+        } else {
+            self.peers_uploaded += o.size;
+            if let Some(src) = self.nodes.get_mut(&o.from) {
+                src.bytes_uploaded += o.size;
             }
         }
         self.planner.handle(now, Event::Finished { id });
     }
 
     fn on_failed(&mut self, now: f64, node: NodeId, id: TransferId, reason: FailKind, message: &str) {
-        if !self.owns(node, id) {
-            return;
-        }
-        let Some(o) = self.transfers.remove(&id) else { return };
+        let Some(o) = self.owned_order(node, id) else { return };
         if reason == FailKind::BadData {
             self.verify_failures += 1;
             let src = if o.from == MASTER { "the master".to_string() } else { self.node_name(o.from) };
@@ -373,18 +363,12 @@ impl Coord {
             tracing::debug!("transfer {id} to {node} failed ({reason:?}): {message}");
         }
         self.planner.handle(now, Event::Failed { id, reason: Self::fail_reason(reason) });
-        // A peer source that lost the chunk (Network) or served bad bytes for it stops
-        // counting as a holder here too: after Network the planner has forgotten it, and
-        // mirroring that lets the source's next HaveAll announce it again; after BadData
-        // the planner only ranks the source lower, so the engine also reports it lost and
-        // the chunk is never ordered from it again. A master is never forgotten.
-        if o.from != MASTER && matches!(reason, FailKind::Network | FailKind::BadData) {
-            if let Some(src) = self.nodes.get_mut(&o.from) {
-                src.have.remove(&o.chunk);
-            }
-            if reason == FailKind::BadData {
-                self.planner.handle(now, Event::Lost { node: o.from, chunks: vec![o.chunk] });
-            }
+        // After Network the planner forgets the chunk at a peer source by itself (so the
+        // source's next HaveAll announces it again); after BadData it only ranks the source
+        // lower, so the engine also reports the chunk lost there and it is never ordered from
+        // that source again. A master is never forgotten.
+        if o.from != MASTER && reason == FailKind::BadData {
+            self.planner.handle(now, Event::Lost { node: o.from, chunks: vec![o.chunk] });
         }
     }
 
@@ -400,12 +384,14 @@ impl Coord {
 
     fn round(&mut self) {
         let now = self.now();
-        for id in self.planner.check_timeouts(now) {
-            if let Some(o) = self.transfers.remove(&id) {
-                tracing::debug!("transfer {id} of {} to {} timed out", o.chunk, o.to);
-                if let Some(n) = self.nodes.get(&o.to) {
-                    let _ = n.tx.send(MasterMsg::Cancel { id });
-                }
+        for o in self.planner.check_timeouts_orders(now) {
+            // Transfers of chunks that left the manifest were cancelled by the peers already.
+            if !self.current.as_ref().is_some_and(|cur| cur.index.contains_key(&o.chunk)) {
+                continue;
+            }
+            tracing::debug!("transfer {} of {} to {} timed out", o.id, o.chunk, o.to);
+            if let Some(n) = self.nodes.get(&o.to) {
+                let _ = n.tx.send(MasterMsg::Cancel { id: o.id });
             }
         }
         for o in self.planner.plan(now) {
@@ -426,9 +412,7 @@ impl Coord {
             };
             let msg =
                 MasterMsg::Fetch { id: o.id, chunk: o.chunk, size: o.size, url, min_rate_bps: o.min_rate_bps as u64 };
-            if dst.tx.send(msg).is_ok() {
-                self.transfers.insert(o.id, o);
-            } else {
+            if dst.tx.send(msg).is_err() {
                 self.planner.handle(now, Event::Failed { id: o.id, reason: FailReason::Other });
             }
         }
@@ -508,7 +492,7 @@ impl Coord {
     fn peer_statuses(&self, cur: &ManifestState, unique_bytes: u64) -> Vec<(NodeStatus, bool)> {
         let mut incoming: HashMap<NodeId, Vec<ChunkHash>> = HashMap::new();
         let mut ups: HashMap<NodeId, u32> = HashMap::new();
-        for o in self.transfers.values() {
+        for o in self.planner.orders().filter(|o| cur.index.contains_key(&o.chunk)) {
             incoming.entry(o.to).or_default().push(o.chunk);
             *ups.entry(o.from).or_default() += 1;
         }
@@ -535,8 +519,8 @@ impl Coord {
     ) -> (NodeStatus, bool) {
         let mut map = vec![CELL_MISSING; cur.unique.len()];
         let mut done = 0;
-        for h in &n.have {
-            if let Some(&i) = cur.index.get(h) {
+        for h in self.planner.node_chunks(id) {
+            if let Some(&i) = cur.index.get(&h) {
                 map[i] = CELL_HAS;
                 done += cur.unique[i].1;
             }
