@@ -265,14 +265,8 @@ impl Coord {
             PeerMsg::HaveAll { manifest_id, chunks } if manifest_id == cur.id => {
                 self.on_have_all(now, node, &cur, chunks);
             }
-            PeerMsg::Have { manifest_id, chunks } if manifest_id == cur.id => {
-                let Some(n) = self.nodes.get(&node) else { return };
-                let chunks: Vec<_> = chunks.into_iter().filter(|h| cur.index.contains_key(h)).collect();
-                if n.in_planner {
-                    self.planner.handle(now, Event::Have { node, chunks });
-                }
-            }
-            PeerMsg::HaveAll { .. } | PeerMsg::Have { .. } => {}
+            // A have-set for an older manifest: the peer sends another once it has the new one.
+            PeerMsg::HaveAll { .. } => {}
             PeerMsg::Lost { chunks } => {
                 let Some(n) = self.nodes.get(&node) else { return };
                 if n.in_planner {
@@ -286,7 +280,7 @@ impl Coord {
             }
             PeerMsg::Finished { id } => self.on_finished(now, node, id),
             PeerMsg::Failed { id, reason, message } => self.on_failed(now, node, id, reason, &message),
-            PeerMsg::Stats { download_bps, upload_bps, bytes_uploaded: _, complete: _, error } => {
+            PeerMsg::Stats { download_bps, upload_bps, error } => {
                 if let Some(n) = self.nodes.get_mut(&node) {
                     n.download_bps = download_bps.max(0.0);
                     n.upload_bps = upload_bps.max(0.0);
