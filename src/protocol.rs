@@ -20,7 +20,10 @@ use crate::manifest::ChunkHash;
 
 /// Bumped on any incompatible change of the types below.
 /// 2: `FailKind::Busy` (a source with no free upload slot is not a source without the chunk).
-pub const PROTOCOL_VERSION: u32 = 2;
+/// 3: `PeerMsg::Have` removed (peers announce local copies in a new `HaveAll`), and
+/// `PeerMsg::Stats` lost `bytes_uploaded` and `complete` (the master counts uploads from
+/// finished transfers and completeness from the planner).
+pub const PROTOCOL_VERSION: u32 = 3;
 
 /// Upper bound for one control frame. A manifest of a 1 TB folder at 1 MiB chunks is ~40 MB.
 pub const MAX_FRAME: usize = 128 << 20;
@@ -108,11 +111,6 @@ pub enum PeerMsg {
         manifest_id: u64,
         chunks: Vec<ChunkHash>,
     },
-    /// Chunks newly verified (outside of ordered transfers, e.g. local copies).
-    Have {
-        manifest_id: u64,
-        chunks: Vec<ChunkHash>,
-    },
     /// Chunks the peer no longer holds (overwritten or deleted locally).
     Lost {
         chunks: Vec<ChunkHash>,
@@ -135,8 +133,6 @@ pub enum PeerMsg {
     Stats {
         download_bps: f64,
         upload_bps: f64,
-        bytes_uploaded: u64,
-        complete: bool,
         error: Option<String>,
     },
 }
@@ -309,6 +305,8 @@ mod tests {
         assert_eq!(decode::<MasterMsg>(&encode(&m)).unwrap(), m);
         let p = PeerMsg::Failed { id: 1, reason: FailKind::BadData, message: "m".into() };
         assert_eq!(decode::<PeerMsg>(&encode(&p)).unwrap(), p);
+        let s = PeerMsg::Stats { download_bps: 1.5, upload_bps: 0.0, error: Some("disk full".into()) };
+        assert_eq!(decode::<PeerMsg>(&encode(&s)).unwrap(), s);
         for garbage in [&b""[..], &[0xff; 3], &[200, 1, 2, 3]] {
             assert!(decode::<PeerMsg>(garbage).is_err());
         }

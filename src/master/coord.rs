@@ -9,6 +9,11 @@
 //! The master is planner node 0 and holds every chunk of each manifest it publishes. A peer
 //! becomes a planner node only once it has reported its have-set for the current manifest, so
 //! the planner never orders chunks a peer already holds.
+//!
+//! Who holds what and which transfers are active live only in the planner; this module asks it
+//! ([`Planner::order`], [`Planner::node_has`], [`Planner::node_chunks`]) instead of keeping
+//! copies. The planner must keep them anyway, with bit sets and counts its rounds depend on,
+//! while copies here had to be updated by hand in step with every event and could drift.
 
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
@@ -44,7 +49,6 @@ struct PeerNode {
     url: String,
     address: String,
     tx: mpsc::UnboundedSender<MasterMsg>,
-    have: HashSet<ChunkHash>,
     /// Reported its have-set for the current manifest (and so is a planner node).
     in_planner: bool,
     download_bps: f64,
@@ -59,7 +63,6 @@ struct Coord {
     start: Instant,
     nodes: HashMap<NodeId, PeerNode>,
     next_node: NodeId,
-    transfers: HashMap<TransferId, Order>,
     current: Option<Arc<ManifestState>>,
     master_in_planner: bool,
     indexing: Option<(u64, u64)>,
@@ -81,26 +84,7 @@ pub(crate) async fn run(
     status: watch::Sender<Snapshot>,
     server: Arc<ChunkServer>,
 ) {
-    let mut c = Coord {
-        planner: Planner::new(shared.cfg.seed),
-        shared,
-        start: Instant::now(),
-        nodes: HashMap::new(),
-        next_node: 1,
-        transfers: HashMap::new(),
-        current: None,
-        master_in_planner: false,
-        indexing: Some((0, 0)),
-        index_error: None,
-        events: EventLog::default(),
-        master_uploaded: 0,
-        peers_uploaded: 0,
-        server,
-        up_meter: RateMeter::default(),
-        agg_meter: RateMeter::default(),
-        verify_failures: 0,
-        rounds: (0, 0.0),
-    };
+    let mut c = Coord::new(shared, server);
     let mut tick = tokio::time::interval(Duration::from_millis(100));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut ticks = 0u64;
@@ -132,21 +116,50 @@ pub(crate) async fn run(
                 last_round = Instant::now();
                 round_due = None;
                 ticks += 1;
-                if ticks % 10 == 0 && tracing::enabled!(target: "lanscatter::slots", tracing::Level::DEBUG) {
-                    let st = c.planner.stats();
-                    let row: Vec<String> = st.nodes.iter().map(|n| format!("{}:{}/{}", n.have, n.downloads, n.uploads)).collect();
-                    tracing::debug!(target: "lanscatter::slots", "have:down/up {}", row.join(" "));
-                }
-                if ticks % 3 == 0 {
-                    let snap = c.snapshot();
-                    status.send_replace(snap);
-                }
+                c.after_tick(ticks, &status);
             }
         }
     }
 }
 
 impl Coord {
+    fn new(shared: Arc<Shared>, server: Arc<ChunkServer>) -> Self {
+        Coord {
+            planner: Planner::new(shared.cfg.seed),
+            shared,
+            start: Instant::now(),
+            nodes: HashMap::new(),
+            next_node: 1,
+            current: None,
+            master_in_planner: false,
+            indexing: Some((0, 0)),
+            index_error: None,
+            events: EventLog::default(),
+            master_uploaded: 0,
+            peers_uploaded: 0,
+            server,
+            up_meter: RateMeter::default(),
+            agg_meter: RateMeter::default(),
+            verify_failures: 0,
+            rounds: (0, 0.0),
+        }
+    }
+
+    /// Periodic work after a tick's round: a slot log line every second (when enabled) and a
+    /// status snapshot every third tick.
+    fn after_tick(&mut self, ticks: u64, status: &watch::Sender<Snapshot>) {
+        if ticks % 10 == 0 && tracing::enabled!(target: "lanscatter::slots", tracing::Level::DEBUG) {
+            let st = self.planner.stats();
+            let row: Vec<String> =
+                st.nodes.iter().map(|n| format!("{}:{}/{}", n.have, n.downloads, n.uploads)).collect();
+            tracing::debug!(target: "lanscatter::slots", "have:down/up {}", row.join(" "));
+        }
+        if ticks % 3 == 0 {
+            let snap = self.snapshot();
+            status.send_replace(snap);
+        }
+    }
+
     fn now(&self) -> f64 {
         self.start.elapsed().as_secs_f64()
     }
@@ -157,11 +170,7 @@ impl Coord {
                 let id = self.next_node;
                 self.next_node += 1;
                 let host = hello.advertise_host.clone().unwrap_or_else(|| remote.ip().to_string());
-                let address = if host.contains(':') && !host.starts_with('[') {
-                    format!("[{host}]:{}", hello.port)
-                } else {
-                    format!("{host}:{}", hello.port)
-                };
+                let address = crate::transport::host_port(&host, hello.port);
                 self.events.push(format!("{} joined from {remote} (serves at {address})", hello.name));
                 match &self.current {
                     Some(cur) => {
@@ -174,11 +183,10 @@ impl Coord {
                 self.nodes.insert(
                     id,
                     PeerNode {
-                        url: format!("http://{address}"),
+                        url: crate::transport::chunk_base(&address),
                         address,
                         hello,
                         tx,
-                        have: HashSet::new(),
                         in_planner: false,
                         download_bps: 0.0,
                         upload_bps: 0.0,
@@ -193,7 +201,6 @@ impl Coord {
                     self.events.push(format!("{} left", n.hello.name));
                     let now = self.now();
                     self.planner.handle(now, Event::Leave { node });
-                    self.transfers.retain(|_, o| o.to != node && o.from != node);
                 }
             }
             CoordMsg::Manifest(st) => self.on_manifest(st),
@@ -236,8 +243,6 @@ impl Coord {
             self.planner.handle(now, Event::Join { node: MASTER, config, has: all });
             self.master_in_planner = true;
         }
-        // Transfers of chunks that left the manifest were dropped by the planner.
-        self.transfers.retain(|_, o| st.index.contains_key(&o.chunk));
         for n in self.nodes.values() {
             let _ = n.tx.send(MasterMsg::Manifest { id: st.id, bytes: st.bytes.to_vec() });
         }
@@ -256,121 +261,108 @@ impl Coord {
     fn on_peer(&mut self, node: NodeId, msg: PeerMsg) {
         let now = self.now();
         let Some(cur) = self.current.clone() else { return };
-        let owns = |t: &HashMap<TransferId, Order>, id: &TransferId| t.get(id).is_some_and(|o| o.to == node);
         match msg {
-            PeerMsg::HaveAll { manifest_id, chunks } => {
-                if manifest_id != cur.id {
-                    return;
-                }
-                let Some(n) = self.nodes.get_mut(&node) else { return };
-                let new: HashSet<ChunkHash> = chunks.into_iter().filter(|h| cur.index.contains_key(h)).collect();
-                if !n.in_planner {
-                    n.in_planner = true;
-                    let h = &n.hello;
-                    let config = NodeConfig {
-                        is_master: false,
-                        upload_slots: h.upload_slots,
-                        download_slots: h.download_slots,
-                        max_upload_bps: h.max_upload_bps.map(|b| b as f64),
-                        max_download_bps: h.max_download_bps.map(|b| b as f64),
-                    };
-                    let has = new.iter().copied().collect();
-                    n.have = new;
-                    self.planner.handle(now, Event::Join { node, config, has });
-                } else {
-                    let gained: Vec<_> = new.difference(&n.have).copied().collect();
-                    let lost: Vec<_> = n.have.difference(&new).copied().collect();
-                    n.have = new;
-                    if !lost.is_empty() {
-                        self.planner.handle(now, Event::Lost { node, chunks: lost });
-                    }
-                    if !gained.is_empty() {
-                        self.planner.handle(now, Event::Have { node, chunks: gained });
-                    }
-                }
+            PeerMsg::HaveAll { manifest_id, chunks } if manifest_id == cur.id => {
+                self.on_have_all(now, node, &cur, chunks);
             }
-            PeerMsg::Have { manifest_id, chunks } => {
-                if manifest_id != cur.id {
-                    return;
-                }
-                let Some(n) = self.nodes.get_mut(&node) else { return };
-                let chunks: Vec<_> = chunks.into_iter().filter(|h| cur.index.contains_key(h)).collect();
-                n.have.extend(chunks.iter().copied());
-                if n.in_planner {
-                    self.planner.handle(now, Event::Have { node, chunks });
-                }
-            }
+            // A have-set for an older manifest: the peer sends another once it has the new one.
+            PeerMsg::HaveAll { .. } => {}
             PeerMsg::Lost { chunks } => {
-                let Some(n) = self.nodes.get_mut(&node) else { return };
-                for h in &chunks {
-                    n.have.remove(h);
-                }
+                let Some(n) = self.nodes.get(&node) else { return };
                 if n.in_planner {
                     self.planner.handle(now, Event::Lost { node, chunks });
                 }
             }
             PeerMsg::Progress { id, bytes_done } => {
-                if owns(&self.transfers, &id) {
+                if self.owned_order(node, id).is_some() {
                     self.planner.handle(now, Event::Progress { id, bytes_done });
                 }
             }
-            PeerMsg::Finished { id } => {
-                if !owns(&self.transfers, &id) {
-                    return;
-                }
-                if let Some(o) = self.transfers.remove(&id) {
-                    if o.from == MASTER {
-                        self.master_uploaded += o.size;
-                    } else {
-                        self.peers_uploaded += o.size;
-                        if let Some(src) = self.nodes.get_mut(&o.from) {
-                            src.bytes_uploaded += o.size;
-                        }
-                    }
-                    if let Some(n) = self.nodes.get_mut(&node) {
-                        n.have.insert(o.chunk);
-                    }
-                }
-                self.planner.handle(now, Event::Finished { id });
-            }
-            PeerMsg::Failed { id, reason, message } => {
-                if !owns(&self.transfers, &id) {
-                    return;
-                }
-                let Some(o) = self.transfers.remove(&id) else { return };
-                if reason == FailKind::BadData {
-                    self.verify_failures += 1;
-                    let src = if o.from == MASTER { "the master".to_string() } else { self.node_name(o.from) };
-                    self.events.push(format!(
-                        "{} rejected chunk {} from {src}: {message}",
-                        self.node_name(node),
-                        o.chunk
-                    ));
-                } else {
-                    tracing::debug!("transfer {id} to {node} failed ({reason:?}): {message}");
-                }
-                self.planner.handle(now, Event::Failed { id, reason: Self::fail_reason(reason) });
-                // A peer source that lost the chunk (Network) or served bad bytes for it stops
-                // counting as a holder here too: after Network the planner has forgotten it, and
-                // mirroring that lets the source's next HaveAll announce it again; after BadData
-                // the planner only ranks the source lower, so the engine also reports it lost and
-                // the chunk is never ordered from it again. A master is never forgotten.
-                if o.from != MASTER && matches!(reason, FailKind::Network | FailKind::BadData) {
-                    if let Some(src) = self.nodes.get_mut(&o.from) {
-                        src.have.remove(&o.chunk);
-                    }
-                    if reason == FailKind::BadData {
-                        self.planner.handle(now, Event::Lost { node: o.from, chunks: vec![o.chunk] });
-                    }
-                }
-            }
-            PeerMsg::Stats { download_bps, upload_bps, bytes_uploaded: _, complete: _, error } => {
+            PeerMsg::Finished { id } => self.on_finished(now, node, id),
+            PeerMsg::Failed { id, reason, message } => self.on_failed(now, node, id, reason, &message),
+            PeerMsg::Stats { download_bps, upload_bps, error } => {
                 if let Some(n) = self.nodes.get_mut(&node) {
                     n.download_bps = download_bps.max(0.0);
                     n.upload_bps = upload_bps.max(0.0);
                     n.error = error.map(|e| e.chars().take(500).collect());
                 }
             }
+        }
+    }
+
+    /// The order behind transfer `id` while it still counts. The planner keeps transfers of
+    /// chunks that left the manifest until its next `check_timeouts` aborts them, but the peers
+    /// cancel those themselves on the manifest change, so here they are already over.
+    fn live_order(&self, id: TransferId) -> Option<Order> {
+        let cur = self.current.as_ref()?;
+        self.planner.order(id).filter(|o| cur.index.contains_key(&o.chunk))
+    }
+
+    /// The live order `id` if `node` was ordered to fetch it (reports about anything else
+    /// are stale or foreign and ignored).
+    fn owned_order(&self, node: NodeId, id: TransferId) -> Option<Order> {
+        self.live_order(id).filter(|o| o.to == node)
+    }
+
+    /// A peer's full have-set for the current manifest: the first one makes it a planner
+    /// node; later ones (after a rescan) become the difference as `Lost` and `Have`.
+    fn on_have_all(&mut self, now: f64, node: NodeId, cur: &ManifestState, chunks: Vec<ChunkHash>) {
+        let Some(n) = self.nodes.get_mut(&node) else { return };
+        let new: HashSet<ChunkHash> = chunks.into_iter().filter(|h| cur.index.contains_key(h)).collect();
+        if !n.in_planner {
+            n.in_planner = true;
+            let h = &n.hello;
+            let config = NodeConfig {
+                is_master: false,
+                upload_slots: h.upload_slots,
+                download_slots: h.download_slots,
+                max_upload_bps: h.max_upload_bps.map(|b| b as f64),
+                max_download_bps: h.max_download_bps.map(|b| b as f64),
+            };
+            let has = new.into_iter().collect();
+            self.planner.handle(now, Event::Join { node, config, has });
+        } else {
+            let gained: Vec<_> = new.iter().filter(|h| !self.planner.node_has(node, h)).copied().collect();
+            let lost: Vec<_> = self.planner.node_chunks(node).filter(|h| !new.contains(h)).collect();
+            if !lost.is_empty() {
+                self.planner.handle(now, Event::Lost { node, chunks: lost });
+            }
+            if !gained.is_empty() {
+                self.planner.handle(now, Event::Have { node, chunks: gained });
+            }
+        }
+    }
+
+    /// An ordered transfer arrived: credit its source's upload and tell the planner.
+    fn on_finished(&mut self, now: f64, node: NodeId, id: TransferId) {
+        let Some(o) = self.owned_order(node, id) else { return };
+        if o.from == MASTER {
+            self.master_uploaded += o.size;
+        } else {
+            self.peers_uploaded += o.size;
+            if let Some(src) = self.nodes.get_mut(&o.from) {
+                src.bytes_uploaded += o.size;
+            }
+        }
+        self.planner.handle(now, Event::Finished { id });
+    }
+
+    fn on_failed(&mut self, now: f64, node: NodeId, id: TransferId, reason: FailKind, message: &str) {
+        let Some(o) = self.owned_order(node, id) else { return };
+        if reason == FailKind::BadData {
+            self.verify_failures += 1;
+            let src = if o.from == MASTER { "the master".to_string() } else { self.node_name(o.from) };
+            self.events.push(format!("{} rejected chunk {} from {src}: {message}", self.node_name(node), o.chunk));
+        } else {
+            tracing::debug!("transfer {id} to {node} failed ({reason:?}): {message}");
+        }
+        self.planner.handle(now, Event::Failed { id, reason: Self::fail_reason(reason) });
+        // After Network the planner forgets the chunk at a peer source by itself (so the
+        // source's next HaveAll announces it again); after BadData it only ranks the source
+        // lower, so the engine also reports the chunk lost there and it is never ordered from
+        // that source again. A master is never forgotten.
+        if o.from != MASTER && reason == FailKind::BadData {
+            self.planner.handle(now, Event::Lost { node: o.from, chunks: vec![o.chunk] });
         }
     }
 
@@ -386,12 +378,14 @@ impl Coord {
 
     fn round(&mut self) {
         let now = self.now();
-        for id in self.planner.check_timeouts(now) {
-            if let Some(o) = self.transfers.remove(&id) {
-                tracing::debug!("transfer {id} of {} to {} timed out", o.chunk, o.to);
-                if let Some(n) = self.nodes.get(&o.to) {
-                    let _ = n.tx.send(MasterMsg::Cancel { id });
-                }
+        for o in self.planner.check_timeouts_orders(now) {
+            // Transfers of chunks that left the manifest were cancelled by the peers already.
+            if !self.current.as_ref().is_some_and(|cur| cur.index.contains_key(&o.chunk)) {
+                continue;
+            }
+            tracing::debug!("transfer {} of {} to {} timed out", o.id, o.chunk, o.to);
+            if let Some(n) = self.nodes.get(&o.to) {
+                let _ = n.tx.send(MasterMsg::Cancel { id: o.id });
             }
         }
         for o in self.planner.plan(now) {
@@ -412,15 +406,62 @@ impl Coord {
             };
             let msg =
                 MasterMsg::Fetch { id: o.id, chunk: o.chunk, size: o.size, url, min_rate_bps: o.min_rate_bps as u64 };
-            if dst.tx.send(msg).is_ok() {
-                self.transfers.insert(o.id, o);
-            } else {
+            if dst.tx.send(msg).is_err() {
                 self.planner.handle(now, Event::Failed { id: o.id, reason: FailReason::Other });
             }
         }
     }
 
     fn snapshot(&mut self) -> Snapshot {
+        let mut s = self.snapshot_header();
+        let Some(cur) = self.current.clone() else {
+            let (done, total) = self.indexing.unwrap_or((0, 0));
+            s.state = match &self.index_error {
+                Some(e) => NodeState::Error { message: e.clone() },
+                None => NodeState::Indexing { done, total },
+            };
+            return s;
+        };
+        s.manifest_id = cur.id;
+        s.files_total = cur.manifest.files.len() as u64;
+        s.folder_bytes = cur.manifest.total_bytes();
+        let unique_bytes = cur.unique_bytes();
+        s.nodes.push(NodeStatus {
+            id: MASTER,
+            name: self.shared.cfg.name.clone(),
+            address: s.listen.clone(),
+            is_master: true,
+            state: NodeState::UpToDate,
+            bytes_done: unique_bytes,
+            bytes_total: unique_bytes,
+            upload_bps: s.upload_bps,
+            active_uploads: self.server.active_uploads(),
+            bytes_uploaded: self.master_uploaded,
+            chunk_map: vec![CELL_HAS; cur.unique.len()],
+            ..Default::default()
+        });
+        let mut all_done = true;
+        for (p, complete) in self.peer_statuses(&cur, unique_bytes) {
+            all_done &= complete;
+            s.bytes_total += p.bytes_total;
+            s.bytes_done += p.bytes_done;
+            s.download_bps += p.download_bps;
+            s.nodes.push(p);
+        }
+        let agg = self.agg_meter.update(s.bytes_done);
+        if agg > 0.0 && s.bytes_done < s.bytes_total {
+            s.eta_secs = Some((s.bytes_total - s.bytes_done) as f64 / agg);
+        }
+        s.state = match &self.index_error {
+            Some(e) => NodeState::Error { message: e.clone() },
+            None if all_done => NodeState::UpToDate,
+            None => NodeState::Syncing,
+        };
+        s
+    }
+
+    /// The part of a snapshot that does not depend on a manifest: identity, counters, events.
+    fn snapshot_header(&mut self) -> Snapshot {
         let cfg = &self.shared.cfg;
         let mut s = Snapshot::new(crate::status::Role::Master, cfg.name.clone(), cfg.source_dir.clone());
         s.listen = self.shared.listen.to_string();
@@ -437,95 +478,390 @@ impl Coord {
         s.master_uploaded = self.master_uploaded;
         s.peers_uploaded = self.peers_uploaded;
         s.events = self.events.to_vec();
-        let Some(cur) = self.current.clone() else {
-            let (done, total) = self.indexing.unwrap_or((0, 0));
-            s.state = match &self.index_error {
-                Some(e) => NodeState::Error { message: e.clone() },
-                None => NodeState::Indexing { done, total },
-            };
-            return s;
-        };
-        s.manifest_id = cur.id;
-        s.files_total = cur.manifest.files.len() as u64;
-        s.folder_bytes = cur.manifest.total_bytes();
-        let unique_bytes = cur.unique_bytes();
+        s
+    }
+
+    /// Every peer's row, by node id, with its chunk map over `cur`, and whether the planner
+    /// counts it complete (an erroring peer can still be complete).
+    fn peer_statuses(&self, cur: &ManifestState, unique_bytes: u64) -> Vec<(NodeStatus, bool)> {
         let mut incoming: HashMap<NodeId, Vec<ChunkHash>> = HashMap::new();
         let mut ups: HashMap<NodeId, u32> = HashMap::new();
-        for o in self.transfers.values() {
+        for o in self.planner.orders().filter(|o| cur.index.contains_key(&o.chunk)) {
             incoming.entry(o.to).or_default().push(o.chunk);
             *ups.entry(o.from).or_default() += 1;
         }
-        s.nodes.push(NodeStatus {
-            id: MASTER,
-            name: cfg.name.clone(),
-            address: s.listen.clone(),
-            is_master: true,
-            state: NodeState::UpToDate,
-            bytes_done: unique_bytes,
-            bytes_total: unique_bytes,
-            upload_bps: s.upload_bps,
-            active_uploads: self.server.active_uploads(),
-            bytes_uploaded: self.master_uploaded,
-            chunk_map: vec![CELL_HAS; cur.unique.len()],
-            ..Default::default()
-        });
-        let mut all_done = true;
         let mut ids: Vec<_> = self.nodes.keys().copied().collect();
         ids.sort();
-        for id in ids {
-            let n = &self.nodes[&id];
-            let mut map = vec![CELL_MISSING; cur.unique.len()];
-            let mut done = 0;
-            for h in &n.have {
-                if let Some(&i) = cur.index.get(h) {
-                    map[i] = CELL_HAS;
-                    done += cur.unique[i].1;
+        ids.into_iter()
+            .map(|id| {
+                let inc = incoming.get(&id).map(|v| v.as_slice()).unwrap_or(&[]);
+                let up = ups.get(&id).copied().unwrap_or(0);
+                self.peer_status(id, &self.nodes[&id], cur, inc, up, unique_bytes)
+            })
+            .collect()
+    }
+
+    /// One peer's row; `inc` are the chunks on their way to it, `ups` the uploads it serves.
+    fn peer_status(
+        &self,
+        id: NodeId,
+        n: &PeerNode,
+        cur: &ManifestState,
+        inc: &[ChunkHash],
+        ups: u32,
+        unique_bytes: u64,
+    ) -> (NodeStatus, bool) {
+        let mut map = vec![CELL_MISSING; cur.unique.len()];
+        let mut done = 0;
+        for h in self.planner.node_chunks(id) {
+            if let Some(&i) = cur.index.get(&h) {
+                map[i] = CELL_HAS;
+                done += cur.unique[i].1;
+            }
+        }
+        for h in inc {
+            if let Some(&i) = cur.index.get(h) {
+                if map[i] == CELL_MISSING {
+                    map[i] = CELL_INCOMING;
                 }
             }
-            let inc = incoming.get(&id).map(|v| v.as_slice()).unwrap_or(&[]);
-            for h in inc {
-                if let Some(&i) = cur.index.get(h) {
-                    if map[i] == CELL_MISSING {
-                        map[i] = CELL_INCOMING;
-                    }
-                }
-            }
-            let complete = n.in_planner && self.planner.is_complete(id);
-            all_done &= complete;
-            let state = match (&n.error, complete, n.in_planner) {
-                (Some(e), _, _) => NodeState::Error { message: e.clone() },
-                (None, true, _) => NodeState::UpToDate,
-                (None, false, false) => NodeState::Indexing { done: 0, total: 0 },
-                (None, false, true) => NodeState::Syncing,
-            };
-            s.bytes_total += unique_bytes;
-            s.bytes_done += done;
-            s.download_bps += n.download_bps;
-            s.nodes.push(NodeStatus {
-                id,
-                name: n.hello.name.clone(),
-                address: n.address.clone(),
-                is_master: false,
-                state,
-                bytes_done: done,
-                bytes_total: unique_bytes,
-                download_bps: n.download_bps,
-                upload_bps: n.upload_bps,
-                active_downloads: inc.len() as u32,
-                active_uploads: ups.get(&id).copied().unwrap_or(0),
-                bytes_uploaded: n.bytes_uploaded,
-                chunk_map: map,
-            });
         }
-        let agg = self.agg_meter.update(s.bytes_done);
-        if agg > 0.0 && s.bytes_done < s.bytes_total {
-            s.eta_secs = Some((s.bytes_total - s.bytes_done) as f64 / agg);
-        }
-        s.state = match &self.index_error {
-            Some(e) => NodeState::Error { message: e.clone() },
-            None if all_done => NodeState::UpToDate,
-            None => NodeState::Syncing,
+        let complete = n.in_planner && self.planner.is_complete(id);
+        let state = match (&n.error, complete, n.in_planner) {
+            (Some(e), _, _) => NodeState::Error { message: e.clone() },
+            (None, true, _) => NodeState::UpToDate,
+            (None, false, false) => NodeState::Indexing { done: 0, total: 0 },
+            (None, false, true) => NodeState::Syncing,
         };
-        s
+        let status = NodeStatus {
+            id,
+            name: n.hello.name.clone(),
+            address: n.address.clone(),
+            is_master: false,
+            state,
+            bytes_done: done,
+            bytes_total: unique_bytes,
+            download_bps: n.download_bps,
+            upload_bps: n.upload_bps,
+            active_downloads: inc.len() as u32,
+            active_uploads: ups,
+            bytes_uploaded: n.bytes_uploaded,
+            chunk_map: map,
+        };
+        (status, complete)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The coordinator driven directly: messages in, orders out (per-peer channels), and the
+    //! snapshot, without sockets or timers (`round` is called by hand).
+
+    use std::path::PathBuf;
+    use std::sync::RwLock;
+
+    use super::*;
+    use crate::manifest::{Chunk, ChunkRule, FileEntry, Manifest, Mtime};
+    use crate::master::{MasterConfig, MasterSource};
+    use crate::protocol::PROTOCOL_VERSION;
+    use crate::transfer::server::ServerConfig;
+
+    type Inbox = mpsc::UnboundedReceiver<MasterMsg>;
+
+    fn hash(i: u8) -> ChunkHash {
+        ChunkHash::of(&[i])
+    }
+
+    /// One file of 100-byte chunks with these hashes.
+    fn manifest(id: u64, chunks: &[u8]) -> Arc<ManifestState> {
+        let chunks: Vec<Chunk> = chunks
+            .iter()
+            .enumerate()
+            .map(|(i, &c)| Chunk { offset: i as u64 * 100, size: 100, hash: hash(c) })
+            .collect();
+        let file = FileEntry {
+            path: "f".into(),
+            size: 100 * chunks.len() as u64,
+            mtime: Mtime { secs: 0, nanos: 0 },
+            chunk_size: 100,
+            chunks,
+            hash: hash(255),
+        };
+        let m = Manifest { files: vec![file], dirs: vec![], chunk_rule: ChunkRule::Auto, warnings: vec![] };
+        Arc::new(ManifestState::new(id, m))
+    }
+
+    fn coord(master_upload_slots: u32) -> Coord {
+        let mut cfg = MasterConfig::new(PathBuf::from("/nonexistent"));
+        cfg.upload_slots = master_upload_slots;
+        cfg.name = "master".into();
+        let (rescan, _) = mpsc::channel(1);
+        let (coord, _) = mpsc::unbounded_channel();
+        let (_, shutdown) = watch::channel(false);
+        let listen = SocketAddr::from(([127, 0, 0, 1], 1));
+        let shared = Arc::new(Shared { cfg, listen, current: RwLock::new(None), rescan, coord, shutdown });
+        let server = ChunkServer::new(
+            Arc::new(MasterSource(shared.clone())),
+            ServerConfig {
+                upload_slots: master_upload_slots,
+                limiter: None,
+                compress: false,
+                storage: Arc::new(crate::storage::ReadOnlyDisk),
+            },
+        );
+        Coord::new(shared, server)
+    }
+
+    fn join(c: &mut Coord, host: &str, upload_slots: u32, download_slots: u32) -> (NodeId, Inbox) {
+        let hello = Hello {
+            app: Hello::APP.into(),
+            protocol: PROTOCOL_VERSION,
+            name: format!("peer {host}"),
+            advertise_host: Some(host.into()),
+            port: 7000,
+            upload_slots,
+            download_slots,
+            max_upload_bps: None,
+            max_download_bps: None,
+            version: "test".into(),
+        };
+        let (tx, rx) = mpsc::unbounded_channel();
+        let (reply, mut id) = oneshot::channel();
+        let remote = SocketAddr::from(([192, 0, 2, 1], 5000));
+        c.on_msg(CoordMsg::Join { hello, remote, tx, reply });
+        (id.try_recv().expect("the join is answered at once"), rx)
+    }
+
+    fn peer(c: &mut Coord, node: NodeId, msg: PeerMsg) {
+        c.on_msg(CoordMsg::Peer { node, msg });
+    }
+
+    fn have_all(c: &mut Coord, node: NodeId, manifest_id: u64, chunks: &[u8]) {
+        peer(c, node, PeerMsg::HaveAll { manifest_id, chunks: chunks.iter().map(|&i| hash(i)).collect() });
+    }
+
+    fn drain(rx: &mut Inbox) -> Vec<MasterMsg> {
+        std::iter::from_fn(|| rx.try_recv().ok()).collect()
+    }
+
+    /// The fetch orders waiting in a peer's inbox: (transfer, chunk, source URL).
+    fn fetches(rx: &mut Inbox) -> Vec<(TransferId, ChunkHash, Option<String>)> {
+        drain(rx)
+            .into_iter()
+            .filter_map(|m| match m {
+                MasterMsg::Fetch { id, chunk, url, .. } => Some((id, chunk, url)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn row(s: &Snapshot, id: NodeId) -> &NodeStatus {
+        s.nodes.iter().find(|n| n.id == id).expect("node in the snapshot")
+    }
+
+    /// The chunk map cell of chunk `i` in a row.
+    fn cell(c: &Coord, n: &NodeStatus, i: u8) -> u8 {
+        let cur = c.current.as_ref().expect("a manifest");
+        n.chunk_map[cur.index[&hash(i)]]
+    }
+
+    #[test]
+    fn joins_get_the_manifest_and_addresses_are_host_port() {
+        let mut c = coord(2);
+        let (a, mut a_rx) = join(&mut c, "fe80::1", 1, 1);
+        assert!(matches!(drain(&mut a_rx)[..], [MasterMsg::Wait { .. }]), "no manifest yet");
+        assert!(matches!(c.snapshot().state, NodeState::Indexing { .. }));
+        c.on_msg(CoordMsg::Manifest(manifest(1, &[0, 1])));
+        assert!(matches!(drain(&mut a_rx)[..], [MasterMsg::Manifest { id: 1, .. }]));
+        let (b, mut b_rx) = join(&mut c, "10.0.0.2", 1, 1);
+        assert!(matches!(drain(&mut b_rx)[..], [MasterMsg::Manifest { id: 1, .. }]));
+        assert_eq!(c.nodes[&a].url, "http://[fe80::1]:7000");
+        let s = c.snapshot();
+        assert_eq!(row(&s, a).address, "[fe80::1]:7000");
+        assert_eq!(row(&s, b).address, "10.0.0.2:7000");
+        assert!(row(&s, 0).is_master);
+        // Not planner nodes until their have-sets arrive: nothing is ordered to them.
+        assert!(matches!(row(&s, a).state, NodeState::Indexing { .. }));
+        c.round();
+        assert!(fetches(&mut a_rx).is_empty() && fetches(&mut b_rx).is_empty());
+    }
+
+    #[test]
+    fn held_chunks_are_never_ordered_and_a_rescan_is_a_difference() {
+        let mut c = coord(4);
+        c.on_msg(CoordMsg::Manifest(manifest(1, &[0, 1, 2, 3])));
+        let (a, mut a_rx) = join(&mut c, "10.0.0.1", 1, 4);
+        // A chunk outside the manifest is dropped, not registered.
+        have_all(&mut c, a, 1, &[0, 1, 9]);
+        c.round();
+        let mut got: Vec<_> = fetches(&mut a_rx).into_iter().map(|f| (f.1, f.2)).collect();
+        got.sort();
+        let mut want = vec![(hash(2), None), (hash(3), None)];
+        want.sort();
+        assert_eq!(got, want, "only the missing chunks, from the master");
+        let s = c.snapshot();
+        let r = row(&s, a);
+        assert_eq!((r.bytes_done, r.active_downloads), (200, 2));
+        assert_eq!([0, 1, 2, 3].map(|i| cell(&c, r, i)), [CELL_HAS, CELL_HAS, CELL_INCOMING, CELL_INCOMING]);
+        // A rescan lost chunk 0: only that one is ordered again, nothing already held.
+        have_all(&mut c, a, 1, &[1]);
+        c.round();
+        let again: Vec<_> = fetches(&mut a_rx).into_iter().map(|f| f.1).collect();
+        assert_eq!(again, vec![hash(0)]);
+        // Figures and errors reported by the peer show on its row.
+        let stats = PeerMsg::Stats { download_bps: 5.0, upload_bps: -1.0, error: Some("disk full".into()) };
+        peer(&mut c, a, stats);
+        let s = c.snapshot();
+        let r = row(&s, a);
+        assert_eq!((r.download_bps, r.upload_bps, s.download_bps), (5.0, 0.0, 5.0));
+        assert!(matches!(&r.state, NodeState::Error { message } if message == "disk full"));
+    }
+
+    #[test]
+    fn finished_chunks_make_the_peer_a_source_and_credit_the_uploader() {
+        let mut c = coord(0);
+        c.on_msg(CoordMsg::Manifest(manifest(1, &[0])));
+        let (a, mut a_rx) = join(&mut c, "10.0.0.1", 1, 1);
+        let (b, mut b_rx) = join(&mut c, "10.0.0.2", 1, 1);
+        have_all(&mut c, a, 1, &[0]);
+        have_all(&mut c, b, 1, &[]);
+        c.round();
+        assert!(fetches(&mut a_rx).is_empty(), "a holder is not ordered its own chunk");
+        let f = fetches(&mut b_rx);
+        assert_eq!(f.len(), 1);
+        assert_eq!(f[0].2.as_deref(), Some("http://10.0.0.1:7000"), "from the peer holding it");
+        let s = c.snapshot();
+        assert_eq!((row(&s, a).active_uploads, row(&s, b).active_downloads), (1, 1));
+        assert!(matches!(s.state, NodeState::Syncing));
+        // Only the ordered destination may report a transfer.
+        peer(&mut c, a, PeerMsg::Finished { id: f[0].0 });
+        assert_eq!(c.snapshot().peers_uploaded, 0);
+        peer(&mut c, b, PeerMsg::Finished { id: f[0].0 });
+        let s = c.snapshot();
+        assert_eq!((s.peers_uploaded, row(&s, a).bytes_uploaded, s.master_uploaded), (100, 100, 0));
+        assert_eq!(row(&s, b).bytes_done, 100);
+        assert!(matches!(row(&s, b).state, NodeState::UpToDate));
+        assert!(matches!(s.state, NodeState::UpToDate));
+        // A repeated report of an ended transfer counts nothing twice.
+        peer(&mut c, b, PeerMsg::Finished { id: f[0].0 });
+        assert_eq!(c.snapshot().peers_uploaded, 100);
+    }
+
+    #[test]
+    fn a_departed_peers_transfers_are_released_and_replanned() {
+        let mut c = coord(0);
+        c.on_msg(CoordMsg::Manifest(manifest(1, &[0])));
+        let (a, _a_rx) = join(&mut c, "10.0.0.1", 1, 1);
+        let (d, _d_rx) = join(&mut c, "10.0.0.4", 1, 1);
+        let (b, mut b_rx) = join(&mut c, "10.0.0.2", 1, 1);
+        have_all(&mut c, a, 1, &[0]);
+        have_all(&mut c, d, 1, &[0]);
+        have_all(&mut c, b, 1, &[]);
+        c.round();
+        let first = fetches(&mut b_rx);
+        assert_eq!(first.len(), 1);
+        let (src, other) = if first[0].2.as_deref() == Some("http://10.0.0.1:7000") { (a, d) } else { (d, a) };
+        // The source leaves: the order is released and re-planned from the other holder.
+        c.on_msg(CoordMsg::Left { node: src });
+        assert_eq!(c.planner.active_transfers(), 0);
+        c.round();
+        let second = fetches(&mut b_rx);
+        assert_eq!(second.len(), 1);
+        assert_ne!(second[0].0, first[0].0);
+        assert_eq!(second[0].2, Some(c.nodes[&other].url.clone()));
+        // The old transfer's late failure is ignored; the new one stays active.
+        peer(&mut c, b, PeerMsg::Failed { id: first[0].0, reason: FailKind::Network, message: "gone".into() });
+        assert_eq!(c.planner.order(second[0].0).map(|o| o.from), Some(other));
+        // The destination leaves: the source's slot is free again and the row is gone.
+        c.on_msg(CoordMsg::Left { node: b });
+        let s = c.snapshot();
+        assert_eq!(row(&s, other).active_uploads, 0);
+        assert!(s.nodes.iter().all(|n| n.id != b));
+        assert!(s.events.iter().any(|e| e.message == "peer 10.0.0.2 left"));
+    }
+
+    #[test]
+    fn bad_data_makes_the_source_lose_the_chunk() {
+        let mut c = coord(1);
+        c.on_msg(CoordMsg::Manifest(manifest(1, &[0])));
+        let (a, _a_rx) = join(&mut c, "10.0.0.1", 1, 1);
+        let (b, mut b_rx) = join(&mut c, "10.0.0.2", 1, 1);
+        have_all(&mut c, a, 1, &[0]);
+        have_all(&mut c, b, 1, &[]);
+        c.round();
+        let f = fetches(&mut b_rx);
+        assert_eq!(f.len(), 1);
+        assert_eq!(f[0].2.as_deref(), Some("http://10.0.0.1:7000"), "peers serve before the master");
+        peer(&mut c, b, PeerMsg::Failed { id: f[0].0, reason: FailKind::BadData, message: "hash mismatch".into() });
+        let s = c.snapshot();
+        assert_eq!(s.counters.verify_failures, 1);
+        assert!(s.events.iter().any(|e| e.message.contains("rejected chunk")));
+        let r = row(&s, a);
+        assert_eq!((r.bytes_done, cell(&c, r, 0)), (0, CELL_MISSING), "the bad source lost the chunk");
+        // Re-planned from the master, and a newcomer is never sent to the bad source either.
+        let (n, mut n_rx) = join(&mut c, "10.0.0.3", 1, 1);
+        have_all(&mut c, n, 1, &[]);
+        c.round();
+        let again = fetches(&mut b_rx);
+        assert_eq!(again.len(), 1);
+        assert_eq!(again[0].2, None, "from the master");
+        assert!(fetches(&mut n_rx).iter().all(|f| f.2.as_deref() != Some("http://10.0.0.1:7000")));
+    }
+
+    #[test]
+    fn a_slow_source_keeps_the_chunk() {
+        let mut c = coord(0);
+        c.on_msg(CoordMsg::Manifest(manifest(1, &[0])));
+        let (a, _a_rx) = join(&mut c, "10.0.0.1", 1, 1);
+        let (b, mut b_rx) = join(&mut c, "10.0.0.2", 1, 1);
+        have_all(&mut c, a, 1, &[0]);
+        have_all(&mut c, b, 1, &[]);
+        c.round();
+        let f = fetches(&mut b_rx);
+        assert_eq!(f.len(), 1);
+        peer(&mut c, b, PeerMsg::Failed { id: f[0].0, reason: FailKind::TooSlow, message: "slow".into() });
+        assert!(c.planner.node_has(a, &hash(0)));
+        c.round();
+        assert_eq!(fetches(&mut b_rx).len(), 1, "re-planned, and the only holder is still a source");
+    }
+
+    #[test]
+    fn a_new_manifest_ends_stale_transfers_and_replans() {
+        let mut c = coord(2);
+        c.on_msg(CoordMsg::Manifest(manifest(1, &[0, 1])));
+        let (b, mut b_rx) = join(&mut c, "10.0.0.2", 1, 2);
+        have_all(&mut c, b, 1, &[]);
+        c.round();
+        let f = fetches(&mut b_rx);
+        assert_eq!(f.len(), 2);
+        let id_of = |i: u8| f.iter().find(|x| x.1 == hash(i)).map(|x| x.0).expect("ordered");
+        let (stale, kept) = (id_of(0), id_of(1));
+        c.on_msg(CoordMsg::Manifest(manifest(2, &[1, 2])));
+        assert!(matches!(drain(&mut b_rx)[..], [MasterMsg::Manifest { id: 2, .. }]));
+        // Chunk 0 left the manifest: its transfer is over, a late report of it counts nothing.
+        peer(&mut c, b, PeerMsg::Finished { id: stale });
+        assert_eq!(c.snapshot().master_uploaded, 0);
+        let s = c.snapshot();
+        assert_eq!((row(&s, b).active_downloads, row(&s, b).chunk_map.len()), (1, 2));
+        // The peer cancels the other on the manifest change; both chunks are re-planned, and
+        // the stale transfer is not cancelled again (the peer dropped it itself).
+        peer(&mut c, b, PeerMsg::Failed { id: kept, reason: FailKind::Cancelled, message: "new manifest".into() });
+        have_all(&mut c, b, 1, &[1]); // for the old manifest: ignored
+        have_all(&mut c, b, 2, &[]);
+        c.round();
+        let msgs = drain(&mut b_rx);
+        assert!(msgs.iter().all(|m| !matches!(m, MasterMsg::Cancel { .. })));
+        let mut got: Vec<_> = msgs
+            .iter()
+            .filter_map(|m| match m {
+                MasterMsg::Fetch { chunk, .. } => Some(*chunk),
+                _ => None,
+            })
+            .collect();
+        got.sort();
+        let mut want = vec![hash(1), hash(2)];
+        want.sort();
+        assert_eq!(got, want);
+        assert_eq!(c.planner.active_transfers(), 2, "the stale transfer was released");
     }
 }

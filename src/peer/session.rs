@@ -433,13 +433,7 @@ impl Session {
         let snap = self.publish();
         send(
             ch,
-            &PeerMsg::Stats {
-                download_bps: snap.download_bps,
-                upload_bps: snap.upload_bps,
-                bytes_uploaded: snap.counters.bytes_uploaded,
-                complete: matches!(snap.state, NodeState::UpToDate),
-                error: self.error.clone(),
-            },
+            &PeerMsg::Stats { download_bps: snap.download_bps, upload_bps: snap.upload_bps, error: self.error.clone() },
         )
         .await?;
         // Only an up-to-date peer re-checks its folder on the timer: mid-sync a full re-check

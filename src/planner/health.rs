@@ -5,7 +5,7 @@
 //! is not, and only a rate tells them apart.
 
 use super::events::End;
-use super::{Planner, TransferId};
+use super::{Order, Planner, TransferId};
 
 /// Per-window decay of capacity estimates, so a node that became slower is re-learned.
 const PEAK_DECAY: f64 = 0.97;
@@ -72,6 +72,27 @@ impl Planner {
 
     /// Transfers to abort now (they are released immediately; treat them as failed).
     pub fn check_timeouts(&mut self, now: f64) -> Vec<TransferId> {
+        let due = self.due_aborts(now);
+        for &(id, penalise) in &due {
+            self.end_transfer(now, id, End::Aborted { penalise });
+        }
+        due.into_iter().map(|(id, _)| id).collect()
+    }
+
+    /// [`Self::check_timeouts`], answering with the aborted orders rather than their ids, for
+    /// an engine that must tell each destination to cancel and keeps no transfer table of its
+    /// own.
+    pub fn check_timeouts_orders(&mut self, now: f64) -> Vec<Order> {
+        let due = self.due_aborts(now);
+        let orders = due.iter().filter_map(|&(id, _)| self.order(id)).collect();
+        for &(id, penalise) in &due {
+            self.end_transfer(now, id, End::Aborted { penalise });
+        }
+        orders
+    }
+
+    /// Transfers due for an abort, each with whether the source is to blame.
+    fn due_aborts(&mut self, now: f64) -> Vec<(TransferId, bool)> {
         self.update_rates(now);
         let mut out: Vec<(TransferId, bool)> = Vec::new();
         for id in std::mem::take(&mut self.pending_aborts) {
@@ -97,10 +118,7 @@ impl Planner {
                 out.push((id, false));
             }
         }
-        for &(id, penalise) in &out {
-            self.end_transfer(now, id, End::Aborted { penalise });
-        }
-        out.into_iter().map(|(id, _)| id).collect()
+        out
     }
 
     /// Endgame: the destination waits only on what is in flight, and this transfer would end

@@ -55,8 +55,9 @@
 //!   simulator, 64 peers x 1 GiB drop from 0.94 to 0.91 with 50 ms timer-only rounds, because
 //!   every freed slot idles until the next tick.
 //! - Call [`Planner::check_timeouts`] on the timer, cancel the returned transfers at the peers
-//!   (they are already released here), and feed `Progress` at least every few seconds per
-//!   transfer: without progress a transfer counts as stalled after `stall_timeout_s`.
+//!   (they are already released here; [`Planner::check_timeouts_orders`] names their
+//!   destinations), and feed `Progress` at least every few seconds per transfer: without
+//!   progress a transfer counts as stalled after `stall_timeout_s`.
 //! - Events for unknown transfer ids (aborted, or dropped by a `Leave`) are ignored.
 //!
 //! # Results (`lanscatter simulate --table`, 4 slots everywhere, 5 ms latency)
@@ -407,8 +408,33 @@ impl Planner {
         }
     }
 
+    /// Chunks the node holds, of any manifest (have-sets keep every hash they were told
+    /// about), in dense-index order; none for an unknown node. O(chunks / 64 + held).
+    pub fn node_chunks(&self, node: NodeId) -> impl Iterator<Item = ChunkHash> + '_ {
+        self.node(node).into_iter().flat_map(move |n| n.has.iter().map(move |c| self.hashes[c as usize]))
+    }
+
     pub fn active_transfers(&self) -> usize {
         self.transfers.len()
+    }
+
+    /// The active transfer `id` as it was ordered; `None` once it ended or was aborted.
+    pub fn order(&self, id: TransferId) -> Option<Order> {
+        self.transfers.get(&id).and_then(|t| self.order_of(id, t))
+    }
+
+    /// Every active transfer as it was ordered, by ascending id.
+    pub fn orders(&self) -> impl Iterator<Item = Order> + '_ {
+        self.transfers.iter().filter_map(|(&id, t)| self.order_of(id, t))
+    }
+
+    /// The order a transfer was created by (its endpoints are online while it is active:
+    /// a `Leave` drops the node's transfers first).
+    pub(crate) fn order_of(&self, id: TransferId, t: &Transfer) -> Option<Order> {
+        let from = self.nodes[t.from].as_ref()?.id;
+        let to = self.nodes[t.to].as_ref()?.id;
+        let chunk = self.hashes[t.chunk as usize];
+        Some(Order { id, chunk, from, to, size: t.size, min_rate_bps: t.min_rate })
     }
 
     pub fn stats(&self) -> PlannerStats {

@@ -141,3 +141,57 @@ fn master_stays_a_source_after_a_missing_report() {
     p.handle(0.5, Event::Failed { id: from_peer[0].id, reason: FailReason::SourceMissing });
     assert!(!p.node_has(1, &h(0)));
 }
+
+#[test]
+fn orders_are_readable_until_they_end() {
+    let mut p = Planner::new(6);
+    p.handle(0.0, Event::NewManifest { chunks: (0..3).map(|i| (h(i), 100)).collect() });
+    p.handle(0.0, Event::Join { node: 0, config: cfg(true, 2, 0), has: (0..3).map(h).collect() });
+    p.handle(0.0, Event::Join { node: 1, config: cfg(false, 1, 2), has: vec![h(2)] });
+    let o = p.plan(0.0);
+    assert_eq!(o.len(), 2);
+    assert_eq!(p.order(o[0].id), Some(o[0].clone()), "an active transfer reads back as ordered");
+    assert_eq!(p.orders().collect::<Vec<_>>(), o, "all active, by ascending id");
+    assert_eq!(p.order(999), None);
+    p.handle(0.5, Event::Finished { id: o[0].id });
+    assert_eq!(p.order(o[0].id), None, "ended");
+    assert_eq!(p.orders().map(|x| x.id).collect::<Vec<_>>(), vec![o[1].id]);
+    p.handle(0.6, Event::Leave { node: 1 });
+    assert_eq!(p.orders().count(), 0, "a leave drops the node's transfers");
+}
+
+#[test]
+fn node_chunks_follow_joins_finishes_and_losses() {
+    let mut p = Planner::new(7);
+    p.handle(0.0, Event::NewManifest { chunks: (0..3).map(|i| (h(i), 100)).collect() });
+    p.handle(0.0, Event::Join { node: 0, config: cfg(true, 1, 0), has: (0..3).map(h).collect() });
+    p.handle(0.0, Event::Join { node: 1, config: cfg(false, 1, 1), has: vec![h(2), h(0)] });
+    assert_eq!(p.node_chunks(1).collect::<Vec<_>>(), vec![h(0), h(2)], "dense-index order");
+    assert_eq!(p.node_chunks(9).count(), 0, "unknown node");
+    let o = p.plan(0.0);
+    assert_eq!(o.len(), 1);
+    assert_eq!(o[0].chunk, h(1));
+    p.handle(0.1, Event::Finished { id: o[0].id });
+    assert_eq!(p.node_chunks(1).count(), 3);
+    // Have-sets keep hashes outside the manifest; a Lost removes them.
+    p.handle(0.2, Event::NewManifest { chunks: vec![(h(0), 100)] });
+    assert_eq!(p.node_chunks(1).count(), 3);
+    p.handle(0.3, Event::Lost { node: 1, chunks: vec![h(2)] });
+    assert_eq!(p.node_chunks(1).collect::<Vec<_>>(), vec![h(0), h(1)]);
+}
+
+#[test]
+fn check_timeouts_orders_names_the_aborted_orders() {
+    let mut p = Planner::new(8);
+    p.handle(0.0, Event::NewManifest { chunks: vec![(h(0), 1000), (h(1), 1000)] });
+    p.handle(0.0, Event::Join { node: 0, config: cfg(true, 2, 0), has: vec![h(0), h(1)] });
+    p.handle(0.0, Event::Join { node: 1, config: cfg(false, 1, 2), has: vec![] });
+    let o = p.plan(0.0);
+    assert_eq!(o.len(), 2);
+    p.handle(1.0, Event::Progress { id: o[1].id, bytes_done: 10 });
+    assert!(p.check_timeouts_orders(5.0).is_empty());
+    // Only the first stalls past the 10 s default; it comes back whole and is released.
+    assert_eq!(p.check_timeouts_orders(10.5), vec![o[0].clone()]);
+    assert_eq!(p.order(o[0].id), None);
+    assert_eq!(p.active_transfers(), 1);
+}
