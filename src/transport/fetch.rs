@@ -229,7 +229,9 @@ impl tower::Service<hyper::Uri> for Connector {
             let tcp = tcp.await?;
             match tls {
                 None => Ok(Conn::Plain(tcp)),
-                Some(c) => Ok(Conn::Tls(TokioIo::new(c.connect(Tls::server_name(), tcp.into_inner()).await?))),
+                Some(c) => {
+                    Ok(Conn::Tls(Box::new(TokioIo::new(c.connect(Tls::server_name(), tcp.into_inner()).await?))))
+                }
             }
         })
     }
@@ -238,7 +240,8 @@ impl tower::Service<hyper::Uri> for Connector {
 /// One client connection, plain or TLS.
 pub enum Conn {
     Plain(TokioIo<tokio::net::TcpStream>),
-    Tls(TokioIo<tokio_rustls::client::TlsStream<tokio::net::TcpStream>>),
+    /// Boxed: a TLS session is ~1 KiB of state, a plain socket a few words.
+    Tls(Box<TokioIo<tokio_rustls::client::TlsStream<tokio::net::TcpStream>>>),
 }
 
 impl Connection for Conn {
@@ -255,7 +258,7 @@ impl hyper::rt::Read for Conn {
     ) -> Poll<io::Result<()>> {
         match self.get_mut() {
             Conn::Plain(s) => Pin::new(s).poll_read(cx, buf),
-            Conn::Tls(s) => Pin::new(s).poll_read(cx, buf),
+            Conn::Tls(s) => Pin::new(&mut **s).poll_read(cx, buf),
         }
     }
 }
@@ -264,21 +267,21 @@ impl hyper::rt::Write for Conn {
     fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
         match self.get_mut() {
             Conn::Plain(s) => Pin::new(s).poll_write(cx, buf),
-            Conn::Tls(s) => Pin::new(s).poll_write(cx, buf),
+            Conn::Tls(s) => Pin::new(&mut **s).poll_write(cx, buf),
         }
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         match self.get_mut() {
             Conn::Plain(s) => Pin::new(s).poll_flush(cx),
-            Conn::Tls(s) => Pin::new(s).poll_flush(cx),
+            Conn::Tls(s) => Pin::new(&mut **s).poll_flush(cx),
         }
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         match self.get_mut() {
             Conn::Plain(s) => Pin::new(s).poll_shutdown(cx),
-            Conn::Tls(s) => Pin::new(s).poll_shutdown(cx),
+            Conn::Tls(s) => Pin::new(&mut **s).poll_shutdown(cx),
         }
     }
 }
