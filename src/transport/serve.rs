@@ -213,6 +213,13 @@ mod tests {
     async fn start(
         header_timeout: Duration,
     ) -> (SocketAddr, tokio::sync::oneshot::Sender<()>, tokio::task::JoinHandle<()>) {
+        start_with(header_timeout, Security::Open).await
+    }
+
+    async fn start_with(
+        header_timeout: Duration,
+        security: Security,
+    ) -> (SocketAddr, tokio::sync::oneshot::Sender<()>, tokio::task::JoinHandle<()>) {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");
         // A response that never ends, like the status page's event stream.
@@ -227,10 +234,27 @@ mod tests {
             .route("/who", get(|ConnectInfo(a): ConnectInfo<SocketAddr>| async move { a.to_string() }))
             .route("/endless", get(endless));
         let (tx, rx) = tokio::sync::oneshot::channel();
-        let task = tokio::spawn(serve(listener, app, header_timeout, "test", async move {
+        let task = tokio::spawn(serve_secured(listener, app, header_timeout, "test", security, async move {
             let _ = rx.await;
         }));
         (addr, tx, task)
+    }
+
+    /// A secured server closes connections that start a TLS handshake and never finish it, or
+    /// send nothing at all, within its header timeout.
+    #[tokio::test]
+    async fn unfinished_tls_handshakes_are_cut_off() {
+        let secret = crate::secret::SwarmSecret::parse("the secret of the serve tests").unwrap();
+        let (addr, _stop, _task) =
+            start_with(Duration::from_millis(300), Security::from_secret(&secret).unwrap()).await;
+        for opening in [&b"\x16\x03\x01"[..], &b""[..], &b"\x16garbage that is no ClientHello"[..]] {
+            let mut c = TcpStream::connect(addr).await.expect("connect");
+            c.write_all(opening).await.expect("write");
+            let mut buf = Vec::new();
+            let read = tokio::time::timeout(Duration::from_secs(10), c.read_to_end(&mut buf)).await;
+            assert!(read.is_ok(), "connection still open 10 s after a 300 ms timeout ({opening:?})");
+            assert!(!String::from_utf8_lossy(&buf).contains(" 200 "));
+        }
     }
 
     #[tokio::test]
