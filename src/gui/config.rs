@@ -17,7 +17,10 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
-use serde::{Deserialize, Serialize};
+use serde::de::Error as _;
+use serde::{Deserialize, Deserializer, Serialize};
+
+use crate::units;
 
 /// Master's default listen port (as the original: master 10564, peer 10565).
 pub const DEFAULT_MASTER_PORT: u16 = 10564;
@@ -56,7 +59,10 @@ impl Mode {
     }
 }
 
-/// Everything the settings page edits. Rates are bytes/s; `None` means unlimited.
+/// Everything the settings page edits. Rates are bytes/s; `None` means unlimited. Rates and the
+/// chunk size are saved as numbers but also read from text in the program's units
+/// ([`crate::units`]), which is what the settings page sends: the user types `100Mbit/s` or
+/// `12MB/s` there exactly as on the command line, and one parser decides what it means.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct Settings {
@@ -73,9 +79,12 @@ pub struct Settings {
     pub local_port: u16,
     pub upload_slots: u32,
     pub download_slots: u32,
+    #[serde(deserialize_with = "rate_field")]
     pub max_upload_bps: Option<u64>,
+    #[serde(deserialize_with = "rate_field")]
     pub max_download_bps: Option<u64>,
     /// Master only: chunk size in bytes; 0 = the engine's default.
+    #[serde(deserialize_with = "size_field")]
     pub chunk_size: u64,
     pub start_at_login: bool,
     /// Start the chosen mode as soon as the app launches.
@@ -171,13 +180,40 @@ impl Settings {
         }
         if self.chunk_size != 0 && !(64 * 1024..=1024 * 1024 * 1024).contains(&self.chunk_size) {
             return Err(ConfigError::Invalid(
-                "chunk size must be between 64 KiB and 1 GiB (or 0 for the default)".into(),
+                "chunk size must be between 64 KiB and 1 GiB (or empty for the default)".into(),
             ));
         }
         if !self.server.trim().is_empty() {
             normalize_server(&self.server)?;
         }
         Ok(())
+    }
+}
+
+/// A number as saved, or text as typed (see [`Settings`]).
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum NumberOrText {
+    Number(u64),
+    Text(String),
+}
+
+/// Bytes per second, or text read by [`units::parse_rate`]; `null` or empty text = unlimited.
+fn rate_field<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+    match Option::<NumberOrText>::deserialize(d)? {
+        None => Ok(None),
+        Some(NumberOrText::Number(n)) => Ok(Some(n)),
+        Some(NumberOrText::Text(t)) if t.trim().is_empty() => Ok(None),
+        Some(NumberOrText::Text(t)) => units::parse_rate(&t).map(Some).map_err(D::Error::custom),
+    }
+}
+
+/// Bytes, or text read by [`units::parse_size`]; empty text = 0 (the default).
+fn size_field<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+    match NumberOrText::deserialize(d)? {
+        NumberOrText::Number(n) => Ok(n),
+        NumberOrText::Text(t) if t.trim().is_empty() => Ok(0),
+        NumberOrText::Text(t) => units::parse_size(&t).map_err(D::Error::custom),
     }
 }
 
@@ -331,6 +367,22 @@ mod tests {
         s.max_upload_bps = None;
         s.chunk_size = 10;
         assert!(s.validate_numbers().is_err());
+    }
+
+    #[test]
+    fn rates_and_chunk_size_read_as_numbers_or_as_typed() {
+        let s: Settings =
+            serde_json::from_str(r#"{"max_upload_bps":"100Mbit/s","max_download_bps":"12MB/s","chunk_size":"4M"}"#)
+                .unwrap();
+        assert_eq!((s.max_upload_bps, s.max_download_bps, s.chunk_size), (Some(12_500_000), Some(12_000_000), 4 << 20));
+        let s: Settings =
+            serde_json::from_str(r#"{"max_upload_bps":1000,"max_download_bps":" ","chunk_size":""}"#).unwrap();
+        assert_eq!((s.max_upload_bps, s.max_download_bps, s.chunk_size), (Some(1000), None, 0));
+        let s: Settings = serde_json::from_str(r#"{"max_upload_bps":null}"#).unwrap();
+        assert_eq!(s.max_upload_bps, None);
+        let err = serde_json::from_str::<Settings>(r#"{"max_upload_bps":"fast"}"#).unwrap_err().to_string();
+        assert!(err.contains("not a rate") && err.contains("12MB/s"), "{err}");
+        assert!(serde_json::from_str::<Settings>(r#"{"chunk_size":"4 parsecs"}"#).is_err());
     }
 
     #[test]
