@@ -14,13 +14,13 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::fs;
-use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use super::cache::{CacheMode, FileStamp, HashCache};
-use super::chunking::{self, ChunkRule, ChunkSizeError};
+use super::chunking::{self, ChunkRule};
+pub use super::error::ScanError;
 use super::hash::{hash_files, ByteCounter, HashFailure, HashJob};
 use super::walk::{walk, FoundFile};
 use super::{Chunk, ChunkHash, DirEntry, FileEntry, Manifest, Mtime, ScanWarning};
@@ -87,37 +87,6 @@ impl fmt::Debug for ScanOptions {
             .field("skip_unreadable", &self.skip_unreadable)
             .field("racy_window", &self.racy_window)
             .finish()
-    }
-}
-
-/// Why a scan failed. No partial manifest is ever returned in these cases.
-#[derive(Debug, thiserror::Error)]
-pub enum ScanError {
-    #[error("folder {0} does not exist; check the path")]
-    NotFound(PathBuf),
-    #[error("{0} is not a folder; give the folder to index, not a file inside it")]
-    NotADir(PathBuf),
-    #[error("cannot read {0}: permission denied; give this user read access (or skip unreadable entries, which marks the index incomplete)")]
-    PermissionDenied(PathBuf),
-    #[error(
-        "{path} kept changing while it was hashed ({attempts} attempts); stop whatever is writing it and index again"
-    )]
-    KeepsChanging { path: PathBuf, attempts: usize },
-    #[error("cannot read {path}: {source}")]
-    Io { path: PathBuf, source: io::Error },
-    #[error(transparent)]
-    BadChunkSize(#[from] ChunkSizeError),
-    #[error("cannot start {threads} hashing threads: {reason}")]
-    ThreadPool { threads: usize, reason: String },
-}
-
-impl ScanError {
-    pub(crate) fn from_io(path: &Path, e: io::Error) -> Self {
-        match e.kind() {
-            io::ErrorKind::NotFound => ScanError::NotFound(path.to_path_buf()),
-            io::ErrorKind::PermissionDenied => ScanError::PermissionDenied(path.to_path_buf()),
-            _ => ScanError::Io { path: path.to_path_buf(), source: e },
-        }
     }
 }
 
