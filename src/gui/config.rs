@@ -14,16 +14,14 @@
 //! by an older or newer version still loads. Saving writes a temp file and renames it, so a crash
 //! mid-save never leaves a truncated config behind.
 
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use serde::de::Error as _;
 use serde::{Deserialize, Deserializer, Serialize};
 
+use crate::transport::{self, AddrError, MASTER_PORT};
 use crate::units;
 
-/// Master's default listen port (as the original: master 10564, peer 10565).
-pub const DEFAULT_MASTER_PORT: u16 = 10564;
 /// How many recent servers the menu remembers.
 pub const MAX_RECENT_SERVERS: usize = 8;
 
@@ -71,7 +69,7 @@ pub struct Settings {
     pub master_folder: Option<PathBuf>,
     /// Folder a peer mirrors into (everything in it may be replaced or deleted).
     pub peer_folder: Option<PathBuf>,
-    /// Master address for peer mode, `host:port` (port defaults to [`DEFAULT_MASTER_PORT`]).
+    /// Master address for peer mode, `host:port` (port defaults to [`MASTER_PORT`]).
     pub server: String,
     /// Most recent first, without duplicates.
     pub recent_servers: Vec<String>,
@@ -217,40 +215,15 @@ fn size_field<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
     }
 }
 
-/// `host` or `host:port` or `[v6]:port` → `host:port`. Rejects schemes, paths and bad ports.
+/// The master's address with the default port filled in, by the same rules as the command line
+/// ([`transport::normalize_addr`]); only the "nothing entered" message speaks of the settings page.
 pub fn normalize_server(s: &str) -> Result<String, ConfigError> {
-    let s = s.trim();
-    let bad = |why: &str| {
-        ConfigError::Invalid(format!(
-            "server address {s:?} {why}; expected host or host:port, e.g. 192.168.1.10:{DEFAULT_MASTER_PORT}"
-        ))
-    };
-    if s.is_empty() {
-        return Err(ConfigError::Invalid(
-            "no server address set: enter the master's address in the settings page".into(),
-        ));
-    }
-    if s.contains("://") || s.contains('/') || s.contains(char::is_whitespace) {
-        return Err(bad("is not a plain address"));
-    }
-    if s.parse::<SocketAddr>().is_ok() {
-        return Ok(s.to_string());
-    }
-    if s.starts_with('[') {
-        return Err(bad("has a bad IPv6 form"));
-    }
-    if s.parse::<std::net::Ipv6Addr>().is_ok() {
-        return Ok(format!("[{s}]:{DEFAULT_MASTER_PORT}"));
-    }
-    match s.rsplit_once(':') {
-        Some((host, port)) => {
-            if host.is_empty() || port.parse::<u16>().map_or(true, |p| p == 0) {
-                return Err(bad("has a bad port"));
-            }
-            Ok(s.to_string())
+    transport::normalize_addr(s, MASTER_PORT).map_err(|e| match e {
+        AddrError::Empty => {
+            ConfigError::Invalid("no server address set: enter the master's address in the settings page".into())
         }
-        None => Ok(format!("{s}:{DEFAULT_MASTER_PORT}")),
-    }
+        e => ConfigError::Invalid(e.to_string()),
+    })
 }
 
 /// Resolve the settings file path: explicit path, then `LANSCATTER_CONFIG`, then the user config dir.
@@ -346,13 +319,16 @@ mod tests {
 
     #[test]
     fn server_addresses() {
-        assert_eq!(normalize_server("host").unwrap(), format!("host:{DEFAULT_MASTER_PORT}"));
+        assert_eq!(normalize_server("host").unwrap(), format!("host:{MASTER_PORT}"));
         assert_eq!(normalize_server(" 10.1.2.3:99 ").unwrap(), "10.1.2.3:99");
         assert_eq!(normalize_server("[::1]:5").unwrap(), "[::1]:5");
-        assert_eq!(normalize_server("::1").unwrap(), format!("[::1]:{DEFAULT_MASTER_PORT}"));
-        for bad in ["", "http://x", "x:0", "x:99999", "a b", "x/y", ":5"] {
+        assert_eq!(normalize_server("::1").unwrap(), format!("[::1]:{MASTER_PORT}"));
+        // A pasted status-page URL is tolerated, as on the command line.
+        assert_eq!(normalize_server("http://x/").unwrap(), format!("x:{MASTER_PORT}"));
+        for bad in ["", "http://x/y", "ftp://x", "x:0", "x:99999", "a b", "x/y", ":5"] {
             assert!(normalize_server(bad).is_err(), "{bad:?} accepted");
         }
+        assert!(normalize_server(" ").unwrap_err().to_string().contains("settings page"));
     }
 
     #[test]
