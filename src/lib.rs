@@ -6,6 +6,7 @@
 //!
 //! Layers, bottom-up:
 //! - [`paths`]: wire-path validation; every write a peer makes goes through it.
+//! - [`units`]: the one parser of sizes and rates (CLI, GUI, settings files).
 //! - [`manifest`]: scan, chunk, hash (BLAKE2b), hash cache, manifest diff.
 //! - [`planner`]: pure, deterministic transfer scheduling (no I/O, time is an input);
 //!   [`sim`] drives it in virtual time.
@@ -37,6 +38,7 @@ pub mod status;
 pub mod storage;
 pub mod transfer;
 pub mod transport;
+pub mod units;
 pub mod web;
 
 /// Version string shown by `--version`, including the git revision when built from a checkout.

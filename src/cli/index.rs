@@ -13,8 +13,8 @@ use std::time::Instant;
 
 use anyhow::Context;
 
-use crate::manifest::chunking::human_bytes;
 use crate::manifest::{scan, CacheMode, ChunkRule, ScanOptions, ScanProgress};
+use crate::units::human_size;
 
 #[derive(Debug, clap::Args)]
 pub struct IndexArgs {
@@ -23,8 +23,8 @@ pub struct IndexArgs {
     /// Print the whole manifest as JSON (files with chunks, dirs, warnings) instead of a summary.
     #[arg(long)]
     pub json: bool,
-    /// Chunk size for every file, e.g. 4M, 1MiB, 512K, or `auto` (default: per file, 1-128 MiB,
-    /// about 256 chunks per file).
+    /// Chunk size for every file, e.g. 4M or 4MiB (4 x 1024 x 1024 bytes), 4MB (4,000,000 bytes),
+    /// 512K, or `auto` (default: per file, 1-128 MiB, about 256 chunks per file).
     #[arg(long, value_name = "SIZE")]
     pub chunk_size: Option<ChunkRule>,
     /// Hash everything and do not read or write the hash cache.
@@ -105,10 +105,10 @@ fn write_summary(mut out: impl Write, args: &IndexArgs, m: &crate::manifest::Man
     let unique = m.unique_chunks();
     let unique_bytes: u64 = unique.iter().map(|(_, s)| s).sum();
     writeln!(out, "Indexed {} in {secs:.2} s", args.dir.display())?;
-    writeln!(out, "  files:         {} ({})", m.files.len(), human_bytes(total))?;
+    writeln!(out, "  files:         {} ({})", m.files.len(), human_size(total))?;
     writeln!(out, "  dirs:          {}", m.dirs.len())?;
     writeln!(out, "  chunks:        {}", m.chunk_count())?;
-    writeln!(out, "  unique chunks: {} ({})", unique.len(), human_bytes(unique_bytes))?;
+    writeln!(out, "  unique chunks: {} ({})", unique.len(), human_size(unique_bytes))?;
     writeln!(out, "  chunk rule:    {}", m.chunk_rule)?;
     writeln!(out, "  speed:         {:.2} GB/s", total as f64 / secs.max(1e-9) / 1e9)?;
     if !m.warnings.is_empty() {

@@ -19,7 +19,7 @@ use crate::manifest::{CacheMode, ChunkRule};
 use crate::master::MasterConfig;
 use crate::secret::SwarmSecret;
 use crate::status::NodeState;
-use crate::transfer::ratelimit::parse_rate;
+use crate::units::parse_rate;
 
 #[derive(Debug, clap::Args)]
 pub struct MasterArgs {

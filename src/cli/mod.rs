@@ -94,7 +94,9 @@ fn init_logging(verbose: u8) {
 /// Parse argv, run the chosen mode, and turn its outcome into an exit code.
 pub fn main() -> ExitCode {
     // Before parsing: no-args double-click opens the tray; Windows console attach (gui::launch).
-    let cli = Cli::parse_from(effective_args(crate::gui::launch::prepare(std::env::args_os().collect())));
+    let args: Vec<OsString> = std::env::args_os().collect();
+    let argv0_mode = args.first().and_then(|a0| mode_from_argv0(a0));
+    let cli = Cli::parse_from(effective_args(crate::gui::launch::prepare(args, argv0_mode)));
     init_logging(cli.verbose);
     let result = match cli.command {
         Command::Master(a) => master::run(a),

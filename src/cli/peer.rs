@@ -17,7 +17,7 @@ use crate::engine::{is_done, Engine};
 use crate::manifest::CacheMode;
 use crate::peer::PeerConfig;
 use crate::status::{NodeState, Snapshot};
-use crate::transfer::ratelimit::parse_rate;
+use crate::units::parse_rate;
 
 #[derive(Debug, clap::Args)]
 pub struct PeerArgs {

@@ -1,7 +1,7 @@
 //! `lanscatter simulate`: run the planner against a simulated swarm in virtual time.
 //!
-//! Sizes take binary suffixes (`4M` = 4 MiB, `1G` = 1 GiB); rates are **bits** per second with
-//! decimal suffixes (`100M` = 100 Mbit/s), as network links are quoted. `--table` runs the
+//! Sizes and rates are read by [`crate::units`] like everywhere else: `4M` = 4 MiB, `4MB` =
+//! 4,000,000 bytes; `100M` = 100 Mbit/s, `12MB/s` = 12,000,000 bytes/s. `--table` runs the
 //! issue's reference scenarios with both policies; `--bench-round` times planning rounds.
 
 use std::io::IsTerminal;
@@ -11,32 +11,33 @@ use anyhow::{bail, Context};
 
 use crate::planner::Policy;
 use crate::sim::{self, render::Painter, SimConfig, SimResult};
+use crate::units;
 
 #[derive(Debug, clap::Args)]
 pub struct SimulateArgs {
     /// Number of peers (the master comes on top).
     #[arg(long, default_value_t = 8)]
     peers: usize,
-    /// Data size (binary suffixes: 1G = 1 GiB); chunk count = size / chunk size, rounded up.
-    #[arg(long, default_value = "1G", value_parser = parse_size)]
+    /// Data size (1G = 1 GiB, 1GB = 10^9 bytes); chunk count = size / chunk size, rounded up.
+    #[arg(long, default_value = "1G", value_parser = positive_size)]
     size: u64,
-    /// Chunk size (binary suffixes).
-    #[arg(long, default_value = "4M", value_parser = parse_size)]
+    /// Chunk size (4M = 4 MiB, 4MB = 4,000,000 bytes).
+    #[arg(long, default_value = "4M", value_parser = positive_size)]
     chunk_size: u64,
     /// Chunk count (overrides --size).
     #[arg(long)]
     chunks: Option<usize>,
-    /// Link rate of every node, both directions, in bits/s (decimal suffixes: 100M).
-    #[arg(long, default_value = "100M", value_parser = parse_rate)]
+    /// Link rate of every node, both directions: bits/s as 100M or 100Mbit/s, bytes/s as 12MB/s.
+    #[arg(long, default_value = "100M", value_parser = rate_bytes)]
     rate: f64,
-    /// Master link rate if different (bits/s).
-    #[arg(long, value_parser = parse_rate)]
+    /// Master link rate if different (same units as --rate).
+    #[arg(long, value_parser = rate_bytes)]
     master_rate: Option<f64>,
     /// Number of slow peers.
     #[arg(long, default_value_t = 0)]
     slow: usize,
-    /// Link rate of slow peers (bits/s).
-    #[arg(long, default_value = "10M", value_parser = parse_rate)]
+    /// Link rate of slow peers (same units as --rate).
+    #[arg(long, default_value = "10M", value_parser = rate_bytes)]
     slow_rate: f64,
     /// Fraction of peers joining late, at a uniform time in [0, --late-window].
     #[arg(long, default_value_t = 0.0)]
@@ -97,31 +98,18 @@ pub struct SimulateArgs {
     bench_round: bool,
 }
 
-fn parse_size(s: &str) -> Result<u64, String> {
-    let (num, mult) = split_suffix(s, 1024.0)?;
-    Ok((num * mult).round() as u64)
-}
-
-fn parse_rate(s: &str) -> Result<f64, String> {
-    let (num, mult) = split_suffix(s, 1000.0)?;
-    Ok(num * mult / 8.0)
-}
-
-fn split_suffix(s: &str, base: f64) -> Result<(f64, f64), String> {
-    let t = s.trim().trim_end_matches(['b', 'B', 'i']);
-    let (digits, mult) = match t.chars().last().map(|c| c.to_ascii_uppercase()) {
-        Some('K') => (&t[..t.len() - 1], base),
-        Some('M') => (&t[..t.len() - 1], base * base),
-        Some('G') => (&t[..t.len() - 1], base * base * base),
-        Some('T') => (&t[..t.len() - 1], base * base * base * base),
-        _ => (t, 1.0),
-    };
-    let num: f64 =
-        digits.trim().parse().map_err(|_| format!("{s:?} is not a number with an optional K/M/G/T suffix"))?;
-    if !(num.is_finite() && num > 0.0) {
-        return Err(format!("{s:?} must be positive"));
+/// A size that must not be 0 (no data, or chunks of no bytes, simulate nothing).
+fn positive_size(s: &str) -> Result<u64, String> {
+    match units::parse_size(s) {
+        Ok(0) => Err(format!("{s:?} must be more than 0 bytes")),
+        Ok(n) => Ok(n),
+        Err(e) => Err(e.to_string()),
     }
-    Ok((num, mult))
+}
+
+/// The simulator works in bytes per second, as `f64`.
+fn rate_bytes(s: &str) -> Result<f64, units::UnitsError> {
+    units::parse_rate(s).map(|r| r as f64)
 }
 
 fn parse_policy(s: &str) -> Result<Policy, String> {
@@ -307,10 +295,14 @@ mod tests {
 
     #[test]
     fn sizes_and_rates() {
-        assert_eq!(parse_size("4M").unwrap(), 4 << 20);
-        assert_eq!(parse_size("1GiB").unwrap(), 1 << 30);
-        assert_eq!(parse_rate("100M").unwrap(), 100e6 / 8.0);
-        assert!(parse_rate("fast").is_err());
-        assert!(parse_size("-1M").is_err());
+        assert_eq!(positive_size("4M").unwrap(), 4 << 20);
+        assert_eq!(positive_size("4MB").unwrap(), 4_000_000);
+        assert_eq!(positive_size("1GiB").unwrap(), 1 << 30);
+        assert_eq!(positive_size("1T").unwrap(), 1 << 40);
+        assert_eq!(rate_bytes("100M").unwrap(), 100e6 / 8.0);
+        assert_eq!(rate_bytes("12MB/s").unwrap(), 12e6);
+        assert!(rate_bytes("fast").is_err());
+        assert!(positive_size("-1M").is_err());
+        assert!(positive_size("0").is_err());
     }
 }

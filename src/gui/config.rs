@@ -14,13 +14,14 @@
 //! by an older or newer version still loads. Saving writes a temp file and renames it, so a crash
 //! mid-save never leaves a truncated config behind.
 
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
-use serde::{Deserialize, Serialize};
+use serde::de::Error as _;
+use serde::{Deserialize, Deserializer, Serialize};
 
-/// Master's default listen port (as the original: master 10564, peer 10565).
-pub const DEFAULT_MASTER_PORT: u16 = 10564;
+use crate::transport::{self, AddrError, MASTER_PORT};
+use crate::units;
+
 /// How many recent servers the menu remembers.
 pub const MAX_RECENT_SERVERS: usize = 8;
 
@@ -56,7 +57,10 @@ impl Mode {
     }
 }
 
-/// Everything the settings page edits. Rates are bytes/s; `None` means unlimited.
+/// Everything the settings page edits. Rates are bytes/s; `None` means unlimited. Rates and the
+/// chunk size are saved as numbers but also read from text in the program's units
+/// ([`crate::units`]), which is what the settings page sends: the user types `100Mbit/s` or
+/// `12MB/s` there exactly as on the command line, and one parser decides what it means.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct Settings {
@@ -65,7 +69,7 @@ pub struct Settings {
     pub master_folder: Option<PathBuf>,
     /// Folder a peer mirrors into (everything in it may be replaced or deleted).
     pub peer_folder: Option<PathBuf>,
-    /// Master address for peer mode, `host:port` (port defaults to [`DEFAULT_MASTER_PORT`]).
+    /// Master address for peer mode, `host:port` (port defaults to [`MASTER_PORT`]).
     pub server: String,
     /// Most recent first, without duplicates.
     pub recent_servers: Vec<String>,
@@ -73,9 +77,12 @@ pub struct Settings {
     pub local_port: u16,
     pub upload_slots: u32,
     pub download_slots: u32,
+    #[serde(deserialize_with = "rate_field")]
     pub max_upload_bps: Option<u64>,
+    #[serde(deserialize_with = "rate_field")]
     pub max_download_bps: Option<u64>,
     /// Master only: chunk size in bytes; 0 = the engine's default.
+    #[serde(deserialize_with = "size_field")]
     pub chunk_size: u64,
     pub start_at_login: bool,
     /// Start the chosen mode as soon as the app launches.
@@ -171,7 +178,7 @@ impl Settings {
         }
         if self.chunk_size != 0 && !(64 * 1024..=1024 * 1024 * 1024).contains(&self.chunk_size) {
             return Err(ConfigError::Invalid(
-                "chunk size must be between 64 KiB and 1 GiB (or 0 for the default)".into(),
+                "chunk size must be between 64 KiB and 1 GiB (or empty for the default)".into(),
             ));
         }
         if !self.server.trim().is_empty() {
@@ -181,40 +188,42 @@ impl Settings {
     }
 }
 
-/// `host` or `host:port` or `[v6]:port` → `host:port`. Rejects schemes, paths and bad ports.
+/// A number as saved, or text as typed (see [`Settings`]).
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum NumberOrText {
+    Number(u64),
+    Text(String),
+}
+
+/// Bytes per second, or text read by [`units::parse_rate`]; `null` or empty text = unlimited.
+fn rate_field<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+    match Option::<NumberOrText>::deserialize(d)? {
+        None => Ok(None),
+        Some(NumberOrText::Number(n)) => Ok(Some(n)),
+        Some(NumberOrText::Text(t)) if t.trim().is_empty() => Ok(None),
+        Some(NumberOrText::Text(t)) => units::parse_rate(&t).map(Some).map_err(D::Error::custom),
+    }
+}
+
+/// Bytes, or text read by [`units::parse_size`]; empty text = 0 (the default).
+fn size_field<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+    match NumberOrText::deserialize(d)? {
+        NumberOrText::Number(n) => Ok(n),
+        NumberOrText::Text(t) if t.trim().is_empty() => Ok(0),
+        NumberOrText::Text(t) => units::parse_size(&t).map_err(D::Error::custom),
+    }
+}
+
+/// The master's address with the default port filled in, by the same rules as the command line
+/// ([`transport::normalize_addr`]); only the "nothing entered" message speaks of the settings page.
 pub fn normalize_server(s: &str) -> Result<String, ConfigError> {
-    let s = s.trim();
-    let bad = |why: &str| {
-        ConfigError::Invalid(format!(
-            "server address {s:?} {why}; expected host or host:port, e.g. 192.168.1.10:{DEFAULT_MASTER_PORT}"
-        ))
-    };
-    if s.is_empty() {
-        return Err(ConfigError::Invalid(
-            "no server address set: enter the master's address in the settings page".into(),
-        ));
-    }
-    if s.contains("://") || s.contains('/') || s.contains(char::is_whitespace) {
-        return Err(bad("is not a plain address"));
-    }
-    if s.parse::<SocketAddr>().is_ok() {
-        return Ok(s.to_string());
-    }
-    if s.starts_with('[') {
-        return Err(bad("has a bad IPv6 form"));
-    }
-    if s.parse::<std::net::Ipv6Addr>().is_ok() {
-        return Ok(format!("[{s}]:{DEFAULT_MASTER_PORT}"));
-    }
-    match s.rsplit_once(':') {
-        Some((host, port)) => {
-            if host.is_empty() || port.parse::<u16>().map_or(true, |p| p == 0) {
-                return Err(bad("has a bad port"));
-            }
-            Ok(s.to_string())
+    transport::normalize_addr(s, MASTER_PORT).map_err(|e| match e {
+        AddrError::Empty => {
+            ConfigError::Invalid("no server address set: enter the master's address in the settings page".into())
         }
-        None => Ok(format!("{s}:{DEFAULT_MASTER_PORT}")),
-    }
+        e => ConfigError::Invalid(e.to_string()),
+    })
 }
 
 /// Resolve the settings file path: explicit path, then `LANSCATTER_CONFIG`, then the user config dir.
@@ -310,13 +319,16 @@ mod tests {
 
     #[test]
     fn server_addresses() {
-        assert_eq!(normalize_server("host").unwrap(), format!("host:{DEFAULT_MASTER_PORT}"));
+        assert_eq!(normalize_server("host").unwrap(), format!("host:{MASTER_PORT}"));
         assert_eq!(normalize_server(" 10.1.2.3:99 ").unwrap(), "10.1.2.3:99");
         assert_eq!(normalize_server("[::1]:5").unwrap(), "[::1]:5");
-        assert_eq!(normalize_server("::1").unwrap(), format!("[::1]:{DEFAULT_MASTER_PORT}"));
-        for bad in ["", "http://x", "x:0", "x:99999", "a b", "x/y", ":5"] {
+        assert_eq!(normalize_server("::1").unwrap(), format!("[::1]:{MASTER_PORT}"));
+        // A pasted status-page URL is tolerated, as on the command line.
+        assert_eq!(normalize_server("http://x/").unwrap(), format!("x:{MASTER_PORT}"));
+        for bad in ["", "http://x/y", "ftp://x", "x:0", "x:99999", "a b", "x/y", ":5"] {
             assert!(normalize_server(bad).is_err(), "{bad:?} accepted");
         }
+        assert!(normalize_server(" ").unwrap_err().to_string().contains("settings page"));
     }
 
     #[test]
@@ -331,6 +343,22 @@ mod tests {
         s.max_upload_bps = None;
         s.chunk_size = 10;
         assert!(s.validate_numbers().is_err());
+    }
+
+    #[test]
+    fn rates_and_chunk_size_read_as_numbers_or_as_typed() {
+        let s: Settings =
+            serde_json::from_str(r#"{"max_upload_bps":"100Mbit/s","max_download_bps":"12MB/s","chunk_size":"4M"}"#)
+                .unwrap();
+        assert_eq!((s.max_upload_bps, s.max_download_bps, s.chunk_size), (Some(12_500_000), Some(12_000_000), 4 << 20));
+        let s: Settings =
+            serde_json::from_str(r#"{"max_upload_bps":1000,"max_download_bps":" ","chunk_size":""}"#).unwrap();
+        assert_eq!((s.max_upload_bps, s.max_download_bps, s.chunk_size), (Some(1000), None, 0));
+        let s: Settings = serde_json::from_str(r#"{"max_upload_bps":null}"#).unwrap();
+        assert_eq!(s.max_upload_bps, None);
+        let err = serde_json::from_str::<Settings>(r#"{"max_upload_bps":"fast"}"#).unwrap_err().to_string();
+        assert!(err.contains("not a rate") && err.contains("12MB/s"), "{err}");
+        assert!(serde_json::from_str::<Settings>(r#"{"chunk_size":"4 parsecs"}"#).is_err());
     }
 
     #[test]

@@ -21,16 +21,17 @@
 use std::ffi::OsString;
 
 /// Rewrite argv for the mode-selection rules above; on Windows also attach a console for
-/// terminal modes. Call before clap parses anything.
-pub fn prepare(mut args: Vec<OsString>) -> Vec<OsString> {
+/// terminal modes. Call before clap parses anything. `argv0_mode` is the subcommand the
+/// executable's own name implies (`lanscatter_gui` → `gui`): the CLI knows those names and hands
+/// the answer in, so this module needs nothing from the CLI.
+pub fn prepare(mut args: Vec<OsString>, argv0_mode: Option<&str>) -> Vec<OsString> {
     args.retain(|a| !a.to_string_lossy().starts_with("-psn_"));
     // Only probed without arguments: on Windows the probe attaches to the parent console.
     if args.len() <= 1 && wants_implicit_gui(&args, platform::has_terminal()) {
         args.truncate(1);
         args.push("gui".into());
     }
-    let gui_mode = args.get(1).is_some_and(|a| a == "gui")
-        || args.first().and_then(|a0| crate::cli::mode_from_argv0(a0)) == Some("gui");
+    let gui_mode = args.get(1).is_some_and(|a| a == "gui") || argv0_mode == Some("gui");
     if gui_mode {
         // Typed in a terminal: messages such as "already running" and `--json` lines go there.
         // Double-clicked: there is no parent console and none is created.
@@ -106,7 +107,7 @@ mod tests {
 
     #[test]
     fn psn_argument_dropped_and_cli_args_kept() {
-        let out = prepare(args(&["lanscatter", "-psn_0_12345", "index", "."]));
+        let out = prepare(args(&["lanscatter", "-psn_0_12345", "index", "."]), None);
         assert_eq!(out, args(&["lanscatter", "index", "."]));
     }
 }

@@ -26,10 +26,11 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use super::config::{self, Settings};
 use super::folders;
+use crate::units;
 
 const PAGE: &str = include_str!("settings.html");
 pub const TOKEN_HEADER: &str = "x-lanscatter-token";
@@ -174,7 +175,37 @@ async fn get_settings(State(ctx): State<Ctx>, headers: HeaderMap) -> Response {
         return r;
     }
     let s = ctx.settings.lock().map(|s| s.clone()).unwrap_or_default();
-    Json(s).into_response()
+    Json(PageSettings::of(&s)).into_response()
+}
+
+/// The settings as the page gets them: the saved values, plus the rates and chunk size as text
+/// in the units people type (the page sends that text back and the server parses it, so the
+/// page never converts units itself).
+#[derive(Serialize)]
+struct PageSettings<'a> {
+    #[serde(flatten)]
+    settings: &'a Settings,
+    text: UnitTexts,
+}
+
+#[derive(Serialize)]
+struct UnitTexts {
+    max_upload: String,
+    max_download: String,
+    chunk_size: String,
+}
+
+impl<'a> PageSettings<'a> {
+    fn of(settings: &'a Settings) -> Self {
+        let rate = |r: Option<u64>| r.map(units::format_rate).unwrap_or_default();
+        let chunk_size = if settings.chunk_size == 0 { String::new() } else { units::format_size(settings.chunk_size) };
+        let text = UnitTexts {
+            max_upload: rate(settings.max_upload_bps),
+            max_download: rate(settings.max_download_bps),
+            chunk_size,
+        };
+        PageSettings { settings, text }
+    }
 }
 
 /// Full validation of what the page submits: numbers, server, and both folders.
@@ -225,7 +256,7 @@ async fn post_settings(State(ctx): State<Ctx>, headers: HeaderMap, body: axum::b
         *s = new.clone();
     }
     (ctx.notify)(Request::SettingsSaved(new.clone()));
-    Json(serde_json::json!({ "ok": true, "settings": new })).into_response()
+    Json(serde_json::json!({ "ok": true, "settings": PageSettings::of(&new) })).into_response()
 }
 
 async fn attention(State(ctx): State<Ctx>, headers: HeaderMap) -> Response {
@@ -248,5 +279,25 @@ mod tests {
         assert_ne!(a, b);
         assert!(ct_eq(a.as_bytes(), a.as_bytes()) && !ct_eq(a.as_bytes(), b.as_bytes()));
         assert!(!ct_eq(b"ab", b"abc"));
+    }
+
+    #[test]
+    fn unit_texts_the_page_shows_read_back_as_the_same_settings() {
+        let s = Settings {
+            max_upload_bps: Some(12_500_000),
+            max_download_bps: None,
+            chunk_size: 4 << 20,
+            ..Settings::default()
+        };
+        let mut page = serde_json::to_value(PageSettings::of(&s)).unwrap();
+        assert_eq!(page["text"]["max_upload"], "12.5 MB/s");
+        assert_eq!(page["text"]["max_download"], "");
+        assert_eq!(page["text"]["chunk_size"], "4 MiB");
+        // What the page sends: the whole object back, with the unit fields replaced by the text.
+        let text = page["text"].clone();
+        page["max_upload_bps"] = text["max_upload"].clone();
+        page["max_download_bps"] = text["max_download"].clone();
+        page["chunk_size"] = text["chunk_size"].clone();
+        assert_eq!(serde_json::from_value::<Settings>(page).unwrap(), s);
     }
 }

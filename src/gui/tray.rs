@@ -103,35 +103,11 @@ pub fn run(
         .map_err(GuiError::Runtime)?;
     let event_loop = EventLoopBuilder::<UserEvent>::with_user_event().build();
     let proxy = event_loop.create_proxy();
-
-    // Menu clicks arrive on muda's callback; forward them into the loop. (The proxy is Send but
-    // not necessarily Sync on every platform, hence the mutex.)
-    let p = Mutex::new(proxy.clone());
-    MenuEvent::set_event_handler(Some(move |e| {
-        if let Ok(p) = p.lock() {
-            let _ = p.send_event(UserEvent::Menu(e));
-        }
-    }));
+    forward_menu_events(&proxy);
 
     let settings = Arc::new(Mutex::new(settings));
-    let p = Mutex::new(proxy.clone());
-    let notify: settings_page::Notify = Arc::new(move |r| {
-        if let Ok(p) = p.lock() {
-            let _ = p.send_event(UserEvent::Page(r));
-        }
-    });
-    let server = rt
-        .block_on(SettingsServer::start(settings.clone(), config_path.clone(), notify))
-        .map_err(GuiError::SettingsServer)?;
-    lock.publish(&InstanceInfo { pid: std::process::id(), addr: server.addr, token: server.token.clone() })
-        .map_err(GuiError::Instance)?;
-
-    // Ctrl-C in the terminal or SIGTERM from a session manager: quit gracefully.
-    let p = proxy.clone();
-    rt.spawn(async move {
-        wait_for_signal().await;
-        let _ = p.send_event(UserEvent::Quit);
-    });
+    let server = start_settings_page(&rt, &proxy, &settings, &config_path, &lock)?;
+    forward_quit_signals(&rt, &proxy);
 
     let icons = Icons::load().map_err(GuiError::Icons)?;
     let (menu, items) = build_menu();
@@ -173,6 +149,49 @@ pub fn run(
             _ => {}
         }
     })
+}
+
+/// Menu clicks arrive on muda's callback; forward them into the loop.
+fn forward_menu_events(proxy: &EventLoopProxy<UserEvent>) {
+    // The proxy is Send but not necessarily Sync on every platform, hence the mutex.
+    let p = Mutex::new(proxy.clone());
+    MenuEvent::set_event_handler(Some(move |e| {
+        if let Ok(p) = p.lock() {
+            let _ = p.send_event(UserEvent::Menu(e));
+        }
+    }));
+}
+
+/// Serve the settings page, its requests forwarded into the loop, and publish its address and
+/// token so a second launch can find this instance.
+fn start_settings_page(
+    rt: &tokio::runtime::Runtime,
+    proxy: &EventLoopProxy<UserEvent>,
+    settings: &Arc<Mutex<Settings>>,
+    config_path: &std::path::Path,
+    lock: &InstanceLock,
+) -> Result<SettingsServer, GuiError> {
+    let p = Mutex::new(proxy.clone());
+    let notify: settings_page::Notify = Arc::new(move |r| {
+        if let Ok(p) = p.lock() {
+            let _ = p.send_event(UserEvent::Page(r));
+        }
+    });
+    let server = rt
+        .block_on(SettingsServer::start(settings.clone(), config_path.to_path_buf(), notify))
+        .map_err(GuiError::SettingsServer)?;
+    lock.publish(&InstanceInfo { pid: std::process::id(), addr: server.addr, token: server.token.clone() })
+        .map_err(GuiError::Instance)?;
+    Ok(server)
+}
+
+/// Ctrl-C in the terminal or SIGTERM from a session manager: quit gracefully.
+fn forward_quit_signals(rt: &tokio::runtime::Runtime, proxy: &EventLoopProxy<UserEvent>) {
+    let p = proxy.clone();
+    rt.spawn(async move {
+        wait_for_signal().await;
+        let _ = p.send_event(UserEvent::Quit);
+    });
 }
 
 #[cfg(unix)]

@@ -45,6 +45,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::{ChunkHash, HASH_LEN};
+use crate::units::{human_size, parse_size, UnitsError};
 
 pub const KIB: u64 = 1024;
 pub const MIB: u64 = 1024 * KIB;
@@ -77,8 +78,8 @@ pub enum ChunkSizeError {
         "chunk size {0} bytes is out of range: use {FIXED_MIN_CHUNK} bytes (4 KiB) to {FIXED_MAX_CHUNK} bytes (1 GiB)"
     )]
     OutOfRange(u64),
-    #[error("cannot parse chunk size {0:?}: use a number with an optional unit, e.g. 4M, 4MiB, 512K, 1G, or 'auto'")]
-    Parse(String),
+    #[error("cannot parse chunk size: {0}; or give 'auto'")]
+    Parse(#[from] UnitsError),
 }
 
 impl ChunkRule {
@@ -113,12 +114,12 @@ impl ChunkRule {
 
 impl std::str::FromStr for ChunkRule {
     type Err = ChunkSizeError;
-    /// `auto`, or a size such as `4M`, `4MiB`, `1048576`, `512k`, `1G`.
+    /// `auto`, or a size such as `4M`, `4MiB`, `1048576`, `512k`, `1G` (see [`crate::units`]).
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         if s.trim().eq_ignore_ascii_case("auto") {
             return Ok(ChunkRule::Auto);
         }
-        ChunkRule::fixed(parse_byte_size(s)?)
+        ChunkRule::fixed(parse_size(s)?)
     }
 }
 
@@ -126,49 +127,8 @@ impl std::fmt::Display for ChunkRule {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             ChunkRule::Auto => f.write_str("auto (1-128 MiB per file, ~256 chunks per file)"),
-            ChunkRule::Fixed(n) => write!(f, "fixed {}", human_bytes(*n)),
+            ChunkRule::Fixed(n) => write!(f, "fixed {}", human_size(*n)),
         }
-    }
-}
-
-/// Parse a byte count: plain number, or with `K`/`M`/`G`/`T` (binary, as `KiB`… are) or
-/// `KB`/`MB`/`GB`/`TB` (decimal). Case-insensitive, optional space and trailing `B`.
-pub fn parse_byte_size(s: &str) -> Result<u64, ChunkSizeError> {
-    let err = || ChunkSizeError::Parse(s.chars().take(40).collect());
-    let t = s.trim();
-    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
-    let (num, unit) = t.split_at(split);
-    let n: u64 = num.parse().map_err(|_| err())?;
-    let mult = match unit.trim().to_ascii_lowercase().as_str() {
-        "" | "b" => 1,
-        "k" | "kib" => KIB,
-        "m" | "mib" => MIB,
-        "g" | "gib" => GIB,
-        "t" | "tib" => 1024 * GIB,
-        "kb" => 1000,
-        "mb" => 1_000_000,
-        "gb" => 1_000_000_000,
-        "tb" => 1_000_000_000_000,
-        _ => return Err(err()),
-    };
-    n.checked_mul(mult).ok_or_else(err)
-}
-
-/// `1.5 GiB`-style rendering for summaries.
-pub fn human_bytes(n: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut v = n as f64;
-    let mut u = 0;
-    while v >= 1024.0 && u < UNITS.len() - 1 {
-        v /= 1024.0;
-        u += 1;
-    }
-    if u == 0 {
-        format!("{n} B")
-    } else if v.fract() == 0.0 {
-        format!("{v:.0} {}", UNITS[u])
-    } else {
-        format!("{v:.2} {}", UNITS[u])
     }
 }
 
@@ -252,21 +212,15 @@ mod tests {
     }
 
     #[test]
-    fn parse_sizes_and_rules() {
-        assert_eq!(parse_byte_size("4M").unwrap(), 4 * MIB);
-        assert_eq!(parse_byte_size("4MiB").unwrap(), 4 * MIB);
-        assert_eq!(parse_byte_size("1 mib").unwrap(), MIB);
-        assert_eq!(parse_byte_size("512k").unwrap(), 512 * KIB);
-        assert_eq!(parse_byte_size("1G").unwrap(), GIB);
-        assert_eq!(parse_byte_size("4MB").unwrap(), 4_000_000);
-        assert_eq!(parse_byte_size("65536").unwrap(), 65536);
-        for bad in ["", "M", "4X", "-1", "1.5M", "99999999999999999999T"] {
-            assert!(parse_byte_size(bad).is_err(), "{bad}");
-        }
+    fn parse_rules() {
         assert_eq!("auto".parse::<ChunkRule>().unwrap(), ChunkRule::Auto);
+        assert_eq!(" AUTO ".parse::<ChunkRule>().unwrap(), ChunkRule::Auto);
         assert_eq!("8M".parse::<ChunkRule>().unwrap(), ChunkRule::Fixed(8 * MIB));
+        assert_eq!("4MB".parse::<ChunkRule>().unwrap(), ChunkRule::Fixed(4_000_000));
         assert!(matches!("1".parse::<ChunkRule>(), Err(ChunkSizeError::OutOfRange(1))));
         assert!("2G".parse::<ChunkRule>().is_err());
+        let e = "4X".parse::<ChunkRule>().unwrap_err().to_string();
+        assert!(e.contains("unknown unit") && e.contains("'auto'"), "{e}");
     }
 
     #[test]
@@ -279,12 +233,5 @@ mod tests {
         assert_ne!(base, file_hash(3, MIB, [a, b]));
         assert_ne!(base, file_hash(2, 2 * MIB, [a, b]));
         assert_ne!(file_hash(0, MIB, []), ChunkHash::of(b""));
-    }
-
-    #[test]
-    fn human_bytes_renders() {
-        assert_eq!(human_bytes(5), "5 B");
-        assert_eq!(human_bytes(4 * MIB), "4 MiB");
-        assert_eq!(human_bytes(1536 * MIB), "1.50 GiB");
     }
 }

@@ -104,9 +104,20 @@ impl SyncPlan {
 /// Compute the plan that turns `local` into `target` (see module doc).
 pub fn diff(target: &Manifest, local: &Manifest) -> SyncPlan {
     let mut plan = SyncPlan::default();
+    let in_place = chunks_in_place(target, local);
+    let sources = local_sources(local, &in_place);
+    plan_files(target, local, &in_place, &sources, &mut plan);
+    plan_tree(target, local, &mut plan);
+    plan
+}
 
-    // Every local location of every hash, split by whether the plan leaves it untouched.
-    let mut in_place: BTreeSet<(&str, u64)> = BTreeSet::new();
+/// Local (path, offset) locations that already hold the target's chunk there.
+type InPlace<'a> = BTreeSet<(&'a str, u64)>;
+/// For every hash found locally, one location holding it and whether the plan leaves it untouched.
+type Sources<'a> = HashMap<ChunkHash, (&'a str, u64, bool)>;
+
+fn chunks_in_place<'a>(target: &Manifest, local: &'a Manifest) -> InPlace<'a> {
+    let mut in_place = BTreeSet::new();
     for tf in &target.files {
         if let Some(lf) = local.file(&tf.path) {
             for tc in &tf.chunks {
@@ -116,7 +127,12 @@ pub fn diff(target: &Manifest, local: &Manifest) -> SyncPlan {
             }
         }
     }
-    let mut sources: HashMap<ChunkHash, (&str, u64, bool)> = HashMap::new();
+    in_place
+}
+
+/// One source per local hash, preferring a location that stays in place.
+fn local_sources<'a>(local: &'a Manifest, in_place: &InPlace<'_>) -> Sources<'a> {
+    let mut sources: Sources<'a> = HashMap::new();
     for lf in &local.files {
         for lc in &lf.chunks {
             let stable = in_place.contains(&(lf.path.as_str(), lc.offset));
@@ -126,7 +142,11 @@ pub fn diff(target: &Manifest, local: &Manifest) -> SyncPlan {
             }
         }
     }
+    sources
+}
 
+/// File work, mtime fixes and the distinct chunks to fetch.
+fn plan_files(target: &Manifest, local: &Manifest, in_place: &InPlace<'_>, sources: &Sources<'_>, plan: &mut SyncPlan) {
     let mut fetch: HashMap<ChunkHash, u64> = HashMap::new();
     for tf in &target.files {
         let lf = local.file(&tf.path);
@@ -161,8 +181,10 @@ pub fn diff(target: &Manifest, local: &Manifest) -> SyncPlan {
     }
     plan.fetch = fetch.into_iter().collect();
     plan.fetch.sort_unstable();
+}
 
-    // Conflicts: same path, different kind.
+/// Type conflicts, directories to create, and files and directories to delete.
+fn plan_tree(target: &Manifest, local: &Manifest, plan: &mut SyncPlan) {
     for tf in &target.files {
         if local.has_dir(&tf.path) {
             plan.conflicts.push(Conflict { path: tf.path.clone(), local_is_dir: true });
@@ -184,7 +206,6 @@ pub fn diff(target: &Manifest, local: &Manifest) -> SyncPlan {
     plan.delete_dirs = local.dirs.iter().filter(|ld| !target.has_dir(&ld.path)).map(|ld| ld.path.clone()).collect();
     // Children before parents: reverse of sorted order puts "a/b" before "a".
     plan.delete_dirs.reverse();
-    plan
 }
 
 #[cfg(test)]

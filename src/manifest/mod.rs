@@ -28,6 +28,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 pub mod cache;
 pub mod chunking;
 pub mod diff;
+mod error;
 pub mod hash;
 pub mod scan;
 mod walk;

@@ -14,16 +14,16 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::fs;
-use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use super::cache::{CacheMode, FileStamp, HashCache};
-use super::chunking::{self, ChunkRule, ChunkSizeError};
+use super::chunking::{self, ChunkRule};
+pub use super::error::ScanError;
 use super::hash::{hash_files, ByteCounter, HashFailure, HashJob};
 use super::walk::{walk, FoundFile};
-use super::{Chunk, DirEntry, FileEntry, Manifest, Mtime, ScanWarning};
+use super::{Chunk, ChunkHash, DirEntry, FileEntry, Manifest, Mtime, ScanWarning};
 use crate::paths::{case_fold_key, windows_name_problem};
 
 /// How often a file that changes while being hashed is re-hashed before giving up.
@@ -90,37 +90,6 @@ impl fmt::Debug for ScanOptions {
     }
 }
 
-/// Why a scan failed. No partial manifest is ever returned in these cases.
-#[derive(Debug, thiserror::Error)]
-pub enum ScanError {
-    #[error("folder {0} does not exist; check the path")]
-    NotFound(PathBuf),
-    #[error("{0} is not a folder; give the folder to index, not a file inside it")]
-    NotADir(PathBuf),
-    #[error("cannot read {0}: permission denied; give this user read access (or skip unreadable entries, which marks the index incomplete)")]
-    PermissionDenied(PathBuf),
-    #[error(
-        "{path} kept changing while it was hashed ({attempts} attempts); stop whatever is writing it and index again"
-    )]
-    KeepsChanging { path: PathBuf, attempts: usize },
-    #[error("cannot read {path}: {source}")]
-    Io { path: PathBuf, source: io::Error },
-    #[error(transparent)]
-    BadChunkSize(#[from] ChunkSizeError),
-    #[error("cannot start {threads} hashing threads: {reason}")]
-    ThreadPool { threads: usize, reason: String },
-}
-
-impl ScanError {
-    pub(crate) fn from_io(path: &Path, e: io::Error) -> Self {
-        match e.kind() {
-            io::ErrorKind::NotFound => ScanError::NotFound(path.to_path_buf()),
-            io::ErrorKind::PermissionDenied => ScanError::PermissionDenied(path.to_path_buf()),
-            _ => ScanError::Io { path: path.to_path_buf(), source: e },
-        }
-    }
-}
-
 /// Index the folder at `root`. Blocking; see the module doc.
 pub fn scan(root: &Path, opts: &ScanOptions) -> Result<Manifest, ScanError> {
     opts.chunk_rule.validate()?;
@@ -138,11 +107,7 @@ pub fn scan(root: &Path, opts: &ScanOptions) -> Result<Manifest, ScanError> {
 }
 
 fn scan_in_pool(root: &Path, opts: &ScanOptions) -> Result<Manifest, ScanError> {
-    let meta = fs::metadata(root).map_err(|e| ScanError::from_io(root, e))?;
-    if !meta.is_dir() {
-        return Err(ScanError::NotADir(root.to_path_buf()));
-    }
-    let root = fs::canonicalize(root).map_err(|e| ScanError::from_io(root, e))?;
+    let root = checked_root(root)?;
     let listing = walk(&root, opts.skip_unreadable)?;
     let mut warnings = listing.warnings;
     flag_names(&listing.files, &listing.dirs, &mut warnings);
@@ -154,123 +119,12 @@ fn scan_in_pool(root: &Path, opts: &ScanOptions) -> Result<Manifest, ScanError> 
     }
 
     let rule = opts.chunk_rule;
-    let mut files: Vec<FoundFile> = listing.files;
-    let mut hashes: Vec<Option<Vec<super::ChunkHash>>> = Vec::with_capacity(files.len());
-    let mut progress = ScanProgress { files: files.len() as u64, ..Default::default() };
-    for f in &files {
-        let cs = rule.chunk_size_for(f.stamp.size);
-        progress.bytes_total += f.stamp.size;
-        let hit = cache.lookup(&f.wire, &f.stamp, cs);
-        if hit.is_some() {
-            progress.bytes_cached += f.stamp.size;
-            cache.keep(&f.wire);
-        } else {
-            progress.bytes_to_hash += f.stamp.size;
-        }
-        hashes.push(hit);
-    }
+    let (mut state, progress) = FileHashes::from_cache(listing.files, &mut cache, rule);
     report(opts, progress);
-
-    let from_cache: Vec<bool> = hashes.iter().map(Option::is_some).collect();
     let trusted_before = Mtime::from(SystemTime::now() - opts.racy_window);
-    // Files left out of the manifest (vanished, or skipped as unreadable).
-    let mut dropped = vec![false; files.len()];
-    let mut pending: Vec<usize> = (0..files.len()).filter(|&i| hashes[i].is_none()).collect();
     let counter = ByteCounter::default();
-    let mut attempt = 0;
-    while !pending.is_empty() {
-        attempt += 1;
-        if attempt > MAX_ATTEMPTS {
-            let f = &files[pending[0]];
-            if !opts.skip_unreadable {
-                return Err(ScanError::KeepsChanging { path: f.abs.clone(), attempts: MAX_ATTEMPTS });
-            }
-            for &i in &pending {
-                let reason = format!("kept changing while hashed ({MAX_ATTEMPTS} attempts)");
-                warnings.push(ScanWarning::Unreadable { path: files[i].wire.clone(), reason });
-                dropped[i] = true;
-            }
-            break;
-        }
-        let jobs: Vec<HashJob> = pending
-            .iter()
-            .map(|&i| HashJob {
-                path: files[i].abs.clone(),
-                size: files[i].stamp.size,
-                chunk_size: rule.chunk_size_for(files[i].stamp.size),
-            })
-            .collect();
-        const REPORT_EVERY: u64 = 8 << 20;
-        let on_bytes = |n: u64| {
-            let done = counter.add(n);
-            if opts.progress.is_some() && (done - n) / REPORT_EVERY != done / REPORT_EVERY {
-                report(opts, ScanProgress { bytes_hashed: done.min(progress.bytes_to_hash), ..progress });
-            }
-        };
-        let results = hash_files(&jobs, &on_bytes);
-        let mut again = Vec::new();
-        for (&i, res) in pending.iter().zip(results) {
-            let f = &mut files[i];
-            match res {
-                Ok(h) => match restat(&f.abs) {
-                    Some(now) if now == f.stamp => hashes[i] = Some(h),
-                    Some(now) => {
-                        tracing::debug!("{} changed while hashed; hashing again", f.wire);
-                        f.stamp = now;
-                        again.push(i);
-                    }
-                    None => dropped[i] = true,
-                },
-                Err(HashFailure::Vanished) => dropped[i] = true,
-                Err(HashFailure::Shrank) => match restat(&f.abs) {
-                    Some(now) => {
-                        f.stamp = now;
-                        again.push(i);
-                    }
-                    None => dropped[i] = true,
-                },
-                Err(HashFailure::Unreadable(e)) | Err(HashFailure::Io(e)) => {
-                    if !opts.skip_unreadable {
-                        return Err(ScanError::from_io(&f.abs, e));
-                    }
-                    warnings.push(ScanWarning::Unreadable { path: f.wire.clone(), reason: e.to_string() });
-                    // Not vanished, but equally left out of the manifest.
-                    dropped[i] = true;
-                    continue;
-                }
-            }
-            if dropped[i] {
-                warnings.push(ScanWarning::Vanished { path: f.wire.clone() });
-            }
-        }
-        pending = again;
-    }
-
-    let mut entries = Vec::with_capacity(files.len());
-    for (i, f) in files.into_iter().enumerate() {
-        if dropped[i] {
-            continue;
-        }
-        let Some(h) = hashes[i].take() else { continue };
-        let cs = rule.chunk_size_for(f.stamp.size);
-        if !from_cache[i] {
-            cache.record(&f.wire, f.stamp, cs, &h, trusted_before);
-        }
-        let chunks: Vec<Chunk> = chunking::chunk_ranges(f.stamp.size, cs)
-            .zip(&h)
-            .map(|((offset, size), hash)| Chunk { offset, size, hash: *hash })
-            .collect();
-        let hash = chunking::file_hash(f.stamp.size, cs, h.iter().copied());
-        entries.push(FileEntry {
-            path: f.wire,
-            size: f.stamp.size,
-            mtime: f.stamp.mtime,
-            chunk_size: cs,
-            chunks,
-            hash,
-        });
-    }
-    entries.sort_unstable_by(|a, b| a.path.cmp(&b.path));
+    state.hash_pending(opts, progress, &counter, &mut warnings)?;
+    let entries = state.into_entries(&mut cache, rule, trusted_before);
     let mut dirs: Vec<DirEntry> = listing.dirs.into_iter().map(|path| DirEntry { path }).collect();
     dirs.sort_unstable();
 
@@ -281,6 +135,189 @@ fn scan_in_pool(root: &Path, opts: &ScanOptions) -> Result<Manifest, ScanError> 
     let manifest = Manifest { files: entries, dirs, chunk_rule: rule, warnings };
     report(opts, ScanProgress { bytes_hashed: counter_value(&counter), ..progress });
     Ok(manifest)
+}
+
+/// The canonical path of `root`, which must be an existing directory.
+fn checked_root(root: &Path) -> Result<PathBuf, ScanError> {
+    let meta = fs::metadata(root).map_err(|e| ScanError::from_io(root, e))?;
+    if !meta.is_dir() {
+        return Err(ScanError::NotADir(root.to_path_buf()));
+    }
+    fs::canonicalize(root).map_err(|e| ScanError::from_io(root, e))
+}
+
+/// The walk's files with what is known of their chunk hashes so far, index for index.
+struct FileHashes {
+    files: Vec<FoundFile>,
+    hashes: Vec<Option<Vec<ChunkHash>>>,
+    /// Which hashes the cache supplied (those need not be recorded in it again).
+    from_cache: Vec<bool>,
+    /// Files left out of the manifest (vanished, or skipped as unreadable).
+    dropped: Vec<bool>,
+}
+
+type HashResult = Result<Vec<ChunkHash>, HashFailure>;
+
+impl FileHashes {
+    /// Take every hash the cache still vouches for, and count what is left to hash.
+    fn from_cache(files: Vec<FoundFile>, cache: &mut HashCache, rule: ChunkRule) -> (Self, ScanProgress) {
+        let mut hashes = Vec::with_capacity(files.len());
+        let mut progress = ScanProgress { files: files.len() as u64, ..Default::default() };
+        for f in &files {
+            let cs = rule.chunk_size_for(f.stamp.size);
+            progress.bytes_total += f.stamp.size;
+            let hit = cache.lookup(&f.wire, &f.stamp, cs);
+            if hit.is_some() {
+                progress.bytes_cached += f.stamp.size;
+                cache.keep(&f.wire);
+            } else {
+                progress.bytes_to_hash += f.stamp.size;
+            }
+            hashes.push(hit);
+        }
+        let from_cache = hashes.iter().map(Option::is_some).collect();
+        let dropped = vec![false; files.len()];
+        (FileHashes { files, hashes, from_cache, dropped }, progress)
+    }
+
+    /// Hash every file the cache could not serve, hashing again those that change meanwhile.
+    fn hash_pending(
+        &mut self,
+        opts: &ScanOptions,
+        progress: ScanProgress,
+        counter: &ByteCounter,
+        warnings: &mut Vec<ScanWarning>,
+    ) -> Result<(), ScanError> {
+        let mut pending: Vec<usize> = (0..self.files.len()).filter(|&i| self.hashes[i].is_none()).collect();
+        let mut attempt = 0;
+        while !pending.is_empty() {
+            attempt += 1;
+            if attempt > MAX_ATTEMPTS {
+                return self.give_up(&pending, opts, warnings);
+            }
+            let results = self.hash_round(&pending, opts, progress, counter);
+            pending = self.settle(&pending, results, opts, warnings)?;
+        }
+        Ok(())
+    }
+
+    /// Files still changing after [`MAX_ATTEMPTS`]: an error, or left out with a warning.
+    fn give_up(
+        &mut self,
+        pending: &[usize],
+        opts: &ScanOptions,
+        warnings: &mut Vec<ScanWarning>,
+    ) -> Result<(), ScanError> {
+        if !opts.skip_unreadable {
+            let path = self.files[pending[0]].abs.clone();
+            return Err(ScanError::KeepsChanging { path, attempts: MAX_ATTEMPTS });
+        }
+        for &i in pending {
+            let reason = format!("kept changing while hashed ({MAX_ATTEMPTS} attempts)");
+            warnings.push(ScanWarning::Unreadable { path: self.files[i].wire.clone(), reason });
+            self.dropped[i] = true;
+        }
+        Ok(())
+    }
+
+    /// Hash the `pending` files once, reporting progress every few MiB.
+    fn hash_round(
+        &self,
+        pending: &[usize],
+        opts: &ScanOptions,
+        progress: ScanProgress,
+        counter: &ByteCounter,
+    ) -> Vec<HashResult> {
+        let rule = opts.chunk_rule;
+        let jobs: Vec<HashJob> = pending
+            .iter()
+            .map(|&i| HashJob {
+                path: self.files[i].abs.clone(),
+                size: self.files[i].stamp.size,
+                chunk_size: rule.chunk_size_for(self.files[i].stamp.size),
+            })
+            .collect();
+        const REPORT_EVERY: u64 = 8 << 20;
+        let on_bytes = |n: u64| {
+            let done = counter.add(n);
+            if opts.progress.is_some() && (done - n) / REPORT_EVERY != done / REPORT_EVERY {
+                report(opts, ScanProgress { bytes_hashed: done.min(progress.bytes_to_hash), ..progress });
+            }
+        };
+        hash_files(&jobs, &on_bytes)
+    }
+
+    /// Keep the hashes of files that did not change while read; returns those to hash again.
+    fn settle(
+        &mut self,
+        pending: &[usize],
+        results: Vec<HashResult>,
+        opts: &ScanOptions,
+        warnings: &mut Vec<ScanWarning>,
+    ) -> Result<Vec<usize>, ScanError> {
+        let mut again = Vec::new();
+        for (&i, res) in pending.iter().zip(results) {
+            let f = &mut self.files[i];
+            match res {
+                Ok(h) => match restat(&f.abs) {
+                    Some(now) if now == f.stamp => self.hashes[i] = Some(h),
+                    Some(now) => {
+                        tracing::debug!("{} changed while hashed; hashing again", f.wire);
+                        f.stamp = now;
+                        again.push(i);
+                    }
+                    None => self.dropped[i] = true,
+                },
+                Err(HashFailure::Vanished) => self.dropped[i] = true,
+                Err(HashFailure::Shrank) => match restat(&f.abs) {
+                    Some(now) => {
+                        f.stamp = now;
+                        again.push(i);
+                    }
+                    None => self.dropped[i] = true,
+                },
+                Err(HashFailure::Unreadable(e)) | Err(HashFailure::Io(e)) => {
+                    if !opts.skip_unreadable {
+                        return Err(ScanError::from_io(&f.abs, e));
+                    }
+                    warnings.push(ScanWarning::Unreadable { path: f.wire.clone(), reason: e.to_string() });
+                    // Not vanished, but equally left out of the manifest.
+                    self.dropped[i] = true;
+                    continue;
+                }
+            }
+            if self.dropped[i] {
+                warnings.push(ScanWarning::Vanished { path: f.wire.clone() });
+            }
+        }
+        Ok(again)
+    }
+
+    /// The manifest's file entries, sorted by path; freshly hashed files go into the cache.
+    fn into_entries(self, cache: &mut HashCache, rule: ChunkRule, trusted_before: Mtime) -> Vec<FileEntry> {
+        let FileHashes { files, hashes, from_cache, dropped } = self;
+        let mut entries = Vec::with_capacity(files.len());
+        for (i, (f, h)) in files.into_iter().zip(hashes).enumerate() {
+            let Some(h) = h.filter(|_| !dropped[i]) else { continue };
+            let cs = rule.chunk_size_for(f.stamp.size);
+            if !from_cache[i] {
+                cache.record(&f.wire, f.stamp, cs, &h, trusted_before);
+            }
+            entries.push(file_entry(f, cs, &h));
+        }
+        entries.sort_unstable_by(|a, b| a.path.cmp(&b.path));
+        entries
+    }
+}
+
+fn file_entry(f: FoundFile, chunk_size: u64, h: &[ChunkHash]) -> FileEntry {
+    let size = f.stamp.size;
+    let chunks: Vec<Chunk> = chunking::chunk_ranges(size, chunk_size)
+        .zip(h)
+        .map(|((offset, size), hash)| Chunk { offset, size, hash: *hash })
+        .collect();
+    let hash = chunking::file_hash(size, chunk_size, h.iter().copied());
+    FileEntry { path: f.wire, size, mtime: f.stamp.mtime, chunk_size, chunks, hash }
 }
 
 fn counter_value(c: &ByteCounter) -> u64 {

@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 use rayon::prelude::*;
 
 use super::cache::FileStamp;
-use super::scan::ScanError;
+use super::error::ScanError;
 use super::ScanWarning;
 use crate::paths::validate_wire_path;
 

@@ -114,7 +114,7 @@ impl SimConfig {
 }
 
 /// Summary of a run (`--json` prints this).
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Default, Serialize)]
 pub struct SimResult {
     pub policy: Policy,
     pub peers: usize,

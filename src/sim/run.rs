@@ -82,8 +82,7 @@ pub fn run(cfg: &SimConfig, draw_every: f64, mut observer: Option<&mut dyn FnMut
     let bound = sim.bound();
     sim.res.bound_seconds = bound;
     let max_t = bound * cfg.max_time_factor;
-    let mut next_round: f64 = 0.0;
-    let mut last_round: f64 = f64::NEG_INFINITY;
+    let mut rounds = Rounds { next: 0.0, last: f64::NEG_INFINITY };
     let mut next_progress = 0.0;
     let mut next_draw = 0.0;
     let mut rates_dirty = true;
@@ -92,46 +91,16 @@ pub fn run(cfg: &SimConfig, draw_every: f64, mut observer: Option<&mut dyn FnMut
             sim.recompute_rates();
             rates_dirty = false;
         }
-        let mut t_next: f64 = next_round;
-        if let Some(Reverse((bits, _, _))) = sim.queue.peek() {
-            t_next = t_next.min(f64::from_bits(*bits));
-        }
-        for tr in sim.tracked.values() {
-            if let (Some(done), true) = (tr.done, tr.rate > 0.0) {
-                let target = tr.fail_at.map_or(tr.size, |f| f.0);
-                t_next = t_next.min(sim.t + (target - done).max(0.0) / tr.rate);
-            }
-        }
-        let dt = (t_next - sim.t).max(0.0);
-        for tr in sim.tracked.values_mut() {
-            if let Some(done) = tr.done.as_mut() {
-                *done += tr.rate * dt;
-            }
-        }
-        sim.t = t_next;
-        rates_dirty |= sim.complete_flows();
-        while let Some(Reverse((bits, _, idx))) = sim.queue.peek().copied() {
-            if f64::from_bits(bits) > sim.t {
-                break;
-            }
-            sim.queue.pop();
-            if let Some(ev) = sim.sched[idx].take() {
-                let report = matches!(ev, Sched::Report(_));
-                rates_dirty |= sim.apply(ev);
-                // Event-driven planning: a freed slot triggers a round soon (coalesced).
-                if report && cfg.event_round_gap_s > 0.0 {
-                    next_round = next_round.min((last_round + cfg.event_round_gap_s).max(sim.t));
-                }
-            }
-        }
-        if sim.t >= next_round {
-            last_round = sim.t;
+        rates_dirty |= sim.advance(rounds.next);
+        rates_dirty |= sim.apply_due(&mut rounds);
+        if sim.t >= rounds.next {
+            rounds.last = sim.t;
             if sim.t >= next_progress {
                 sim.report_progress();
                 next_progress = sim.t + cfg.progress_interval_s;
             }
             rates_dirty |= sim.round();
-            next_round = sim.t + cfg.round_interval_s;
+            rounds.next = sim.t + cfg.round_interval_s;
         }
         if let Some(obs) = observer.as_deref_mut() {
             if sim.t >= next_draw {
@@ -139,49 +108,28 @@ pub fn run(cfg: &SimConfig, draw_every: f64, mut observer: Option<&mut dyn FnMut
                 next_draw = sim.t + draw_every;
             }
         }
-        if sim.done() {
-            break;
-        }
-        if sim.t > max_t {
+        if sim.done() || sim.t > max_t {
             break;
         }
     }
     if let Some(obs) = observer {
         obs(&sim.frame());
     }
-    // Deliver reports still on the wire so the planner's byte counters are final.
-    while let Some(Reverse((_, _, idx))) = sim.queue.pop() {
-        if let Some(Sched::Report(ev)) = sim.sched[idx].take() {
-            sim.planner.handle(sim.t, ev);
-        }
-    }
-    let peers: Vec<&SimNode> = sim.nodes.iter().filter(|n| !n.is_master).collect();
-    let all = peers.iter().all(|n| n.complete_at.is_some());
-    let seconds = if all { peers.iter().filter_map(|n| n.complete_at).fold(0.0, f64::max) } else { sim.t };
-    let st = sim.planner.stats();
-    let mut res = sim.res;
-    res.seconds = seconds;
-    res.all_complete = all;
-    res.efficiency = if seconds > 0.0 { bound / seconds } else { 0.0 };
-    res.master_upload_bytes = st.master_upload_bytes;
-    res.orders = st.orders;
-    res.aborted = st.aborted;
-    res.wall_seconds = wall.elapsed().as_secs_f64();
-    res
+    sim.finish(bound, wall)
 }
 
-impl<'a> Sim<'a> {
-    fn new(cfg: &'a SimConfig) -> Self {
-        let mut rng = Rng::new(cfg.seed);
-        let planner = Planner::with_options(rng.next_u64(), cfg.policy, Tuning::default());
-        let ideal = cfg.ideal_seconds();
-        let late_n = ((cfg.peers as f64) * cfg.late_fraction).round() as usize;
-        let late_window = cfg.late_window_s.unwrap_or(0.5 * ideal);
-        let mut nodes = Vec::new();
-        let master_rate = cfg.master_rate.unwrap_or(cfg.rate);
-        nodes.push(SimNode {
-            up: master_rate,
-            down: master_rate,
+/// When the planner ran last and runs next (virtual seconds).
+struct Rounds {
+    next: f64,
+    last: f64,
+}
+
+impl SimNode {
+    fn master(cfg: &SimConfig) -> Self {
+        let rate = cfg.master_rate.unwrap_or(cfg.rate);
+        SimNode {
+            up: rate,
+            down: rate,
             upload_slots: cfg.master_slots,
             download_slots: 0,
             is_master: true,
@@ -191,26 +139,42 @@ impl<'a> Sim<'a> {
             joined_at: 0.0,
             down_bytes: 0.0,
             complete_at: None,
-        });
-        let mut joins = Vec::new();
+        }
+    }
+
+    /// Peer `p` (0-based), joining at virtual time `join`: the first `slow` peers are slow, the
+    /// next `leave` churn, and the `zero_upload` after those upload nothing.
+    fn peer(cfg: &SimConfig, p: usize, join: f64) -> Self {
+        let rate = if p < cfg.slow { cfg.slow_rate } else { cfg.rate };
+        let zero = p >= cfg.slow + cfg.leave && p < cfg.slow + cfg.leave + cfg.zero_upload;
+        SimNode {
+            up: rate,
+            down: rate,
+            upload_slots: if zero { 0 } else { cfg.upload_slots },
+            download_slots: cfg.download_slots,
+            is_master: false,
+            online: false,
+            has: vec![false; cfg.chunks],
+            have: 0,
+            joined_at: join,
+            down_bytes: 0.0,
+            complete_at: None,
+        }
+    }
+}
+
+impl<'a> Sim<'a> {
+    fn new(cfg: &'a SimConfig) -> Self {
+        let mut rng = Rng::new(cfg.seed);
+        let planner = Planner::with_options(rng.next_u64(), cfg.policy, Tuning::default());
+        let ideal = cfg.ideal_seconds();
+        let late_n = ((cfg.peers as f64) * cfg.late_fraction).round() as usize;
+        let late_window = cfg.late_window_s.unwrap_or(0.5 * ideal);
+        let mut nodes = vec![SimNode::master(cfg)];
         for p in 0..cfg.peers {
-            let rate = if p < cfg.slow { cfg.slow_rate } else { cfg.rate };
-            let zero = p >= cfg.slow + cfg.leave && p < cfg.slow + cfg.leave + cfg.zero_upload;
+            // The last `late_n` peers join at random times within the late window.
             let join = if p >= cfg.peers - late_n.min(cfg.peers) { rng.unit() * late_window } else { 0.0 };
-            joins.push(join);
-            nodes.push(SimNode {
-                up: rate,
-                down: rate,
-                upload_slots: if zero { 0 } else { cfg.upload_slots },
-                download_slots: cfg.download_slots,
-                is_master: false,
-                online: false,
-                has: vec![false; cfg.chunks],
-                have: 0,
-                joined_at: join,
-                down_bytes: 0.0,
-                complete_at: None,
-            });
+            nodes.push(SimNode::peer(cfg, p, join));
         }
         let n = nodes.len();
         let mut sim = Sim {
@@ -234,37 +198,94 @@ impl<'a> Sim<'a> {
                 peers: cfg.peers,
                 chunks: cfg.chunks,
                 data_bytes: cfg.data_bytes(),
-                seconds: 0.0,
-                seeded_seconds: 0.0,
-                bound_seconds: 0.0,
-                efficiency: 0.0,
-                master_upload_bytes: 0,
-                all_complete: false,
-                orders: 0,
-                aborted: 0,
-                injected_failures: 0,
-                rounds: 0,
-                duplicate_orders: 0,
-                slot_violations: 0,
-                bad_source_orders: 0,
-                zero_slot_uploads: 0,
-                max_round_ms: 0.0,
-                wall_seconds: 0.0,
+                ..SimResult::default()
             },
         };
+        sim.schedule_start(ideal);
+        sim
+    }
+
+    /// Hand the planner the manifest and schedule every join and every churn leave/rejoin.
+    fn schedule_start(&mut self, ideal: f64) {
+        let cfg = self.cfg;
         let manifest = (0..cfg.chunks as u32).map(|i| (hash_of(i), cfg.chunk_size)).collect();
-        sim.planner.handle(0.0, Event::NewManifest { chunks: manifest });
-        sim.schedule(0.0, Sched::Join(0));
-        for (p, join) in joins.into_iter().enumerate() {
-            sim.schedule(join, Sched::Join(p + 1));
+        self.planner.handle(0.0, Event::NewManifest { chunks: manifest });
+        self.schedule(0.0, Sched::Join(0));
+        for p in 1..self.nodes.len() {
+            self.schedule(self.nodes[p].joined_at, Sched::Join(p));
         }
         let offline = cfg.offline_s.unwrap_or(0.2 * ideal);
         for p in cfg.slow..(cfg.slow + cfg.leave).min(cfg.peers) {
-            let at = sim.nodes[p + 1].joined_at + (0.1 + 0.4 * sim.rng.unit()) * ideal;
-            sim.schedule(at, Sched::Leave(p + 1));
-            sim.schedule(at + offline, Sched::Join(p + 1));
+            let at = self.nodes[p + 1].joined_at + (0.1 + 0.4 * self.rng.unit()) * ideal;
+            self.schedule(at, Sched::Leave(p + 1));
+            self.schedule(at + offline, Sched::Join(p + 1));
         }
-        sim
+    }
+
+    /// Move virtual time to the next thing that happens (a round, a scheduled event, a transfer
+    /// reaching its end or its injected failure); true if flows completed on the way.
+    fn advance(&mut self, next_round: f64) -> bool {
+        let mut t_next: f64 = next_round;
+        if let Some(Reverse((bits, _, _))) = self.queue.peek() {
+            t_next = t_next.min(f64::from_bits(*bits));
+        }
+        for tr in self.tracked.values() {
+            if let (Some(done), true) = (tr.done, tr.rate > 0.0) {
+                let target = tr.fail_at.map_or(tr.size, |f| f.0);
+                t_next = t_next.min(self.t + (target - done).max(0.0) / tr.rate);
+            }
+        }
+        let dt = (t_next - self.t).max(0.0);
+        for tr in self.tracked.values_mut() {
+            if let Some(done) = tr.done.as_mut() {
+                *done += tr.rate * dt;
+            }
+        }
+        self.t = t_next;
+        self.complete_flows()
+    }
+
+    /// Apply every scheduled event that is due; true if transfer rates must be recomputed.
+    fn apply_due(&mut self, rounds: &mut Rounds) -> bool {
+        let mut rates_dirty = false;
+        while let Some(Reverse((bits, _, idx))) = self.queue.peek().copied() {
+            if f64::from_bits(bits) > self.t {
+                break;
+            }
+            self.queue.pop();
+            if let Some(ev) = self.sched[idx].take() {
+                let report = matches!(ev, Sched::Report(_));
+                rates_dirty |= self.apply(ev);
+                // Event-driven planning: a freed slot triggers a round soon (coalesced).
+                if report && self.cfg.event_round_gap_s > 0.0 {
+                    rounds.next = rounds.next.min((rounds.last + self.cfg.event_round_gap_s).max(self.t));
+                }
+            }
+        }
+        rates_dirty
+    }
+
+    /// The run's summary, once reports still on the wire have reached the planner (so its byte
+    /// counters are final).
+    fn finish(mut self, bound: f64, wall: Instant) -> SimResult {
+        while let Some(Reverse((_, _, idx))) = self.queue.pop() {
+            if let Some(Sched::Report(ev)) = self.sched[idx].take() {
+                self.planner.handle(self.t, ev);
+            }
+        }
+        let peers: Vec<&SimNode> = self.nodes.iter().filter(|n| !n.is_master).collect();
+        let all = peers.iter().all(|n| n.complete_at.is_some());
+        let seconds = if all { peers.iter().filter_map(|n| n.complete_at).fold(0.0, f64::max) } else { self.t };
+        let st = self.planner.stats();
+        let mut res = self.res;
+        res.seconds = seconds;
+        res.all_complete = all;
+        res.efficiency = if seconds > 0.0 { bound / seconds } else { 0.0 };
+        res.master_upload_bytes = st.master_upload_bytes;
+        res.orders = st.orders;
+        res.aborted = st.aborted;
+        res.wall_seconds = wall.elapsed().as_secs_f64();
+        res
     }
 
     /// Kumar–Ross with join times (see [`SimResult::bound_seconds`]).

@@ -74,6 +74,15 @@ impl Out {
 /// Render the whole exposition.
 pub fn render(s: &Snapshot) -> String {
     let mut o = Out(String::with_capacity(1024 + s.nodes.len() * 1200));
+    render_identity(&mut o, s);
+    render_progress(&mut o, s);
+    render_counters(&mut o, s);
+    render_per_node(&mut o, s);
+    o.0
+}
+
+/// Who this engine is and what state it and the swarm are in.
+fn render_identity(o: &mut Out, s: &Snapshot) {
     let role = match s.role {
         crate::status::Role::Master => "master",
         crate::status::Role::Peer => "peer",
@@ -94,6 +103,10 @@ pub fn render(s: &Snapshot) -> String {
         let n = s.nodes.iter().filter(|n| state_name(&n.state) == st).count();
         o.sample("lanscatter_nodes", &format!("state=\"{st}\""), n as f64);
     }
+}
+
+/// The manifest, how far the swarm is through it, and the rates it moves at.
+fn render_progress(o: &mut Out, s: &Snapshot) {
     o.metric("lanscatter_manifest_id", "gauge", "Identifier of the current manifest.", s.manifest_id as f64);
     o.metric("lanscatter_files", "gauge", "Files in the current manifest.", s.files_total as f64);
     o.metric(
@@ -131,7 +144,10 @@ pub fn render(s: &Snapshot) -> String {
         "Chunk bytes peers served to each other.",
         s.peers_uploaded as f64,
     );
+}
 
+/// This node's own event counters (and, on the master, the planner's timing).
+fn render_counters(o: &mut Out, s: &Snapshot) {
     let c = &s.counters;
     o.metric(
         "lanscatter_chunk_gets_served_total",
@@ -180,7 +196,10 @@ pub fn render(s: &Snapshot) -> String {
         o.sample("lanscatter_planner_round_seconds_sum", "", c.planner_round_seconds);
         o.sample("lanscatter_planner_round_seconds_count", "", c.planner_rounds as f64);
     }
+}
 
+/// One series per node for each per-node field, labelled so nodes sharing a host name stay apart.
+fn render_per_node(o: &mut Out, s: &Snapshot) {
     type Field = fn(&crate::status::NodeStatus) -> f64;
     let per_node: [(&str, &str, &str, Field); 8] = [
         ("lanscatter_node_up", "gauge", "1 unless the node is disconnected or in error.", |n| {
@@ -221,7 +240,6 @@ pub fn render(s: &Snapshot) -> String {
             o.sample(name, l, f(n));
         }
     }
-    o.0
 }
 
 #[cfg(test)]
