@@ -37,7 +37,7 @@ pub struct MasterArgs {
     /// Concurrent chunk uploads served by the master.
     #[arg(long, default_value_t = 8)]
     pub upload_slots: u32,
-    /// Upload limit in bit/s with an optional k, M or G suffix (e.g. 100M = 100 Mbit/s).
+    /// Upload limit: bits/s as 100M or 100Mbit/s, or bytes/s as 12MB/s (README: Units).
     #[arg(long)]
     pub max_upload: Option<String>,
     /// Never LZ4-compress chunks in flight.
@@ -46,14 +46,8 @@ pub struct MasterArgs {
     /// Full rescan period in seconds (changes are usually noticed at once by the folder watcher).
     #[arg(long, default_value_t = 60)]
     pub rescan_interval: u64,
-    /// Print status snapshots as JSON lines on stdout.
-    #[arg(long)]
-    pub json: bool,
-    /// Do not use the hash cache (hash everything on every scan).
-    #[arg(long)]
-    pub no_cache: bool,
     #[command(flatten)]
-    pub security: super::security::SecurityArgs,
+    pub node: super::node::NodeArgs,
 }
 
 /// Say how peers join and where the status page is (before the ready line).
@@ -81,10 +75,10 @@ pub fn run(args: MasterArgs) -> anyhow::Result<ExitCode> {
     cfg.max_upload_bps = args.max_upload.as_deref().map(parse_rate).transpose().map_err(anyhow::Error::msg)?;
     cfg.compress = !args.no_compress;
     cfg.rescan_interval = Duration::from_secs(args.rescan_interval.max(1));
-    if args.no_cache {
+    if args.node.no_cache {
         cfg.cache = CacheMode::Disabled;
     }
-    let (security, secret) = args.security.for_master()?;
+    let (security, secret) = args.node.security.for_master()?;
     cfg.security = security;
     let rt = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     rt.block_on(async move {
@@ -102,7 +96,7 @@ pub fn run(args: MasterArgs) -> anyhow::Result<ExitCode> {
                         break;
                     }
                 }
-                _ = json_tick.tick(), if args.json && ready => {
+                _ = json_tick.tick(), if args.node.json && ready => {
                     let s = rx.borrow().clone();
                     println!("{}", serde_json::to_string(&s)?);
                     continue;
@@ -123,12 +117,12 @@ pub fn run(args: MasterArgs) -> anyhow::Result<ExitCode> {
                         s.folder_bytes,
                         master.local_addr()
                     );
-                    if args.json {
+                    if args.node.json {
                         println!("{}", serde_json::to_string(&s)?);
                     }
                 }
                 _ => {
-                    if !args.json && last_plain.elapsed() >= Duration::from_secs(10) {
+                    if !args.node.json && last_plain.elapsed() >= Duration::from_secs(10) {
                         last_plain = std::time::Instant::now();
                         eprintln!(
                             "lanscatter master: {} peers, {:.1} % delivered, serving {:.1} MB/s",

@@ -17,8 +17,8 @@ use clap::{Parser, Subcommand};
 mod gui;
 mod index;
 mod master;
+mod node;
 mod peer;
-mod security;
 mod simulate;
 
 #[derive(Debug, Parser)]

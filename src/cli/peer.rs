@@ -41,10 +41,10 @@ pub struct PeerArgs {
     /// Concurrent chunk downloads.
     #[arg(long, default_value_t = 8)]
     pub download_slots: u32,
-    /// Upload limit in bit/s with an optional k, M or G suffix (e.g. 100M = 100 Mbit/s).
+    /// Upload limit: bits/s as 100M or 100Mbit/s, or bytes/s as 12MB/s (README: Units).
     #[arg(long)]
     pub max_upload: Option<String>,
-    /// Download limit in bit/s with an optional k, M or G suffix.
+    /// Download limit: bits/s as 100M or 100Mbit/s, or bytes/s as 12MB/s (README: Units).
     #[arg(long)]
     pub max_download: Option<String>,
     /// Do not ask for LZ4-compressed chunks nor serve them.
@@ -53,14 +53,8 @@ pub struct PeerArgs {
     /// Exit 0 once the folder matches the master's current manifest.
     #[arg(long)]
     pub exit_when_done: bool,
-    /// Print status snapshots as JSON lines on stdout.
-    #[arg(long)]
-    pub json: bool,
-    /// Do not use the hash cache.
-    #[arg(long)]
-    pub no_cache: bool,
     #[command(flatten)]
-    pub security: super::security::SecurityArgs,
+    pub node: super::node::NodeArgs,
 }
 
 pub fn run(args: PeerArgs) -> anyhow::Result<ExitCode> {
@@ -83,10 +77,10 @@ fn config(args: &PeerArgs) -> anyhow::Result<PeerConfig> {
     cfg.max_upload_bps = args.max_upload.as_deref().map(parse_rate).transpose().map_err(anyhow::Error::msg)?;
     cfg.max_download_bps = args.max_download.as_deref().map(parse_rate).transpose().map_err(anyhow::Error::msg)?;
     cfg.compress = !args.no_compress;
-    if args.no_cache {
+    if args.node.no_cache {
         cfg.cache = CacheMode::Disabled;
     }
-    cfg.security = args.security.for_peer()?;
+    cfg.security = args.node.security.for_peer()?;
     Ok(cfg)
 }
 
@@ -140,7 +134,7 @@ struct Reporter {
 
 impl Reporter {
     fn new(args: &PeerArgs) -> Self {
-        let tty = !args.json && std::io::stderr().is_terminal();
+        let tty = !args.node.json && std::io::stderr().is_terminal();
         let bar = tty.then(|| {
             let b = indicatif::ProgressBar::new(0);
             b.set_style(
@@ -152,7 +146,7 @@ impl Reporter {
             );
             b
         });
-        Reporter { bar, json: args.json, server: args.server.clone(), shown: 0, shown_detail: None }
+        Reporter { bar, json: args.node.json, server: args.server.clone(), shown: 0, shown_detail: None }
     }
 
     fn show(&mut self, s: &Snapshot) -> anyhow::Result<()> {

@@ -13,11 +13,11 @@ use serde_json::Value;
 use tokio::sync::watch;
 
 use super::config::{Mode, Settings};
-use super::view::{Phase, StatusView};
+use super::view::StatusView;
 use crate::engine::{Engine, EngineConfig};
 use crate::master::MasterConfig;
 use crate::peer::PeerConfig;
-use crate::status::{NodeState, Snapshot};
+use crate::status::Snapshot;
 
 /// One status update: the GUI digest and the engine's full snapshot as JSON.
 #[derive(Debug, Clone)]
@@ -99,14 +99,7 @@ async fn forward(mode: Mode, mut rx: watch::Receiver<Snapshot>, tx: watch::Sende
 }
 
 pub fn convert(mode: Mode, s: &Snapshot) -> EngineStatus {
-    let phase = match &s.state {
-        NodeState::Starting => Phase::Starting,
-        NodeState::Indexing { done, total } => Phase::Indexing { done: *done, total: *total },
-        NodeState::Connecting => Phase::Connecting,
-        NodeState::Syncing => Phase::Syncing,
-        NodeState::UpToDate => Phase::UpToDate,
-        NodeState::Error { message: e } => Phase::Error(e.clone()),
-    };
+    let phase = Some(s.state.clone());
     let peers = s.nodes.iter().filter(|n| !n.is_master).count();
     let view = StatusView {
         mode,
@@ -130,7 +123,7 @@ pub fn convert(mode: Mode, s: &Snapshot) -> EngineStatus {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::status::Role;
+    use crate::status::{NodeState, Role};
 
     #[test]
     fn settings_map_to_engine_configs() {
@@ -163,10 +156,10 @@ mod tests {
         snap.bytes_total = 100;
         snap.bytes_done = 25;
         let st = convert(Mode::Peer, &snap);
-        assert_eq!(st.view.phase, Phase::Syncing);
+        assert_eq!(st.view.phase, Some(NodeState::Syncing));
         assert_eq!(super::super::view::icon_kind(&st.view), super::super::view::IconKind::Syncing(2));
         assert_eq!(st.snapshot["bytes_done"], 25);
         snap.state = NodeState::Error { message: "boom".into() };
-        assert_eq!(convert(Mode::Peer, &snap).view.phase, Phase::Error("boom".into()));
+        assert_eq!(convert(Mode::Peer, &snap).view.phase, Some(NodeState::Error { message: "boom".into() }));
     }
 }

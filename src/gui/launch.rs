@@ -27,7 +27,9 @@ use std::ffi::OsString;
 pub fn prepare(mut args: Vec<OsString>, argv0_mode: Option<&str>) -> Vec<OsString> {
     args.retain(|a| !a.to_string_lossy().starts_with("-psn_"));
     // Only probed without arguments: on Windows the probe attaches to the parent console.
-    if args.len() <= 1 && wants_implicit_gui(&args, platform::has_terminal()) {
+    // A mode-named binary (`lanscatter_gui`) gets its mode from argv[0] later; adding "gui" here
+    // too would make it `gui gui`.
+    if args.len() <= 1 && argv0_mode.is_none() && wants_implicit_gui(&args, platform::has_terminal()) {
         args.truncate(1);
         args.push("gui".into());
     }

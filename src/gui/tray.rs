@@ -29,8 +29,9 @@ use super::icons::Icons;
 use super::instance::{InstanceInfo, InstanceLock};
 use super::output::Output;
 use super::settings_page::{self, SettingsServer};
-use super::view::{self, IconKind, Phase, StatusView};
+use super::view::{self, IconKind, StatusView};
 use super::GuiError;
+use crate::status::NodeState;
 
 #[derive(Debug)]
 pub enum UserEvent {
@@ -440,7 +441,7 @@ impl Tray {
         self.generation += 1;
         self.starting = true;
         self.view = StatusView {
-            phase: Phase::Starting,
+            phase: Some(NodeState::Starting),
             folder: s.folder().map(PathBuf::from).unwrap_or_default(),
             ..StatusView::idle(mode)
         };
@@ -543,7 +544,7 @@ impl Tray {
     fn report_error(&mut self, msg: &str) {
         self.out.log(&format!("error: {msg}"));
         self.out.event("error", json!({ "message": msg }));
-        self.view.phase = Phase::Error(msg.to_string());
+        self.view.phase = Some(NodeState::Error { message: msg.to_string() });
         self.render();
     }
 

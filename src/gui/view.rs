@@ -8,22 +8,10 @@
 use std::path::PathBuf;
 
 use super::config::Mode;
+use crate::status::NodeState;
 
-/// Coarse engine phase as the tray presents it.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Phase {
-    /// No engine running.
-    Idle,
-    Starting,
-    Indexing {
-        done: u64,
-        total: u64,
-    },
-    Connecting,
-    Syncing,
-    UpToDate,
-    Error(String),
-}
+/// The engine's state as the tray presents it: `None` while no engine runs.
+pub type Phase = Option<NodeState>;
 
 /// GUI-side digest of one engine status snapshot.
 #[derive(Debug, Clone, PartialEq)]
@@ -46,7 +34,7 @@ impl StatusView {
     pub fn idle(mode: Mode) -> Self {
         StatusView {
             mode,
-            phase: Phase::Idle,
+            phase: None,
             folder: PathBuf::new(),
             bytes_done: 0,
             bytes_total: 0,
@@ -61,11 +49,11 @@ impl StatusView {
     /// Progress 0..=1 of the current phase (indexing or syncing).
     pub fn fraction(&self) -> f64 {
         let (done, total) = match self.phase {
-            Phase::Indexing { done, total } => (done, total),
+            Some(NodeState::Indexing { done, total }) => (done, total),
             _ => (self.bytes_done, self.bytes_total),
         };
         if total == 0 {
-            if self.phase == Phase::UpToDate {
+            if self.phase == Some(NodeState::UpToDate) {
                 1.0
             } else {
                 0.0
@@ -88,11 +76,11 @@ pub enum IconKind {
 
 pub fn icon_kind(v: &StatusView) -> IconKind {
     match v.phase {
-        Phase::Idle => IconKind::Idle,
-        Phase::Error(_) => IconKind::Error,
-        Phase::UpToDate => IconKind::UpToDate,
-        Phase::Starting | Phase::Connecting => IconKind::Syncing(0),
-        Phase::Indexing { .. } | Phase::Syncing => {
+        None => IconKind::Idle,
+        Some(NodeState::Error { .. }) => IconKind::Error,
+        Some(NodeState::UpToDate) => IconKind::UpToDate,
+        Some(NodeState::Starting) | Some(NodeState::Connecting) => IconKind::Syncing(0),
+        Some(NodeState::Indexing { .. }) | Some(NodeState::Syncing) => {
             // Floor, so "8/8" (full) appears only when really complete.
             IconKind::Syncing((v.fraction() * 8.0).floor().min(8.0) as u8)
         }
@@ -107,31 +95,31 @@ pub fn status_line(v: &StatusView) -> String {
     };
     let pct = (v.fraction() * 100.0).floor();
     match &v.phase {
-        Phase::Idle => "Stopped".to_string(),
-        Phase::Starting => format!("{role}: starting"),
-        Phase::Indexing { .. } => format!("{role}: indexing {pct}%"),
-        Phase::Connecting => format!("{role}: connecting"),
-        Phase::Syncing => match v.mode {
+        None => "Stopped".to_string(),
+        Some(NodeState::Starting) => format!("{role}: starting"),
+        Some(NodeState::Indexing { .. }) => format!("{role}: indexing {pct}%"),
+        Some(NodeState::Connecting) => format!("{role}: connecting"),
+        Some(NodeState::Syncing) => match v.mode {
             Mode::Peer => {
                 format!("Peer: syncing {pct}% · ↓ {} · {}", format_rate(v.download_bps), format_eta(v.eta_secs))
             }
             Mode::Master => format!("Master: {} peer(s) at {pct}% · ↑ {}", v.peers, format_rate(v.upload_bps)),
         },
-        Phase::UpToDate => match v.mode {
+        Some(NodeState::UpToDate) => match v.mode {
             Mode::Peer => "Peer: up to date".to_string(),
             Mode::Master => format!("Master: serving, {} peer(s) up to date", v.peers),
         },
-        Phase::Error(e) => format!("{role} error: {}", truncate(e, 120)),
+        Some(NodeState::Error { message: e }) => format!("{role} error: {}", truncate(e, 120)),
     }
 }
 
 /// Tooltip: mode, folder, progress, rates, ETA. Kept short: some trays cut long tooltips.
 pub fn tooltip(v: &StatusView) -> String {
     let mut t = format!("lanscatter — {}", status_line(v));
-    if v.phase != Phase::Idle && !v.folder.as_os_str().is_empty() {
+    if v.phase != None && !v.folder.as_os_str().is_empty() {
         t.push_str(&format!("\nFolder: {}", v.folder.display()));
     }
-    if matches!(v.phase, Phase::Syncing | Phase::UpToDate) && v.bytes_total > 0 {
+    if matches!(v.phase, Some(NodeState::Syncing) | Some(NodeState::UpToDate)) && v.bytes_total > 0 {
         t.push_str(&format!(
             "\n{} of {} ({:.0}%)",
             format_bytes(v.bytes_done),
@@ -196,7 +184,12 @@ mod tests {
     use super::*;
 
     fn syncing(done: u64, total: u64) -> StatusView {
-        StatusView { phase: Phase::Syncing, bytes_done: done, bytes_total: total, ..StatusView::idle(Mode::Peer) }
+        StatusView {
+            phase: Some(NodeState::Syncing),
+            bytes_done: done,
+            bytes_total: total,
+            ..StatusView::idle(Mode::Peer)
+        }
     }
 
     #[test]
@@ -207,9 +200,9 @@ mod tests {
         assert_eq!(icon_kind(&syncing(99, 100)), IconKind::Syncing(7));
         assert_eq!(icon_kind(&syncing(100, 100)), IconKind::Syncing(8));
         let mut v = syncing(10, 100);
-        v.phase = Phase::Error("disk full".into());
+        v.phase = Some(NodeState::Error { message: "disk full".into() });
         assert_eq!(icon_kind(&v), IconKind::Error);
-        v.phase = Phase::UpToDate;
+        v.phase = Some(NodeState::UpToDate);
         assert_eq!(icon_kind(&v), IconKind::UpToDate);
     }
 
@@ -222,7 +215,7 @@ mod tests {
         assert_eq!(status_line(&v), "Peer: syncing 50% · ↓ 2.5 MiB/s · ETA 1m15s");
         let t = tooltip(&v);
         assert!(t.contains("/data/x") && t.contains("512.0 KiB of 1.0 MiB (50%)"), "{t}");
-        v.phase = Phase::Error("connection refused".into());
+        v.phase = Some(NodeState::Error { message: "connection refused".into() });
         assert_eq!(status_line(&v), "Peer error: connection refused");
         assert_eq!(status_line(&StatusView::idle(Mode::Master)), "Stopped");
     }

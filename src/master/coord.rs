@@ -780,17 +780,23 @@ mod tests {
         assert!(s.events.iter().any(|e| e.message == "peer 10.0.0.2 left"));
     }
 
-    #[test]
-    fn bad_data_makes_the_source_lose_the_chunk() {
-        let mut c = coord(1);
+    /// Peer a holds chunk 0 of manifest 1, peer b holds nothing and is ordered to fetch it.
+    fn a_feeds_b(c: &mut Coord) -> (NodeId, NodeId, Inbox, Vec<(TransferId, ChunkHash, Option<String>)>) {
         c.on_msg(CoordMsg::Manifest(manifest(1, &[0])));
-        let (a, _a_rx) = join(&mut c, "10.0.0.1", 1, 1);
-        let (b, mut b_rx) = join(&mut c, "10.0.0.2", 1, 1);
-        have_all(&mut c, a, 1, &[0]);
-        have_all(&mut c, b, 1, &[]);
+        let (a, _a_rx) = join(c, "10.0.0.1", 1, 1);
+        let (b, mut b_rx) = join(c, "10.0.0.2", 1, 1);
+        have_all(c, a, 1, &[0]);
+        have_all(c, b, 1, &[]);
         c.round();
         let f = fetches(&mut b_rx);
         assert_eq!(f.len(), 1);
+        (a, b, b_rx, f)
+    }
+
+    #[test]
+    fn bad_data_makes_the_source_lose_the_chunk() {
+        let mut c = coord(1);
+        let (a, b, mut b_rx, f) = a_feeds_b(&mut c);
         assert_eq!(f[0].2.as_deref(), Some("http://10.0.0.1:7000"), "peers serve before the master");
         peer(&mut c, b, PeerMsg::Failed { id: f[0].0, reason: FailKind::BadData, message: "hash mismatch".into() });
         let s = c.snapshot();
@@ -811,14 +817,7 @@ mod tests {
     #[test]
     fn a_slow_source_keeps_the_chunk() {
         let mut c = coord(0);
-        c.on_msg(CoordMsg::Manifest(manifest(1, &[0])));
-        let (a, _a_rx) = join(&mut c, "10.0.0.1", 1, 1);
-        let (b, mut b_rx) = join(&mut c, "10.0.0.2", 1, 1);
-        have_all(&mut c, a, 1, &[0]);
-        have_all(&mut c, b, 1, &[]);
-        c.round();
-        let f = fetches(&mut b_rx);
-        assert_eq!(f.len(), 1);
+        let (a, b, mut b_rx, f) = a_feeds_b(&mut c);
         peer(&mut c, b, PeerMsg::Failed { id: f[0].0, reason: FailKind::TooSlow, message: "slow".into() });
         assert!(c.planner.node_has(a, &hash(0)));
         c.round();

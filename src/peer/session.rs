@@ -627,6 +627,17 @@ mod tests {
         (addr, rx)
     }
 
+    /// A peer mirroring into `dst`, joined to a scripted master: the master's end of its channel.
+    async fn joined_peer(dst: &std::path::Path) -> (Peer, Channel) {
+        let (addr, mut joined) = scripted_master().await;
+        let mut cfg = PeerConfig::new(addr.to_string(), dst.to_path_buf());
+        cfg.bind = "127.0.0.1:0".parse().unwrap();
+        cfg.cache = CacheMode::Disabled;
+        let peer = Peer::start(cfg).await.unwrap();
+        let ch = tokio::time::timeout(WAIT, joined.recv()).await.unwrap().unwrap();
+        (peer, ch)
+    }
+
     /// A chunk source that answers every chunk GET with `body`.
     async fn chunk_source(body: Vec<u8>) -> String {
         let route = move || {
@@ -655,12 +666,7 @@ mod tests {
         let opts = ScanOptions { chunk_rule: ChunkRule::Fixed(4096), cache: CacheMode::Disabled, ..Default::default() };
         let manifest = crate::manifest::scan(src.path(), &opts).unwrap();
         let chunk = manifest.files[0].chunks[0].hash;
-        let (addr, mut joined) = scripted_master().await;
-        let mut cfg = PeerConfig::new(addr.to_string(), dst.path().join("mirror"));
-        cfg.bind = "127.0.0.1:0".parse().unwrap();
-        cfg.cache = CacheMode::Disabled;
-        let peer = Peer::start(cfg).await.unwrap();
-        let mut ch = tokio::time::timeout(WAIT, joined.recv()).await.unwrap().unwrap();
+        let (peer, mut ch) = joined_peer(&dst.path().join("mirror")).await;
 
         ch.send(&MasterMsg::Manifest { id: 1, bytes: manifest.to_bytes() }).await.unwrap();
         assert_eq!(next(&mut ch).await, PeerMsg::HaveAll { manifest_id: 1, chunks: vec![] });
@@ -689,12 +695,7 @@ mod tests {
     #[tokio::test]
     async fn an_invalid_manifest_ends_the_session_and_nothing_is_created() {
         let dst = tempfile::tempdir().unwrap();
-        let (addr, mut joined) = scripted_master().await;
-        let mut cfg = PeerConfig::new(addr.to_string(), dst.path().join("mirror"));
-        cfg.bind = "127.0.0.1:0".parse().unwrap();
-        cfg.cache = CacheMode::Disabled;
-        let peer = Peer::start(cfg).await.unwrap();
-        let mut ch = tokio::time::timeout(WAIT, joined.recv()).await.unwrap().unwrap();
+        let (peer, mut ch) = joined_peer(&dst.path().join("mirror")).await;
         ch.send(&MasterMsg::Manifest { id: 1, bytes: vec![1, 2, 3] }).await.unwrap();
         let closed = tokio::time::timeout(WAIT, async {
             loop {

@@ -1,4 +1,5 @@
-//! The swarm-secret options shared by `master` and `peer`, and how each side resolves them.
+//! Options every node command (`master`, `peer`) shares, among them the swarm secret and how
+//! each side resolves it.
 //!
 //! Secure by default: a master with no secret given uses the machine's stored one (made on first
 //! start) and prints the exact peer command; a peer with no secret refuses to start, since it
@@ -10,6 +11,18 @@ use anyhow::Context;
 
 use crate::secret::SwarmSecret;
 use crate::transport::Security;
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct NodeArgs {
+    /// Print status snapshots as JSON lines on stdout.
+    #[arg(long)]
+    pub json: bool,
+    /// Do not use the hash cache (hash everything on every scan).
+    #[arg(long)]
+    pub no_cache: bool,
+    #[command(flatten)]
+    pub security: SecurityArgs,
+}
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct SecurityArgs {
