@@ -116,7 +116,7 @@ pub fn status_line(v: &StatusView) -> String {
 /// Tooltip: mode, folder, progress, rates, ETA. Kept short: some trays cut long tooltips.
 pub fn tooltip(v: &StatusView) -> String {
     let mut t = format!("lanscatter — {}", status_line(v));
-    if v.phase != None && !v.folder.as_os_str().is_empty() {
+    if v.phase.is_some() && !v.folder.as_os_str().is_empty() {
         t.push_str(&format!("\nFolder: {}", v.folder.display()));
     }
     if matches!(v.phase, Some(NodeState::Syncing) | Some(NodeState::UpToDate)) && v.bytes_total > 0 {

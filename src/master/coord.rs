@@ -645,7 +645,10 @@ mod tests {
     }
 
     /// The fetch orders waiting in a peer's inbox: (transfer, chunk, source URL).
-    fn fetches(rx: &mut Inbox) -> Vec<(TransferId, ChunkHash, Option<String>)> {
+    /// A fetch order: its id, the chunk and the source's URL (`None`: the master).
+    type Fetch = (TransferId, ChunkHash, Option<String>);
+
+    fn fetches(rx: &mut Inbox) -> Vec<Fetch> {
         drain(rx)
             .into_iter()
             .filter_map(|m| match m {
@@ -781,7 +784,7 @@ mod tests {
     }
 
     /// Peer a holds chunk 0 of manifest 1, peer b holds nothing and is ordered to fetch it.
-    fn a_feeds_b(c: &mut Coord) -> (NodeId, NodeId, Inbox, Vec<(TransferId, ChunkHash, Option<String>)>) {
+    fn a_feeds_b(c: &mut Coord) -> (NodeId, NodeId, Inbox, Vec<Fetch>) {
         c.on_msg(CoordMsg::Manifest(manifest(1, &[0])));
         let (a, _a_rx) = join(c, "10.0.0.1", 1, 1);
         let (b, mut b_rx) = join(c, "10.0.0.2", 1, 1);
