@@ -92,6 +92,20 @@ impl fmt::Debug for ScanOptions {
 
 /// Index the folder at `root`. Blocking; see the module doc.
 pub fn scan(root: &Path, opts: &ScanOptions) -> Result<Manifest, ScanError> {
+    scan_dir(root, opts).map(|s| s.manifest)
+}
+
+/// What [`scan_dir`] found: the manifest, and where the entries it left out live.
+#[derive(Debug)]
+pub struct Scanned {
+    pub manifest: Manifest,
+    /// Absolute paths of symlinks, special files and unsyncable names (see the warnings).
+    pub skipped: Vec<PathBuf>,
+}
+
+/// [`scan`], also returning the places of what it left out: the one walk a peer needs to both
+/// find its verified content and clean its folder.
+pub fn scan_dir(root: &Path, opts: &ScanOptions) -> Result<Scanned, ScanError> {
     opts.chunk_rule.validate()?;
     match opts.threads {
         None => scan_in_pool(root, opts),
@@ -106,7 +120,7 @@ pub fn scan(root: &Path, opts: &ScanOptions) -> Result<Manifest, ScanError> {
     }
 }
 
-fn scan_in_pool(root: &Path, opts: &ScanOptions) -> Result<Manifest, ScanError> {
+fn scan_in_pool(root: &Path, opts: &ScanOptions) -> Result<Scanned, ScanError> {
     let root = checked_root(root)?;
     let listing = walk(&root, opts.skip_unreadable)?;
     let mut warnings = listing.warnings;
@@ -134,7 +148,7 @@ fn scan_in_pool(root: &Path, opts: &ScanOptions) -> Result<Manifest, ScanError> 
     }
     let manifest = Manifest { files: entries, dirs, chunk_rule: rule, warnings };
     report(opts, ScanProgress { bytes_hashed: counter_value(&counter), ..progress });
-    Ok(manifest)
+    Ok(Scanned { manifest, skipped: listing.skipped })
 }
 
 /// The canonical path of `root`, which must be an existing directory.

@@ -36,6 +36,9 @@ pub(crate) struct Listing {
     /// Wire paths of directories below the root (empty ones included).
     pub dirs: Vec<String>,
     pub warnings: Vec<ScanWarning>,
+    /// Where the entries left out for what they are (symlinks, special files, names that cannot
+    /// be wire paths) live: a peer removes them from its folder.
+    pub skipped: Vec<PathBuf>,
 }
 
 impl Listing {
@@ -43,6 +46,7 @@ impl Listing {
         self.files.extend(other.files);
         self.dirs.extend(other.dirs);
         self.warnings.extend(other.warnings);
+        self.skipped.extend(other.skipped);
         self
     }
 }
@@ -106,11 +110,13 @@ fn read_level(
         let name = entry.file_name();
         let Some(name) = name.to_str() else {
             out.warnings.push(ScanWarning::NotUtf8 { path: format!("{prefix}{}", name.to_string_lossy()) });
+            out.skipped.push(abs);
             continue;
         };
         let wire = format!("{prefix}{name}");
         if let Err(e) = validate_wire_path(&wire) {
             out.warnings.push(ScanWarning::UnsupportedName { path: wire, reason: e.to_string() });
+            out.skipped.push(abs);
             continue;
         }
         // lstat: never follows symlinks.
@@ -130,8 +136,10 @@ fn read_level(
         } else if ft.is_symlink() {
             let target = fs::read_link(&abs).map(|t| t.to_string_lossy().into_owned()).unwrap_or_default();
             out.warnings.push(ScanWarning::Symlink { path: wire, target });
+            out.skipped.push(abs);
         } else {
             out.warnings.push(ScanWarning::SpecialFile { path: wire, file_type: special_kind(&ft).into() });
+            out.skipped.push(abs);
         }
     }
     Ok((out, subdirs))

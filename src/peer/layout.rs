@@ -31,7 +31,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use crate::manifest::diff::ChunkSource as DiffSource;
-use crate::manifest::{CacheMode, ChunkHash, FileWork, Manifest, ScanOptions};
+use crate::manifest::{CacheMode, ChunkHash, FileWork, Manifest, ScanOptions, Scanned};
 use crate::storage::{self, EntryKind, Storage};
 
 #[derive(Debug, thiserror::Error)]
@@ -42,6 +42,8 @@ pub enum LayoutError {
     DiskFull { path: PathBuf },
     #[error("cannot prepare {path}: {source}")]
     Io { path: PathBuf, source: io::Error },
+    #[error("cannot read {path} in the destination folder ({reason}); fix its permissions, lanscatter retries")]
+    Unreadable { path: String, reason: String },
 }
 
 fn io_err(path: &Path, source: io::Error) -> LayoutError {
@@ -122,33 +124,58 @@ fn needed_dirs(manifest: &Manifest) -> HashSet<&str> {
 fn clear_the_way(
     root: &Path,
     manifest: &Manifest,
+    local: &Scanned,
     needed: &HashSet<&str>,
     storage: &dyn Storage,
 ) -> Result<HashSet<PathBuf>, LayoutError> {
-    let entries = storage::disk::walk(root).map_err(|e| io_err(root, e))?;
     let mut removed: HashSet<PathBuf> = HashSet::new();
     let mut leftovers: HashSet<PathBuf> = HashSet::new();
-    for e in entries {
-        if under(&removed, &e.abs) || under(&leftovers, &e.abs) {
+    for (abs, rel, kind) in entries(root, local) {
+        if under(&removed, &abs) || under(&leftovers, &abs) {
             continue;
         }
-        let (keep, in_the_way) = match (&e.rel, e.kind) {
-            (Some(rel), EntryKind::File) => (manifest.file(rel).is_some(), needed.contains(rel.as_str())),
-            (Some(rel), EntryKind::Dir) => (needed.contains(rel.as_str()), manifest.file(rel).is_some()),
+        let (keep, in_the_way) = match (rel, kind) {
+            (Some(rel), EntryKind::File) => (manifest.file(rel).is_some(), needed.contains(rel)),
+            (Some(rel), EntryKind::Dir) => (needed.contains(rel), manifest.file(rel).is_some()),
             _ => (false, true),
         };
         if keep {
             continue;
         }
         if in_the_way {
-            tracing::info!("removing {} (not in the master's folder)", e.abs.display());
-            storage.remove(&e.abs).map_err(|err| io_err(&e.abs, err))?;
-            removed.insert(e.abs);
+            tracing::info!("removing {} (not in the master's folder)", abs.display());
+            storage.remove(&abs).map_err(|err| io_err(&abs, err))?;
+            removed.insert(abs);
         } else {
-            leftovers.insert(e.abs);
+            leftovers.insert(abs);
         }
     }
     Ok(leftovers)
+}
+
+/// Every entry the scan of the folder found, parents before children: plain files and dirs by
+/// wire path, and what it left out (symlinks, special files, unsyncable names) by place only.
+fn entries<'a>(root: &Path, local: &'a Scanned) -> Vec<(PathBuf, Option<&'a str>, EntryKind)> {
+    let m = &local.manifest;
+    let files = m.files.iter().map(|f| (f.path.as_str(), EntryKind::File));
+    let dirs = m.dirs.iter().map(|d| (d.path.as_str(), EntryKind::Dir));
+    let mut out: Vec<_> = files
+        .chain(dirs)
+        .filter_map(|(rel, kind)| Some((crate::paths::to_local(root, rel).ok()?, Some(rel), kind)))
+        .chain(local.skipped.iter().map(|abs| (abs.clone(), None, EntryKind::Other)))
+        .collect();
+    out.sort_by(|a, b| a.0.cmp(&b.0));
+    out
+}
+
+/// A folder the peer could not fully read cannot be cleaned safely: say which part.
+fn refuse_unreadable(local: &Manifest) -> Result<(), LayoutError> {
+    for w in &local.warnings {
+        if let crate::manifest::ScanWarning::Unreadable { path, reason } = w {
+            return Err(LayoutError::Unreadable { path: path.clone(), reason: reason.clone() });
+        }
+    }
+    Ok(())
 }
 
 impl Layout {
@@ -169,12 +196,14 @@ impl Layout {
             skip_unreadable: true,
             ..Default::default()
         };
-        let local = crate::manifest::scan(root, &opts)?;
-        let plan = crate::manifest::diff(&manifest, &local);
+        let scanned = crate::manifest::scan_dir(root, &opts)?;
+        refuse_unreadable(&scanned.manifest)?;
+        let local = &scanned.manifest;
+        let plan = crate::manifest::diff(&manifest, local);
         let mut layout = Layout::empty(root, manifest_id, manifest.clone(), storage);
         let needed = needed_dirs(&manifest);
-        let mut spare =
-            Leftovers { paths: clear_the_way(root, &manifest, &needed, &*layout.storage)?, ..Default::default() };
+        let leftovers = clear_the_way(root, &manifest, &scanned, &needed, &*layout.storage)?;
+        let mut spare = Leftovers { paths: leftovers, ..Default::default() };
         for lf in local.files.iter().filter(|lf| lf.size > 0 && manifest.file(&lf.path).is_none()) {
             if let Some(abs) = spare.local(root, &lf.path) {
                 spare.files.entry(lf.hash).or_insert(abs);

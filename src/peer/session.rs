@@ -388,7 +388,8 @@ impl Session {
             }
             Ok(Err(e @ LayoutError::DiskFull { .. }))
             | Ok(Err(e @ LayoutError::Io { .. }))
-            | Ok(Err(e @ LayoutError::Scan(_))) => {
+            | Ok(Err(e @ LayoutError::Scan(_)))
+            | Ok(Err(e @ LayoutError::Unreadable { .. })) => {
                 let msg = e.to_string();
                 self.events.push(msg.clone());
                 self.disk_error = matches!(e, LayoutError::DiskFull { .. });

@@ -1,5 +1,6 @@
 //! [`Disk`], the real file system behind the [`Storage`] seam: positional reads and writes,
-//! mtimes, and a walk and removal that never follow symlinks.
+//! mtimes, and removal that never follows symlinks. (Folders are walked once, by the scan in
+//! `crate::manifest`, which reports what it left out so a peer can remove it.)
 //!
 //! Peers write verified chunks straight into their final files at the chunk's offset (files
 //! are pre-sized to their final length), so a sync needs no second copy of the data and a
@@ -10,7 +11,7 @@
 
 use std::fs::{File, OpenOptions};
 use std::io;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use super::{Disk, Storage};
 use crate::manifest::Mtime;
@@ -152,41 +153,6 @@ impl EntryKind {
     }
 }
 
-/// One entry found under a root.
-#[derive(Debug, Clone)]
-pub struct WalkEntry {
-    pub abs: PathBuf,
-    /// Relative path with `/`, or `None` if the name is not valid UTF-8 (never in a manifest).
-    pub rel: Option<String>,
-    pub kind: EntryKind,
-}
-
-/// Every entry under `root` (not `root` itself), parents before children. Unreadable
-/// directories are an error: a peer must not believe a tree is clean when it could not look.
-pub fn walk(root: &Path) -> io::Result<Vec<WalkEntry>> {
-    let mut out = Vec::new();
-    let mut stack: Vec<(PathBuf, Option<String>)> = vec![(root.to_path_buf(), Some(String::new()))];
-    while let Some((dir, rel)) = stack.pop() {
-        for entry in std::fs::read_dir(&dir)? {
-            let entry = entry?;
-            let kind = EntryKind::of(entry.file_type()?);
-            let name = entry.file_name();
-            let child_rel = match (&rel, name.to_str()) {
-                (Some(r), Some(n)) if r.is_empty() => Some(n.to_string()),
-                (Some(r), Some(n)) => Some(format!("{r}/{n}")),
-                _ => None,
-            };
-            let abs = entry.path();
-            if kind == EntryKind::Dir {
-                stack.push((abs.clone(), child_rel.clone()));
-            }
-            out.push(WalkEntry { abs, rel: child_rel, kind });
-        }
-    }
-    out.sort_by(|a, b| a.abs.cmp(&b.abs));
-    Ok(out)
-}
-
 /// True for "no space left on device" / "disk quota exceeded" style errors.
 pub fn is_disk_full(e: &io::Error) -> bool {
     if e.kind() == io::ErrorKind::StorageFull {
@@ -234,22 +200,18 @@ mod tests {
         assert!(Disk.free_space(d.path()).unwrap() > 0);
     }
 
+    #[cfg(unix)]
     #[test]
-    fn walk_lists_relative_paths_without_following_links() {
+    fn removing_a_link_keeps_its_target() {
         let d = tempfile::tempdir().unwrap();
         std::fs::create_dir_all(d.path().join("a/b")).unwrap();
         std::fs::write(d.path().join("a/b/ü.txt"), b"x").unwrap();
-        #[cfg(unix)]
         std::os::unix::fs::symlink(d.path().join("a"), d.path().join("link")).unwrap();
-        let w = walk(d.path()).unwrap();
-        let rels: Vec<_> = w.iter().map(|e| (e.rel.clone().unwrap(), e.kind)).collect();
-        assert!(rels.contains(&("a".into(), EntryKind::Dir)));
-        assert!(rels.contains(&("a/b/ü.txt".into(), EntryKind::File)));
-        #[cfg(unix)]
-        {
-            assert!(rels.contains(&("link".into(), EntryKind::Other)));
-            Disk.remove(&d.path().join("link")).unwrap();
-            assert!(d.path().join("a/b/ü.txt").exists(), "removing a link keeps its target");
-        }
+        assert_eq!(Disk.kind(&d.path().join("link")).unwrap(), Some(EntryKind::Other));
+        Disk.remove(&d.path().join("link")).unwrap();
+        assert!(d.path().join("a/b/ü.txt").exists());
+        Disk.remove(&d.path().join("a")).unwrap();
+        assert_eq!(Disk.kind(&d.path().join("a")).unwrap(), None, "a whole tree goes");
+        Disk.remove(&d.path().join("a")).unwrap();
     }
 }
