@@ -13,6 +13,8 @@
 //! Xvfb/trayer/import also skip, except under `CI=true`, where that would hide a broken setup and
 //! so fails instead.
 
+mod common;
+
 #[cfg(all(feature = "gui", target_os = "linux"))]
 use std::path::{Path, PathBuf};
 
@@ -56,31 +58,13 @@ fn on_path(tool: &str) -> bool {
     std::env::var_os("PATH").map(|p| std::env::split_paths(&p).any(|d| d.join(tool).is_file())).unwrap_or(false)
 }
 
-/// Relative path → contents of every file under `root`.
-#[cfg(all(feature = "gui", target_os = "linux"))]
-fn tree(root: &Path) -> std::collections::BTreeMap<PathBuf, Vec<u8>> {
-    let mut out = std::collections::BTreeMap::new();
-    let mut stack = vec![root.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).unwrap() {
-            let p = e.unwrap().path();
-            if p.is_dir() {
-                stack.push(p);
-            } else {
-                out.insert(p.strip_prefix(root).unwrap().to_path_buf(), std::fs::read(&p).unwrap());
-            }
-        }
-    }
-    out
-}
-
 #[cfg(all(feature = "gui", target_os = "linux"))]
 mod linux {
     use super::*;
-    use std::io::{BufRead, BufReader};
     use std::process::{Child, Command, Stdio};
-    use std::sync::mpsc;
     use std::time::{Duration, Instant};
+
+    use crate::common::{cli, tree_contents, Lines, Proc};
 
     use serde_json::Value;
 
@@ -192,52 +176,24 @@ mod linux {
         };
         lanscatter::gui::config::save(&cfg_path, &settings).unwrap();
 
-        let exe = env!("CARGO_BIN_EXE_lanscatter");
         let gui_cmd = || {
-            let mut c = Command::new(exe);
-            c.args(["gui", "--json", "--config"])
-                .arg(&cfg_path)
+            let mut c = cli(["gui", "--json", "--config"]);
+            c.arg(&cfg_path)
                 .env("DISPLAY", &display)
                 .env_remove("WAYLAND_DISPLAY")
                 .env("LANSCATTER_NO_BROWSER", "1")
                 .env("RUST_LOG", "info");
             c
         };
-        let mut gui =
-            Reaper(gui_cmd().stdout(Stdio::piped()).stderr(Stdio::inherit()).spawn().expect("spawn gui"), "gui");
-        let (tx, rx) = mpsc::channel::<Value>();
-        let stdout = gui.0.stdout.take().unwrap();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                match serde_json::from_str::<Value>(&line) {
-                    Ok(v) => {
-                        if tx.send(v).is_err() {
-                            break;
-                        }
-                    }
-                    Err(_) => eprintln!("gui stdout (not JSON): {line}"),
-                }
-            }
-        });
-        let next = |what: &str, timeout: Duration, pred: &dyn Fn(&Value) -> bool| -> Value {
-            let deadline = Instant::now() + timeout;
-            loop {
-                let left = deadline.saturating_duration_since(Instant::now());
-                match rx.recv_timeout(left) {
-                    Ok(v) if pred(&v) => return v,
-                    Ok(v) if v["type"] == "error" => panic!("gui reported an error while waiting for {what}: {v}"),
-                    Ok(_) => {}
-                    Err(e) => panic!("no {what} from the gui within {timeout:?} ({e})"),
-                }
-            }
-        };
+        // JSON lines on stdout; stderr goes to the test's log.
+        let mut gui = Proc::start(gui_cmd(), Lines::Stdout);
 
-        let ready = next("ready line", Duration::from_secs(60), &|v| v["type"] == "ready");
+        let ready = next(&mut gui, "ready line", Duration::from_secs(60), &|v| v["type"] == "ready");
         assert_eq!(ready["tray"], true, "tray icon could not be created: {ready}");
         let settings_url = ready["settings_url"].as_str().unwrap().to_string();
 
         let started = Instant::now();
-        let done = next("up-to-date status", Duration::from_secs(180), &|v| {
+        let done = next(&mut gui, "up-to-date status", Duration::from_secs(180), &|v| {
             v["type"] == "status" && state_name(&v["status"]["state"]) == "up_to_date"
         });
         eprintln!(
@@ -245,7 +201,7 @@ mod linux {
             started.elapsed().as_secs_f64(),
             done["status"]["bytes_total"]
         );
-        assert_eq!(tree(&dst), tree(&src), "peer folder differs from the master's");
+        assert_eq!(tree_contents(&dst), tree_contents(&src), "peer folder differs from the master's");
 
         // A second instance with the same settings refuses to start and says so.
         let second = gui_cmd().stdout(Stdio::null()).stderr(Stdio::piped()).output().expect("second gui");
@@ -277,15 +233,21 @@ mod linux {
 
         // Graceful quit on SIGTERM.
         // SAFETY: plain kill(2) on our own child's pid.
-        unsafe { libc::kill(gui.0.id() as i32, libc::SIGTERM) };
-        next("quit line", Duration::from_secs(30), &|v| v["type"] == "quit");
-        let mut status = None;
-        wait_until("gui exit", Duration::from_secs(30), || {
-            status = gui.0.try_wait().unwrap();
-            status.is_some()
-        });
-        assert!(status.unwrap().success(), "gui exit status {status:?}");
+        unsafe { libc::kill(gui.id() as i32, libc::SIGTERM) };
+        next(&mut gui, "quit line", Duration::from_secs(30), &|v| v["type"] == "quit");
+        let (status, _) = gui.wait_exit(Duration::from_secs(30));
+        assert!(status.success(), "gui exit status {status:?}");
         rt.block_on(master.shutdown());
+    }
+
+    /// The next JSON line from the gui for which `pred` holds; an error line fails the test.
+    fn next(gui: &mut Proc, what: &str, timeout: Duration, pred: &dyn Fn(&Value) -> bool) -> Value {
+        let line = gui.wait_for(what, timeout, |l| match serde_json::from_str::<Value>(l) {
+            Ok(v) if pred(&v) => true,
+            Ok(v) if v["type"] == "error" => panic!("gui reported an error while waiting for {what}: {v}"),
+            _ => false,
+        });
+        serde_json::from_str(&line).expect("a JSON line")
     }
 
     /// NodeState as JSON may be a bare string or an object tagged by "state".

@@ -6,7 +6,6 @@ mod common;
 
 use std::fs;
 use std::path::Path;
-use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
@@ -41,8 +40,8 @@ fn chmod(p: &Path, mode: u32) {
 #[cfg(unix)]
 fn index_as_unprivileged(dir: &Path, extra: &[&str]) -> std::process::Output {
     use std::os::unix::process::CommandExt;
-    let mut cmd = Command::new(bin());
-    cmd.arg("index").arg(dir).arg("--no-cache").args(extra);
+    let mut cmd = cli(["index"]);
+    cmd.arg(dir).arg("--no-cache").args(extra);
     if is_root() {
         cmd.uid(65534).gid(65534);
     }

@@ -22,10 +22,6 @@ fn scan_with_progress(root: &std::path::Path, opts: &ScanOptions) -> (Manifest, 
     (m, p)
 }
 
-fn set_mtime(path: &std::path::Path, t: SystemTime) {
-    fs::File::options().write(true).open(path).unwrap().set_modified(t).unwrap();
-}
-
 #[test]
 fn unchanged_folder_is_served_from_cache() {
     let dir = tempfile::tempdir().unwrap();
@@ -139,28 +135,11 @@ fn nothing_is_written_inside_the_indexed_folder() {
     let dir = tempfile::tempdir().unwrap();
     let cache = tempfile::tempdir().unwrap();
     random_tree(dir.path(), 12, &TreeSpec::default());
-    let list = |root: &std::path::Path| {
-        let mut v: Vec<String> = walk(root);
-        v.sort();
-        v
-    };
-    let before = list(dir.path());
+    let before = tree_paths(dir.path());
     scan(dir.path(), &scan_opts(cache.path())).unwrap();
     scan(dir.path(), &scan_opts(cache.path())).unwrap();
-    assert_eq!(list(dir.path()), before);
+    assert_eq!(tree_paths(dir.path()), before);
     assert!(fs::read_dir(cache.path()).unwrap().count() > 0, "the cache went to the cache dir");
-}
-
-fn walk(root: &std::path::Path) -> Vec<String> {
-    let mut out = Vec::new();
-    for e in fs::read_dir(root).unwrap() {
-        let e = e.unwrap();
-        out.push(e.path().display().to_string());
-        if e.file_type().unwrap().is_dir() {
-            out.extend(walk(&e.path()));
-        }
-    }
-    out
 }
 
 #[test]

@@ -2,13 +2,11 @@
 
 mod common;
 
-use std::process::Command;
-
 use common::*;
 use lanscatter::manifest::{ChunkRule, Manifest};
 
 fn index(args: &[&str]) -> std::process::Output {
-    Command::new(bin()).arg("index").args(args).output().expect("run lanscatter index")
+    cli(["index"]).args(args).output().expect("run lanscatter index")
 }
 
 #[test]

@@ -1,10 +1,9 @@
 //! `lanscatter simulate` as a user runs it: the real binary, JSON summary and plain drawing.
 
-use std::process::Command;
+mod common;
 
 fn simulate(args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_lanscatter"))
-        .arg("simulate")
+    common::cli(["simulate"])
         .args(["--peers", "4", "--chunks", "32", "--chunk-size", "1M", "--seed", "3"])
         .args(args)
         .output()

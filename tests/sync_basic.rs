@@ -11,7 +11,7 @@ use common::sync::*;
 async fn master_and_five_peers_end_identical() {
     let t = tmp();
     let (mdir, cache) = paths(&t);
-    random_tree(&mdir, 1, 3);
+    random_tree(&mdir, 1, &sync_tree(3));
     let before = tree_state(&mdir);
     let master = start_master(&mdir, &cache).await;
     let mut peers = Vec::new();

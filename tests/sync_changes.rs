@@ -10,7 +10,7 @@ use common::sync::*;
 async fn master_changes_during_sync_reach_all_peers() {
     let t = tmp();
     let (mdir, cache) = paths(&t);
-    random_tree(&mdir, 3, 3);
+    random_tree(&mdir, 3, &sync_tree(3));
     let mut rng = Rng::new(33);
     write_file(&mdir, "edit-same-size.bin", &rng.mixed_bytes(200_000), 1_500_000_000);
     write_file(&mdir, "edit-grow.bin", &rng.mixed_bytes(100_000), 1_500_000_000);

@@ -4,88 +4,11 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::mpsc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::sync::*;
-
-/// A spawned `lanscatter` whose stderr lines arrive on a channel (and are echoed for the log).
-struct Proc {
-    child: Child,
-    lines: mpsc::Receiver<String>,
-    seen: Vec<String>,
-}
-
-impl Proc {
-    fn spawn(args: &[&str]) -> Proc {
-        let mut child = Command::new(common::bin())
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("lanscatter starts");
-        let (tx, lines) = mpsc::channel();
-        let err = child.stderr.take().expect("stderr piped");
-        std::thread::spawn(move || {
-            for line in BufReader::new(err).lines().map_while(Result::ok) {
-                eprintln!("  | {line}");
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        Proc { child, lines, seen: Vec::new() }
-    }
-
-    /// Wait for a stderr line containing `needle`.
-    fn wait_line(&mut self, needle: &str, timeout: Duration) -> String {
-        let deadline = Instant::now() + timeout;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.lines.recv_timeout(left) {
-                Ok(l) => {
-                    self.seen.push(l.clone());
-                    if l.contains(needle) {
-                        return l;
-                    }
-                }
-                Err(_) => panic!("no stderr line containing {needle:?} within {timeout:?}; saw {:?}", self.seen),
-            }
-        }
-    }
-
-    /// Wait for the process to exit; returns its status and all of its stderr.
-    fn wait_exit(mut self, timeout: Duration) -> (ExitStatus, String) {
-        let deadline = Instant::now() + timeout;
-        loop {
-            if let Some(st) = self.child.try_wait().expect("wait works") {
-                // The reader thread ends at EOF; collect what it still has.
-                while let Ok(l) = self.lines.recv_timeout(Duration::from_secs(2)) {
-                    self.seen.push(l);
-                }
-                return (st, self.seen.join("\n"));
-            }
-            if Instant::now() > deadline {
-                let _ = self.child.kill();
-                panic!("lanscatter did not exit within {timeout:?}; stderr so far {:?}", self.seen);
-            }
-            while let Ok(l) = self.lines.recv_timeout(Duration::from_millis(100)) {
-                self.seen.push(l);
-            }
-        }
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+use common::Proc;
 
 fn free_port() -> u16 {
     let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
@@ -126,7 +49,7 @@ fn peer_args<'a>(server: &'a str, dir: &'a str) -> Vec<&'a str> {
 fn peer_waits_for_a_master_that_is_not_up_yet_then_syncs() {
     let t = tmp();
     let (mdir, _) = paths(&t);
-    random_tree(&mdir, 11, 1);
+    random_tree(&mdir, 11, &sync_tree(1));
     let before = tree_state(&mdir);
     let dst = t.path().join("dst");
     let port = free_port().to_string();
@@ -151,7 +74,7 @@ fn peer_waits_for_a_master_that_is_not_up_yet_then_syncs() {
 fn port_in_use_is_a_clear_error_for_master_and_peer() {
     let t = tmp();
     let (mdir, _) = paths(&t);
-    random_tree(&mdir, 12, 1);
+    random_tree(&mdir, 12, &sync_tree(1));
     let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     let port = taken.local_addr().expect("addr").port().to_string();
 
@@ -173,7 +96,7 @@ fn port_in_use_is_a_clear_error_for_master_and_peer() {
 fn dangerous_or_impossible_destinations_are_refused() {
     let t = tmp();
     let (mdir, _) = paths(&t);
-    random_tree(&mdir, 13, 1);
+    random_tree(&mdir, 13, &sync_tree(1));
     let before = tree_state(&mdir);
     let a_file = t.path().join("a-file");
     std::fs::write(&a_file, b"not a folder").expect("write");

@@ -13,7 +13,7 @@ use lanscatter::transfer::ratelimit::RateLimiter;
 async fn zero_upload_slots_means_never_a_source() {
     let t = tmp();
     let (mdir, cache) = paths(&t);
-    random_tree(&mdir, 7, 3);
+    random_tree(&mdir, 7, &sync_tree(3));
     let mut mcfg = master_config(&mdir, &cache);
     mcfg.upload_slots = 1;
     let master = lanscatter::engine::Engine::start(mcfg).await.unwrap();

@@ -10,7 +10,7 @@ use common::sync::*;
 async fn peers_survive_a_master_restart() {
     let t = tmp();
     let (mdir, cache) = paths(&t);
-    random_tree(&mdir, 6, 4);
+    random_tree(&mdir, 6, &sync_tree(4));
     let before = tree_state(&mdir);
     let mut mcfg = master_config(&mdir, &cache);
     mcfg.max_upload_bps = Some(1_500_000);

@@ -8,19 +8,18 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use common::sync::*;
+use common::{cli, Lines, Proc};
 
 /// Chunks in flight at the kill may be fetched again (they were never verified).
 const SLOTS: u64 = 2;
 
 fn peer_cmd(master: std::net::SocketAddr, dst: &std::path::Path, exit_when_done: bool) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_lanscatter"));
-    c.args(["peer", &master.to_string()])
-        .arg(dst)
+    let mut c = cli(["peer", &master.to_string()]);
+    c.arg(dst)
         .args(["--port", "0", "--bind", "127.0.0.1", "--advertise", "127.0.0.1", "--max-download", "24M", "--no-cache"])
         .arg("--open")
         .args(["--download-slots", &SLOTS.to_string()])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
+        .stdout(Stdio::null());
     if exit_when_done {
         c.arg("--exit-when-done");
     }
@@ -37,7 +36,7 @@ async fn killed_peer_resumes_without_refetching() {
         let data = rng.bytes(2 * 1024 * 1024 + i * 1000);
         write_file(&mdir, &format!("big/f{i}.bin"), &data, 1_400_000_000 + i as i64);
     }
-    random_tree(&mdir, 2, 1);
+    random_tree(&mdir, 2, &sync_tree(1));
     let before = tree_state(&mdir);
     let master = start_master(&mdir, &cache).await;
     let mut mrx = master.status();
@@ -45,26 +44,21 @@ async fn killed_peer_resumes_without_refetching() {
     let unique = mrx.borrow().nodes[0].chunk_map.len() as u64;
     let dst = t.path().join("peer");
 
-    let mut child = peer_cmd(master.local_addr(), &dst, false).spawn().unwrap();
+    let mut child = Proc::start(peer_cmd(master.local_addr(), &dst, false), Lines::Stderr);
     let s = wait_status(&mut mrx, Duration::from_secs(60), "peer 30 % done", |s| {
         s.nodes.len() == 2 && s.nodes[1].bytes_done * 10 >= s.nodes[1].bytes_total * 3
     })
     .await;
-    child.kill().unwrap(); // SIGKILL
-    child.wait().unwrap();
+    child.kill(); // SIGKILL
     let had = s.nodes[1].bytes_done;
     assert!(had < s.nodes[1].bytes_total, "killed before completion");
     wait_status(&mut mrx, Duration::from_secs(10), "peer gone", |s| s.nodes.len() == 1).await;
     let gets_before = mrx.borrow().counters.chunk_gets_served;
 
     let addr = master.local_addr();
-    let status = tokio::task::spawn_blocking(move || peer_cmd(addr, &dst, true).status());
-    let status = tokio::time::timeout(Duration::from_secs(120), status)
-        .await
-        .expect("restarted peer finishes")
-        .unwrap()
-        .unwrap();
-    assert!(status.success(), "peer exits 0 when done");
+    let restarted = move || Proc::start(peer_cmd(addr, &dst, true), Lines::Stderr).wait_exit(Duration::from_secs(120));
+    let (status, err) = tokio::task::spawn_blocking(restarted).await.expect("restarted peer finishes");
+    assert!(status.success(), "peer exits 0 when done; stderr:\n{err}");
     assert_same_tree(&mdir, &t.path().join("peer"));
     let total_gets = master.status().borrow().counters.chunk_gets_served;
     // Each unique chunk fetched once, plus at most the download slots in flight at the kill.

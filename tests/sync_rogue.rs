@@ -15,7 +15,7 @@ use common::sync::*;
 async fn rogue_source_is_rejected_and_sync_completes() {
     let t = tmp();
     let (mdir, cache) = paths(&t);
-    random_tree(&mdir, 5, 3);
+    random_tree(&mdir, 5, &sync_tree(3));
     let before = tree_state(&mdir);
     let mut mcfg = master_config(&mdir, &cache);
     // A slow master with one slot makes the (complete) rogue the attractive source.

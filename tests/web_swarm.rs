@@ -29,7 +29,7 @@ async fn status_page_shows_master_and_three_peers_reaching_100() {
     };
     let t = tmp();
     let (mdir, cache) = paths(&t);
-    random_tree(&mdir, 6, 3);
+    random_tree(&mdir, 6, &sync_tree(3));
     let master = start_master(&mdir, &cache).await;
     let url = format!("http://{}/", master.local_addr());
     let mut b = Browser::launch(&chromium).await;
@@ -82,7 +82,7 @@ async fn status_page_shows_master_and_three_peers_reaching_100() {
 async fn api_and_metrics_of_real_engines_parse() {
     let t = tmp();
     let (mdir, cache) = paths(&t);
-    random_tree(&mdir, 7, 2);
+    random_tree(&mdir, 7, &sync_tree(2));
     let master = start_master(&mdir, &cache).await;
     let dir = t.path().join("p");
     let peer = start_peer(master.local_addr(), &dir, &cache, "p \"quoted\"").await;
@@ -180,7 +180,7 @@ async fn garbage(addr: SocketAddr) -> Option<u16> {
 async fn bad_requests_do_not_disturb_a_sync() {
     let t = tmp();
     let (mdir, cache) = paths(&t);
-    random_tree(&mdir, 8, 4);
+    random_tree(&mdir, 8, &sync_tree(4));
     let master = start_master(&mdir, &cache).await;
     let m = master.local_addr();
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);

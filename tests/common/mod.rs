@@ -3,10 +3,12 @@
 //!
 //! Deterministic on purpose (seeded xorshift, no `rand` dependency): a failing test can be
 //! re-run with the same tree. Each test file uses only part of this module.
-#![allow(dead_code)]
+#![allow(dead_code, unused_imports)]
 
+use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
+use std::time::SystemTime;
 
 use lanscatter::manifest::{CacheMode, ScanOptions};
 
@@ -66,24 +68,103 @@ pub fn write_file(root: &Path, rel: &str, data: &[u8]) -> PathBuf {
     p
 }
 
+/// Set the modification time of the file at `path`.
+pub fn set_mtime(path: &Path, t: SystemTime) {
+    fs::File::options().write(true).open(path).unwrap().set_modified(t).unwrap();
+}
+
+/// One entry found by [`walk`].
+#[derive(Debug)]
+pub struct Found {
+    /// Path below the root, with `/`.
+    pub rel: String,
+    pub path: PathBuf,
+    /// Of the entry itself: links are not followed.
+    pub meta: fs::Metadata,
+}
+
+/// Every entry below `root` (files, folders, links; a link to a folder is not entered), parents
+/// before children.
+///
+/// Sync tests walk folders while a peer is still working, so an entry that vanishes between
+/// listing and reading is simply left out: callers compare whole trees and poll again.
+pub fn walk(root: &Path) -> Vec<Found> {
+    let mut out = Vec::new();
+    let mut dirs = vec![root.to_path_buf()];
+    while let Some(dir) = dirs.pop() {
+        let Ok(entries) = fs::read_dir(&dir) else { continue };
+        for e in entries.flatten() {
+            let path = e.path();
+            let Ok(meta) = fs::symlink_metadata(&path) else { continue };
+            if meta.is_dir() {
+                dirs.push(path.clone());
+            }
+            let rel = path.strip_prefix(root).unwrap().to_string_lossy().replace('\\', "/");
+            out.push(Found { rel, path, meta });
+        }
+    }
+    out
+}
+
+/// The relative path of every entry under `root`, sorted.
+pub fn tree_paths(root: &Path) -> Vec<String> {
+    let mut v: Vec<String> = walk(root).into_iter().map(|f| f.rel).collect();
+    v.sort();
+    v
+}
+
+/// Relative path → contents of every file under `root` (folders left out).
+pub fn tree_contents(root: &Path) -> BTreeMap<String, Vec<u8>> {
+    walk(root).into_iter().filter(|f| !f.meta.is_dir()).filter_map(|f| Some((f.rel, fs::read(&f.path).ok()?))).collect()
+}
+
+/// Write `root/rel` (parents created) with a fixed mtime: `mtime_secs` plus 123456789 ns (so
+/// sub-second precision is checked too).
+pub fn write_file_at(root: &Path, rel: &str, data: &[u8], mtime_secs: i64) -> PathBuf {
+    let p = write_file(root, rel, data);
+    let secs = std::time::Duration::from_secs(mtime_secs as u64);
+    set_mtime(&p, std::time::UNIX_EPOCH + secs + std::time::Duration::from_nanos(123_456_789));
+    p
+}
+
 /// Shape of a generated tree.
 #[derive(Clone, Debug)]
 pub struct TreeSpec {
     pub files: usize,
-    /// Sizes are drawn log-uniformly between these bounds (inclusive).
+    /// Sizes are drawn log-uniformly between these bounds (inclusive)...
     pub min_size: u64,
     pub max_size: u64,
+    /// ...or, when this is not empty, from these sizes.
+    pub sizes: Vec<u64>,
     /// Maximum directory depth below the root.
     pub max_depth: usize,
     /// Fraction (0..=1) of files that duplicate an earlier file's content.
     pub dup_fraction: f64,
-    /// Empty directories to add.
+    /// Empty directories to add (each with an empty directory inside).
     pub empty_dirs: usize,
+    /// Half the files compressible text ([`Rng::mixed_bytes`]) instead of all random bytes.
+    pub compressible: bool,
+    /// Fixed mtimes: the n-th file written gets this plus n seconds (see [`write_file_at`]).
+    pub mtime: Option<i64>,
+    /// Add an empty file, unicode names (`日本語/ファイル.txt`, `ünïcödé/ñame with spaces.bin`)
+    /// and two files with the first file's content (`copies/a.bin`, `copies/b.bin`).
+    pub special_files: bool,
 }
 
 impl Default for TreeSpec {
     fn default() -> Self {
-        TreeSpec { files: 20, min_size: 0, max_size: 256 * 1024, max_depth: 3, dup_fraction: 0.1, empty_dirs: 2 }
+        TreeSpec {
+            files: 20,
+            min_size: 0,
+            max_size: 256 * 1024,
+            sizes: Vec::new(),
+            max_depth: 3,
+            dup_fraction: 0.1,
+            empty_dirs: 2,
+            compressible: false,
+            mtime: None,
+            special_files: false,
+        }
     }
 }
 
@@ -94,24 +175,49 @@ pub fn random_tree(root: &Path, seed: u64, spec: &TreeSpec) -> Vec<(String, u64)
     let mut out: Vec<(String, u64)> = Vec::new();
     let mut contents: Vec<Vec<u8>> = Vec::new();
     for i in 0..spec.files {
-        let depth = rng.below(spec.max_depth as u64 + 1) as usize;
+        let depth = rng.below(spec.max_depth as u64 + 1);
         let mut rel = String::new();
-        for _ in 0..depth {
-            rel.push_str(&format!("d{}/", rng.below(4)));
+        for d in 0..depth {
+            rel.push_str(&format!("d{d}_{}/", rng.below(3)));
         }
         rel.push_str(&format!("f{i}.bin"));
         let data = if !contents.is_empty() && (rng.below(1000) as f64) < spec.dup_fraction * 1000.0 {
             contents[rng.below(contents.len() as u64) as usize].clone()
         } else {
-            let size = log_uniform(&mut rng, spec.min_size, spec.max_size);
-            rng.bytes(size as usize)
+            let size = match spec.sizes.len() as u64 {
+                0 => log_uniform(&mut rng, spec.min_size, spec.max_size),
+                n => spec.sizes[rng.below(n) as usize],
+            };
+            if spec.compressible {
+                rng.mixed_bytes(size as usize)
+            } else {
+                rng.bytes(size as usize)
+            }
         };
-        write_file(root, &rel, &data);
         out.push((rel, data.len() as u64));
         contents.push(data);
     }
+    if spec.special_files {
+        let first = contents.first().cloned().unwrap_or_default();
+        for (rel, data) in [
+            ("empty.txt", Vec::new()),
+            ("日本語/ファイル.txt", "こんにちは".as_bytes().to_vec()),
+            ("ünïcödé/ñame with spaces.bin", rng.mixed_bytes(1000)),
+            ("copies/a.bin", first.clone()),
+            ("copies/b.bin", first),
+        ] {
+            out.push((rel.to_string(), data.len() as u64));
+            contents.push(data);
+        }
+    }
+    for (n, ((rel, _), data)) in out.iter().zip(&contents).enumerate() {
+        match spec.mtime {
+            Some(t) => write_file_at(root, rel, data, t + n as i64),
+            None => write_file(root, rel, data),
+        };
+    }
     for i in 0..spec.empty_dirs {
-        fs::create_dir_all(root.join(format!("empty{i}/inner"))).expect("create empty dir");
+        fs::create_dir_all(root.join(format!("empty dir {i}/nested empty"))).expect("create empty dir");
     }
     out
 }
@@ -159,10 +265,14 @@ pub fn is_root() -> bool {
     }
 }
 
-/// Path of the built `lanscatter` binary (for CLI tests).
+/// Path of the built `lanscatter` binary; start it with [`cli`] or [`Proc`].
 pub fn bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_lanscatter"))
 }
+
+/// Starting the binary: run to completion, or long-running with line waiting.
+pub mod process;
+pub use process::{cli, Lines, Proc};
 
 /// Run a seeded simulation to its end and check the planner's promises (every peer completes;
 /// no duplicate order, slot overrun, order from a node without the chunk, or upload from a

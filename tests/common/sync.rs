@@ -18,42 +18,25 @@ pub use super::Rng;
 
 /// Write `root/rel` (parents created) with a fixed mtime of `mtime_secs` plus 123456789 ns.
 pub fn write_file(root: &Path, rel: &str, data: &[u8], mtime_secs: i64) {
-    let p = super::write_file(root, rel, data);
-    let f = std::fs::File::options().write(true).open(&p).unwrap();
-    f.set_modified(std::time::UNIX_EPOCH + Duration::from_secs(mtime_secs as u64) + Duration::from_nanos(123_456_789))
-        .unwrap();
+    super::write_file_at(root, rel, data, mtime_secs);
 }
 
-/// A tree with nested dirs, empty files and dirs, unicode names, files smaller and much larger
-/// than a chunk, and identical files. Returns the total bytes written.
-pub fn random_tree(root: &Path, seed: u64, scale: usize) -> u64 {
-    let mut rng = Rng::new(seed);
-    let mut total = 0u64;
-    std::fs::create_dir_all(root.join("empty dir/nested empty")).unwrap();
-    write_file(root, "empty.txt", b"", 1_600_000_000);
-    write_file(root, "日本語/ファイル.txt", "こんにちは".as_bytes(), 1_600_000_001);
-    write_file(root, "ünïcödé/ñame with spaces.bin", &rng.mixed_bytes(1000), 1_600_000_002);
-    let sizes = [1u64, 100, CHUNK - 1, CHUNK, CHUNK + 1, 3 * CHUNK + 17, 20 * CHUNK + 5];
-    let mut shared = Vec::new();
-    for i in 0..(12 * scale) {
-        let depth = rng.below(4);
-        let mut rel = String::new();
-        for d in 0..depth {
-            rel.push_str(&format!("d{}_{}/", d, rng.below(3)));
-        }
-        rel.push_str(&format!("file{i}.dat"));
-        let size = sizes[rng.below(sizes.len() as u64) as usize] as usize;
-        let data = rng.mixed_bytes(size);
-        if i % 5 == 0 {
-            shared = data.clone();
-        }
-        total += size as u64;
-        write_file(root, &rel, &data, 1_500_000_000 + i as i64);
+pub use super::{random_tree, TreeSpec};
+
+/// The tree a sync must get right: nested dirs, empty files and dirs, unicode names, files
+/// smaller than, exactly and just over a chunk and much larger, identical files
+/// (`copies/a.bin`, `copies/b.bin`), fixed mtimes; 12 × `scale` files plus the special ones.
+pub fn sync_tree(scale: usize) -> TreeSpec {
+    TreeSpec {
+        files: 12 * scale,
+        sizes: vec![1, 100, CHUNK - 1, CHUNK, CHUNK + 1, 3 * CHUNK + 17, 20 * CHUNK + 5],
+        dup_fraction: 0.0,
+        empty_dirs: 1,
+        compressible: true,
+        mtime: Some(1_500_000_000),
+        special_files: true,
+        ..TreeSpec::default()
     }
-    // Identical content under different names (dedup).
-    write_file(root, "copies/a.bin", &shared, 1_500_000_100);
-    write_file(root, "copies/b.bin", &shared, 1_500_000_101);
-    total + 2 * shared.len() as u64 + 1000 + "こんにちは".len() as u64
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -62,38 +45,25 @@ pub enum Entry {
     File { hash: String, size: u64, mtime: (i64, u32) },
 }
 
-/// Every entry under `root` with content hash and mtime (symlinks are recorded as such).
-///
-/// Polled while a peer is still working, so an entry that vanishes between listing and reading
-/// is simply left out: the caller compares whole trees and polls again.
+/// Every entry under `root` with content hash and mtime (see [`super::walk`] for entries that
+/// vanish meanwhile).
 pub fn tree_state(root: &Path) -> BTreeMap<String, Entry> {
-    let mut out = BTreeMap::new();
-    fn rec(root: &Path, dir: &Path, out: &mut BTreeMap<String, Entry>) {
-        let Ok(entries) = std::fs::read_dir(dir) else { return };
-        for e in entries {
-            let Ok(e) = e else { continue };
-            let p = e.path();
-            let rel = p.strip_prefix(root).unwrap().to_string_lossy().replace('\\', "/");
-            let Ok(m) = std::fs::symlink_metadata(&p) else { continue };
-            if m.is_dir() {
-                out.insert(rel, Entry::Dir);
-                rec(root, &p, out);
-            } else {
-                let Ok(data) = std::fs::read(&p) else { continue };
-                let t = m.modified().unwrap().duration_since(std::time::UNIX_EPOCH).unwrap();
-                out.insert(
-                    rel,
-                    Entry::File {
-                        hash: lanscatter::manifest::ChunkHash::of(&data).to_hex(),
-                        size: data.len() as u64,
-                        mtime: (t.as_secs() as i64, t.subsec_nanos()),
-                    },
-                );
-            }
+    let entry = |f: &super::Found| {
+        if f.meta.is_dir() {
+            return Some(Entry::Dir);
         }
-    }
-    rec(root, root, &mut out);
-    out
+        let data = std::fs::read(&f.path).ok()?;
+        let t = f.meta.modified().unwrap().duration_since(std::time::UNIX_EPOCH).unwrap();
+        let hash = lanscatter::manifest::ChunkHash::of(&data).to_hex();
+        Some(Entry::File { hash, size: data.len() as u64, mtime: (t.as_secs() as i64, t.subsec_nanos()) })
+    };
+    super::walk(root)
+        .into_iter()
+        .filter_map(|f| {
+            let e = entry(&f)?;
+            Some((f.rel, e))
+        })
+        .collect()
 }
 
 pub fn assert_same_tree(master: &Path, peer: &Path) {
