@@ -1,10 +1,12 @@
 //! The tray app's settings page: token and same-origin checks, validation, persistence.
 //!
-//! Runs the real server on 127.0.0.1:0 and talks raw HTTP/1.1 to it, so headers a browser (or an
-//! attacker's page) would send are under the test's control. Needs no display and no `gui` feature.
+//! Runs the real server on 127.0.0.1:0 and talks HTTP/1.1 to it with exactly the headers given
+//! (no `Host` or `Origin` added), so headers a browser (or an attacker's page) would send are under
+//! the test's control. Needs no display and no `gui` feature.
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+mod web_common;
+
+use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
 use lanscatter::gui::config::{self, Mode, Settings};
@@ -41,43 +43,39 @@ impl Fixture {
     }
 }
 
-/// Send one raw request (blocking I/O on a helper thread); returns (status, body).
-async fn send(addr: SocketAddr, raw: String) -> (u16, String) {
-    tokio::task::spawn_blocking(move || {
-        let mut s = TcpStream::connect(addr).unwrap();
-        s.write_all(raw.as_bytes()).unwrap();
-        let mut resp = String::new();
-        s.read_to_string(&mut resp).unwrap();
-        let status = resp.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
-        let body = resp.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
-        (status, body)
-    })
-    .await
-    .unwrap()
+/// `method path` with Host `host`, then `headers`; returns (status, body).
+async fn call(
+    addr: SocketAddr,
+    method: &str,
+    host: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> (u16, String) {
+    let headers = [&[("host", host)], headers].concat();
+    let (status, _, body) = web_common::fetch(addr, method, path, &headers, body.as_bytes()).await;
+    (status.as_u16(), String::from_utf8_lossy(&body).into_owned())
 }
 
-fn get(host: &str, path: &str, extra: &str) -> String {
-    format!("GET {path} HTTP/1.1\r\nHost: {host}\r\n{extra}Connection: close\r\n\r\n")
+async fn get(addr: SocketAddr, host: &str, path: &str, headers: &[(&str, &str)]) -> (u16, String) {
+    call(addr, "GET", host, path, headers, "").await
 }
 
-fn post_json(host: &str, path: &str, extra: &str, body: &str) -> String {
-    format!(
-        "POST {path} HTTP/1.1\r\nHost: {host}\r\n{extra}Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    )
+async fn post_json(addr: SocketAddr, host: &str, path: &str, headers: &[(&str, &str)], body: &str) -> (u16, String) {
+    call(addr, "POST", host, path, &[headers, &[("content-type", "application/json")]].concat(), body).await
 }
 
-fn token_header(t: &str) -> String {
-    format!("X-Lanscatter-Token: {t}\r\n")
+fn token(t: &str) -> (&'static str, &str) {
+    ("x-lanscatter-token", t)
 }
 
 #[tokio::test]
 async fn page_requires_the_right_token() {
     let f = Fixture::new().await;
     let (addr, host, tok) = (f.server.addr, f.host(), f.server.token.clone());
-    assert_eq!(send(addr, get(&host, "/", "")).await.0, 403, "missing token");
-    assert_eq!(send(addr, get(&host, "/?token=0123456789abcdef0123456789abcdef", "")).await.0, 403, "wrong token");
-    let (status, body) = send(addr, get(&host, &format!("/?token={tok}"), "")).await;
+    assert_eq!(get(addr, &host, "/", &[]).await.0, 403, "missing token");
+    assert_eq!(get(addr, &host, "/?token=0123456789abcdef0123456789abcdef", &[]).await.0, 403, "wrong token");
+    let (status, body) = get(addr, &host, &format!("/?token={tok}"), &[]).await;
     assert_eq!(status, 200);
     assert!(body.contains("lanscatter settings") && body.contains(&tok), "page embeds the token for its API calls");
     assert!(f.server.url().ends_with(&format!("/?token={tok}")));
@@ -87,16 +85,16 @@ async fn page_requires_the_right_token() {
 async fn api_requires_token_header_and_same_origin() {
     let f = Fixture::new().await;
     let (addr, host, tok) = (f.server.addr, f.host(), f.server.token.clone());
-    assert_eq!(send(addr, get(&host, "/api/settings", "")).await.0, 403);
-    assert_eq!(send(addr, get(&host, "/api/settings", &token_header("nope"))).await.0, 403);
-    let (status, body) = send(addr, get(&host, "/api/settings", &token_header(&tok))).await;
+    assert_eq!(get(addr, &host, "/api/settings", &[]).await.0, 403);
+    assert_eq!(get(addr, &host, "/api/settings", &[token("nope")]).await.0, 403);
+    let (status, body) = get(addr, &host, "/api/settings", &[token(&tok)]).await;
     assert_eq!(status, 200);
     let s: Settings = serde_json::from_str(&body).unwrap();
     assert_eq!(s, Settings::default());
     // The token in the query string is for the page only, not the API.
-    assert_eq!(send(addr, get(&host, &format!("/api/settings?token={tok}"), "")).await.0, 403);
+    assert_eq!(get(addr, &host, &format!("/api/settings?token={tok}"), &[]).await.0, 403);
     // DNS rebinding: a foreign Host header is refused even with the token.
-    assert_eq!(send(addr, get("evil.example:80", "/api/settings", &token_header(&tok))).await.0, 403);
+    assert_eq!(get(addr, "evil.example:80", "/api/settings", &[token(&tok)]).await.0, 403);
 }
 
 #[tokio::test]
@@ -115,32 +113,29 @@ async fn post_saves_with_token_and_rejects_cross_origin() {
     let body = serde_json::to_string(&new).unwrap();
 
     // Cross-origin POST, even carrying the right token (e.g. leaked), is refused.
-    let evil = format!("{}Origin: http://evil.example\r\n", token_header(&tok));
-    assert_eq!(send(addr, post_json(&host, "/api/settings", &evil, &body)).await.0, 403);
-    let cross_site = format!("{}Sec-Fetch-Site: cross-site\r\n", token_header(&tok));
-    assert_eq!(send(addr, post_json(&host, "/api/settings", &cross_site, &body)).await.0, 403);
+    let evil = [token(&tok), ("origin", "http://evil.example")];
+    assert_eq!(post_json(addr, &host, "/api/settings", &evil, &body).await.0, 403);
+    let cross_site = [token(&tok), ("sec-fetch-site", "cross-site")];
+    assert_eq!(post_json(addr, &host, "/api/settings", &cross_site, &body).await.0, 403);
     // Missing and wrong token.
-    assert_eq!(send(addr, post_json(&host, "/api/settings", "", &body)).await.0, 403);
-    assert_eq!(send(addr, post_json(&host, "/api/settings", &token_header("x"), &body)).await.0, 403);
+    assert_eq!(post_json(addr, &host, "/api/settings", &[], &body).await.0, 403);
+    assert_eq!(post_json(addr, &host, "/api/settings", &[token("x")], &body).await.0, 403);
     // A plain HTML form post (what a hostile page can auto-submit) is not accepted either.
-    let form = format!(
-        "POST /api/settings HTTP/1.1\r\nHost: {host}\r\n{}Content-Type: application/x-www-form-urlencoded\r\nContent-Length: 3\r\nConnection: close\r\n\r\na=b",
-        token_header(&tok)
-    );
-    assert_eq!(send(addr, form).await.0, 415);
+    let form = [token(&tok), ("content-type", "application/x-www-form-urlencoded")];
+    assert_eq!(call(addr, "POST", &host, "/api/settings", &form, "a=b").await.0, 415);
     assert!(!f.config_path().exists(), "nothing saved by rejected requests");
     assert!(f.requests.lock().unwrap().is_empty());
 
     // Same origin with the token: saved, app notified, server remembered.
-    let same = format!("{}Origin: http://{host}\r\n", token_header(&tok));
-    let (status, resp) = send(addr, post_json(&host, "/api/settings", &same, &body)).await;
+    let origin = format!("http://{host}");
+    let (status, resp) = post_json(addr, &host, "/api/settings", &[token(&tok), ("origin", &origin)], &body).await;
     assert_eq!(status, 200, "{resp}");
     let saved = config::load(&f.config_path()).unwrap();
     assert_eq!(saved.peer_folder, Some(target));
     assert_eq!(saved.recent_servers, vec!["127.0.0.1:10564".to_string()]);
     assert!(matches!(&f.requests.lock().unwrap()[..], [Request::SettingsSaved(s)] if *s == saved));
     // And the API now serves the saved values.
-    let (_, body) = send(addr, get(&host, "/api/settings", &token_header(&tok))).await;
+    let (_, body) = get(addr, &host, "/api/settings", &[token(&tok)]).await;
     assert_eq!(serde_json::from_str::<Settings>(&body).unwrap(), saved);
 }
 
@@ -165,16 +160,14 @@ async fn dangerous_folders_refused_with_explanation() {
     ];
     for (s, why) in cases {
         let (status, body) =
-            send(addr, post_json(&host, "/api/settings", &token_header(&tok), &serde_json::to_string(&s).unwrap()))
-                .await;
+            post_json(addr, &host, "/api/settings", &[token(&tok)], &serde_json::to_string(&s).unwrap()).await;
         assert_eq!(status, 400, "{why}: {body}");
         assert!(body.contains(why), "explanation should mention {why:?}: {body}");
     }
     if let Some(home) = directories::BaseDirs::new().map(|d| d.home_dir().to_path_buf()) {
         let s = Settings { peer_folder: Some(home), ..Settings::default() };
         let (status, body) =
-            send(addr, post_json(&host, "/api/settings", &token_header(&tok), &serde_json::to_string(&s).unwrap()))
-                .await;
+            post_json(addr, &host, "/api/settings", &[token(&tok)], &serde_json::to_string(&s).unwrap()).await;
         assert_eq!(status, 400);
         assert!(body.contains("home folder"), "{body}");
     }

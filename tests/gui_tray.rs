@@ -14,6 +14,7 @@
 //! so fails instead.
 
 mod common;
+mod web_common;
 
 #[cfg(all(feature = "gui", target_os = "linux"))]
 use std::path::{Path, PathBuf};
@@ -209,8 +210,11 @@ mod linux {
         assert!(second.status.success() && msg.contains("already running"), "second launch: {msg}");
 
         // The settings page the app serves accepts its own token.
-        let page = http_get(&settings_url);
-        assert!(page.starts_with("HTTP/1.1 200") && page.contains("lanscatter settings"), "{page:.200}");
+        let (host, path) = settings_url.strip_prefix("http://").and_then(|u| u.split_once('/')).expect("a URL");
+        let (status, _, body) =
+            rt.block_on(crate::web_common::get(host.parse().expect("an address"), &format!("/{path}")));
+        let page = String::from_utf8_lossy(&body);
+        assert!(status == 200 && page.contains("lanscatter settings"), "{status}: {page:.200}");
 
         // Screenshot, then look for the up-to-date icon's green (#2e9d4f) in the tray area.
         let shot_dir = std::env::var_os("CARGO_TARGET_DIR")
@@ -262,17 +266,6 @@ mod linux {
                 .unwrap_or_default(),
             _ => String::new(),
         }
-    }
-
-    fn http_get(url: &str) -> String {
-        use std::io::{Read, Write};
-        let rest = url.strip_prefix("http://").unwrap();
-        let (host, path) = rest.split_once('/').unwrap();
-        let mut s = std::net::TcpStream::connect(host).unwrap();
-        write!(s, "GET /{path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n").unwrap();
-        let mut out = String::new();
-        s.read_to_string(&mut out).unwrap();
-        out
     }
 
     /// Pixels of the PNG within `tol` (per channel) of `rgb`.

@@ -9,39 +9,60 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
-use http_body_util::{BodyExt, Empty};
+use http_body_util::{BodyExt, Full};
 use hyper::{HeaderMap, Request, StatusCode};
 use lanscatter::status::{NodeState, NodeStatus, Role, Snapshot, StatusEvent, CELL_HAS, CELL_INCOMING, CELL_MISSING};
 use serde_json::{json, Value};
 use tokio::net::TcpStream;
 
-/// Serve `router` on 127.0.0.1 port 0 for the rest of the test.
+/// Serve `router` on 127.0.0.1 port 0 for the rest of the test, on the project's own serve loop.
 pub async fn serve(router: axum::Router) -> SocketAddr {
     let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = l.local_addr().unwrap();
-    tokio::spawn(async move {
-        axum::serve(l, router).await.unwrap();
-    });
+    let header_timeout = lanscatter::transport::HEADER_READ_TIMEOUT;
+    tokio::spawn(lanscatter::transport::serve(l, router, header_timeout, "test", std::future::pending()));
     addr
 }
 
-async fn send(addr: SocketAddr, path: &str) -> hyper::Response<hyper::body::Incoming> {
+/// Send one request on a new HTTP/1.1 connection. Exactly the given headers go out (not even
+/// `Host` is added), so a test controls what the server sees.
+pub async fn send(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> hyper::Response<hyper::body::Incoming> {
     let stream = TcpStream::connect(addr).await.unwrap();
     let (mut sender, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await.unwrap();
     tokio::spawn(conn);
-    let req = Request::get(path).header("host", addr.to_string()).body(Empty::<Bytes>::new()).unwrap();
-    sender.send_request(req).await.unwrap()
+    let mut req = Request::builder().method(method).uri(path);
+    for (name, value) in headers {
+        req = req.header(*name, *value);
+    }
+    sender.send_request(req.body(Full::new(Bytes::copy_from_slice(body))).unwrap()).await.unwrap()
 }
 
-/// `GET path` and the whole body (10 s bound).
-pub async fn get(addr: SocketAddr, path: &str) -> (StatusCode, HeaderMap, Bytes) {
+/// [`send`] and read the whole answer (10 s bound).
+pub async fn fetch(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> (StatusCode, HeaderMap, Bytes) {
     tokio::time::timeout(Duration::from_secs(10), async {
-        let resp = send(addr, path).await;
+        let resp = send(addr, method, path, headers, body).await;
         let (parts, body) = resp.into_parts();
         (parts.status, parts.headers, body.collect().await.unwrap().to_bytes())
     })
     .await
-    .unwrap_or_else(|_| panic!("GET {path} timed out"))
+    .unwrap_or_else(|_| panic!("{method} {path} timed out"))
+}
+
+/// `GET path` (Host: the address) and the whole body (10 s bound).
+pub async fn get(addr: SocketAddr, path: &str) -> (StatusCode, HeaderMap, Bytes) {
+    fetch(addr, "GET", path, &[("host", &addr.to_string())], b"").await
 }
 
 pub async fn get_json(addr: SocketAddr, path: &str) -> Value {
@@ -53,7 +74,7 @@ pub async fn get_json(addr: SocketAddr, path: &str) -> Value {
 
 /// Open `/api/events` and parse `status` events until `stop` says so (or `limit` passes).
 pub async fn sse_until(addr: SocketAddr, limit: Duration, mut stop: impl FnMut(&[Value]) -> bool) -> Vec<Value> {
-    let resp = send(addr, "/api/events").await;
+    let resp = send(addr, "GET", "/api/events", &[("host", &addr.to_string())], b"").await;
     assert_eq!(resp.status(), StatusCode::OK);
     assert!(resp.headers()["content-type"].to_str().unwrap().starts_with("text/event-stream"));
     let mut body = resp.into_body();
