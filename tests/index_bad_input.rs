@@ -72,11 +72,21 @@ fn binary_reachable_by_nobody() -> bool {
     }
 }
 
+/// As root with a test binary uid 65534 cannot reach, permission bits cannot be exercised: says
+/// so (the test is skipped).
+#[cfg(unix)]
+fn permission_bits_do_not_apply() -> bool {
+    let skip = is_root() && !binary_reachable_by_nobody();
+    if skip {
+        eprintln!("SKIPPED: running as root and the test binary is not reachable by uid 65534, so permission bits cannot be exercised");
+    }
+    skip
+}
+
 #[cfg(unix)]
 #[test]
 fn unreadable_file_fails_or_is_skipped_explicitly() {
-    if is_root() && !binary_reachable_by_nobody() {
-        eprintln!("SKIPPED: running as root and the test binary is not reachable by uid 65534, so permission bits cannot be exercised");
+    if permission_bits_do_not_apply() {
         return;
     }
     let dir = shared_tempdir();
@@ -102,8 +112,7 @@ fn unreadable_file_fails_or_is_skipped_explicitly() {
 #[cfg(unix)]
 #[test]
 fn unreadable_dir_fails_or_is_skipped_explicitly() {
-    if is_root() && !binary_reachable_by_nobody() {
-        eprintln!("SKIPPED: running as root and the test binary is not reachable by uid 65534");
+    if permission_bits_do_not_apply() {
         return;
     }
     let dir = shared_tempdir();

@@ -9,18 +9,12 @@ use common::sync::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn master_and_five_peers_end_identical() {
-    let t = tmp();
-    let (mdir, cache) = paths(&t);
-    random_tree(&mdir, 1, &sync_tree(3));
+    let (t, mdir, cache) = sync_source(1, 3);
     let before = tree_state(&mdir);
     let master = start_master(&mdir, &cache).await;
-    let mut peers = Vec::new();
-    for i in 0..5 {
-        let dir = t.path().join(format!("peer{i}"));
-        peers.push((start_peer(master.local_addr(), &dir, &cache, &format!("peer{i}")).await, dir));
-    }
-    for (p, dir) in &peers {
-        wait_synced(p, &master, &mdir, dir, Duration::from_secs(60)).await;
+    let peers = start_peers(master.local_addr(), t.path(), &cache, 5).await;
+    wait_all_synced(&peers, &master, &mdir, Duration::from_secs(60)).await;
+    for (_, dir) in &peers {
         assert_same_tree(&mdir, dir);
     }
     // The master publishes snapshots on its own tick, so wait for one that has seen the last
@@ -39,9 +33,6 @@ async fn master_and_five_peers_end_identical() {
     let s = rx.borrow().clone();
     assert_eq!(s.nodes.len(), 6, "master + 5 peers in the master's status");
     assert!(all_have(&s), "every node's chunk map is full in the master's status");
-    for (p, _) in peers {
-        p.shutdown().await;
-    }
-    master.shutdown().await;
+    shutdown_all(peers, master).await;
     assert_eq!(tree_state(&mdir), before, "master folder unchanged");
 }

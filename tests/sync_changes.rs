@@ -8,9 +8,7 @@ use common::sync::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn master_changes_during_sync_reach_all_peers() {
-    let t = tmp();
-    let (mdir, cache) = paths(&t);
-    random_tree(&mdir, 3, &sync_tree(3));
+    let (t, mdir, cache) = sync_source(3, 3);
     let mut rng = Rng::new(33);
     write_file(&mdir, "edit-same-size.bin", &rng.mixed_bytes(200_000), 1_500_000_000);
     write_file(&mdir, "edit-grow.bin", &rng.mixed_bytes(100_000), 1_500_000_000);
@@ -18,13 +16,10 @@ async fn master_changes_during_sync_reach_all_peers() {
     write_file(&mdir, "dir-to-delete/x/y.bin", &rng.mixed_bytes(1000), 1_500_000_000);
     write_file(&mdir, "old-name.bin", &rng.mixed_bytes(300_000), 1_500_000_000);
     let master = start_master(&mdir, &cache).await;
-    let mut peers = Vec::new();
-    for i in 0..3 {
-        let dir = t.path().join(format!("peer{i}"));
-        let mut cfg = peer_config(master.local_addr(), &dir, &cache, &format!("peer{i}"));
+    let peers = start_peers_with(master.local_addr(), t.path(), &cache, 3, |_, cfg| {
         cfg.max_download_bps = Some(1_000_000);
-        peers.push((lanscatter::engine::Engine::start(cfg).await.unwrap(), dir));
-    }
+    })
+    .await;
     // Let the sync get going, then change the master's folder.
     let mut mrx = master.status();
     wait_status(&mut mrx, Duration::from_secs(30), "transfers started", |s| s.bytes_done > 0).await;
@@ -38,14 +33,11 @@ async fn master_changes_during_sync_reach_all_peers() {
     std::fs::create_dir_all(mdir.join("added/empty")).unwrap();
     wait_status(&mut mrx, Duration::from_secs(30), "master noticed the changes", |s| s.manifest_id > first_manifest)
         .await;
-    for (p, dir) in &peers {
-        wait_synced(p, &master, &mdir, dir, Duration::from_secs(120)).await;
+    wait_all_synced(&peers, &master, &mdir, Duration::from_secs(120)).await;
+    for (_, dir) in &peers {
+        assert_same_tree(&mdir, dir);
     }
-    for (p, dir) in peers {
-        assert_same_tree(&mdir, &dir);
-        p.shutdown().await;
-    }
-    master.shutdown().await;
+    shutdown_all(peers, master).await;
 }
 
 /// A renamed file, a moved directory and a new file made of an old one's chunks come from the

@@ -47,9 +47,7 @@ fn peer_args<'a>(server: &'a str, dir: &'a str) -> Vec<&'a str> {
 
 #[test]
 fn peer_waits_for_a_master_that_is_not_up_yet_then_syncs() {
-    let t = tmp();
-    let (mdir, _) = paths(&t);
-    random_tree(&mdir, 11, &sync_tree(1));
+    let (t, mdir, _) = sync_source(11, 1);
     let before = tree_state(&mdir);
     let dst = t.path().join("dst");
     let port = free_port().to_string();
@@ -72,9 +70,7 @@ fn peer_waits_for_a_master_that_is_not_up_yet_then_syncs() {
 
 #[test]
 fn port_in_use_is_a_clear_error_for_master_and_peer() {
-    let t = tmp();
-    let (mdir, _) = paths(&t);
-    random_tree(&mdir, 12, &sync_tree(1));
+    let (t, mdir, _) = sync_source(12, 1);
     let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     let port = taken.local_addr().expect("addr").port().to_string();
 
@@ -94,9 +90,7 @@ fn port_in_use_is_a_clear_error_for_master_and_peer() {
 
 #[test]
 fn dangerous_or_impossible_destinations_are_refused() {
-    let t = tmp();
-    let (mdir, _) = paths(&t);
-    random_tree(&mdir, 13, &sync_tree(1));
+    let (t, mdir, _) = sync_source(13, 1);
     let before = tree_state(&mdir);
     let a_file = t.path().join("a-file");
     std::fs::write(&a_file, b"not a folder").expect("write");

@@ -11,24 +11,17 @@ use lanscatter::transfer::ratelimit::RateLimiter;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn zero_upload_slots_means_never_a_source() {
-    let t = tmp();
-    let (mdir, cache) = paths(&t);
-    random_tree(&mdir, 7, &sync_tree(3));
+    let (t, mdir, cache) = sync_source(7, 3);
     let mut mcfg = master_config(&mdir, &cache);
     mcfg.upload_slots = 1;
     let master = lanscatter::engine::Engine::start(mcfg).await.unwrap();
-    let mut peers = Vec::new();
-    for i in 0..4 {
-        let dir = t.path().join(format!("peer{i}"));
-        let mut cfg = peer_config(master.local_addr(), &dir, &cache, &format!("peer{i}"));
+    let peers = start_peers_with(master.local_addr(), t.path(), &cache, 4, |i, cfg| {
         if i == 0 {
             cfg.upload_slots = 0;
         }
-        peers.push((lanscatter::engine::Engine::start(cfg).await.unwrap(), dir));
-    }
-    for (p, dir) in &peers {
-        wait_synced(p, &master, &mdir, dir, Duration::from_secs(120)).await;
-    }
+    })
+    .await;
+    wait_all_synced(&peers, &master, &mdir, Duration::from_secs(120)).await;
     let leech = peers[0].0.status().borrow().clone();
     assert_eq!(leech.counters.chunk_gets_served, 0, "no GET reached the 0-slot peer");
     let others: u64 = peers[1..].iter().map(|(p, _)| p.status().borrow().counters.chunk_gets_served).sum();
@@ -36,10 +29,7 @@ async fn zero_upload_slots_means_never_a_source() {
     let ms = master.status().borrow().clone();
     let leech_node = ms.nodes.iter().find(|n| n.name == "peer0").unwrap();
     assert_eq!(leech_node.bytes_uploaded, 0);
-    for (p, _) in peers {
-        p.shutdown().await;
-    }
-    master.shutdown().await;
+    shutdown_all(peers, master).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

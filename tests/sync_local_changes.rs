@@ -10,9 +10,7 @@ use common::sync::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn local_edits_are_reverted_and_extras_removed() {
-    let t = tmp();
-    let (mdir, cache) = paths(&t);
-    random_tree(&mdir, 4, &sync_tree(2));
+    let (t, mdir, cache) = sync_source(4, 2);
     write_file(&mdir, "a/file.txt", b"master content", 1_500_000_000);
     write_file(&mdir, "conflict-file-on-master", b"file", 1_500_000_000);
     std::fs::create_dir_all(mdir.join("conflict-dir-on-master/sub")).unwrap();

@@ -8,19 +8,13 @@ use common::sync::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn peers_survive_a_master_restart() {
-    let t = tmp();
-    let (mdir, cache) = paths(&t);
-    random_tree(&mdir, 6, &sync_tree(4));
+    let (t, mdir, cache) = sync_source(6, 4);
     let before = tree_state(&mdir);
     let mut mcfg = master_config(&mdir, &cache);
     mcfg.max_upload_bps = Some(1_500_000);
     let master = lanscatter::engine::Engine::start(mcfg.clone()).await.unwrap();
     let addr = master.local_addr();
-    let mut peers = Vec::new();
-    for i in 0..3 {
-        let dir = t.path().join(format!("peer{i}"));
-        peers.push((start_peer(addr, &dir, &cache, &format!("peer{i}")).await, dir));
-    }
+    let peers = start_peers(addr, t.path(), &cache, 3).await;
     let mut mrx = master.status();
     wait_status(&mut mrx, Duration::from_secs(60), "some progress", |s| {
         s.bytes_done * 5 >= s.bytes_total && s.bytes_total > 0
@@ -32,15 +26,12 @@ async fn peers_survive_a_master_restart() {
     mcfg.bind = addr;
     mcfg.max_upload_bps = None;
     let master = lanscatter::engine::Engine::start(mcfg).await.expect("master restarts on the same port");
-    for (p, dir) in &peers {
-        wait_synced(p, &master, &mdir, dir, Duration::from_secs(120)).await;
-    }
+    wait_all_synced(&peers, &master, &mdir, Duration::from_secs(120)).await;
     let mut mrx = master.status();
     wait_status(&mut mrx, Duration::from_secs(10), "all peers rejoined", |s| s.nodes.len() == 4).await;
-    for (p, dir) in peers {
-        assert_same_tree(&mdir, &dir);
-        p.shutdown().await;
+    for (_, dir) in &peers {
+        assert_same_tree(&mdir, dir);
     }
-    master.shutdown().await;
+    shutdown_all(peers, master).await;
     assert_eq!(tree_state(&mdir), before, "master folder unchanged");
 }

@@ -13,9 +13,7 @@ use common::sync::*;
 // never forgotten as a source (planner unit test `master_stays_a_source_after_a_missing_report`).
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn rogue_source_is_rejected_and_sync_completes() {
-    let t = tmp();
-    let (mdir, cache) = paths(&t);
-    random_tree(&mdir, 5, &sync_tree(3));
+    let (t, mdir, cache) = sync_source(5, 3);
     let before = tree_state(&mdir);
     let mut mcfg = master_config(&mdir, &cache);
     // A slow master with one slot makes the (complete) rogue the attractive source.
@@ -30,24 +28,17 @@ async fn rogue_source_is_rejected_and_sync_completes() {
     let rogue = lanscatter::engine::Engine::start(rcfg).await.unwrap();
     wait_synced(&rogue, &master, &mdir, &rogue_dir, Duration::from_secs(60)).await;
 
-    let mut peers = Vec::new();
-    for i in 0..3 {
-        let dir = t.path().join(format!("peer{i}"));
-        peers.push((start_peer(master.local_addr(), &dir, &cache, &format!("peer{i}")).await, dir));
-    }
-    for (p, dir) in &peers {
-        wait_synced(p, &master, &mdir, dir, Duration::from_secs(120)).await;
-    }
+    let peers = start_peers(master.local_addr(), t.path(), &cache, 3).await;
+    wait_all_synced(&peers, &master, &mdir, Duration::from_secs(120)).await;
     let rejected: u64 = peers.iter().map(|(p, _)| p.status().borrow().counters.verify_failures).sum();
     let served = rogue.status().borrow().counters.chunk_gets_served;
     assert!(served > 0, "the rogue was asked to serve (else this test proves nothing)");
     assert!(rejected > 0, "corrupt chunks were detected");
     assert!(master.status().borrow().counters.verify_failures > 0, "the master heard about them");
-    for (p, dir) in peers {
-        assert_same_tree(&mdir, &dir);
-        p.shutdown().await;
+    for (_, dir) in &peers {
+        assert_same_tree(&mdir, dir);
     }
     rogue.shutdown().await;
-    master.shutdown().await;
+    shutdown_all(peers, master).await;
     assert_eq!(tree_state(&mdir), before, "master folder unchanged");
 }

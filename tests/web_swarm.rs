@@ -27,9 +27,7 @@ async fn status_page_shows_master_and_three_peers_reaching_100() {
             return;
         }
     };
-    let t = tmp();
-    let (mdir, cache) = paths(&t);
-    random_tree(&mdir, 6, &sync_tree(3));
+    let (t, mdir, cache) = sync_source(6, 3);
     let master = start_master(&mdir, &cache).await;
     let url = format!("http://{}/", master.local_addr());
     let mut b = Browser::launch(&chromium).await;
@@ -37,20 +35,15 @@ async fn status_page_shows_master_and_three_peers_reaching_100() {
     b.navigate(&url).await;
     wait_page(&mut b, "document.getElementById('live').classList.contains('on')", Duration::from_secs(30)).await;
 
-    let mut peers = Vec::new();
-    for i in 0..3 {
-        let dir = t.path().join(format!("peer{i}"));
-        peers.push((start_peer(master.local_addr(), &dir, &cache, &format!("peer-{i}")).await, dir));
-    }
+    let peers =
+        start_peers_with(master.local_addr(), t.path(), &cache, 3, |i, cfg| cfg.name = format!("peer-{i}")).await;
     // All four nodes listed, every peer at 100 %, from the live DOM (no reloads).
     let done = "(() => { const rows = [...document.querySelectorAll('#nodes [data-node]')]; \
         const names = rows.map(r => r.querySelector('.n-name span').textContent); \
         return rows.length === 4 && ['master','peer-0','peer-1','peer-2'].every(n => names.includes(n)) \
           && rows.every(r => r.querySelector('.n-progress').textContent === '100%'); })()";
     wait_page(&mut b, done, Duration::from_secs(120)).await;
-    for (p, dir) in &peers {
-        wait_synced(p, &master, &mdir, dir, Duration::from_secs(60)).await;
-    }
+    wait_all_synced(&peers, &master, &mdir, Duration::from_secs(60)).await;
     wait_page(&mut b, "document.getElementById('t-progress').textContent === '100%'", Duration::from_secs(30)).await;
     let states = b
         .eval("JSON.stringify([...document.querySelectorAll('#nodes .pillcell .pill')].map(e => e.textContent))")
@@ -71,18 +64,12 @@ async fn status_page_shows_master_and_three_peers_reaching_100() {
     assert!(b.exceptions.is_empty(), "script errors: {:?}", b.exceptions);
     b.close().await;
     eprintln!("screenshots: {}", dir.join("status-page*.png").display());
-
-    for (p, _) in peers {
-        p.shutdown().await;
-    }
-    master.shutdown().await;
+    shutdown_all(peers, master).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn api_and_metrics_of_real_engines_parse() {
-    let t = tmp();
-    let (mdir, cache) = paths(&t);
-    random_tree(&mdir, 7, &sync_tree(2));
+    let (t, mdir, cache) = sync_source(7, 2);
     let master = start_master(&mdir, &cache).await;
     let dir = t.path().join("p");
     let peer = start_peer(master.local_addr(), &dir, &cache, "p \"quoted\"").await;
@@ -178,19 +165,13 @@ async fn garbage(addr: SocketAddr) -> Option<u16> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn bad_requests_do_not_disturb_a_sync() {
-    let t = tmp();
-    let (mdir, cache) = paths(&t);
-    random_tree(&mdir, 8, &sync_tree(4));
+    let (t, mdir, cache) = sync_source(8, 4);
     let master = start_master(&mdir, &cache).await;
     let m = master.local_addr();
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let loris_m = tokio::spawn(slowloris(m, 40, stop_rx.clone()));
 
-    let mut peers = Vec::new();
-    for i in 0..3 {
-        let dir = t.path().join(format!("peer{i}"));
-        peers.push((start_peer(m, &dir, &cache, &format!("peer{i}")).await, dir));
-    }
+    let peers = start_peers(m, t.path(), &cache, 3).await;
     let loris_p = tokio::spawn(slowloris(peers[0].0.local_addr(), 20, stop_rx.clone()));
     let p0 = peers[0].0.local_addr();
     let abuse = tokio::spawn(async move {
@@ -213,8 +194,8 @@ async fn bad_requests_do_not_disturb_a_sync() {
         answers
     });
 
-    for (p, dir) in &peers {
-        wait_synced(p, &master, &mdir, dir, Duration::from_secs(120)).await;
+    wait_all_synced(&peers, &master, &mdir, Duration::from_secs(120)).await;
+    for (_, dir) in &peers {
         assert_same_tree(&mdir, dir);
     }
     let answers = abuse.await.unwrap();
@@ -232,8 +213,5 @@ async fn bad_requests_do_not_disturb_a_sync() {
             _ => unreachable!(),
         }
     }
-    for (p, _) in peers {
-        p.shutdown().await;
-    }
-    master.shutdown().await;
+    shutdown_all(peers, master).await;
 }

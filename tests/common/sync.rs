@@ -120,6 +120,48 @@ pub async fn start_peer(master: std::net::SocketAddr, dir: &Path, cache: &Path, 
     Engine::start(peer_config(master, dir, cache, name)).await.expect("peer starts")
 }
 
+/// Peers with their folders.
+pub type Peers = Vec<(Engine, PathBuf)>;
+
+/// Start `n` peers of `master` in `root/peer0`, `root/peer1`, … (named like their folders),
+/// `tweak` changing each one's config first.
+pub async fn start_peers_with(
+    master: std::net::SocketAddr,
+    root: &Path,
+    cache: &Path,
+    n: usize,
+    tweak: impl Fn(usize, &mut PeerConfig),
+) -> Peers {
+    let mut peers = Vec::new();
+    for i in 0..n {
+        let (name, dir) = (format!("peer{i}"), root.join(format!("peer{i}")));
+        let mut cfg = peer_config(master, &dir, cache, &name);
+        tweak(i, &mut cfg);
+        peers.push((Engine::start(cfg).await.expect("peer starts"), dir));
+    }
+    peers
+}
+
+/// [`start_peers_with`] the test config as it is.
+pub async fn start_peers(master: std::net::SocketAddr, root: &Path, cache: &Path, n: usize) -> Peers {
+    start_peers_with(master, root, cache, n, |_, _| {}).await
+}
+
+/// [`wait_synced`] for every peer.
+pub async fn wait_all_synced(peers: &Peers, master: &Engine, master_dir: &Path, timeout: Duration) {
+    for (p, dir) in peers {
+        wait_synced(p, master, master_dir, dir, timeout).await;
+    }
+}
+
+/// Shut the peers down, then the master.
+pub async fn shutdown_all(peers: Peers, master: Engine) {
+    for (p, _) in peers {
+        p.shutdown().await;
+    }
+    master.shutdown().await;
+}
+
 /// Poll `cond` on the latest snapshot until it holds or `timeout` passes.
 pub async fn wait_status(
     rx: &mut tokio::sync::watch::Receiver<Snapshot>,
@@ -178,6 +220,15 @@ pub async fn wait_synced(peer: &Engine, master: &Engine, master_dir: &Path, peer
         }
         let _ = tokio::time::timeout(Duration::from_millis(200), prx.changed()).await;
     }
+}
+
+/// A temp folder whose `master/` holds [`sync_tree`]`(scale)` from `seed`: (temp folder,
+/// master folder, cache folder).
+pub fn sync_source(seed: u64, scale: usize) -> (tempfile::TempDir, PathBuf, PathBuf) {
+    let t = tmp();
+    let (mdir, cache) = paths(&t);
+    random_tree(&mdir, seed, &sync_tree(scale));
+    (t, mdir, cache)
 }
 
 pub fn tmp() -> tempfile::TempDir {
