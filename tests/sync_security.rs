@@ -3,6 +3,7 @@
 //! broken switch are a TCP proxy between them (`common::proxy`).
 
 mod common;
+mod web_common;
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -14,7 +15,6 @@ use lanscatter::engine::Engine;
 use lanscatter::secret::SwarmSecret;
 use lanscatter::status::NodeState;
 use lanscatter::transport::Security;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const MARKER: &[u8] = b"MARKER-4f1c9e-PLANTED-IN-CLEAR";
 const NAME: &str = "very-secret-plans.bin";
@@ -117,16 +117,13 @@ async fn an_impostor_master_makes_the_peer_change_nothing() {
     }
 }
 
-/// `GET path` on a fresh plain connection; the status code and the body.
-async fn raw_get(addr: SocketAddr, path: &str, extra: &str) -> (u16, String) {
-    let mut c = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let req = format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n{extra}\r\n");
-    c.write_all(req.as_bytes()).await.unwrap();
-    let mut out = Vec::new();
-    let _ = tokio::time::timeout(Duration::from_secs(10), c.read_to_end(&mut out)).await;
-    let text = String::from_utf8_lossy(&out).to_string();
-    let code = text.split(' ').nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
-    (code, text)
+/// `GET path` on a fresh plain (not TLS) connection with `headers`; the status code and the
+/// answer's headers and body as text.
+async fn plain_get(addr: SocketAddr, path: &str, headers: &[(&str, &str)]) -> (u16, String) {
+    let (status, head, body) = web_common::fetch(addr, "GET", path, &[&[("host", "x")], headers].concat(), b"").await;
+    let head: String =
+        head.iter().map(|(k, v)| format!("{k}: {}\r\n", String::from_utf8_lossy(v.as_bytes()))).collect();
+    (status.as_u16(), head + &String::from_utf8_lossy(&body))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -142,21 +139,27 @@ async fn plain_http_gets_only_the_status_page_and_only_with_the_token() {
     wait_synced(&peer, &master, &mdir, &pdir, Duration::from_secs(60)).await;
     let chunk = lanscatter::manifest::ChunkHash::of(MARKER).to_hex();
     for node in [master.local_addr(), peer.local_addr()] {
-        assert_eq!(raw_get(node, &format!("/chunk/{chunk}"), "").await.0, 403, "{node}: chunks are for members");
-        assert_eq!(raw_get(node, &format!("/chunk/{chunk}?token={token}"), "").await.0, 403, "even with the web token");
+        assert_eq!(plain_get(node, &format!("/chunk/{chunk}"), &[]).await.0, 403, "{node}: chunks are for members");
+        assert_eq!(
+            plain_get(node, &format!("/chunk/{chunk}?token={token}"), &[]).await.0,
+            403,
+            "even with the web token"
+        );
         for path in ["/api/status", "/api/events", "/metrics", "/"] {
-            let (code, body) = raw_get(node, path, "").await;
+            let (code, body) = plain_get(node, path, &[]).await;
             assert_eq!(code, 401, "{node}{path}: {body}");
             assert!(!body.contains(&mdir.display().to_string()), "no folder path for strangers");
         }
     }
     let m = master.local_addr();
-    let (code, body) = raw_get(m, &format!("/api/status?token={token}"), "").await;
+    let (code, body) = plain_get(m, &format!("/api/status?token={token}"), &[]).await;
     assert_eq!(code, 200, "{body}");
     assert!(body.to_ascii_lowercase().contains("set-cookie: lanscatter_token="), "the link's token becomes a cookie");
-    let (code, _) = raw_get(m, "/metrics", &format!("Authorization: Bearer {token}\r\n")).await;
+    let bearer = format!("Bearer {token}");
+    let (code, _) = plain_get(m, "/metrics", &[("authorization", &bearer)]).await;
     assert_eq!(code, 200, "Prometheus scrapes with a bearer token");
-    let (code, _) = raw_get(m, "/api/status", &format!("Cookie: lanscatter_token={token}\r\n")).await;
+    let cookie = format!("lanscatter_token={token}");
+    let (code, _) = plain_get(m, "/api/status", &[("cookie", &cookie)]).await;
     assert_eq!(code, 200, "the page's own requests carry the cookie");
     peer.shutdown().await;
     master.shutdown().await;
@@ -234,11 +237,10 @@ async fn the_peer_command_exits_1_at_once_when_refused() {
     let dst_s = dst.display().to_string();
     let args =
         ["peer", &addr, &dst_s, "--bind", "127.0.0.1", "--port", "0", "--secret", "the secret of another swarm B"];
-    let out =
-        tokio::time::timeout(Duration::from_secs(30), tokio::process::Command::new(common::bin()).args(args).output())
-            .await
-            .expect("exits at once, not retrying")
-            .unwrap();
+    let out = tokio::time::timeout(Duration::from_secs(30), tokio::process::Command::from(common::cli(args)).output())
+        .await
+        .expect("exits at once, not retrying")
+        .unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(err.contains("secret"), "{err}");
