@@ -6,7 +6,7 @@ mod common;
 mod web_common;
 
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
@@ -27,13 +27,17 @@ fn swarm_a() -> Security {
     security("the secret of swarm A, test only")
 }
 
-/// Incompressible content with a marker in the middle, under a telling name.
-fn source(mdir: &Path) {
+/// A temp folder whose `master/` holds incompressible content with a marker in the middle,
+/// under a telling name: (temp folder, master folder, cache folder).
+fn source() -> (tempfile::TempDir, PathBuf, PathBuf) {
+    let t = tmp();
+    let (mdir, cache) = paths(&t);
     let mut rng = Rng::new(18);
     let mut data = rng.bytes(300 * 1024);
     data.splice(150_000..150_000, MARKER.iter().copied());
-    write_file(mdir, NAME, &data, 1_600_000_000);
-    write_file(mdir, "other/notes.txt", &rng.bytes(70_000), 1_600_000_001);
+    write_file(&mdir, NAME, &data, 1_600_000_000);
+    write_file(&mdir, "other/notes.txt", &rng.bytes(70_000), 1_600_000_001);
+    (t, mdir, cache)
 }
 
 async fn master_with(mdir: &Path, cache: &Path, sec: Security, slow: bool) -> Engine {
@@ -75,9 +79,7 @@ async fn refused(peer: &Engine) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn peers_without_the_secret_are_refused_and_change_nothing() {
-    let t = tmp();
-    let (mdir, cache) = paths(&t);
-    source(&mdir);
+    let (t, mdir, cache) = source();
     let master = master_with(&mdir, &cache, swarm_a(), false).await;
     for (name, sec, says) in
         [("open", Security::Open, "secured"), ("wrong", security("the secret of another swarm B"), "secret")]
@@ -128,9 +130,7 @@ async fn plain_get(addr: SocketAddr, path: &str, headers: &[(&str, &str)]) -> (u
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn plain_http_gets_only_the_status_page_and_only_with_the_token() {
-    let t = tmp();
-    let (mdir, cache) = paths(&t);
-    source(&mdir);
+    let (t, mdir, cache) = source();
     let sec = swarm_a();
     let token = sec.web_token().unwrap().to_string();
     let master = master_with(&mdir, &cache, sec.clone(), false).await;
@@ -168,9 +168,7 @@ async fn plain_http_gets_only_the_status_page_and_only_with_the_token() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn an_eavesdropper_sees_neither_content_nor_names() {
     for secured in [true, false] {
-        let t = tmp();
-        let (mdir, cache) = paths(&t);
-        source(&mdir);
+        let (t, mdir, cache) = source();
         let sec = if secured { swarm_a() } else { Security::Open };
         let master = master_with(&mdir, &cache, sec.clone(), true).await;
         // Peer a reaches the master through a recording proxy.
@@ -211,9 +209,7 @@ async fn an_eavesdropper_sees_neither_content_nor_names() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_flipped_bit_fails_the_transfer_and_nothing_wrong_is_written() {
-    let t = tmp();
-    let (mdir, cache) = paths(&t);
-    source(&mdir);
+    let (t, mdir, cache) = source();
     let master = master_with(&mdir, &cache, swarm_a(), false).await;
     let (via, rec) = common::proxy::start("127.0.0.1:0".parse().unwrap(), master.local_addr(), Some(200_000)).await;
     let dst = t.path().join("peer");
@@ -228,9 +224,7 @@ async fn a_flipped_bit_fails_the_transfer_and_nothing_wrong_is_written() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_peer_command_exits_1_at_once_when_refused() {
-    let t = tmp();
-    let (mdir, cache) = paths(&t);
-    source(&mdir);
+    let (t, mdir, cache) = source();
     let master = master_with(&mdir, &cache, swarm_a(), false).await;
     let dst = t.path().join("dst");
     let addr = master.local_addr().to_string();
