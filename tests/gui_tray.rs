@@ -173,11 +173,13 @@ mod linux {
             "trayer",
         );
 
-        // Master in-process, on loopback.
+        // Master in-process, on loopback, in a swarm secured by the secret the peer is given.
+        let secret = lanscatter::secret::SwarmSecret::generate().unwrap();
         let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
         let master = rt.block_on(async {
             let mut cfg = lanscatter::master::MasterConfig::new(src.clone());
             cfg.bind = "127.0.0.1:0".parse().unwrap();
+            cfg.security = lanscatter::transport::Security::from_secret(&secret).unwrap();
             lanscatter::engine::Engine::start(cfg).await.expect("master starts")
         });
         let master_addr = master.local_addr();
@@ -188,6 +190,7 @@ mod linux {
             peer_folder: Some(dst.clone()),
             server: master_addr.to_string(),
             autostart_sync: true,
+            secret: Some(secret.join_code()),
             ..Default::default()
         };
         lanscatter::gui::config::save(&cfg_path, &settings).unwrap();
@@ -207,8 +210,12 @@ mod linux {
             Reaper(gui_cmd().stdout(Stdio::piped()).stderr(Stdio::inherit()).spawn().expect("spawn gui"), "gui");
         let (tx, rx) = mpsc::channel::<Value>();
         let stdout = gui.0.stdout.take().unwrap();
+        let code = secret.join_code();
         std::thread::spawn(move || {
             for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if line.contains(&code) {
+                    let _ = tx.send(serde_json::json!({ "type": "error", "message": "the secret is in --json" }));
+                }
                 match serde_json::from_str::<Value>(&line) {
                     Ok(v) => {
                         if tx.send(v).is_err() {
@@ -285,6 +292,8 @@ mod linux {
             status.is_some()
         });
         assert!(status.unwrap().success(), "gui exit status {status:?}");
+        let log = std::fs::read_to_string(cfg_path.with_file_name("gui.log")).unwrap();
+        assert!(!log.contains(&secret.join_code()), "the secret is in the log");
         rt.block_on(master.shutdown());
     }
 
