@@ -183,3 +183,45 @@ async fn attention_ping_reaches_the_app() {
     assert!(!tokio::task::spawn_blocking(move || lanscatter::gui::instance::ping(&bad)).await.unwrap());
     assert_eq!(*f.requests.lock().unwrap(), vec![Request::Attention]);
 }
+
+#[tokio::test]
+async fn swarm_secret_saved_and_read_back_short_one_refused() {
+    let f = Fixture::new().await;
+    let (addr, host, tok) = (f.server.addr, f.host(), f.server.token.clone());
+    let post = |s: &Settings| {
+        let body = serde_json::to_string(s).unwrap();
+        let (host, tok) = (host.clone(), tok.clone());
+        async move { post_json(addr, &host, "/api/settings", &[token(&tok)], &body).await }
+    };
+    let short = Settings { secret: Some("hunter2".into()), ..Settings::default() };
+    let (status, body) = post(&short).await;
+    assert_eq!(status, 400, "{body}");
+    let parser_says = lanscatter::secret::SwarmSecret::parse("hunter2").unwrap_err().to_string();
+    let why: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(why["error"], parser_says.as_str());
+    assert!(!f.config_path().exists());
+
+    // Saved as given, served back to the page; a master then shows that code for its peers.
+    let secret = "correct horse battery staple";
+    let master = Settings { mode: Mode::Master, secret: Some(secret.into()), ..Settings::default() };
+    let (status, body) = post(&master).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(config::load(&f.config_path()).unwrap().secret.as_deref(), Some(secret));
+    let (_, body) = get(addr, &host, "/api/settings", &[token(&tok)]).await;
+    let page: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!((page["secret"].as_str(), page["open"].as_bool()), (Some(secret), Some(false)));
+    assert_eq!(page["join_code"], secret);
+    assert_eq!(serde_json::from_value::<Settings>(page).unwrap(), master);
+
+    // No secret set (empty field): the master's join code is the machine's stored one, kept
+    // beside the settings file.
+    let stored = Settings { secret: Some(" ".into()), ..master };
+    let (status, body) = post(&stored).await;
+    assert_eq!(status, 200, "{body}");
+    let (made, _) = lanscatter::secret::SwarmSecret::load_or_create(f.dir.path()).unwrap();
+    let page: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(
+        (&page["settings"]["secret"], &page["settings"]["join_code"]),
+        (&serde_json::Value::Null, &made.join_code().into())
+    );
+}

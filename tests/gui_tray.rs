@@ -158,11 +158,13 @@ mod linux {
             "trayer",
         );
 
-        // Master in-process, on loopback.
+        // Master in-process, on loopback, in a swarm secured by the secret the peer is given.
+        let secret = lanscatter::secret::SwarmSecret::generate().unwrap();
         let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
         let master = rt.block_on(async {
             let mut cfg = lanscatter::master::MasterConfig::new(src.clone());
             cfg.bind = "127.0.0.1:0".parse().unwrap();
+            cfg.security = lanscatter::transport::Security::from_secret(&secret).unwrap();
             lanscatter::engine::Engine::start(cfg).await.expect("master starts")
         });
         let master_addr = master.local_addr();
@@ -173,6 +175,7 @@ mod linux {
             peer_folder: Some(dst.clone()),
             server: master_addr.to_string(),
             autostart_sync: true,
+            secret: Some(secret.join_code()),
             ..Default::default()
         };
         lanscatter::gui::config::save(&cfg_path, &settings).unwrap();
@@ -239,8 +242,11 @@ mod linux {
         // SAFETY: plain kill(2) on our own child's pid.
         unsafe { libc::kill(gui.id() as i32, libc::SIGTERM) };
         next(&mut gui, "quit line", Duration::from_secs(30), &|v| v["type"] == "quit");
-        let (status, _) = gui.wait_exit(Duration::from_secs(30));
+        let (status, out) = gui.wait_exit(Duration::from_secs(30));
         assert!(status.success(), "gui exit status {status:?}");
+        assert!(!out.contains(&secret.join_code()), "the secret is in --json");
+        let log = std::fs::read_to_string(cfg_path.with_file_name("gui.log")).unwrap();
+        assert!(!log.contains(&secret.join_code()), "the secret is in the log");
         rt.block_on(master.shutdown());
     }
 

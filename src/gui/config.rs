@@ -3,7 +3,12 @@
 //! The GUI has no command line to repeat, so everything a `lanscatter master|peer` invocation would
 //! say lives here: mode, the folder *per mode* (a master's source and a peer's target are kept
 //! apart so switching modes never points a peer at the folder it just served), server address,
-//! ports, slots, rate limits, chunk size, start-at-login and auto-start.
+//! ports, slots, rate limits, chunk size, start-at-login and auto-start, and the swarm secret
+//! (join code) or the choice of an open swarm.
+//!
+//! Secure by default, as on the command line: a master with no secret set uses the machine's stored
+//! one, kept beside this file ([`SwarmSecret::load_or_create`] in its directory); a peer needs the
+//! master's join code, or `open` ticked, to start.
 //!
 //! Where the file lives: `--config PATH` wins, then `LANSCATTER_CONFIG`, then
 //! `<config dir>/lanscatter/gui.json` from `directories` (e.g. `~/.config/lanscatter/gui.json`,
@@ -19,6 +24,7 @@ use std::path::{Path, PathBuf};
 use serde::de::Error as _;
 use serde::{Deserialize, Deserializer, Serialize};
 
+use crate::secret::SwarmSecret;
 use crate::transport::{self, AddrError, MASTER_PORT};
 use crate::units;
 
@@ -61,7 +67,7 @@ impl Mode {
 /// chunk size are saved as numbers but also read from text in the program's units
 /// ([`crate::units`]), which is what the settings page sends: the user types `100Mbit/s` or
 /// `12MB/s` there exactly as on the command line, and one parser decides what it means.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct Settings {
     pub mode: Mode,
@@ -87,6 +93,34 @@ pub struct Settings {
     pub start_at_login: bool,
     /// Start the chosen mode as soon as the app launches.
     pub autostart_sync: bool,
+    /// Swarm secret (join code). A master without one uses the machine's stored secret; a peer
+    /// without one cannot start unless `open`. Empty text counts as none.
+    pub secret: Option<String>,
+    /// Run or join an open swarm (the original's behaviour): no secret, anyone on the LAN may join.
+    pub open: bool,
+}
+
+/// Never shows the secret (settings end up in panics and debug output).
+impl std::fmt::Debug for Settings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Settings")
+            .field("mode", &self.mode)
+            .field("master_folder", &self.master_folder)
+            .field("peer_folder", &self.peer_folder)
+            .field("server", &self.server)
+            .field("recent_servers", &self.recent_servers)
+            .field("local_port", &self.local_port)
+            .field("upload_slots", &self.upload_slots)
+            .field("download_slots", &self.download_slots)
+            .field("max_upload_bps", &self.max_upload_bps)
+            .field("max_download_bps", &self.max_download_bps)
+            .field("chunk_size", &self.chunk_size)
+            .field("start_at_login", &self.start_at_login)
+            .field("autostart_sync", &self.autostart_sync)
+            .field("secret", &self.secret.as_ref().map(|_| "…"))
+            .field("open", &self.open)
+            .finish()
+    }
 }
 
 impl Default for Settings {
@@ -105,6 +139,8 @@ impl Default for Settings {
             chunk_size: 0,
             start_at_login: false,
             autostart_sync: false,
+            secret: None,
+            open: false,
         }
     }
 }
@@ -159,9 +195,36 @@ impl Settings {
                 super::folders::check_peer_folder(folder, self.master_folder.as_deref())
                     .map_err(|e| ConfigError::Invalid(e.to_string()))?;
                 self.server_addr()?;
+                if !self.open && self.swarm_secret()?.is_none() {
+                    return Err(ConfigError::Invalid(NO_PEER_SECRET.into()));
+                }
             }
         }
         Ok(())
+    }
+
+    /// The secret set in the settings, parsed; `None` when none is set (empty text included).
+    /// The error is the parser's, which says what to do.
+    pub fn swarm_secret(&self) -> Result<Option<SwarmSecret>, ConfigError> {
+        match self.secret.as_deref().map(str::trim).filter(|s| !s.is_empty()) {
+            None => Ok(None),
+            Some(s) => SwarmSecret::parse(s).map(Some).map_err(|e| ConfigError::Invalid(e.to_string())),
+        }
+    }
+
+    /// The secret a master started with these settings uses: `None` for an open swarm, else the
+    /// one set here, else the machine's stored one in `config_dir` (made now if there is none
+    /// yet; the `bool` says so).
+    pub fn master_secret(&self, config_dir: &Path) -> Result<Option<(SwarmSecret, bool)>, ConfigError> {
+        if self.open {
+            return Ok(None);
+        }
+        if let Some(s) = self.swarm_secret()? {
+            return Ok(Some((s, false)));
+        }
+        let stored = SwarmSecret::load_or_create(config_dir)
+            .map_err(|e| ConfigError::Invalid(format!("{e} (or set a secret in Settings, or tick 'open swarm')")))?;
+        Ok(Some(stored))
     }
 
     /// Checks that do not depend on the file system (used when the settings page saves).
@@ -184,7 +247,19 @@ impl Settings {
         if !self.server.trim().is_empty() {
             normalize_server(&self.server)?;
         }
+        self.swarm_secret()?;
         Ok(())
+    }
+}
+
+/// Why a peer without a secret does not start.
+pub const NO_PEER_SECRET: &str = "no swarm secret: paste the master's join code in Settings, or tick 'open swarm'";
+
+/// The directory beside the settings file: the instance lock, the log and the stored secret live there.
+pub fn config_dir(config_path: &Path) -> PathBuf {
+    match config_path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => PathBuf::from("."),
     }
 }
 
@@ -302,6 +377,7 @@ mod tests {
         let s = load(&path).unwrap();
         assert_eq!(s.mode, Mode::Master);
         assert_eq!(s.upload_slots, Settings::default().upload_slots);
+        assert_eq!((s.secret.as_deref(), s.open), (None, false), "files from before the secret load");
         std::fs::write(&path, b"{not json").unwrap();
         let err = load(&path).unwrap_err().to_string();
         assert!(err.contains("not valid JSON"), "{err}");
@@ -359,6 +435,46 @@ mod tests {
         let err = serde_json::from_str::<Settings>(r#"{"max_upload_bps":"fast"}"#).unwrap_err().to_string();
         assert!(err.contains("not a rate") && err.contains("12MB/s"), "{err}");
         assert!(serde_json::from_str::<Settings>(r#"{"chunk_size":"4 parsecs"}"#).is_err());
+    }
+
+    #[test]
+    fn secrets_are_checked_and_a_peer_needs_one_or_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = Settings {
+            peer_folder: Some(dir.path().join("mirror")),
+            server: "10.0.0.5".into(),
+            secret: Some("  ".into()),
+            ..Settings::default()
+        };
+        assert!(s.swarm_secret().unwrap().is_none(), "blank = none");
+        let err = s.validate_for_start().unwrap_err().to_string();
+        assert_eq!(err, NO_PEER_SECRET);
+        s.open = true;
+        s.validate_for_start().unwrap();
+        s.open = false;
+        s.secret = Some("hunter2".into());
+        let err = s.validate_numbers().unwrap_err().to_string();
+        assert!(err.contains("too short") && err.contains("at least 16"), "{err}");
+        s.secret = Some("correct horse battery staple".into());
+        s.validate_for_start().unwrap();
+        assert!(!format!("{s:?}").contains("horse"), "Debug never shows the secret");
+    }
+
+    #[test]
+    fn master_secret_is_the_given_one_or_the_stored_one_beside_the_settings() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = Settings { mode: Mode::Master, ..Settings::default() };
+        let (stored, made) = s.master_secret(dir.path()).unwrap().unwrap();
+        assert!(made && dir.path().join("swarm-secret").is_file());
+        let (again, made) = s.master_secret(dir.path()).unwrap().unwrap();
+        assert!(!made && again == stored, "the stored secret is kept");
+        s.secret = Some("correct horse battery staple".into());
+        let (given, _) = s.master_secret(dir.path()).unwrap().unwrap();
+        assert_eq!(given, SwarmSecret::parse("correct horse battery staple").unwrap());
+        s.open = true;
+        assert!(s.master_secret(dir.path()).unwrap().is_none());
+        assert_eq!(config_dir(Path::new("gui.json")), PathBuf::from("."));
+        assert_eq!(config_dir(&dir.path().join("gui.json")), dir.path());
     }
 
     #[test]

@@ -5,9 +5,13 @@
 //! GUI's [`StatusView`] (plus the raw snapshot as JSON for `--json`). It runs on the app's tokio
 //! runtime. A small forwarding task per engine converts snapshots, so the tray never sees engine
 //! types and the engines never see GUI types.
+//!
+//! Security, as on the command line ([`crate::cli`]'s node options): a master uses the secret set
+//! in the settings, else the machine's stored one beside the settings file; a peer uses the
+//! secret set in the settings and does not start without one; `open` runs an open swarm.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 use tokio::sync::watch;
@@ -17,7 +21,9 @@ use super::view::StatusView;
 use crate::engine::{Engine, EngineConfig};
 use crate::master::MasterConfig;
 use crate::peer::PeerConfig;
+use crate::secret::SwarmSecret;
 use crate::status::Snapshot;
+use crate::transport::Security;
 
 /// One status update: the GUI digest and the engine's full snapshot as JSON.
 #[derive(Debug, Clone)]
@@ -28,10 +34,28 @@ pub struct EngineStatus {
     pub events: Vec<(f64, String)>,
 }
 
+/// What the tray may show of a node's security (never written to the log or `--json`).
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct Access {
+    /// Master of a secured swarm: the code peers join with.
+    pub join_code: Option<String>,
+    /// Secured swarm: the token that opens this node's status page.
+    pub web_token: Option<String>,
+    /// The master's secret was made (and stored beside the settings) by this start.
+    pub made_secret: bool,
+}
+
+impl std::fmt::Debug for Access {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Access(secured: {}, made_secret: {})", self.web_token.is_some(), self.made_secret)
+    }
+}
+
 /// A started engine.
 pub struct RunningEngine {
     pub mode: Mode,
     pub status: watch::Receiver<EngineStatus>,
+    pub access: Access,
     engine: Engine,
 }
 
@@ -42,8 +66,23 @@ impl RunningEngine {
     }
 }
 
+/// The security a secret gives (none: open), and what the tray may show of it.
+fn secure(secret: Option<&SwarmSecret>) -> Result<(Security, Access), String> {
+    let Some(secret) = secret else { return Ok((Security::Open, Access::default())) };
+    let security = Security::from_secret(secret).map_err(|e| format!("cannot set up TLS for the swarm: {e}"))?;
+    let access = Access { join_code: None, web_token: security.web_token().map(String::from), made_secret: false };
+    Ok((security, access))
+}
+
 /// Engine configs from settings (separate from [`start`] so the mapping is unit-tested).
-pub fn master_config(s: &Settings) -> MasterConfig {
+/// `config_dir` is the settings file's directory, where the master's stored secret lives.
+pub fn master_config(s: &Settings, config_dir: &Path) -> Result<(MasterConfig, Access), String> {
+    let secret = s.master_secret(config_dir).map_err(|e| e.to_string())?;
+    let (security, mut access) = secure(secret.as_ref().map(|(k, _)| k))?;
+    if let Some((k, made)) = &secret {
+        access.join_code = Some(k.join_code());
+        access.made_secret = *made;
+    }
     let folder = s.master_folder.clone().unwrap_or_default();
     let mut cfg = MasterConfig::new(folder);
     if s.local_port != 0 {
@@ -54,10 +93,17 @@ pub fn master_config(s: &Settings) -> MasterConfig {
     if s.chunk_size != 0 {
         cfg.chunk_rule = crate::manifest::ChunkRule::Fixed(s.chunk_size);
     }
-    cfg
+    cfg.security = security;
+    Ok((cfg, access))
 }
 
-pub fn peer_config(s: &Settings, server: String) -> PeerConfig {
+/// A peer needs the master's secret from the settings, or `open`.
+pub fn peer_config(s: &Settings, server: String) -> Result<(PeerConfig, Access), String> {
+    let secret = match s.open {
+        true => None,
+        false => Some(s.swarm_secret().map_err(|e| e.to_string())?.ok_or(super::config::NO_PEER_SECRET)?),
+    };
+    let (security, access) = secure(secret.as_ref())?;
     let folder = s.peer_folder.clone().unwrap_or_default();
     let mut cfg = PeerConfig::new(server, folder);
     // 0 = any free port: a desktop peer should not fail because something else took 10565.
@@ -66,23 +112,31 @@ pub fn peer_config(s: &Settings, server: String) -> PeerConfig {
     cfg.download_slots = s.download_slots;
     cfg.max_upload_bps = s.max_upload_bps;
     cfg.max_download_bps = s.max_download_bps;
-    cfg
+    cfg.security = security;
+    Ok((cfg, access))
 }
 
 /// Start the engine the settings ask for. The error text is shown to the user as is.
-pub async fn start(settings: Settings) -> Result<RunningEngine, String> {
+/// `config_dir`: see [`master_config`].
+pub async fn start(settings: Settings, config_dir: PathBuf) -> Result<RunningEngine, String> {
     settings.validate_for_start().map_err(|e| e.to_string())?;
     let mode = settings.mode;
-    let cfg = match mode {
-        Mode::Master => EngineConfig::Master(master_config(&settings)),
-        Mode::Peer => EngineConfig::Peer(peer_config(&settings, settings.server_addr().map_err(|e| e.to_string())?)),
+    let (cfg, access) = match mode {
+        Mode::Master => {
+            let (cfg, access) = master_config(&settings, &config_dir)?;
+            (EngineConfig::Master(cfg), access)
+        }
+        Mode::Peer => {
+            let (cfg, access) = peer_config(&settings, settings.server_addr().map_err(|e| e.to_string())?)?;
+            (EngineConfig::Peer(cfg), access)
+        }
     };
     let engine = Engine::start(cfg).await.map_err(|e| e.to_string())?;
     let rx = engine.status();
     let first = convert(mode, &rx.borrow());
     let (tx, status) = watch::channel(first);
     tokio::spawn(forward(mode, rx, tx));
-    Ok(RunningEngine { mode, status, engine })
+    Ok(RunningEngine { mode, status, access, engine })
 }
 
 /// Convert every engine snapshot until the engine (or the GUI side) goes away.
@@ -138,15 +192,51 @@ mod tests {
             chunk_size: 8 << 20,
             ..Settings::default()
         };
-        let m = master_config(&s);
+        let dir = tempfile::tempdir().unwrap();
+        let (m, _) = master_config(&s, dir.path()).unwrap();
         assert_eq!(m.source_dir, PathBuf::from("/srv/share"));
         assert_eq!(m.bind.port(), crate::transport::MASTER_PORT, "0 = master's default port");
         assert_eq!((m.upload_slots, m.max_upload_bps), (3, Some(1000)));
         assert_eq!(m.chunk_rule, crate::manifest::ChunkRule::Fixed(8 << 20));
-        let p = peer_config(&s, "h:1".into());
+        let (p, _) = peer_config(&Settings { open: true, ..s.clone() }, "h:1".into()).unwrap();
         assert_eq!((p.server.as_str(), p.dst_dir.as_path()), ("h:1", std::path::Path::new("/data/mirror")));
         assert_eq!(p.bind.port(), 0);
         assert_eq!((p.upload_slots, p.download_slots, p.max_download_bps), (3, 5, Some(2000)));
+    }
+
+    #[test]
+    fn security_follows_the_settings_like_the_command_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let given = SwarmSecret::parse("correct horse battery staple").unwrap();
+        let master = Settings { mode: Mode::Master, ..Settings::default() };
+        // No secret set: the machine's stored one, made beside the settings file.
+        let (m, access) = master_config(&master, dir.path()).unwrap();
+        let (stored, made) = SwarmSecret::load_or_create(dir.path()).unwrap();
+        assert!(!made && access.made_secret, "made by master_config, in config_dir");
+        assert_eq!(m.security.web_token(), Some(stored.web_token().as_str()));
+        assert_eq!(access.join_code, Some(stored.join_code()));
+        let (_, again) = master_config(&master, dir.path()).unwrap();
+        assert!(!again.made_secret && again.join_code == access.join_code, "kept across starts");
+        // A secret set in the settings wins; `open` is open.
+        let with = Settings { secret: Some(" correct horse battery staple ".into()), ..master.clone() };
+        let (m, access) = master_config(&with, dir.path()).unwrap();
+        assert_eq!(m.security.web_token(), Some(given.web_token().as_str()));
+        assert_eq!((access.join_code, access.web_token), (Some(given.join_code()), Some(given.web_token())));
+        let (m, access) = master_config(&Settings { open: true, ..with.clone() }, dir.path()).unwrap();
+        assert!(m.security.is_open() && access == Access::default());
+        assert!(master_config(&Settings { secret: Some("short".into()), ..master }, dir.path())
+            .unwrap_err()
+            .contains("too short"));
+        // A peer: the secret set, or open; nothing is an error that says what to do.
+        let peer = Settings { secret: with.secret.clone(), ..Settings::default() };
+        let (p, access) = peer_config(&peer, "h:1".into()).unwrap();
+        assert_eq!(p.security.web_token(), Some(given.web_token().as_str()));
+        assert_eq!((access.join_code.as_deref(), access.web_token.clone()), (None, Some(given.web_token())));
+        let (p, _) = peer_config(&Settings { open: true, ..peer }, "h:1".into()).unwrap();
+        assert!(p.security.is_open());
+        let err = peer_config(&Settings::default(), "h:1".into()).unwrap_err();
+        assert_eq!(err, crate::gui::config::NO_PEER_SECRET);
+        assert!(!format!("{access:?}").contains(&given.web_token()));
     }
 
     #[test]

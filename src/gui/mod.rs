@@ -75,7 +75,7 @@ pub fn run(opts: GuiOptions) -> Result<ExitCode, GuiError> {
     display::check().map_err(GuiError::NoDisplay)?;
     let config_path = config::config_path(opts.config.as_deref())?;
     let settings = config::load(&config_path)?;
-    let dir = config_path.parent().map(PathBuf::from).unwrap_or_else(|| PathBuf::from("."));
+    let dir = config::config_dir(&config_path);
     let out = Arc::new(output::Output::new(opts.json, dir.join("gui.log")));
     let lock = match instance::acquire(&dir)? {
         instance::Acquired::First(lock) => lock,

@@ -16,6 +16,13 @@
 //! Tokens are compared in constant time. Saving validates numbers and folders (see
 //! [`super::folders`]) and answers 400 with the explanation the page shows; accepted settings are
 //! written to disk and passed to the app through the [`Notify`] callback.
+//!
+//! The swarm secret is edited here too (a masked field, checked by [`SwarmSecret::parse`] when
+//! saving, so a bad one is refused with the parser's advice), and in master mode the page also
+//! gets the join code the master uses — the one set, else the machine's stored secret beside the
+//! settings file — to show and copy for the peers.
+//!
+//! [`SwarmSecret::parse`]: crate::secret::SwarmSecret::parse
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -28,7 +35,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 
-use super::config::{self, Settings};
+use super::config::{self, Mode, Settings};
 use super::folders;
 use crate::units;
 
@@ -175,7 +182,7 @@ async fn get_settings(State(ctx): State<Ctx>, headers: HeaderMap) -> Response {
         return r;
     }
     let s = ctx.settings.lock().map(|s| s.clone()).unwrap_or_default();
-    Json(PageSettings::of(&s)).into_response()
+    Json(PageSettings::of(&s).with_join_code(&s, &ctx.config_path)).into_response()
 }
 
 /// The settings as the page gets them: the saved values, plus the rates and chunk size as text
@@ -186,6 +193,10 @@ struct PageSettings<'a> {
     #[serde(flatten)]
     settings: &'a Settings,
     text: UnitTexts,
+    /// Master mode of a secured swarm: the code peers join with (see [`with_join_code`](Self::with_join_code)).
+    join_code: Option<String>,
+    /// Why there is no join code to show although one is needed.
+    join_code_error: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -204,7 +215,19 @@ impl<'a> PageSettings<'a> {
             max_download: rate(settings.max_download_bps),
             chunk_size,
         };
-        PageSettings { settings, text }
+        PageSettings { settings, text, join_code: None, join_code_error: None }
+    }
+
+    /// Add the join code a master with these settings uses (making the machine's stored secret
+    /// beside `config_path` if there is none yet, as the master would on start).
+    fn with_join_code(mut self, s: &Settings, config_path: &std::path::Path) -> Self {
+        if s.mode == Mode::Master {
+            match s.master_secret(&config::config_dir(config_path)) {
+                Ok(secret) => self.join_code = secret.map(|(k, _)| k.join_code()),
+                Err(e) => self.join_code_error = Some(e.to_string()),
+            }
+        }
+        self
     }
 }
 
@@ -237,12 +260,13 @@ async fn post_settings(State(ctx): State<Ctx>, headers: HeaderMap, body: axum::b
         Ok(s) => s,
         Err(e) => return deny(StatusCode::BAD_REQUEST, &format!("malformed settings: {e}")),
     };
-    // Empty folder fields from the form mean "not chosen".
+    // Empty folder fields from the form mean "not chosen", an empty secret means none.
     for f in [&mut new.master_folder, &mut new.peer_folder] {
         if f.as_ref().is_some_and(|p| p.as_os_str().is_empty()) {
             *f = None;
         }
     }
+    new.secret = new.secret.map(|k| k.trim().to_string()).filter(|k| !k.is_empty());
     if let Err(why) = validate(&new) {
         return deny(StatusCode::BAD_REQUEST, &why);
     }
@@ -256,7 +280,8 @@ async fn post_settings(State(ctx): State<Ctx>, headers: HeaderMap, body: axum::b
         *s = new.clone();
     }
     (ctx.notify)(Request::SettingsSaved(new.clone()));
-    Json(serde_json::json!({ "ok": true, "settings": PageSettings::of(&new) })).into_response()
+    let page = PageSettings::of(&new).with_join_code(&new, &ctx.config_path);
+    Json(serde_json::json!({ "ok": true, "settings": page })).into_response()
 }
 
 async fn attention(State(ctx): State<Ctx>, headers: HeaderMap) -> Response {

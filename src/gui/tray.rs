@@ -11,6 +11,10 @@
 //! the engine's status watch into `Status` events (and `--json` lines). Errors at any step become
 //! the error icon, the menu's status line and a log line; nothing fails silently. Quit (menu or
 //! signal) stops the engine gracefully (bounded wait) before the loop exits.
+//!
+//! A running master of a secured swarm adds a "Join code: …" item under Stop; clicking it opens the
+//! settings page, which shows the code with a Copy button (no clipboard crate needed). The secret
+//! and the status page's web token never go to the log or the `--json` lines.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -56,6 +60,8 @@ struct Items {
     start_peer: MenuItem,
     start_master: MenuItem,
     stop: MenuItem,
+    /// In the menu only while a secured master runs (see [`Tray::render`]).
+    join_code: MenuItem,
     choose_folder: MenuItem,
     servers: Submenu,
     /// (item, server address) of the recent-server entries currently in the submenu.
@@ -81,6 +87,8 @@ pub struct Tray {
     items: Items,
     view: StatusView,
     shown_icon: Option<IconKind>,
+    /// Whether `items.join_code` is in the menu now.
+    join_shown: bool,
     engine: Option<RunningEngine>,
     /// Generation of the current (or starting) engine; bumped on every start and stop.
     generation: u64,
@@ -127,6 +135,7 @@ pub fn run(
         items,
         view: StatusView::idle(mode),
         shown_icon: None,
+        join_shown: false,
         engine: None,
         generation: 0,
         starting: false,
@@ -222,6 +231,7 @@ fn build_menu() -> (Menu, Items) {
         start_peer: MenuItem::new("Start as peer…", true, None),
         start_master: MenuItem::new("Start as master…", true, None),
         stop: MenuItem::new("Stop", false, None),
+        join_code: MenuItem::new("Join code…", true, None),
         choose_folder: MenuItem::new("Choose folder…", true, None),
         servers: Submenu::new("Server", true),
         server_items: Vec::new(),
@@ -309,6 +319,10 @@ impl Tray {
                 self.starting = false;
                 match result {
                     Ok(engine) => {
+                        if engine.access.made_secret {
+                            let dir = config::config_dir(&self.config_path);
+                            self.out.log(&format!("made a swarm secret in {}", dir.display()));
+                        }
                         self.out.log(&format!("{} engine started", engine.mode.as_str()));
                         self.spawn_forwarder(gen, engine.status.clone());
                         self.engine = Some(engine);
@@ -346,7 +360,7 @@ impl Tray {
         } else if id == *it.choose_folder.id() {
             let mode = self.settings().mode;
             self.choose_folder(mode);
-        } else if id == *it.new_server.id() || id == *it.settings.id() {
+        } else if id == *it.new_server.id() || id == *it.settings.id() || id == *it.join_code.id() {
             self.open_url(&self.server.url());
         } else if id == *it.show_log.id() {
             self.out.log("log opened from the menu");
@@ -356,7 +370,11 @@ impl Tray {
             }
         } else if id == *it.open_status.id() {
             if let Some(url) = status_url(&self.view.listen) {
-                self.open_url(&url);
+                // A secured node's page wants its web token; `--json` gets the URL without it.
+                match self.engine.as_ref().and_then(|e| e.access.web_token.as_deref()) {
+                    Some(token) => self.open_link(&format!("{url}?token={token}"), &url),
+                    None => self.open_url(&url),
+                }
             }
         } else if let Some((_, server)) = self.items.server_items.iter().find(|(i, _)| *i.id() == id) {
             let server = server.clone();
@@ -385,6 +403,11 @@ impl Tray {
         }
         if mode == Mode::Peer && s.server.trim().is_empty() {
             self.report_error("enter the master's address in the settings page, then start again");
+            self.open_url(&self.server.url());
+            return;
+        }
+        if mode == Mode::Peer && !s.open && s.secret.as_deref().is_none_or(|k| k.trim().is_empty()) {
+            self.report_error(config::NO_PEER_SECRET);
             self.open_url(&self.server.url());
             return;
         }
@@ -447,8 +470,9 @@ impl Tray {
         };
         self.out.log(&format!("starting {} engine", mode.as_str()));
         let (gen, proxy) = (self.generation, self.proxy.clone());
+        let dir = config::config_dir(&self.config_path);
         self.rt.spawn(async move {
-            let r = engine::start(s).await;
+            let r = engine::start(s, dir).await;
             let _ = proxy.send_event(UserEvent::Started(gen, r));
         });
     }
@@ -549,13 +573,18 @@ impl Tray {
     }
 
     fn open_url(&self, url: &str) {
-        self.out.event("open_url", json!({ "url": url }));
+        self.open_link(url, url);
+    }
+
+    /// Open `url` in the browser; `--json` reports `shown` (the URL without secrets).
+    fn open_link(&self, url: &str, shown: &str) {
+        self.out.event("open_url", json!({ "url": shown }));
         // Tests and headless scripts read the URL from --json instead of getting a browser.
         if std::env::var_os("LANSCATTER_NO_BROWSER").is_some() {
             return;
         }
         if let Err(e) = open::that_detached(url) {
-            self.out.log(&format!("cannot open a browser for {url}: {e}"));
+            self.out.log(&format!("cannot open a browser for {shown}: {e}"));
         }
     }
 
@@ -566,6 +595,7 @@ impl Tray {
         it.status.set_text(view::status_line(&self.view));
         it.stop.set_enabled(running);
         it.open_status.set_enabled(running && status_url(&self.view.listen).is_some());
+        self.render_join_code();
         let kind = view::icon_kind(&self.view);
         if let Some(tray) = &self.tray {
             let _ = tray.set_tooltip(Some(view::tooltip(&self.view)));
@@ -575,6 +605,25 @@ impl Tray {
                     self.shown_icon = Some(kind);
                 }
             }
+        }
+    }
+}
+
+impl Tray {
+    /// Show the running master's join code in the menu (under Stop), or take the item away.
+    fn render_join_code(&mut self) {
+        let code = self.engine.as_ref().and_then(|e| e.access.join_code.as_deref());
+        match (code, self.join_shown) {
+            (Some(code), false) => {
+                self.items.join_code.set_text(format!("Join code: {code}"));
+                // Position 5: status, separator, start peer, start master, stop.
+                self.join_shown = self.menu.insert(&self.items.join_code, 5).is_ok();
+            }
+            (None, true) => {
+                let _ = self.menu.remove(&self.items.join_code);
+                self.join_shown = false;
+            }
+            _ => {}
         }
     }
 }
