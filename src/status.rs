@@ -138,6 +138,10 @@ pub struct Snapshot {
     /// unreachable master, or told by the master to wait while it indexes).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub detail: Option<String>,
+    /// An open swarm (`--open`): anyone on the network may join and read. The status page
+    /// says so in its header.
+    #[serde(default)]
+    pub open: bool,
 }
 
 impl Snapshot {
@@ -163,6 +167,7 @@ impl Snapshot {
             peers_uploaded: 0,
             time: unix_now(),
             detail: None,
+            open: false,
         }
     }
 

@@ -114,6 +114,11 @@ async fn an_impostor_master_makes_the_peer_change_nothing() {
         let why = refused(&peer).await;
         assert!(why.contains("--"), "{name}: says what to do: {why}");
         peer.shutdown().await;
+        let open =
+            wait_status(&mut impostor.status(), Duration::from_secs(10), "a published snapshot", |s| s.manifest_id > 0)
+                .await
+                .open;
+        assert_eq!(open, name == "open", "the status says whether the swarm is open");
         impostor.shutdown().await;
         assert_eq!(tree_state(&dst), before, "{name}: the impostor made the peer change nothing");
     }
@@ -216,7 +221,13 @@ async fn a_flipped_bit_fails_the_transfer_and_nothing_wrong_is_written() {
     let peer = peer_with(via, &dst, &cache, "peer", swarm_a()).await;
     wait_synced(&peer, &master, &mdir, &dst, Duration::from_secs(90)).await;
     assert!(rec.flipped.load(Ordering::SeqCst), "the proxy flipped a bit");
-    assert_eq!(peer.status().borrow().counters.verify_failures, 0, "TLS caught it before any chunk check");
+    let s = peer.status().borrow().clone();
+    assert_eq!(s.counters.verify_failures, 0, "TLS caught it before any chunk check");
+    // The connection that carried the flipped bit failed: a chunk GET was made again, or the
+    // control channel broke and the peer reconnected. (The source is 7 chunks of 64 KiB.)
+    let refetched = s.counters.chunk_gets_made > 7;
+    let reconnected = s.events.iter().any(|e| e.message.contains("disconnected from the master"));
+    assert!(refetched || reconnected, "the transfer failed: {:?}", s.events);
     assert_same_tree(&mdir, &dst);
     peer.shutdown().await;
     master.shutdown().await;
@@ -238,6 +249,19 @@ async fn the_peer_command_exits_1_at_once_when_refused() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(err.contains("secret"), "{err}");
+    assert!(!dst.exists(), "nothing created");
+    // No secret at all: refused before anything starts, with the ways out.
+    let out = common::cli(["peer", &addr, &dst_s, "--bind", "127.0.0.1", "--port", "0"])
+        .env_remove("LANSCATTER_SECRET")
+        .env_remove("LANSCATTER_SECRET_FILE")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(err.contains("no swarm secret") && err.contains("--secret") && err.contains("--open"), "{err}");
+    // A secret that is too short says how to make one.
+    let out = common::cli(["peer", &addr, &dst_s, "--secret", "hunter2"]).output().unwrap();
+    assert!(String::from_utf8_lossy(&out.stderr).contains("at least 16"));
     assert!(!dst.exists(), "nothing created");
     master.shutdown().await;
 }

@@ -402,6 +402,7 @@ function renderSources(s) {
 function render(s) {
   state.snap = s;
   setText($("title-name"), s.name);
+  $("open-swarm").hidden = !s.open;
   document.title = (PAGE === "master" ? "lanscatter · " : "lanscatter peer · ") + s.name + " · " + fmtPct(s.bytes_done, s.bytes_total);
   setPill($("state"), s.state, false);
   setText($("version"), "lanscatter " + (s.version || ""));

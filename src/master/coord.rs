@@ -465,6 +465,7 @@ impl Coord {
         let cfg = &self.shared.cfg;
         let mut s = Snapshot::new(crate::status::Role::Master, cfg.name.clone(), cfg.source_dir.clone());
         s.listen = self.shared.listen.to_string();
+        s.open = cfg.security.is_open();
         let stats = &self.server.stats;
         s.counters = Counters {
             chunk_gets_served: stats.gets_served.load(Ordering::Relaxed),

@@ -473,6 +473,7 @@ impl Session {
         let ctx = &self.ctx;
         let mut s = Snapshot::new(crate::status::Role::Peer, ctx.cfg.name.clone(), ctx.root.clone());
         s.listen = ctx.listen.to_string();
+        s.open = ctx.cfg.security.is_open();
         let st = &ctx.server.stats;
         let c = &ctx.counters;
         s.counters = Counters {
