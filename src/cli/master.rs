@@ -46,6 +46,10 @@ pub struct MasterArgs {
     /// Full rescan period in seconds (changes are usually noticed at once by the folder watcher).
     #[arg(long, default_value_t = 60)]
     pub rescan_interval: u64,
+    /// Publish a scan even when the folder emptied or lost more than half of its files or bytes
+    /// at once (by default the master keeps the last good index, so peers keep their copies).
+    #[arg(long)]
+    pub allow_shrink: bool,
     #[command(flatten)]
     pub node: super::node::NodeArgs,
 }
@@ -78,6 +82,7 @@ pub fn run(args: MasterArgs) -> anyhow::Result<ExitCode> {
     if args.node.no_cache {
         cfg.cache = CacheMode::Disabled;
     }
+    cfg.allow_shrink = args.allow_shrink;
     let (security, secret) = args.node.security.for_master()?;
     cfg.security = security;
     let rt = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;

@@ -33,12 +33,27 @@ use crate::status::{
 use crate::transfer::server::ChunkServer;
 
 pub(crate) enum CoordMsg {
-    Join { hello: Hello, remote: SocketAddr, tx: mpsc::UnboundedSender<MasterMsg>, reply: oneshot::Sender<NodeId> },
-    Peer { node: NodeId, msg: PeerMsg },
-    Left { node: NodeId },
+    Join {
+        hello: Hello,
+        remote: SocketAddr,
+        tx: mpsc::UnboundedSender<MasterMsg>,
+        reply: oneshot::Sender<NodeId>,
+    },
+    Peer {
+        node: NodeId,
+        msg: PeerMsg,
+    },
+    Left {
+        node: NodeId,
+    },
     Manifest(Arc<ManifestState>),
-    Indexing { done: u64, total: u64 },
+    Indexing {
+        done: u64,
+        total: u64,
+    },
     IndexError(String),
+    /// A scan found nothing new: an earlier indexing error is over.
+    IndexOk,
 }
 
 const MASTER: NodeId = 0;
@@ -210,8 +225,15 @@ impl Coord {
                 }
             }
             CoordMsg::IndexError(e) => {
-                self.events.push(format!("indexing failed: {e}"));
+                if self.index_error.as_ref() != Some(&e) {
+                    self.events.push(format!("indexing failed: {e}"));
+                }
                 self.index_error = Some(e);
+            }
+            CoordMsg::IndexOk => {
+                if self.index_error.take().is_some() {
+                    self.events.push("the source folder reads as before again");
+                }
             }
             CoordMsg::Peer { node, msg } => self.on_peer(node, msg),
         }

@@ -59,6 +59,9 @@ pub struct MasterConfig {
     pub seed: u64,
     /// Open swarm, or members only (see [`Security`]). The CLI makes it secured by default.
     pub security: Security,
+    /// Publish a scan even when the folder emptied or lost more than half its files or bytes
+    /// since the last index ([`shrink_fault`]); off by default, so peers keep their copies.
+    pub allow_shrink: bool,
 }
 
 impl MasterConfig {
@@ -76,6 +79,7 @@ impl MasterConfig {
             watch: true,
             seed: 0x5eed,
             security: Security::Open,
+            allow_shrink: false,
         }
     }
 }
@@ -261,23 +265,7 @@ async fn indexer(shared: Arc<Shared>, mut rescan_rx: mpsc::Receiver<()>) {
         let res = tokio::task::spawn_blocking(move || crate::manifest::scan(&root, &opts)).await;
         let mut retry_soon = false;
         match res {
-            Ok(Ok(m)) => {
-                let changed = match shared.current.read().ok().and_then(|c| c.clone()) {
-                    Some(cur) => cur.manifest.files != m.files || cur.manifest.dirs != m.dirs,
-                    None => true,
-                };
-                if changed {
-                    for w in &m.warnings {
-                        tracing::warn!("{w}");
-                    }
-                    let st = Arc::new(ManifestState::new(next_id, m));
-                    next_id += 1;
-                    if let Ok(mut c) = shared.current.write() {
-                        *c = Some(st.clone());
-                    }
-                    let _ = shared.coord.send(coord::CoordMsg::Manifest(st));
-                }
-            }
+            Ok(Ok(m)) => on_scanned(&shared, m, &mut next_id),
             Ok(Err(e)) => {
                 retry_soon = true;
                 let _ = shared.coord.send(coord::CoordMsg::IndexError(e.to_string()));
@@ -301,6 +289,47 @@ async fn indexer(shared: Arc<Shared>, mut rescan_rx: mpsc::Receiver<()>) {
     }
 }
 
+/// A finished scan: publish it if it changed and is believable, else say why not.
+fn on_scanned(shared: &Shared, m: Manifest, next_id: &mut u64) {
+    let cur = shared.current.read().ok().and_then(|c| c.clone());
+    let changed = cur.as_ref().is_none_or(|c| c.manifest.files != m.files || c.manifest.dirs != m.dirs);
+    if !changed {
+        let _ = shared.coord.send(coord::CoordMsg::IndexOk);
+        return;
+    }
+    if let Some(why) = cur.as_ref().and_then(|c| shrink_fault(&c.manifest, &m)).filter(|_| !shared.cfg.allow_shrink) {
+        tracing::error!("{why}");
+        let _ = shared.coord.send(coord::CoordMsg::IndexError(why));
+        return;
+    }
+    for w in &m.warnings {
+        tracing::warn!("{w}");
+    }
+    let st = Arc::new(ManifestState::new(*next_id, m));
+    *next_id += 1;
+    if let Ok(mut c) = shared.current.write() {
+        *c = Some(st.clone());
+    }
+    let _ = shared.coord.send(coord::CoordMsg::Manifest(st));
+}
+
+/// Why a new scan looks like a fault rather than a change: the folder emptied (an unmounted
+/// share leaves an empty mount point), or lost more than half of its files or bytes at once.
+/// Publishing it would make every peer delete its copy, so the master keeps the last good index.
+pub fn shrink_fault(old: &Manifest, new: &Manifest) -> Option<String> {
+    let (of, nf) = (old.files.len() as u64, new.files.len() as u64);
+    let (ob, nb) = (old.total_bytes(), new.total_bytes());
+    if of == 0 || (nf * 2 >= of && nb * 2 >= ob) {
+        return None;
+    }
+    let what = if nf == 0 { "is now empty" } else { "lost more than half of its content in one scan" };
+    Some(format!(
+        "the source folder {what} ({of} files, {ob} bytes before; {nf} files, {nb} bytes now): keeping the last good \
+         index, so peers keep their copies. Is the share unmounted or the folder emptied by mistake? If the change is \
+         intended, restart the master with --allow-shrink"
+    ))
+}
+
 fn start_watcher(dir: &std::path::Path, tx: mpsc::Sender<()>) -> Option<notify::RecommendedWatcher> {
     use notify::{RecursiveMode, Watcher};
     let handler = move |res: notify::Result<notify::Event>| {
@@ -322,5 +351,31 @@ fn start_watcher(dir: &std::path::Path, tx: mpsc::Sender<()>) -> Option<notify::
             tracing::warn!("no folder watcher ({e}); relying on the periodic rescan");
             None
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The manifest of a folder with files of these sizes.
+    fn folder(sizes: &[usize]) -> Manifest {
+        let d = tempfile::tempdir().unwrap();
+        for (i, &n) in sizes.iter().enumerate() {
+            std::fs::write(d.path().join(format!("f{i}")), vec![i as u8; n]).unwrap();
+        }
+        crate::manifest::scan(d.path(), &ScanOptions { cache: CacheMode::Disabled, ..Default::default() }).unwrap()
+    }
+
+    #[test]
+    fn emptied_or_halved_folders_are_faults_ordinary_changes_are_not() {
+        let before = folder(&[100, 100, 100, 100]);
+        assert!(shrink_fault(&before, &folder(&[])).is_some_and(|w| w.contains("is now empty")));
+        assert!(shrink_fault(&before, &folder(&[100])).is_some_and(|w| w.contains("more than half")));
+        assert!(shrink_fault(&before, &folder(&[400, 1])).is_none(), "fewer files but the bytes are there");
+        assert!(shrink_fault(&before, &folder(&[10, 10, 10, 10])).is_some(), "same files, most bytes gone");
+        assert!(shrink_fault(&before, &folder(&[100, 100])).is_none(), "half is still believable");
+        assert!(shrink_fault(&folder(&[]), &folder(&[1])).is_none(), "growing from empty is fine");
+        assert!(shrink_fault(&folder(&[]), &folder(&[])).is_none());
     }
 }
