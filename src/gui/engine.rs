@@ -6,7 +6,7 @@
 //! runtime. A small forwarding task per engine converts snapshots, so the tray never sees engine
 //! types and the engines never see GUI types.
 //!
-//! Security, as on the command line ([`crate::cli`]'s node options): a master uses the secret set
+//! Security, as on the command line (the master and peer subcommands): a master uses the secret set
 //! in the settings, else the machine's stored one beside the settings file; a peer uses the
 //! secret set in the settings and does not start without one; `open` runs an open swarm.
 
