@@ -61,7 +61,9 @@ pub struct NodeStatus {
     /// Bytes of the manifest's unique chunks this node holds, verified.
     pub bytes_done: u64,
     pub bytes_total: u64,
+    /// Bytes (not bits) per second; the name is kept for `/api/status` consumers (README: Units).
     pub download_bps: f64,
+    /// Bytes per second, like `download_bps`.
     pub upload_bps: f64,
     pub active_downloads: u32,
     pub active_uploads: u32,
@@ -116,7 +118,9 @@ pub struct Snapshot {
     pub files_total: u64,
     /// Sum of file sizes in the current manifest (what the folder holds, duplicates included).
     pub folder_bytes: u64,
+    /// Bytes (not bits) per second; the name is kept for `/api/status` consumers (README: Units).
     pub download_bps: f64,
+    /// Bytes per second, like `download_bps`.
     pub upload_bps: f64,
     pub eta_secs: Option<f64>,
     pub folder: PathBuf,

@@ -1,23 +1,27 @@
-//! Sizes and rates as people type them: the one parser the CLI, the GUI and config files share.
+//! Sizes and rates as people type and read them: the one parser and the one formatter the CLI,
+//! the GUI, the status page and config files share.
 //!
-//! Before this module three parsers disagreed (`4MB` was 4 MiB in one place and 4,000,000 bytes
-//! in another, one accepted `T` and another did not, the GUI counted MB/s where the CLI counted
-//! bit/s). The units, decided once (README "Units"):
+//! Before this module three conventions disagreed (`4MB` was 4 MiB in one place and 4,000,000
+//! bytes in another; the CLI read `100M` as Mbit/s while the GUI showed and took MB/s and JSON
+//! carried bytes/s). The units, decided once (README "Units"):
 //!
 //! - **Sizes**: a plain number is bytes. `K`, `M`, `G`, `T` and `KiB`, `MiB`, `GiB`, `TiB` are
 //!   powers of 1024; `KB`, `MB`, `GB`, `TB` are powers of 1000. Letters are case-insensitive.
-//! - **Rates** come back in bytes per second. A plain number or one with a bare prefix (`100M`,
-//!   `100Mbit`, `100Mbit/s`, `100Mbps`, `100Mb/s`) is **bits** per second, as network links are
-//!   quoted; a capital `B` (`12MB/s`, `12MiB/s`, `12MBps`) means **bytes** per second. Prefixes
-//!   are powers of 1000, or of 1024 with an `i` (`Mi`, `MiB/s`). Only the `b`/`B` is
-//!   case-sensitive, since it is what tells bits from bytes.
+//! - **Rates are bytes per second**, shown with decimal prefixes (`12.5 MB/s`, [`human_rate`])
+//!   wherever a person reads them, and a plain number is bytes per second, as in JSON. Input
+//!   takes the shown form (`12.5MB/s`, `12MBps`, `12MiB/s`) or a link speed in **bits** spelled
+//!   with a small `b` or `bit` (`100Mbit/s`, `100Mbps`, `100Mb/s`). A bare prefix (`100M`) is
+//!   refused: it used to mean bits here and means bytes elsewhere, and a silent factor of 8 in a
+//!   bandwidth limit is worse than one error that names both spellings. Prefixes are powers of
+//!   1000, or of 1024 with an `i` (`Mi`, `MiB/s`). Only the `b`/`B` is case-sensitive.
 //!
 //! Numbers may have a decimal fraction (`1.5G`, `2.5MB/s`) and the arithmetic is exact: a size
 //! must come out as a whole number of bytes, a rate is rounded down to whole bytes per second
 //! and must be at least 1 byte per second. Input may come from a settings file or the settings
 //! page, so nothing here panics on it and errors quote at most a few dozen characters of it.
 //!
-//! The `format_*` helpers print values that these parsers read back unchanged.
+//! The `format_*` helpers print values that these parsers read back unchanged; the `human_*`
+//! ones round for people (progress lines, the tray, the status page's script uses the same rule).
 
 /// Why a size or rate could not be read. The message gives examples of what is accepted.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -27,7 +31,7 @@ pub enum UnitsError {
     )]
     Size { input: String, why: String },
     #[error(
-        "{input:?} is not a rate: {why}; give bits per second, e.g. 100M or 100Mbit/s, or bytes per second, e.g. 12MB/s or 12MiB/s"
+        "{input:?} is not a rate: {why}; give bytes per second, e.g. 12MB/s or 12MiB/s, or a link speed in bits, e.g. 100Mbit/s or 100Mbps"
     )]
     Rate { input: String, why: String },
 }
@@ -51,7 +55,14 @@ pub fn parse_size(s: &str) -> Result<u64, UnitsError> {
 pub fn parse_rate(s: &str) -> Result<u64, UnitsError> {
     let err = |why: &str| UnitsError::Rate { input: quote(s), why: why.to_string() };
     let (num, unit) = parse_number(s).map_err(|why| err(&why))?;
-    let (mult, bits) = rate_multiplier(unit).ok_or_else(|| err(&format!("unknown unit {:?}", quote(unit))))?;
+    let (mult, bits) = match rate_unit(unit) {
+        RateUnit::Known { mult, bits } => (mult, bits),
+        RateUnit::Ambiguous => {
+            let n = quote(s.trim().trim_end_matches("/s").trim_end());
+            return Err(err(&format!("it does not say bits or bytes (write {n}bit/s or {n}B/s)")));
+        }
+        RateUnit::Unknown => return Err(err(&format!("unknown unit {:?}", quote(unit)))),
+    };
     let value = num.mantissa.checked_mul(mult).ok_or_else(|| err("it is too large"))?;
     let divisor = num.scale * if bits { 8 } else { 1 };
     let bytes = u64::try_from(value / divisor).map_err(|_| err("it is too large"))?;
@@ -91,6 +102,29 @@ pub fn format_rate(bytes_per_sec: u64) -> String {
         }
     }
     format!("{bytes_per_sec} B/s")
+}
+
+/// A rate in bytes per second rounded for people: decimal prefixes and three significant
+/// digits (`12.5 MB/s`, `980 kB/s`, `0 B/s`). The status page's script (`fmtRate` in
+/// `assets/web/app.js`) applies the same rule, so the page, the tray and the plain output agree.
+pub fn human_rate(bytes_per_sec: f64) -> String {
+    const UNITS: [&str; 6] = ["B/s", "kB/s", "MB/s", "GB/s", "TB/s", "PB/s"];
+    if !bytes_per_sec.is_finite() || bytes_per_sec <= 0.0 {
+        return "0 B/s".into();
+    }
+    let mut v = bytes_per_sec;
+    let mut u = 0;
+    while v >= 1000.0 && u < UNITS.len() - 1 {
+        v /= 1000.0;
+        u += 1;
+    }
+    let decimals = match (u, v) {
+        (0, _) => 0,
+        (_, v) if v < 10.0 => 2,
+        (_, v) if v < 100.0 => 1,
+        _ => 0,
+    };
+    format!("{v:.decimals$} {}", UNITS[u])
 }
 
 /// `1.50 GiB`-style rounding for summaries and logs (not for reading back).
@@ -173,26 +207,36 @@ fn size_multiplier(unit: &str) -> Option<u128> {
     Some(base.pow(prefix))
 }
 
-/// Units per second of a rate and whether they are bits, or `None` for an unknown unit.
-fn rate_multiplier(unit: &str) -> Option<(u128, bool)> {
+/// What a rate's unit says: units per second and whether they are bits.
+enum RateUnit {
+    Known { mult: u128, bits: bool },
+    /// A prefix without `B` or `bit` (`100M`): bits or bytes, nobody can tell.
+    Ambiguous,
+    Unknown,
+}
+
+fn rate_unit(unit: &str) -> RateUnit {
     let per_unit = unit.strip_suffix("/s").or_else(|| unit.strip_suffix("ps")).unwrap_or(unit);
-    let (prefix, rest) = split_prefix(per_unit)?;
+    // "Mbps" with the "ps" taken off leaves "Mb"; a bare "/s" with nothing else is no unit.
+    if per_unit.is_empty() && !unit.is_empty() {
+        return RateUnit::Unknown;
+    }
+    let Some((prefix, rest)) = split_prefix(per_unit) else { return RateUnit::Unknown };
     let (binary, rest) = match rest.strip_prefix('i') {
         Some(r) if prefix > 0 => (true, r),
         _ => (false, rest),
     };
     let bits = match rest {
         "B" => false,
-        "" | "b" => true,
+        // A plain number is bytes per second, as in JSON and `gui.json`.
+        "" if prefix == 0 => false,
+        "" => return RateUnit::Ambiguous,
+        "b" => true,
         r if r.eq_ignore_ascii_case("bit") || r.eq_ignore_ascii_case("bits") => true,
-        _ => return None,
+        _ => return RateUnit::Unknown,
     };
-    // "Mbps" with the "ps" taken off leaves "Mb"; a bare "/s" with nothing else is no unit.
-    if per_unit.is_empty() && !unit.is_empty() {
-        return None;
-    }
     let base: u128 = if binary { 1024 } else { 1000 };
-    Some((base.pow(prefix), bits))
+    RateUnit::Known { mult: base.pow(prefix), bits }
 }
 
 /// The power a leading `k`/`m`/`g`/`t` (any case) stands for, and what follows it.
@@ -253,20 +297,20 @@ mod tests {
     }
 
     #[test]
-    fn rates_without_a_capital_b_are_bits() {
-        for bits in ["100M", "100m", "100Mbit", "100Mbit/s", "100Mbits/s", "100Mbps", "100Mb/s", "100 Mbit/s"] {
+    fn rates_with_a_small_b_or_bit_are_bits() {
+        for bits in ["100Mbit", "100Mbit/s", "100Mbits/s", "100Mbps", "100Mb/s", "100 Mbit/s", "100mbit/s"] {
             assert_eq!(parse_rate(bits).unwrap(), 12_500_000, "{bits}");
         }
-        assert_eq!(parse_rate("8k").unwrap(), 1000);
-        assert_eq!(parse_rate("1G").unwrap(), 125_000_000);
-        assert_eq!(parse_rate("1T").unwrap(), 125_000_000_000);
-        assert_eq!(parse_rate("800").unwrap(), 100);
-        assert_eq!(parse_rate("2.5M").unwrap(), 312_500);
+        assert_eq!(parse_rate("8kbit/s").unwrap(), 1000);
+        assert_eq!(parse_rate("1Gbps").unwrap(), 125_000_000);
+        assert_eq!(parse_rate("1Tbit/s").unwrap(), 125_000_000_000);
+        assert_eq!(parse_rate("800bit/s").unwrap(), 100);
+        assert_eq!(parse_rate("2.5Mbit/s").unwrap(), 312_500);
         assert_eq!(parse_rate("8Mibit/s").unwrap(), MIB);
     }
 
     #[test]
-    fn rates_with_a_capital_b_are_bytes() {
+    fn rates_with_a_capital_b_or_no_unit_are_bytes() {
         assert_eq!(parse_rate("12MB/s").unwrap(), 12_000_000);
         assert_eq!(parse_rate("12MBps").unwrap(), 12_000_000);
         assert_eq!(parse_rate("12MB").unwrap(), 12_000_000);
@@ -274,11 +318,25 @@ mod tests {
         assert_eq!(parse_rate("2.5 MB/s").unwrap(), 2_500_000);
         assert_eq!(parse_rate("100B/s").unwrap(), 100);
         assert_eq!(parse_rate("1TB/s").unwrap(), 1_000_000_000_000);
+        // A plain number is bytes per second, as the JSON fields and gui.json hold it.
+        assert_eq!(parse_rate("800").unwrap(), 800);
+        assert_eq!(parse_rate("7").unwrap(), 7);
+    }
+
+    #[test]
+    fn a_bare_prefix_is_refused_with_both_spellings() {
+        for bare in ["100M", "100m", "8k", "1G", "2.5M", "100M/s", "100 Mi"] {
+            let e = parse_rate(bare).unwrap_err().to_string();
+            assert!(e.contains("does not say bits or bytes"), "{bare:?}: {e}");
+        }
+        let e = parse_rate("100M").unwrap_err().to_string();
+        assert!(e.contains("100Mbit/s") && e.contains("100MB/s"), "{e}");
+        assert!(parse_rate("100M/s").unwrap_err().to_string().contains("write 100Mbit/s or 100MB/s"));
     }
 
     #[test]
     fn rates_refuse_nonsense_and_zero() {
-        for bad in ["fast", "10X", "0", "7", "0MB/s", "/s", "M/s", "-1M", "12MB/h", "1e9", ""] {
+        for bad in ["fast", "10X", "0", "7bit/s", "0MB/s", "/s", "M/s", "-1M", "12MB/h", "1e9", ""] {
             assert!(parse_rate(bad).is_err(), "{bad:?} accepted");
         }
         let e = parse_rate("10X").unwrap_err().to_string();
@@ -301,6 +359,22 @@ mod tests {
         }
         for n in [1, 999, 1000, 12_345_678, 125_000_000_000, u64::MAX] {
             assert_eq!(parse_rate(&format_rate(n)).unwrap(), n, "{}", format_rate(n));
+        }
+    }
+
+    #[test]
+    fn human_rates_are_decimal_bytes_with_three_digits() {
+        assert_eq!(human_rate(0.0), "0 B/s");
+        assert_eq!(human_rate(f64::NAN), "0 B/s");
+        assert_eq!(human_rate(-3.0), "0 B/s");
+        assert_eq!(human_rate(999.4), "999 B/s");
+        assert_eq!(human_rate(12_500_000.0), "12.5 MB/s");
+        assert_eq!(human_rate(2.5 * 1024.0 * 1024.0), "2.62 MB/s");
+        assert_eq!(human_rate(980_000.0), "980 kB/s");
+        assert_eq!(human_rate(1.25e9), "1.25 GB/s");
+        // What a person reads is what they may type back (to the rounding shown).
+        for shown in ["12.5 MB/s", "980 kB/s", "1.25 GB/s"] {
+            assert!(parse_rate(shown).is_ok(), "{shown}");
         }
     }
 

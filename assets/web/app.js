@@ -26,6 +26,8 @@ function fmtBytes(n) {
   while (n >= 1000 && i < u.length - 1) { n /= 1000; i++; }
   return (i === 0 ? n.toFixed(0) : n.toFixed(n < 10 ? 2 : n < 100 ? 1 : 0)) + " " + u[i];
 }
+// Rates are bytes per second with decimal prefixes, rounded like `units::human_rate` in the
+// binary, so the page, the tray and the plain output show the same figure.
 const fmtRate = (bps) => fmtBytes(bps || 0) + "/s";
 function fmtPct(done, total) {
   if (!total) return "100%";

@@ -18,8 +18,8 @@ use crate::engine::Engine;
 use crate::manifest::{CacheMode, ChunkRule};
 use crate::master::MasterConfig;
 use crate::secret::SwarmSecret;
-use crate::status::NodeState;
-use crate::units::parse_rate;
+use crate::status::{NodeState, Snapshot};
+use crate::units::{human_rate, parse_rate};
 
 #[derive(Debug, clap::Args)]
 pub struct MasterArgs {
@@ -37,7 +37,7 @@ pub struct MasterArgs {
     /// Concurrent chunk uploads served by the master.
     #[arg(long, default_value_t = 8)]
     pub upload_slots: u32,
-    /// Upload limit: bits/s as 100M or 100Mbit/s, or bytes/s as 12MB/s (README: Units).
+    /// Upload limit in bytes/s as 12MB/s, or a link speed as 100Mbit/s (README: Units).
     #[arg(long)]
     pub max_upload: Option<String>,
     /// Never LZ4-compress chunks in flight.
@@ -92,6 +92,7 @@ pub fn run(args: MasterArgs) -> anyhow::Result<ExitCode> {
         let mut rx = master.status();
         let mut ready = false;
         let mut last_plain = std::time::Instant::now();
+        let mut errors = ErrorLines::default();
         let mut json_tick = tokio::time::interval(Duration::from_secs(1));
         loop {
             tokio::select! {
@@ -127,13 +128,16 @@ pub fn run(args: MasterArgs) -> anyhow::Result<ExitCode> {
                     }
                 }
                 _ => {
+                    if !args.node.json {
+                        errors.show(&s);
+                    }
                     if !args.node.json && last_plain.elapsed() >= Duration::from_secs(10) {
                         last_plain = std::time::Instant::now();
                         eprintln!(
-                            "lanscatter master: {} peers, {:.1} % delivered, serving {:.1} MB/s",
+                            "lanscatter master: {} peers, {:.1} % delivered, serving {}",
                             s.nodes.len().saturating_sub(1),
                             s.progress() * 100.0,
-                            s.upload_bps / 1e6
+                            human_rate(s.upload_bps)
                         );
                     }
                 }
@@ -142,4 +146,42 @@ pub fn run(args: MasterArgs) -> anyhow::Result<ExitCode> {
         master.shutdown().await;
         Ok(ExitCode::SUCCESS)
     })
+}
+
+/// The master's plain output names every error state's reason once per change: its own (an
+/// emptied source folder, an indexing error) and each peer's (a full disk, names it cannot
+/// create), which peers report in their stats and the status page shows per node.
+#[derive(Default)]
+struct ErrorLines {
+    /// Last reason printed per node (`None` key: the master itself), by node name.
+    shown: std::collections::HashMap<Option<String>, String>,
+}
+
+impl ErrorLines {
+    fn show(&mut self, s: &Snapshot) {
+        let mut now = std::collections::HashMap::new();
+        if let NodeState::Error { message } = &s.state {
+            now.insert(None, message.clone());
+        }
+        for n in s.nodes.iter().filter(|n| !n.is_master) {
+            if let NodeState::Error { message } = &n.state {
+                now.insert(Some(n.name.clone()), message.clone());
+            }
+        }
+        for (who, message) in &now {
+            if self.shown.get(who) != Some(message) {
+                match who {
+                    None => eprintln!("lanscatter master: error: {message}"),
+                    Some(name) => eprintln!("lanscatter master: peer {name}: error: {message}"),
+                }
+            }
+        }
+        for who in self.shown.keys().filter(|w| !now.contains_key(*w)) {
+            match who {
+                None => eprintln!("lanscatter master: the error cleared"),
+                Some(name) => eprintln!("lanscatter master: peer {name}: no longer reports an error"),
+            }
+        }
+        self.shown = now;
+    }
 }

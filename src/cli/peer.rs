@@ -17,7 +17,7 @@ use crate::engine::{is_done, Engine};
 use crate::manifest::CacheMode;
 use crate::peer::PeerConfig;
 use crate::status::{NodeState, Snapshot};
-use crate::units::parse_rate;
+use crate::units::{human_rate, parse_rate};
 
 #[derive(Debug, clap::Args)]
 pub struct PeerArgs {
@@ -41,10 +41,10 @@ pub struct PeerArgs {
     /// Concurrent chunk downloads.
     #[arg(long, default_value_t = 8)]
     pub download_slots: u32,
-    /// Upload limit: bits/s as 100M or 100Mbit/s, or bytes/s as 12MB/s (README: Units).
+    /// Upload limit in bytes/s as 12MB/s, or a link speed as 100Mbit/s (README: Units).
     #[arg(long)]
     pub max_upload: Option<String>,
-    /// Download limit: bits/s as 100M or 100Mbit/s, or bytes/s as 12MB/s (README: Units).
+    /// Download limit in bytes/s as 12MB/s, or a link speed as 100Mbit/s (README: Units).
     #[arg(long)]
     pub max_download: Option<String>,
     /// Do not ask for LZ4-compressed chunks nor serve them.
@@ -130,6 +130,8 @@ struct Reporter {
     server: String,
     shown: u64,
     shown_detail: Option<String>,
+    /// The error state's reason last printed: each new reason is printed once, in full.
+    shown_error: Option<String>,
 }
 
 impl Reporter {
@@ -139,14 +141,21 @@ impl Reporter {
             let b = indicatif::ProgressBar::new(0);
             b.set_style(
                 indicatif::ProgressStyle::with_template(
-                    "{msg:12} [{bar:40}] {bytes}/{total_bytes} {bytes_per_sec} ETA {eta}",
+                    "{msg:12} [{bar:40}] {bytes}/{total_bytes} {decimal_bytes_per_sec} ETA {eta}",
                 )
                 .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
                 .progress_chars("=> "),
             );
             b
         });
-        Reporter { bar, json: args.node.json, server: args.server.clone(), shown: 0, shown_detail: None }
+        Reporter {
+            bar,
+            json: args.node.json,
+            server: args.server.clone(),
+            shown: 0,
+            shown_detail: None,
+            shown_error: None,
+        }
     }
 
     fn show(&mut self, s: &Snapshot) -> anyhow::Result<()> {
@@ -155,6 +164,7 @@ impl Reporter {
             println!("{}", serde_json::to_string(s)?);
             return Ok(());
         }
+        self.show_error(s);
         let label = label(&s.state);
         let new_detail = s.detail.is_some() && s.detail != self.shown_detail;
         let every_5 = self.shown % 5 == 1;
@@ -173,16 +183,38 @@ impl Reporter {
             eprintln!("lanscatter peer: {label} ({})", self.server);
         } else if every_5 {
             eprintln!(
-                "lanscatter peer: {label}: {}/{} bytes ({:.1} %), {:.1} MB/s down, {:.1} MB/s up",
+                "lanscatter peer: {label}: {}/{} bytes ({:.1} %), {} down, {} up",
                 s.bytes_done,
                 s.bytes_total,
                 s.progress() * 100.0,
-                s.download_bps / 1e6,
-                s.upload_bps / 1e6
+                human_rate(s.download_bps),
+                human_rate(s.upload_bps)
             );
         }
         self.shown_detail = s.detail.clone();
         Ok(())
+    }
+
+    /// A non-fatal error says why once per change, not only the word "error" every 5 s (the
+    /// message names the file and the space for a full disk, see `peer::layout::LayoutError`).
+    fn show_error(&mut self, s: &Snapshot) {
+        let now = match &s.state {
+            NodeState::Error { message } => Some(message.clone()),
+            _ => None,
+        };
+        if now == self.shown_error {
+            return;
+        }
+        let line = match (&now, &self.shown_error) {
+            (Some(m), _) => format!("lanscatter peer: error: {m}"),
+            (None, Some(_)) => format!("lanscatter peer: {} (the error cleared)", label(&s.state)),
+            (None, None) => return,
+        };
+        match &self.bar {
+            Some(b) => b.println(line),
+            None => eprintln!("{line}"),
+        }
+        self.shown_error = now;
     }
 
     fn abandon(&self) {

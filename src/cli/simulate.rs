@@ -1,7 +1,8 @@
 //! `lanscatter simulate`: run the planner against a simulated swarm in virtual time.
 //!
 //! Sizes and rates are read by [`crate::units`] like everywhere else: `4M` = 4 MiB, `4MB` =
-//! 4,000,000 bytes; `100M` = 100 Mbit/s, `12MB/s` = 12,000,000 bytes/s. `--table` runs the
+//! 4,000,000 bytes; `100Mbit/s` = 12,500,000 bytes/s,
+//! `12MB/s` = 12,000,000 bytes/s. `--table` runs the
 //! issue's reference scenarios with both policies; `--bench-round` times planning rounds.
 
 use std::io::IsTerminal;
@@ -27,8 +28,8 @@ pub struct SimulateArgs {
     /// Chunk count (overrides --size).
     #[arg(long)]
     chunks: Option<usize>,
-    /// Link rate of every node, both directions: bits/s as 100M or 100Mbit/s, bytes/s as 12MB/s.
-    #[arg(long, default_value = "100M", value_parser = rate_bytes)]
+    /// Link rate of every node, both directions: 100Mbit/s (bits) or 12MB/s (bytes), README: Units.
+    #[arg(long, default_value = "100Mbit/s", value_parser = rate_bytes)]
     rate: f64,
     /// Master link rate if different (same units as --rate).
     #[arg(long, value_parser = rate_bytes)]
@@ -37,7 +38,7 @@ pub struct SimulateArgs {
     #[arg(long, default_value_t = 0)]
     slow: usize,
     /// Link rate of slow peers (same units as --rate).
-    #[arg(long, default_value = "10M", value_parser = rate_bytes)]
+    #[arg(long, default_value = "10Mbit/s", value_parser = rate_bytes)]
     slow_rate: f64,
     /// Fraction of peers joining late, at a uniform time in [0, --late-window].
     #[arg(long, default_value_t = 0.0)]
@@ -299,7 +300,8 @@ mod tests {
         assert_eq!(positive_size("4MB").unwrap(), 4_000_000);
         assert_eq!(positive_size("1GiB").unwrap(), 1 << 30);
         assert_eq!(positive_size("1T").unwrap(), 1 << 40);
-        assert_eq!(rate_bytes("100M").unwrap(), 100e6 / 8.0);
+        assert_eq!(rate_bytes("100Mbit/s").unwrap(), 100e6 / 8.0);
+        assert!(rate_bytes("100M").is_err(), "bits or bytes must be said");
         assert_eq!(rate_bytes("12MB/s").unwrap(), 12e6);
         assert!(rate_bytes("fast").is_err());
         assert!(positive_size("-1M").is_err());

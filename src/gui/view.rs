@@ -146,11 +146,9 @@ pub fn format_bytes(b: u64) -> String {
     }
 }
 
-pub fn format_rate(bps: f64) -> String {
-    if !bps.is_finite() || bps <= 0.0 {
-        return "0 B/s".into();
-    }
-    format!("{}/s", format_bytes(bps as u64))
+/// Rates read the same in the tray as on the status page and in the plain output.
+pub fn format_rate(bytes_per_sec: f64) -> String {
+    crate::units::human_rate(bytes_per_sec)
 }
 
 pub fn format_eta(eta: Option<f64>) -> String {
@@ -212,7 +210,7 @@ mod tests {
         v.download_bps = 2.5 * 1024.0 * 1024.0;
         v.eta_secs = Some(75.0);
         v.folder = PathBuf::from("/data/x");
-        assert_eq!(status_line(&v), "Peer: syncing 50% · ↓ 2.5 MiB/s · ETA 1m15s");
+        assert_eq!(status_line(&v), "Peer: syncing 50% · ↓ 2.62 MB/s · ETA 1m15s");
         let t = tooltip(&v);
         assert!(t.contains("/data/x") && t.contains("512.0 KiB of 1.0 MiB (50%)"), "{t}");
         v.phase = Some(NodeState::Error { message: "connection refused".into() });

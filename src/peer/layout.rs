@@ -38,8 +38,18 @@ use crate::storage::{self, EntryKind, Storage};
 pub enum LayoutError {
     #[error("cannot index the destination folder: {0}")]
     Scan(#[from] crate::manifest::ScanError),
-    #[error("disk full writing {path}: free some space; lanscatter keeps what it verified and resumes by itself")]
-    DiskFull { path: PathBuf },
+    #[error(
+        "disk full writing {}: {}free some space; lanscatter keeps what it verified and resumes by itself",
+        path.display(),
+        space_note(*free, *needed)
+    )]
+    DiskFull {
+        path: PathBuf,
+        /// Bytes the file system still had for us when the write failed, if it would say.
+        free: Option<u64>,
+        /// Bytes still to write for the current manifest, when known.
+        needed: Option<u64>,
+    },
     #[error("cannot prepare {path}: {source}")]
     Io { path: PathBuf, source: io::Error },
     #[error("cannot read {path} in the destination folder ({reason}); fix its permissions, lanscatter retries")]
@@ -48,9 +58,37 @@ pub enum LayoutError {
 
 fn io_err(path: &Path, source: io::Error) -> LayoutError {
     if storage::is_disk_full(&source) {
-        LayoutError::DiskFull { path: path.to_path_buf() }
+        LayoutError::DiskFull { path: path.to_path_buf(), free: None, needed: None }
     } else {
         LayoutError::Io { path: path.to_path_buf(), source }
+    }
+}
+
+/// "free 12 KiB, needs at least 2 MiB more; " for a full disk's message (empty when unknown), so the
+/// user knows how much to clear rather than only that something is full.
+fn space_note(free: Option<u64>, needed: Option<u64>) -> String {
+    use crate::units::human_size;
+    match (free, needed) {
+        (Some(f), Some(n)) => format!("free {}, needs at least {} more; ", human_size(f), human_size(n)),
+        (Some(f), None) => format!("free {}; ", human_size(f)),
+        (None, Some(n)) => format!("needs at least {} more; ", human_size(n)),
+        (None, None) => String::new(),
+    }
+}
+
+impl LayoutError {
+    /// Fill a full disk's free space (asked of `storage` at `path`'s file system) and the bytes
+    /// still needed; other errors pass unchanged.
+    pub fn with_space(self, storage: &dyn Storage, needed: Option<u64>) -> LayoutError {
+        match self {
+            LayoutError::DiskFull { path, free, needed: was } => {
+                let free = free.or_else(|| {
+                    path.ancestors().find_map(|a| storage.free_space(a).ok())
+                });
+                LayoutError::DiskFull { path, free, needed: needed.or(was) }
+            }
+            other => other,
+        }
     }
 }
 
@@ -388,7 +426,8 @@ impl Layout {
                 // Keep what is not written as pending; verified places stay done.
                 self.pending.insert(*h, places[i..].to_vec());
                 self.mark_done(h, &done, data.len() as u64)?;
-                return Err(io_err(&path, e));
+                let left = self.bytes_total.saturating_sub(self.bytes_done);
+                return Err(io_err(&path, e).with_space(&*self.storage, Some(left)));
             }
             done.push((fi, off));
         }

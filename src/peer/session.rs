@@ -367,6 +367,7 @@ impl Session {
         }
         self.publish_state(NodeState::Indexing { done: 0, total: manifest.total_bytes() });
         let (root, cache, storage) = (ctx.root.clone(), ctx.cfg.cache.clone(), ctx.cfg.storage.clone());
+        let space = storage.clone();
         let res = tokio::task::spawn_blocking(move || Layout::prepare(&root, id, manifest, &cache, storage)).await;
         match res {
             Ok(Ok(l)) => {
@@ -390,9 +391,9 @@ impl Session {
             | Ok(Err(e @ LayoutError::Io { .. }))
             | Ok(Err(e @ LayoutError::Scan(_)))
             | Ok(Err(e @ LayoutError::Unreadable { .. })) => {
-                let msg = e.to_string();
-                self.events.push(msg.clone());
                 self.disk_error = matches!(e, LayoutError::DiskFull { .. });
+                let msg = e.with_space(&*space, None).to_string();
+                self.events.push(msg.clone());
                 self.error = Some(msg.clone());
                 self.publish();
                 // Retry the whole connection later: a full disk may get space again.

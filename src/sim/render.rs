@@ -15,7 +15,7 @@ pub fn lines(frame: &Frame, width: usize) -> Vec<String> {
     let per_cell = frame.chunks.div_ceil(width).max(1);
     let mut out = Vec::with_capacity(frame.rows.len() + 1);
     out.push(format!(
-        "t = {:8.2} s   (one cell = {} chunk{})   down up  avg Mbit/s",
+        "t = {:8.2} s   (one cell = {} chunk{})   down up  avg MB/s",
         frame.t,
         per_cell,
         if per_cell == 1 { "" } else { "s" }
@@ -39,7 +39,7 @@ pub fn lines(frame: &Frame, width: usize) -> Vec<String> {
             line.push(ch);
         }
         if r.online {
-            let _ = write!(line, " {:4} {:2} {:6.1}", r.downloads, r.uploads, r.avg_down * 8.0 / 1e6);
+            let _ = write!(line, " {:4} {:2} {:6.1}", r.downloads, r.uploads, r.avg_down / 1e6);
         } else {
             line.push_str("  (offline)");
         }
