@@ -4,7 +4,9 @@
 //! connections and never finishes its headers (slowloris) holds a socket and a task each for as
 //! long as it likes. This loop is the same thing on hyper-util with a header-read timeout, plus
 //! what the routers rely on: websocket upgrades, the client's address as axum's `ConnectInfo`,
-//! and a graceful shutdown that lets running requests finish.
+//! and a graceful shutdown that lets running requests finish. HTTP/1.1 only: every client of
+//! ours (peers, the tray, browsers on plain `http://`) speaks it, and leaving HTTP/2 out keeps
+//! `h2` and its dependencies out of the binary (README "Dependency notes").
 
 use std::future::Future;
 use std::time::Duration;
@@ -16,10 +18,10 @@ use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::IntoResponse;
 use axum::Router;
 use hyper::body::Incoming;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::{GracefulShutdown, Watcher};
+use hyper::server::conn::http1;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
 use tower::ServiceExt;
 
 use super::Security;
@@ -54,9 +56,10 @@ pub async fn serve_secured(
     security: Security,
     shutdown: impl Future<Output = ()>,
 ) {
-    let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder.http1().timer(TokioTimer::new()).header_read_timeout(header_timeout);
-    let graceful = GracefulShutdown::new();
+    let mut builder = http1::Builder::new();
+    builder.timer(TokioTimer::new()).header_read_timeout(header_timeout);
+    // `true` once the server stops: each connection then finishes its request and closes.
+    let (stopping, stop) = watch::channel(false);
     let mut conns = tokio::task::JoinSet::new();
     tokio::pin!(shutdown);
     loop {
@@ -77,12 +80,14 @@ pub async fn serve_secured(
         // Chunk answers end with a small final write; Nagle would hold it back.
         let _ = stream.set_nodelay(true);
         let conn = Conn { router: router.clone(), builder: builder.clone(), addr, what, header_timeout };
-        conns.spawn(conn.run(stream, security.clone(), graceful.watcher()));
+        conns.spawn(conn.run(stream, security.clone(), stop.clone()));
     }
     drop(listener);
+    let _ = stopping.send(true);
     // Streams such as the status page's event stream never end by themselves: give running
     // requests a moment, then close what is left (the GUI's runtime outlives an engine).
-    if tokio::time::timeout(SHUTDOWN_GRACE, graceful.shutdown()).await.is_err() {
+    let drained = async { while conns.join_next().await.is_some() {} };
+    if tokio::time::timeout(SHUTDOWN_GRACE, drained).await.is_err() {
         tracing::debug!("{what}: {} connection(s) still open after {SHUTDOWN_GRACE:?}; closing them", conns.len());
     }
     conns.shutdown().await;
@@ -102,7 +107,7 @@ pub enum Access {
 /// One accepted connection and what serving it needs.
 struct Conn {
     router: Router,
-    builder: auto::Builder<TokioExecutor>,
+    builder: http1::Builder,
     addr: SocketAddr,
     what: &'static str,
     header_timeout: Duration,
@@ -112,21 +117,21 @@ struct Conn {
 const TLS_HANDSHAKE: u8 = 0x16;
 
 impl Conn {
-    async fn run(self, stream: TcpStream, security: Security, watcher: Watcher) {
+    async fn run(self, stream: TcpStream, security: Security, stop: watch::Receiver<bool>) {
         let Some(tls) = security.tls() else {
-            return self.http(TokioIo::new(stream), Access::Open, None, watcher).await;
+            return self.http(TokioIo::new(stream), Access::Open, None, stop).await;
         };
         let mut first = [0u8; 1];
         match tokio::time::timeout(self.header_timeout, stream.peek(&mut first)).await {
             Ok(Ok(1)) if first[0] == TLS_HANDSHAKE => {}
             Ok(Ok(1)) => {
                 let token = security.web_token().map(str::to_owned);
-                return self.http(TokioIo::new(stream), Access::Web, token, watcher).await;
+                return self.http(TokioIo::new(stream), Access::Web, token, stop).await;
             }
             _ => return,
         }
         match tokio::time::timeout(self.header_timeout, tls.acceptor().accept(stream)).await {
-            Ok(Ok(s)) => self.http(TokioIo::new(s), Access::Member, None, watcher).await,
+            Ok(Ok(s)) => self.http(TokioIo::new(s), Access::Member, None, stop).await,
             Ok(Err(e)) => {
                 tracing::warn!("{}: refused {}: not a member of this swarm ({e})", self.what, self.addr)
             }
@@ -134,7 +139,7 @@ impl Conn {
         }
     }
 
-    async fn http<I>(self, io: TokioIo<I>, access: Access, token: Option<String>, watcher: Watcher)
+    async fn http<I>(self, io: TokioIo<I>, access: Access, token: Option<String>, stop: watch::Receiver<bool>)
     where
         I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin + 'static,
     {
@@ -157,8 +162,17 @@ impl Conn {
                 }
             }
         });
-        let conn = self.builder.serve_connection_with_upgrades(io, svc).into_owned();
-        if let Err(e) = watcher.watch(conn).await {
+        let conn = self.builder.serve_connection(io, svc).with_upgrades();
+        tokio::pin!(conn);
+        let mut stop = stop;
+        let res = tokio::select! {
+            r = conn.as_mut() => r,
+            _ = stop.wait_for(|s| *s) => {
+                conn.as_mut().graceful_shutdown();
+                conn.await
+            }
+        };
+        if let Err(e) = res {
             tracing::debug!("{what}: connection from {addr} ended: {e}");
         }
     }
