@@ -78,7 +78,7 @@ pub fn format_size(bytes: u64) -> String {
     const BINARY: [(u64, &str); 4] = [(1 << 40, "TiB"), (1 << 30, "GiB"), (1 << 20, "MiB"), (1 << 10, "KiB")];
     const DECIMAL: [(u64, &str); 4] = [(TERA, "TB"), (GIGA, "GB"), (MEGA, "MB"), (KILO, "KB")];
     for (unit, name) in BINARY.into_iter().chain(DECIMAL) {
-        if bytes >= unit && bytes % unit == 0 {
+        if bytes >= unit && bytes.is_multiple_of(unit) {
             return format!("{} {name}", bytes / unit);
         }
     }
@@ -209,7 +209,10 @@ fn size_multiplier(unit: &str) -> Option<u128> {
 
 /// What a rate's unit says: units per second and whether they are bits.
 enum RateUnit {
-    Known { mult: u128, bits: bool },
+    Known {
+        mult: u128,
+        bits: bool,
+    },
     /// A prefix without `B` or `bit` (`100M`): bits or bytes, nobody can tell.
     Ambiguous,
     Unknown,

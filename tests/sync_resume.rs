@@ -16,7 +16,17 @@ const SLOTS: u64 = 2;
 fn peer_cmd(master: std::net::SocketAddr, dst: &std::path::Path, exit_when_done: bool) -> Command {
     let mut c = cli(["peer", &master.to_string()]);
     c.arg(dst)
-        .args(["--port", "0", "--bind", "127.0.0.1", "--advertise", "127.0.0.1", "--max-download", "3MB/s", "--no-cache"])
+        .args([
+            "--port",
+            "0",
+            "--bind",
+            "127.0.0.1",
+            "--advertise",
+            "127.0.0.1",
+            "--max-download",
+            "3MB/s",
+            "--no-cache",
+        ])
         .arg("--open")
         .args(["--download-slots", &SLOTS.to_string()])
         .stdout(Stdio::null());

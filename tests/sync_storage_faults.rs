@@ -108,9 +108,11 @@ async fn the_plain_output_says_which_file_filled_the_disk_and_the_space() {
     let mut peer = common::Proc::start(cmd, common::Lines::Stderr);
     let dst2 = dst.clone();
     let line = tokio::task::spawn_blocking(move || {
-        let l = peer.wait_for("the disk-full reason (needs util-linux unshare and user namespaces)", Duration::from_secs(60), |l| {
-            l.starts_with("lanscatter peer: error: disk full writing ")
-        });
+        let l = peer.wait_for(
+            "the disk-full reason (needs util-linux unshare and user namespaces)",
+            Duration::from_secs(60),
+            |l| l.starts_with("lanscatter peer: error: disk full writing "),
+        );
         (l, peer)
     })
     .await

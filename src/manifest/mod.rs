@@ -198,7 +198,7 @@ pub struct FileEntry {
 impl FileEntry {
     /// The chunk starting at `offset`, if that is a chunk boundary of this file.
     pub fn chunk_at(&self, offset: u64) -> Option<&Chunk> {
-        if self.chunk_size == 0 || offset % self.chunk_size != 0 {
+        if self.chunk_size == 0 || !offset.is_multiple_of(self.chunk_size) {
             return None;
         }
         self.chunks.get((offset / self.chunk_size) as usize).filter(|c| c.offset == offset)

@@ -163,13 +163,13 @@ impl Coord {
     /// Periodic work after a tick's round: a slot log line every second (when enabled) and a
     /// status snapshot every third tick.
     fn after_tick(&mut self, ticks: u64, status: &watch::Sender<Snapshot>) {
-        if ticks % 10 == 0 && tracing::enabled!(target: "lanscatter::slots", tracing::Level::DEBUG) {
+        if ticks.is_multiple_of(10) && tracing::enabled!(target: "lanscatter::slots", tracing::Level::DEBUG) {
             let st = self.planner.stats();
             let row: Vec<String> =
                 st.nodes.iter().map(|n| format!("{}:{}/{}", n.have, n.downloads, n.uploads)).collect();
             tracing::debug!(target: "lanscatter::slots", "have:down/up {}", row.join(" "));
         }
-        if ticks % 3 == 0 {
+        if ticks.is_multiple_of(3) {
             let snap = self.snapshot();
             status.send_replace(snap);
         }

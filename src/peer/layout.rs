@@ -82,9 +82,7 @@ impl LayoutError {
     pub fn with_space(self, storage: &dyn Storage, needed: Option<u64>) -> LayoutError {
         match self {
             LayoutError::DiskFull { path, free, needed: was } => {
-                let free = free.or_else(|| {
-                    path.ancestors().find_map(|a| storage.free_space(a).ok())
-                });
+                let free = free.or_else(|| path.ancestors().find_map(|a| storage.free_space(a).ok()));
                 LayoutError::DiskFull { path, free, needed: needed.or(was) }
             }
             other => other,

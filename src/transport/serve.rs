@@ -167,7 +167,8 @@ impl Conn {
         let mut stop = stop;
         let res = tokio::select! {
             r = conn.as_mut() => r,
-            _ = stop.wait_for(|s| *s) => {
+            // The guard `wait_for` returns must not live across the await below (not `Send`).
+            _ = async { stop.wait_for(|s| *s).await.is_ok() } => {
                 conn.as_mut().graceful_shutdown();
                 conn.await
             }
