@@ -54,11 +54,15 @@ pub enum LayoutError {
     Io { path: PathBuf, source: io::Error },
     #[error("cannot read {path} in the destination folder ({reason}); fix its permissions, lanscatter retries")]
     Unreadable { path: String, reason: String },
+    #[error("{}", super::names::locked_message(path))]
+    Locked { path: PathBuf },
 }
 
 fn io_err(path: &Path, source: io::Error) -> LayoutError {
     if storage::is_disk_full(&source) {
         LayoutError::DiskFull { path: path.to_path_buf(), free: None, needed: None }
+    } else if storage::is_locked(&source) {
+        LayoutError::Locked { path: path.to_path_buf() }
     } else {
         LayoutError::Io { path: path.to_path_buf(), source }
     }
@@ -114,6 +118,10 @@ pub struct Layout {
     pub lost: Vec<ChunkHash>,
     /// Chunks copied or moved locally in `prepare` (not downloaded).
     pub local_copies: u64,
+    /// Files skipped because another program holds them locked (retried by a new layout).
+    pub locked: Vec<PathBuf>,
+    /// How many of `locked` the session has reported.
+    locked_reported: usize,
 }
 
 /// What stays in the folder that the manifest lacks, kept until the end of `prepare` because
@@ -226,18 +234,26 @@ impl Layout {
     ) -> Result<Layout, LayoutError> {
         // The engine creates its folder only here, after the master's greeting was checked.
         storage.create_dir_all(root).map_err(|e| io_err(root, e))?;
+        let folds_case = super::names::is_case_insensitive(root, &*storage).map_err(|e| io_err(root, e))?;
         let opts = ScanOptions {
             chunk_rule: manifest.chunk_rule,
             cache: cache.clone(),
             skip_unreadable: true,
             ..Default::default()
         };
-        let scanned = crate::manifest::scan_dir(root, &opts)?;
+        let mut scanned = crate::manifest::scan_dir(root, &opts)?;
         refuse_unreadable(&scanned.manifest)?;
+        let needed = needed_dirs(&manifest);
+        if folds_case {
+            super::names::match_case(root, &manifest, &needed, &mut scanned.manifest, &*storage)
+                .map_err(|(p, e)| io_err(&p, e))?;
+        }
         let local = &scanned.manifest;
         let plan = crate::manifest::diff(&manifest, local);
         let mut layout = Layout::empty(root, manifest_id, manifest.clone(), storage);
-        let needed = needed_dirs(&manifest);
+        if folds_case {
+            layout.refuse_case_collisions(&needed);
+        }
         let leftovers = clear_the_way(root, &manifest, &scanned, &needed, &*layout.storage)?;
         let mut spare = Leftovers { paths: leftovers, ..Default::default() };
         for lf in local.files.iter().filter(|lf| lf.size > 0 && manifest.file(&lf.path).is_none()) {
@@ -294,7 +310,67 @@ impl Layout {
             unsyncable,
             lost: Vec::new(),
             local_copies: 0,
+            locked: Vec::new(),
+            locked_reported: 0,
         }
+    }
+
+    /// On a case-insensitive folder, files whose paths differ only by case cannot all exist:
+    /// none of them is synced, and the peer says which (see [`super::names`]).
+    fn refuse_case_collisions(&mut self, needed: &HashSet<&str>) {
+        let (refused, messages) = super::names::case_collisions(&self.manifest, needed);
+        for (fi, f) in self.manifest.files.iter().enumerate() {
+            if refused.contains(&f.path) {
+                self.paths[fi] = None;
+            }
+        }
+        self.unsyncable.extend(messages);
+    }
+
+    /// File `fi` cannot be written in this layout: its chunks stay pending (never complete)
+    /// and no place of it waits for a write.
+    fn never_here(&mut self, fi: usize) {
+        let f = self.manifest.clone();
+        for places in self.pending.values_mut() {
+            places.retain(|&(i, _)| i != fi);
+        }
+        for c in &f.files[fi].chunks {
+            self.pending.entry(c.hash).or_default();
+        }
+        self.file_pending[fi] = self.file_pending[fi].max(f.files[fi].chunks.len().max(1) as u32);
+    }
+
+    /// Another program holds file `fi` locked: skip it in this layout, say so, and let the
+    /// session retry with a new layout (a sharing violation is not a failed sync).
+    fn skip_locked(&mut self, fi: usize) {
+        if let Some(p) = self.paths[fi].take() {
+            tracing::warn!("{}", super::names::locked_message(&p));
+            self.locked.push(p);
+        }
+        self.never_here(fi);
+    }
+
+    /// A write to file `fi` failed: a locked file or a name this folder's file system rejects
+    /// (a Windows-hostile name on FAT or SMB) is skipped with a message; anything else fails.
+    fn skip_or_fail(&mut self, fi: usize, path: &Path, e: io::Error) -> Result<(), LayoutError> {
+        if storage::is_locked(&e) {
+            self.skip_locked(fi);
+        } else if storage::is_name_rejected(&e) {
+            self.unsyncable
+                .push(format!("{}: this folder's file system rejects the name ({e})", self.manifest.files[fi].path));
+            self.paths[fi] = None;
+            self.never_here(fi);
+        } else {
+            return Err(io_err(path, e));
+        }
+        Ok(())
+    }
+
+    /// Locked files skipped since the last call (the session reports each once).
+    pub fn take_locked_news(&mut self) -> Vec<PathBuf> {
+        let news = self.locked[self.locked_reported..].to_vec();
+        self.locked_reported = self.locked.len();
+        news
     }
 
     fn create_dirs(&mut self, root: &Path, needed: HashSet<&str>) -> Result<(), LayoutError> {
@@ -322,16 +398,15 @@ impl Layout {
         let f = &f.files[fi];
         let Some(path) = self.paths[fi].clone() else {
             // Cannot exist here: its chunks stay pending forever and the peer reports it.
-            for c in &f.chunks {
-                self.pending.entry(c.hash).or_default();
-            }
-            self.file_pending[fi] = f.chunks.len().max(1) as u32;
+            self.never_here(fi);
             return Ok(());
         };
         if todo.is_some_and(|w| w.chunks.len() == f.chunks.len()) && self.move_spare(f, &path, spare) {
             todo = None;
         }
-        self.storage.set_len(&path, f.size).map_err(|e| io_err(&path, e))?;
+        if let Err(e) = self.storage.set_len(&path, f.size) {
+            return self.skip_or_fail(fi, &path, e);
+        }
         let todo: HashMap<u64, &DiffSource> =
             todo.map(|w| w.chunks.iter().map(|c| (c.offset, &c.source)).collect()).unwrap_or_default();
         for c in &f.chunks {
@@ -421,6 +496,10 @@ impl Layout {
         for (i, &(fi, off)) in places.iter().enumerate() {
             let Some(path) = self.paths[fi].clone() else { continue };
             if let Err(e) = self.storage.write_at(&path, off, data) {
+                if storage::is_locked(&e) {
+                    self.skip_locked(fi);
+                    continue;
+                }
                 // Keep what is not written as pending; verified places stay done.
                 self.pending.insert(*h, places[i..].to_vec());
                 self.mark_done(h, &done, data.len() as u64)?;
@@ -447,11 +526,13 @@ impl Layout {
         Ok(())
     }
 
-    fn finish_file(&self, fi: usize) -> Result<(), LayoutError> {
-        let f = &self.manifest.files[fi];
-        let Some(path) = &self.paths[fi] else { return Ok(()) };
-        if self.storage.mtime(path).map_err(|e| io_err(path, e))? != f.mtime {
-            self.storage.set_mtime(path, f.mtime).map_err(|e| io_err(path, e))?;
+    fn finish_file(&mut self, fi: usize) -> Result<(), LayoutError> {
+        let mtime = self.manifest.files[fi].mtime;
+        let Some(path) = self.paths[fi].clone() else { return Ok(()) };
+        if self.storage.mtime(&path).map_err(|e| io_err(&path, e))? != mtime {
+            if let Err(e) = self.storage.set_mtime(&path, mtime) {
+                return self.skip_or_fail(fi, &path, e);
+            }
         }
         Ok(())
     }
@@ -539,7 +620,9 @@ mod tests {
     }
 
     fn prepare(dst: &Path, m: &Arc<Manifest>) -> Layout {
-        Layout::prepare(dst, 1, m.clone(), &CacheMode::Disabled, Arc::new(Disk)).unwrap()
+        // As the peer does at start (`check_dst`): the storage refuses links at any component.
+        let dst = std::fs::canonicalize(dst).unwrap();
+        Layout::prepare(&dst, 1, m.clone(), &CacheMode::Disabled, Arc::new(Disk)).unwrap()
     }
 
     /// Feed every missing chunk from the source, as verified fetches would.

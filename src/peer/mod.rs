@@ -31,6 +31,7 @@ use crate::transport::fetch::Fetcher;
 use crate::transport::Security;
 
 pub mod layout;
+pub mod names;
 pub mod session;
 
 #[derive(Debug, Clone)]

@@ -78,6 +78,9 @@ struct Session {
     last_rescan: Instant,
 }
 
+/// How often files skipped as locked by another program are tried again.
+const LOCKED_RETRY: Duration = Duration::from_secs(2);
+
 /// How long connecting and each handshake step may take.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -370,13 +373,16 @@ impl Session {
         let space = storage.clone();
         let res = tokio::task::spawn_blocking(move || Layout::prepare(&root, id, manifest, &cache, storage)).await;
         match res {
-            Ok(Ok(l)) => {
+            Ok(Ok(mut l)) => {
                 if self.disk_error && l.is_complete() {
                     self.disk_error = false;
                     self.error = None;
                 }
                 for u in &l.unsyncable {
                     self.events.push(format!("cannot create {u}"));
+                }
+                for p in l.take_locked_news() {
+                    self.events.push(super::names::locked_message(&p));
                 }
                 if !l.unsyncable.is_empty() {
                     self.error = Some(format!("cannot create on this system: {}", l.unsyncable.join("; ")));
@@ -388,6 +394,7 @@ impl Session {
                 Ok(())
             }
             Ok(Err(e @ LayoutError::DiskFull { .. }))
+            | Ok(Err(e @ LayoutError::Locked { .. }))
             | Ok(Err(e @ LayoutError::Io { .. }))
             | Ok(Err(e @ LayoutError::Scan(_)))
             | Ok(Err(e @ LayoutError::Unreadable { .. })) => {
@@ -432,6 +439,7 @@ impl Session {
             send(ch, &PeerMsg::Lost { chunks: lost }).await?;
             self.last_rescan = Instant::now() - self.ctx.cfg.rescan_interval; // re-check the folder now
         }
+        self.retry_locked(ch, tr).await?;
         let snap = self.publish();
         send(
             ch,
@@ -454,6 +462,27 @@ impl Session {
                 self.send_have_all(ch).await?;
             }
             self.last_rescan = Instant::now();
+        }
+        Ok(())
+    }
+
+    /// Report files skipped as locked, and once the fetches drained, retry them with a new
+    /// layout every [`LOCKED_RETRY`] (the program holding one may have let go).
+    async fn retry_locked(&mut self, ch: &mut Channel, tr: &Transfers) -> Result<(), String> {
+        let news = self.with_layout(|l| l.take_locked_news()).unwrap_or_default();
+        for p in news {
+            self.events.push(super::names::locked_message(&p));
+        }
+        if !tr.active.is_empty() || self.last_rescan.elapsed() < LOCKED_RETRY {
+            return Ok(());
+        }
+        let current = self.with_layout(|l| (!l.locked.is_empty()).then(|| (l.manifest_id, l.manifest.clone())));
+        if let Some(Some((id, m))) = current {
+            tracing::debug!("retrying locked files in {}", self.ctx.root.display());
+            if let Err(End::Disconnected(e) | End::Fatal(e)) = self.relayout(id, m).await {
+                return Err(e);
+            }
+            self.send_have_all(ch).await?;
         }
         Ok(())
     }

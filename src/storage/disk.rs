@@ -9,9 +9,14 @@
 //! Positional I/O (`pread`/`pwrite`, `seek_read`/`seek_write` on Windows) lets many chunk
 //! writes to one file proceed without sharing a cursor.
 
-use std::fs::{File, OpenOptions};
+use std::ffi::OsStr;
+use std::fs::File;
 use std::io;
-use std::path::Path;
+use std::path::{Component, Path, PathBuf};
+
+use cap_fs_ext::{DirExt, FollowSymlinks, OpenOptionsFollowExt};
+use cap_std::ambient_authority;
+use cap_std::fs::Dir;
 
 use super::{Disk, Storage};
 use crate::manifest::Mtime;
@@ -59,30 +64,15 @@ fn pwrite_all(f: &File, mut buf: &[u8], mut offset: u64) -> io::Result<()> {
 
 impl Storage for Disk {
     fn read_at(&self, path: &Path, offset: u64, len: u64) -> io::Result<Vec<u8>> {
-        use std::io::{Read, Seek, SeekFrom};
-        let size = usize::try_from(len).map_err(|_| io::Error::other("chunk too large"))?;
-        let mut f = File::open(path)?;
-        f.seek(SeekFrom::Start(offset))?;
-        // read_to_end into reserved capacity skips zero-filling the buffer first (that memset
-        // was ~6 % of a serving peer's CPU in the LAN bench).
-        let mut buf = Vec::with_capacity(size);
-        f.take(len).read_to_end(&mut buf)?;
-        if buf.len() != size {
-            return Err(io::Error::new(
-                io::ErrorKind::UnexpectedEof,
-                format!("file ends before byte {}", offset + len),
-            ));
-        }
-        Ok(buf)
+        read_from(open_leaf(path, Access::Read)?, offset, len)
     }
 
     fn write_at(&self, path: &Path, offset: u64, data: &[u8]) -> io::Result<()> {
-        let f = OpenOptions::new().write(true).open(path)?;
-        pwrite_all(&f, data, offset)
+        pwrite_all(&open_leaf(path, Access::Write)?, data, offset)
     }
 
     fn set_len(&self, path: &Path, len: u64) -> io::Result<()> {
-        let f = OpenOptions::new().write(true).create(true).truncate(false).open(path)?;
+        let f = open_leaf(path, Access::Create)?;
         if f.metadata()?.len() != len {
             f.set_len(len)?;
         }
@@ -90,46 +80,225 @@ impl Storage for Disk {
     }
 
     fn set_mtime(&self, path: &Path, mtime: Mtime) -> io::Result<()> {
-        let f = OpenOptions::new().write(true).open(path)?;
+        let f = open_leaf(path, Access::Write)?;
         f.set_times(std::fs::FileTimes::new().set_modified(mtime.to_system_time()))
     }
 
     fn mtime(&self, path: &Path) -> io::Result<Mtime> {
-        Ok(Mtime::from(std::fs::symlink_metadata(path)?.modified()?))
+        let (dir, leaf) = parent_of(path)?;
+        Ok(Mtime::from(dir.symlink_metadata(leaf)?.modified()?.into_std()))
     }
 
     fn kind(&self, path: &Path) -> io::Result<Option<EntryKind>> {
-        match std::fs::symlink_metadata(path) {
-            Ok(m) => Ok(Some(EntryKind::of(m.file_type()))),
+        let found = parent_of(path).and_then(|(dir, leaf)| dir.symlink_metadata(leaf));
+        match found {
+            Ok(m) => Ok(Some(EntryKind::of_cap(m.file_type()))),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(e),
         }
     }
 
     fn create_dir_all(&self, path: &Path) -> io::Result<()> {
-        std::fs::create_dir_all(path)
+        let (start, names) = split(path)?;
+        let mut dir = Dir::open_ambient_dir(start, ambient_authority())?;
+        for name in names {
+            dir = match dir.open_dir_nofollow(name) {
+                Err(e) if e.kind() == io::ErrorKind::NotFound => match dir.create_dir(name) {
+                    Err(e) if e.kind() != io::ErrorKind::AlreadyExists => return Err(e),
+                    _ => step(&dir, name, path)?,
+                },
+                Err(_) => step(&dir, name, path)?,
+                Ok(d) => d,
+            };
+        }
+        Ok(())
     }
 
     fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
-        std::fs::rename(from, to)
+        let (from_dir, from_leaf) = parent_of(from)?;
+        let (to_dir, to_leaf) = parent_of(to)?;
+        // renameat replaces a link at `to` with the file: the link's target is never involved.
+        from_dir.rename(from_leaf, &to_dir, to_leaf)
     }
 
     fn remove(&self, path: &Path) -> io::Result<()> {
-        match std::fs::symlink_metadata(path) {
-            Ok(m) if m.is_dir() => std::fs::remove_dir_all(path),
-            Ok(_) => std::fs::remove_file(path),
+        let (dir, leaf) = match parent_of(path) {
+            Ok(found) => found,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(e),
+        };
+        match dir.symlink_metadata(leaf) {
+            // cap-std's remove_dir_all unlinks links inside the tree, never what they point to.
+            Ok(m) if m.is_dir() => dir.remove_dir_all(leaf),
+            Ok(_) => dir.remove_file_or_symlink(leaf),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
             Err(e) => Err(e),
         }
     }
 
     fn sync(&self, path: &Path) -> io::Result<()> {
-        OpenOptions::new().write(true).open(path)?.sync_data()
+        open_leaf(path, Access::Write)?.sync_data()
     }
 
     fn free_space(&self, path: &Path) -> io::Result<u64> {
-        fs4::available_space(path)
+        fs4::available_space(long_path(path))
     }
+}
+
+/// Read exactly `len` bytes at `offset` of an open file.
+fn read_from(mut f: File, offset: u64, len: u64) -> io::Result<Vec<u8>> {
+    use std::io::{Read, Seek, SeekFrom};
+    let size = usize::try_from(len).map_err(|_| io::Error::other("chunk too large"))?;
+    f.seek(SeekFrom::Start(offset))?;
+    // read_to_end into reserved capacity skips zero-filling the buffer first (that memset
+    // was ~6 % of a serving peer's CPU in the LAN bench).
+    let mut buf = Vec::with_capacity(size);
+    f.take(len).read_to_end(&mut buf)?;
+    if buf.len() != size {
+        return Err(io::Error::new(io::ErrorKind::UnexpectedEof, format!("file ends before byte {}", offset + len)));
+    }
+    Ok(buf)
+}
+
+/// Path-based reads that follow links above and inside the folder: the master's view of its
+/// own source folder ([`super::ReadOnlyDisk`]), which it never writes and which may well sit
+/// behind a symlink (`/tmp` on macOS). The scan already left out links inside it.
+pub(super) mod following {
+    use super::*;
+
+    pub fn read_at(path: &Path, offset: u64, len: u64) -> io::Result<Vec<u8>> {
+        read_from(File::open(path)?, offset, len)
+    }
+
+    pub fn mtime(path: &Path) -> io::Result<Mtime> {
+        Ok(Mtime::from(std::fs::symlink_metadata(path)?.modified()?))
+    }
+
+    pub fn kind(path: &Path) -> io::Result<Option<EntryKind>> {
+        match std::fs::symlink_metadata(path) {
+            Ok(m) => Ok(Some(EntryKind::of(m.file_type()))),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+}
+
+/// A symbolic link (or Windows reparse point) where the folder needs a plain file or dir:
+/// foreign content, never written through. The peer's next layout removes the link itself.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "{0} is a symbolic link: lanscatter never writes through links; it removes the link and syncs what the master has"
+)]
+pub struct LinkInPath(pub PathBuf);
+
+/// True if `e` is a [`LinkInPath`] refusal.
+pub fn is_link_in_path(e: &io::Error) -> bool {
+    e.get_ref().is_some_and(|inner| inner.is::<LinkInPath>())
+}
+
+fn link_error(path: &Path) -> io::Error {
+    io::Error::other(LinkInPath(path.to_path_buf()))
+}
+
+fn is_link(dir: &Dir, name: &OsStr) -> bool {
+    dir.symlink_metadata(name).is_ok_and(|m| m.file_type().is_symlink())
+}
+
+/// Open directory `name` inside `dir` without following a link; a link is a [`LinkInPath`].
+fn step(dir: &Dir, name: &OsStr, whole: &Path) -> io::Result<Dir> {
+    dir.open_dir_nofollow(name).map_err(|e| if is_link(dir, name) { link_error(whole) } else { e })
+}
+
+/// Split an absolute path into where the walk starts (the file-system root or drive) and the
+/// names below it. Anything but plain names (`.`, `..`) is refused: storage paths come from
+/// `crate::paths::to_local` and never hold them.
+fn split(path: &Path) -> io::Result<(PathBuf, Vec<&OsStr>)> {
+    let invalid =
+        || io::Error::new(io::ErrorKind::InvalidInput, format!("{} is not a plain absolute path", path.display()));
+    if !path.is_absolute() {
+        return Err(invalid());
+    }
+    let mut start = PathBuf::new();
+    let mut names = Vec::new();
+    for c in path.components() {
+        match c {
+            Component::Prefix(_) | Component::RootDir if names.is_empty() => start.push(c.as_os_str()),
+            Component::Normal(name) => names.push(name),
+            _ => return Err(invalid()),
+        }
+    }
+    Ok((long_path(&start), names))
+}
+
+/// The directory holding `path`'s last name, reached from the file-system root one name at
+/// a time without following a link at any of them, and that last name.
+///
+/// Why from the root and not from the sync dir: the seam takes absolute paths, and the peer
+/// canonicalizes its folder at start (`crate::peer::check_dst`), so no legitimate path it
+/// hands here has a link anywhere; a link that shows up later, above or inside the folder,
+/// was planted and is refused.
+fn parent_of(path: &Path) -> io::Result<(Dir, &OsStr)> {
+    let (start, names) = split(path)?;
+    let Some((leaf, dirs)) = names.split_last() else {
+        return Err(io::Error::new(io::ErrorKind::InvalidInput, format!("{} names no entry", path.display())));
+    };
+    let mut dir = Dir::open_ambient_dir(start, ambient_authority())?;
+    for name in dirs {
+        dir = step(&dir, name, path)?;
+    }
+    Ok((dir, leaf))
+}
+
+#[derive(Clone, Copy)]
+enum Access {
+    Read,
+    Write,
+    /// Write, creating the file if missing (never truncating).
+    Create,
+}
+
+/// Open the file at `path` without following a link at any component: `O_NOFOLLOW` on the
+/// last one (Unix), and on every OS a check of the opened handle (a reparse point on Windows).
+fn open_leaf(path: &Path, access: Access) -> io::Result<File> {
+    let (dir, leaf) = parent_of(path)?;
+    let mut opts = cap_std::fs::OpenOptions::new();
+    match access {
+        Access::Read => opts.read(true),
+        Access::Write => opts.write(true),
+        Access::Create => opts.write(true).create(true).truncate(false),
+    };
+    opts.follow(FollowSymlinks::No);
+    match dir.open_with(leaf, &opts) {
+        Ok(f) if f.metadata()?.file_type().is_symlink() => Err(link_error(path)),
+        Ok(f) => Ok(f.into_std()),
+        Err(_) if is_link(&dir, leaf) => Err(link_error(path)),
+        Err(e) => Err(e),
+    }
+}
+
+/// `C:\x` → `\\?\C:\x` and `\\srv\share\x` → `\\?\UNC\srv\share\x`: the verbatim form Windows
+/// accepts past 260 characters. Paths already verbatim, relative, or not Windows-shaped are
+/// returned unchanged. Pure string work, so every OS tests it.
+pub fn verbatim(path: &str) -> String {
+    let b = path.as_bytes();
+    if path.starts_with(r"\\?\") || path.starts_with(r"\\.\") {
+        path.to_string()
+    } else if let Some(unc) = path.strip_prefix(r"\\") {
+        format!(r"\\?\UNC\{unc}")
+    } else if b.len() >= 3 && b[0].is_ascii_alphabetic() && b[1] == b':' && b[2] == b'\\' {
+        format!(r"\\?\{path}")
+    } else {
+        path.to_string()
+    }
+}
+
+/// The path as the OS should get it: verbatim on Windows (long paths), unchanged elsewhere.
+fn long_path(path: &Path) -> PathBuf {
+    #[cfg(windows)]
+    if let Some(s) = path.to_str() {
+        return PathBuf::from(verbatim(s));
+    }
+    path.to_path_buf()
 }
 
 /// Kind of a directory entry, from `symlink_metadata` (symlinks are never followed).
@@ -142,6 +311,16 @@ pub enum EntryKind {
 }
 
 impl EntryKind {
+    fn of_cap(ft: cap_std::fs::FileType) -> Self {
+        if ft.is_dir() {
+            EntryKind::Dir
+        } else if ft.is_file() {
+            EntryKind::File
+        } else {
+            EntryKind::Other
+        }
+    }
+
     fn of(ft: std::fs::FileType) -> Self {
         if ft.is_dir() {
             EntryKind::Dir
@@ -169,6 +348,33 @@ pub fn is_disk_full(e: &io::Error) -> bool {
     false
 }
 
+/// True when the file system refused the *name* (FAT or SMB given a name Windows cannot hold,
+/// such as `a:b`): the peer skips that file with a message instead of failing the sync.
+pub fn is_name_rejected(e: &io::Error) -> bool {
+    #[cfg(unix)]
+    if e.raw_os_error() == Some(libc::EINVAL) {
+        return true;
+    }
+    // ERROR_INVALID_NAME, ERROR_BAD_PATHNAME
+    #[cfg(windows)]
+    if matches!(e.raw_os_error(), Some(123) | Some(161)) {
+        return true;
+    }
+    let _ = e;
+    false
+}
+
+/// True when another program holds the file: a Windows sharing or lock violation (raw OS
+/// errors 32 and 33), or "resource busy" elsewhere. Not a failure of the sync: the peer skips
+/// the file and retries it later.
+pub fn is_locked(e: &io::Error) -> bool {
+    #[cfg(windows)]
+    if matches!(e.raw_os_error(), Some(32) | Some(33)) {
+        return true;
+    }
+    e.kind() == io::ErrorKind::ResourceBusy
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -177,7 +383,7 @@ mod tests {
     #[test]
     fn positional_write_read_hash_and_mtime() {
         let d = tempfile::tempdir().unwrap();
-        let p = d.path().join("f");
+        let p = std::fs::canonicalize(d.path()).unwrap().join("f");
         Disk.set_len(&p, 10).unwrap();
         Disk.write_at(&p, 4, b"abc").unwrap();
         assert_eq!(Disk.read_at(&p, 3, 5).unwrap(), b"\0abc\0");
@@ -203,15 +409,84 @@ mod tests {
     #[cfg(unix)]
     #[test]
     fn removing_a_link_keeps_its_target() {
+        let t = tempfile::tempdir().unwrap();
+        let d = std::fs::canonicalize(t.path()).unwrap();
+        std::fs::create_dir_all(d.join("a/b")).unwrap();
+        std::fs::write(d.join("a/b/ü.txt"), b"x").unwrap();
+        std::os::unix::fs::symlink(d.join("a"), d.join("link")).unwrap();
+        assert_eq!(Disk.kind(&d.join("link")).unwrap(), Some(EntryKind::Other));
+        Disk.remove(&d.join("link")).unwrap();
+        assert!(d.join("a/b/ü.txt").exists());
+        Disk.remove(&d.join("a")).unwrap();
+        assert_eq!(Disk.kind(&d.join("a")).unwrap(), None, "a whole tree goes");
+        Disk.remove(&d.join("a")).unwrap();
+    }
+
+    /// A link planted at a middle component (a dir link) and at the leaf (a file link): every
+    /// write through either is refused as [`LinkInPath`], reads too, and the targets outside
+    /// stay byte-identical; removing goes for the link only.
+    #[cfg(unix)]
+    #[test]
+    fn no_operation_follows_a_link_at_any_component() {
         let d = tempfile::tempdir().unwrap();
-        std::fs::create_dir_all(d.path().join("a/b")).unwrap();
-        std::fs::write(d.path().join("a/b/ü.txt"), b"x").unwrap();
-        std::os::unix::fs::symlink(d.path().join("a"), d.path().join("link")).unwrap();
-        assert_eq!(Disk.kind(&d.path().join("link")).unwrap(), Some(EntryKind::Other));
-        Disk.remove(&d.path().join("link")).unwrap();
-        assert!(d.path().join("a/b/ü.txt").exists());
-        Disk.remove(&d.path().join("a")).unwrap();
-        assert_eq!(Disk.kind(&d.path().join("a")).unwrap(), None, "a whole tree goes");
-        Disk.remove(&d.path().join("a")).unwrap();
+        let root = std::fs::canonicalize(d.path()).unwrap();
+        let outside = root.join("outside");
+        std::fs::create_dir_all(&outside).unwrap();
+        std::fs::write(outside.join("f"), b"outside").unwrap();
+        let dst = root.join("dst");
+        std::fs::create_dir_all(&dst).unwrap();
+        std::os::unix::fs::symlink(&outside, dst.join("dirlink")).unwrap();
+        std::os::unix::fs::symlink(outside.join("f"), dst.join("filelink")).unwrap();
+        let through_dir = dst.join("dirlink/f");
+        let new_in_dir = dst.join("dirlink/new/x");
+        let leaf = dst.join("filelink");
+        for p in [&through_dir, &leaf] {
+            assert!(is_link_in_path(&Disk.write_at(p, 0, b"XX").unwrap_err()), "{p:?}");
+            assert!(is_link_in_path(&Disk.set_len(p, 1).unwrap_err()), "{p:?}");
+            assert!(is_link_in_path(&Disk.set_mtime(p, Mtime::default()).unwrap_err()), "{p:?}");
+            assert!(is_link_in_path(&Disk.sync(p).unwrap_err()), "{p:?}");
+            assert!(is_link_in_path(&Disk.read_at(p, 0, 2).unwrap_err()), "{p:?}");
+        }
+        let msg = Disk.set_len(&through_dir, 1).unwrap_err().to_string();
+        assert!(msg.contains("symbolic link") && msg.contains("dirlink"), "{msg}");
+        assert!(is_link_in_path(&Disk.create_dir_all(&new_in_dir).unwrap_err()));
+        assert!(is_link_in_path(&Disk.rename(&dst.join("filelink"), &dst.join("dirlink/g")).unwrap_err()));
+        assert!(Disk.remove(&through_dir).is_err(), "nothing is removed through a link");
+        assert_eq!(Disk.kind(&leaf).unwrap(), Some(EntryKind::Other), "the leaf link itself is seen");
+        // A plain file renamed over a link replaces the link, not its target.
+        std::fs::write(dst.join("plain"), b"mine").unwrap();
+        Disk.rename(&dst.join("plain"), &leaf).unwrap();
+        assert_eq!(std::fs::read(&leaf).unwrap(), b"mine");
+        Disk.remove(&dst.join("dirlink")).unwrap();
+        assert_eq!(std::fs::read(outside.join("f")).unwrap(), b"outside", "the target outside is untouched");
+        assert_eq!(std::fs::read_dir(&outside).unwrap().count(), 1, "nothing was created outside");
+        Disk.create_dir_all(&dst.join("dirlink/new")).unwrap();
+        assert!(std::fs::symlink_metadata(dst.join("dirlink")).unwrap().is_dir(), "a real dir now");
+    }
+
+    #[test]
+    fn only_plain_absolute_paths_are_taken() {
+        for p in ["relative/x", "/a/../b"] {
+            assert_eq!(Disk.set_len(Path::new(p), 0).unwrap_err().kind(), io::ErrorKind::InvalidInput, "{p}");
+        }
+    }
+
+    #[test]
+    fn windows_paths_become_verbatim_for_long_names() {
+        assert_eq!(verbatim(r"C:\Users\a\sync"), r"\\?\C:\Users\a\sync");
+        assert_eq!(verbatim(r"\\srv\share\x"), r"\\?\UNC\srv\share\x");
+        assert_eq!(verbatim(r"\\?\C:\already"), r"\\?\C:\already");
+        assert_eq!(verbatim("/unix/path"), "/unix/path");
+        assert_eq!(verbatim(r"C:relative"), r"C:relative");
+        let long = format!(r"D:\{}", "x\\".repeat(200));
+        assert!(verbatim(&long).starts_with(r"\\?\D:\x\x"));
+    }
+
+    #[test]
+    fn a_busy_file_is_locked_and_a_full_disk_is_not() {
+        assert!(is_locked(&io::Error::from(io::ErrorKind::ResourceBusy)));
+        assert!(!is_locked(&io::Error::from(io::ErrorKind::StorageFull)));
+        #[cfg(windows)]
+        assert!(is_locked(&io::Error::from_raw_os_error(32)) && is_locked(&io::Error::from_raw_os_error(33)));
     }
 }

@@ -11,7 +11,10 @@
 //! decide *where*, only *how*. Folder scans (`crate::manifest::scan`) read the folder directly:
 //! they only read, through the hash cache, and verified chunks are what they produce.
 //!
-//! - [`disk`]: the real file system (positional I/O, no symlink following, disk-full errors).
+//! - [`disk`]: the real file system (positional I/O, disk-full and locked-file errors). [`Disk`]
+//!   resolves every path one name at a time from the file-system root and follows a symlink at
+//!   none of them ([`LinkInPath`]), so no write ever leaves the folder through a planted link;
+//!   [`ReadOnlyDisk`] only reads and follows links above the master's folder.
 
 use std::fmt::Debug;
 use std::io;
@@ -21,7 +24,7 @@ use crate::manifest::{ChunkHash, Mtime};
 
 pub mod disk;
 
-pub use disk::{is_disk_full, EntryKind};
+pub use disk::{is_disk_full, is_link_in_path, is_locked, is_name_rejected, EntryKind, LinkInPath};
 
 /// What an engine does to the files in its folder.
 pub trait Storage: Send + Sync + Debug + 'static {
@@ -79,7 +82,7 @@ fn read_only() -> io::Error {
 
 impl Storage for ReadOnlyDisk {
     fn read_at(&self, path: &Path, offset: u64, len: u64) -> io::Result<Vec<u8>> {
-        Disk.read_at(path, offset, len)
+        disk::following::read_at(path, offset, len)
     }
     fn write_at(&self, _: &Path, _: u64, _: &[u8]) -> io::Result<()> {
         Err(read_only())
@@ -91,10 +94,10 @@ impl Storage for ReadOnlyDisk {
         Err(read_only())
     }
     fn mtime(&self, path: &Path) -> io::Result<Mtime> {
-        Disk.mtime(path)
+        disk::following::mtime(path)
     }
     fn kind(&self, path: &Path) -> io::Result<Option<EntryKind>> {
-        Disk.kind(path)
+        disk::following::kind(path)
     }
     fn create_dir_all(&self, _: &Path) -> io::Result<()> {
         Err(read_only())
