@@ -67,7 +67,11 @@ fn usage_errors_exit_2_and_help_and_version_exit_0() {
 fn master_fails_with_1_and_stops_with_0() {
     let t = tempfile::tempdir().unwrap();
     let missing = t.path().join("nope");
-    assert_code(&["master", missing.to_str().unwrap(), "--open", "--bind", "127.0.0.1", "--port", "0"], 1, "does not exist");
+    assert_code(
+        &["master", missing.to_str().unwrap(), "--open", "--bind", "127.0.0.1", "--port", "0"],
+        1,
+        "does not exist",
+    );
     let src = t.path().join("src");
     write_file(&src, "a.txt", b"hello");
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -107,7 +111,8 @@ fn peer_stopped_by_ctrl_c_exits_0() {
     let t = tempfile::tempdir().unwrap();
     let d = t.path().join("dst");
     // Nobody listens on port 1: the peer keeps trying to connect until it is stopped.
-    let mut p = Proc::spawn(&["peer", "127.0.0.1:1", d.to_str().unwrap(), "--open", "--bind", "127.0.0.1", "--port", "0"]);
+    let mut p =
+        Proc::spawn(&["peer", "127.0.0.1:1", d.to_str().unwrap(), "--open", "--bind", "127.0.0.1", "--port", "0"]);
     p.wait_line("lanscatter peer:", Duration::from_secs(30));
     interrupt(&p);
     let (st, out) = p.wait_exit(Duration::from_secs(30));

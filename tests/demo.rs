@@ -98,7 +98,9 @@ async fn status_url_opens_the_page_and_a_differing_peer_is_caught() {
     data[100] ^= 1;
     std::fs::write(&victim, data).unwrap();
     match demo.verify(secs) {
-        Err(DemoError::Differs(d)) => assert_eq!(d, ["peer-2: media/copy of file-0.bin differs (same size, other bytes)"]),
+        Err(DemoError::Differs(d)) => {
+            assert_eq!(d, ["peer-2: media/copy of file-0.bin differs (same size, other bytes)"])
+        }
         other => panic!("a flipped bit must be caught: {other:?}"),
     }
     let work = demo.work_dir().to_path_buf();

@@ -163,7 +163,10 @@ mod tests {
         assert!(p.iter().filter(|f| f.size >= MIB).count() >= 4, "MiB-sized files: {p:?}");
         assert!(p.iter().filter(|f| f.size < 20 * 1024 && f.size > 0).count() >= 10, "small files");
         assert!(p.iter().any(|f| f.rel.matches('/').count() >= 2), "nested folders");
-        let copy = p.iter().find_map(|f| match f.fill { Fill::CopyOf(i) => Some((f, i)), _ => None });
+        let copy = p.iter().find_map(|f| match f.fill {
+            Fill::CopyOf(i) => Some((f, i)),
+            _ => None,
+        });
         let (copy, of) = copy.expect("a duplicate");
         assert_eq!(copy.size, p[of].size);
         assert!(matches!(p[of].fill, Fill::Random(_)));
@@ -181,7 +184,8 @@ mod tests {
         assert!(a.windows(8).take(1000).collect::<std::collections::HashSet<_>>().len() > 900, "not repetitive");
         let text = std::fs::read_to_string(dir.path().join("docs/note 00.txt")).unwrap();
         assert!(text.contains("byte-identical"));
-        let total: u64 = plan(3 * MIB + 5).iter().map(|f| std::fs::metadata(dir.path().join(&f.rel)).unwrap().len()).sum();
+        let total: u64 =
+            plan(3 * MIB + 5).iter().map(|f| std::fs::metadata(dir.path().join(&f.rel)).unwrap().len()).sum();
         assert_eq!(total, 3 * MIB + 5);
     }
 }
