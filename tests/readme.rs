@@ -73,7 +73,7 @@ fn ci_runs_the_gui_suite_the_readme_names() {
     for line in &gui {
         assert!(ci.contains(line), ".ci/run must run {line:?} (README's tray suite): {ci:?}");
     }
-    let fresh = ci.iter().position(|l| l == "bash scripts/fresh-user.sh");
-    let tray = ci.iter().position(|l| l == &gui[0]);
+    let fresh = ci.iter().position(|l| l == "bash scripts/fresh-user.sh").expect(".ci/run runs scripts/fresh-user.sh");
+    let tray = ci.iter().position(|l| l == &gui[0]).expect(".ci/run runs the tray suite");
     assert!(fresh < tray, "the headless suite runs first, then the tray app's suite");
 }
