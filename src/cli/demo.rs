@@ -46,7 +46,6 @@ pub fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         source: args.source.clone(),
         size: args.size,
         peers: usize::from(args.peers),
-        keep: args.keep,
         timeout: Duration::from_secs(args.timeout.max(1)),
     };
     let rt = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
@@ -66,7 +65,7 @@ pub fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         };
         bar.finish();
         let report = outcome.map(|r| r.and_then(|secs| demo.verify(secs)));
-        if let Some(kept) = demo.finish(cfg.keep).await {
+        if let Some(kept) = demo.finish(args.keep).await {
             eprintln!("lanscatter demo: kept the sample, peer folders and caches in {}", kept.display());
         }
         match report {
@@ -175,6 +174,7 @@ impl Progress {
         let done = s.nodes.iter().filter(|n| !n.is_master && matches!(n.state, crate::status::NodeState::UpToDate));
         let msg = format!("{}/{peers} peers done", done.count());
         match &self.bar {
+            None if s.bytes_total == 0 => eprintln!("lanscatter demo: {msg}, peers connecting"),
             Some(b) => {
                 b.set_length(s.bytes_total);
                 b.set_position(s.bytes_done);

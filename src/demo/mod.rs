@@ -52,15 +52,13 @@ pub struct DemoConfig {
     /// Size of the generated sample.
     pub size: u64,
     pub peers: usize,
-    /// Leave the temp folder (sample, peer folders, caches) in place.
-    pub keep: bool,
     /// Give up when the peers are not all up to date by then.
     pub timeout: Duration,
 }
 
 impl Default for DemoConfig {
     fn default() -> Self {
-        DemoConfig { source: None, size: DEFAULT_SIZE, peers: 3, keep: false, timeout: Duration::from_secs(600) }
+        DemoConfig { source: None, size: DEFAULT_SIZE, peers: 3, timeout: Duration::from_secs(600) }
     }
 }
 

@@ -94,7 +94,7 @@ pub fn write(root: &Path, size: u64) -> io::Result<Sample> {
         };
         let mut out = io::BufWriter::with_capacity(1 << 20, std::fs::File::create(&path)?);
         fill(&mut out, source)?;
-        out.into_inner().map_err(|e| e.into_error())?.sync_all()?;
+        out.flush()?;
     }
     Ok(Sample { files: files.len(), bytes: size })
 }
