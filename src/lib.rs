@@ -20,9 +20,12 @@
 //! - [`engine`]: the one facade (start, status stream, shutdown) that CLI, GUI and tests use.
 //! - [`status`]: status snapshots (one source of truth for CLI, web page and tray).
 //! - [`web`]: the live status page, `/api/status` JSON, SSE stream and Prometheus `/metrics`.
+//! - [`demo`]: a master and peers in one process on loopback, checked byte for byte
+//!   (`lanscatter demo`).
 //! - [`cli`]: argument parsing and the multicall entry point.
 
 pub mod cli;
+pub mod demo;
 pub mod engine;
 pub mod gui;
 pub mod host;

@@ -5,7 +5,6 @@
 mod common;
 
 use std::fs;
-use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
@@ -30,60 +29,6 @@ fn file_instead_of_folder() {
 }
 
 #[cfg(unix)]
-fn chmod(p: &Path, mode: u32) {
-    use std::os::unix::fs::PermissionsExt;
-    fs::set_permissions(p, fs::Permissions::from_mode(mode)).unwrap();
-}
-
-/// Run `lanscatter index` on `dir` as an unprivileged user. As root, permission bits do not
-/// apply, so the real binary is started with uid/gid 65534 (nobody) to make them apply.
-#[cfg(unix)]
-fn index_as_unprivileged(dir: &Path, extra: &[&str]) -> std::process::Output {
-    use std::os::unix::process::CommandExt;
-    let mut cmd = cli(["index"]);
-    cmd.arg(dir).arg("--no-cache").args(extra);
-    if is_root() {
-        cmd.uid(65534).gid(65534);
-    }
-    cmd.output().expect("run lanscatter")
-}
-
-/// A temp dir that an unprivileged user can enter (tempdir creates 0700 dirs).
-#[cfg(unix)]
-fn shared_tempdir() -> tempfile::TempDir {
-    let d = tempfile::tempdir().unwrap();
-    chmod(d.path(), 0o755);
-    d
-}
-
-#[cfg(unix)]
-fn binary_reachable_by_nobody() -> bool {
-    // The test binary path must be traversable and executable by "other" for the uid switch.
-    use std::os::unix::fs::PermissionsExt;
-    let mut p = bin();
-    loop {
-        match fs::metadata(&p) {
-            Ok(m) if m.permissions().mode() & 0o001 != 0 => {}
-            _ => return false,
-        }
-        if !p.pop() || p.as_os_str().is_empty() {
-            return true;
-        }
-    }
-}
-
-/// As root with a test binary uid 65534 cannot reach, permission bits cannot be exercised: says
-/// so (the test is skipped).
-#[cfg(unix)]
-fn permission_bits_do_not_apply() -> bool {
-    let skip = is_root() && !binary_reachable_by_nobody();
-    if skip {
-        eprintln!("SKIPPED: running as root and the test binary is not reachable by uid 65534, so permission bits cannot be exercised");
-    }
-    skip
-}
-
-#[cfg(unix)]
 #[test]
 fn unreadable_file_fails_or_is_skipped_explicitly() {
     if permission_bits_do_not_apply() {
@@ -101,7 +46,7 @@ fn unreadable_file_fails_or_is_skipped_explicitly() {
 
     let out = index_as_unprivileged(dir.path(), &["--skip-unreadable", "--json"]);
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "incomplete index exits 2: {stderr}");
+    assert_eq!(out.status.code(), Some(3), "incomplete index exits 3: {stderr}");
     assert!(stderr.contains("INCOMPLETE"), "{stderr}");
     let m = lanscatter::manifest::Manifest::from_json(&String::from_utf8_lossy(&out.stdout)).unwrap();
     assert!(!m.is_complete());
@@ -126,7 +71,7 @@ fn unreadable_dir_fails_or_is_skipped_explicitly() {
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("permission denied") && stderr.contains("locked"), "{stderr}");
     let out = index_as_unprivileged(dir.path(), &["--skip-unreadable", "--json"]);
-    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(out.status.code(), Some(3));
     let m = lanscatter::manifest::Manifest::from_json(&String::from_utf8_lossy(&out.stdout)).unwrap();
     assert!(m.file("open/inner.txt").is_some());
     assert!(!m.has_dir("locked") && m.file("locked/inner.txt").is_none());

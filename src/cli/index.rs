@@ -3,7 +3,8 @@
 //! Useful on its own (checking what the master will serve, scripting with `--json`) and as the
 //! benchmark entry point for the indexer (`bench/index.sh`). Warnings (skipped symlinks, names
 //! Windows cannot hold, …) go to stderr so `--json` output stays clean. Exit status: 0 when the
-//! index is complete, 2 when `--skip-unreadable` had to leave something out, 1 on error.
+//! index is complete, 3 when `--skip-unreadable` had to leave something out (not 2: that is a
+//! usage error for every subcommand, README "Exit codes"), 1 on error.
 
 use std::io::{self, Write};
 use std::path::PathBuf;
@@ -33,7 +34,7 @@ pub struct IndexArgs {
     /// Keep the hash cache in this directory instead of the user cache dir.
     #[arg(long, value_name = "DIR", conflicts_with = "no_cache")]
     pub cache_dir: Option<PathBuf>,
-    /// Leave out unreadable files/dirs with a warning instead of failing (exit status 2).
+    /// Leave out unreadable files/dirs with a warning instead of failing (exit status 3).
     #[arg(long)]
     pub skip_unreadable: bool,
     /// Hashing threads (default: one per core).
@@ -88,7 +89,7 @@ pub fn run(args: IndexArgs) -> anyhow::Result<ExitCode> {
     }
     if !manifest.is_complete() {
         let _ = writeln!(err, "lanscatter: the index is INCOMPLETE: unreadable entries were skipped (see warnings)");
-        return Ok(ExitCode::from(2));
+        return Ok(ExitCode::from(3));
     }
     Ok(ExitCode::SUCCESS)
 }

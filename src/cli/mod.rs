@@ -14,6 +14,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod demo;
 mod gui;
 mod index;
 mod master;
@@ -49,6 +50,8 @@ pub enum Command {
     Index(index::IndexArgs),
     /// Simulate a swarm in virtual time to measure the planner.
     Simulate(simulate::SimulateArgs),
+    /// Show it work: a sample folder, a master and peers on this machine, checked byte for byte.
+    Demo(demo::DemoArgs),
 }
 
 /// Subcommand implied by the executable's file name, if any.
@@ -104,6 +107,7 @@ pub fn main() -> ExitCode {
         Command::Gui(a) => gui::run(a),
         Command::Index(a) => index::run(a),
         Command::Simulate(a) => simulate::run(a),
+        Command::Demo(a) => demo::run(a),
     };
     match result {
         Ok(code) => code,

@@ -10,6 +10,7 @@
 //! - [`channel`]: the control channel, one framing for master and peer alike (a JSON handshake
 //!   frame each way, then postcard-encoded binary frames), the server's websocket upgrade and
 //!   the peer's connector.
+//! - [`probe`]: a plain loopback copy, the yardstick `lanscatter demo` compares the swarm with.
 //! - [`tls`]: mutual TLS pinned to the identity every member derives from the swarm secret.
 //! - here: [`Security`] (open swarm, or secured by a secret), default ports, the address
 //!   normaliser and the URL builders. URLs name a node; whether the bytes go over TLS is decided
@@ -19,6 +20,7 @@
 
 pub mod channel;
 pub mod fetch;
+pub mod probe;
 pub mod serve;
 pub mod tls;
 

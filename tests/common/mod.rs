@@ -265,6 +265,61 @@ pub fn is_root() -> bool {
     }
 }
 
+/// Set a file's permission bits.
+#[cfg(unix)]
+pub fn chmod(p: &Path, mode: u32) {
+    use std::os::unix::fs::PermissionsExt;
+    fs::set_permissions(p, fs::Permissions::from_mode(mode)).unwrap();
+}
+
+/// Run `lanscatter index` on `dir` as an unprivileged user. As root, permission bits do not
+/// apply, so the real binary is started with uid/gid 65534 (nobody) to make them apply.
+#[cfg(unix)]
+pub fn index_as_unprivileged(dir: &Path, extra: &[&str]) -> std::process::Output {
+    use std::os::unix::process::CommandExt;
+    let mut cmd = cli(["index"]);
+    cmd.arg(dir).arg("--no-cache").args(extra);
+    if is_root() {
+        cmd.uid(65534).gid(65534);
+    }
+    cmd.output().expect("run lanscatter")
+}
+
+/// A temp dir that an unprivileged user can enter (tempdir creates 0700 dirs).
+#[cfg(unix)]
+pub fn shared_tempdir() -> tempfile::TempDir {
+    let d = tempfile::tempdir().unwrap();
+    chmod(d.path(), 0o755);
+    d
+}
+
+#[cfg(unix)]
+fn binary_reachable_by_nobody() -> bool {
+    // The test binary path must be traversable and executable by "other" for the uid switch.
+    use std::os::unix::fs::PermissionsExt;
+    let mut p = bin();
+    loop {
+        match fs::metadata(&p) {
+            Ok(m) if m.permissions().mode() & 0o001 != 0 => {}
+            _ => return false,
+        }
+        if !p.pop() || p.as_os_str().is_empty() {
+            return true;
+        }
+    }
+}
+
+/// As root with a test binary uid 65534 cannot reach, permission bits cannot be exercised: says
+/// so (the test is skipped).
+#[cfg(unix)]
+pub fn permission_bits_do_not_apply() -> bool {
+    let skip = is_root() && !binary_reachable_by_nobody();
+    if skip {
+        eprintln!("SKIPPED: running as root and the test binary is not reachable by uid 65534, so permission bits cannot be exercised");
+    }
+    skip
+}
+
 /// Path of the built `lanscatter` binary; start it with [`cli`] or [`Proc`].
 pub fn bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_lanscatter"))

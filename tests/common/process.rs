@@ -99,6 +99,11 @@ impl Proc {
         self.child.wait().expect("wait works");
     }
 
+    /// True once the process has exited (it is reaped; [`Proc::wait_exit`] still gives its status).
+    pub fn exited(&mut self) -> bool {
+        self.child.try_wait().expect("wait works").is_some()
+    }
+
     /// Wait for the process to exit; returns its status and all of its lines.
     pub fn wait_exit(mut self, timeout: Duration) -> (ExitStatus, String) {
         let deadline = Instant::now() + timeout;
