@@ -5,7 +5,9 @@
 //! `lanscatter master: ready: <N> files, <B> bytes, listening on <addr:port>`.
 //! With `--json`, a status snapshot is printed as one JSON line on stdout every second (the
 //! first right after the ready line); otherwise a short progress line every 10 s.
-//! Stops cleanly on Ctrl-C.
+//! Stops cleanly on SIGTERM, Ctrl-C or a service stop (`service::stop_signal`): peers are told
+//! by the closing connections, uploads in flight get a few seconds, then one line
+//! `lanscatter master: stopped on <signal>` and exit 0.
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
@@ -94,12 +96,14 @@ pub fn run(args: MasterArgs) -> anyhow::Result<ExitCode> {
         let mut last_plain = std::time::Instant::now();
         let mut errors = ErrorLines::default();
         let mut json_tick = tokio::time::interval(Duration::from_secs(1));
-        loop {
+        let stop = super::service::stop_signal();
+        tokio::pin!(stop);
+        let stopped_by = loop {
             tokio::select! {
-                _ = tokio::signal::ctrl_c() => break,
+                why = &mut stop => break Some(why),
                 r = rx.changed() => {
                     if r.is_err() {
-                        break;
+                        break None;
                     }
                 }
                 _ = json_tick.tick(), if args.node.json && ready => {
@@ -142,8 +146,11 @@ pub fn run(args: MasterArgs) -> anyhow::Result<ExitCode> {
                     }
                 }
             }
-        }
+        };
         master.shutdown().await;
+        if let Some(why) = stopped_by {
+            eprintln!("lanscatter master: stopped on {why}");
+        }
         Ok(ExitCode::SUCCESS)
     })
 }

@@ -10,16 +10,21 @@
 //! file so that its flags sit next to the code that interprets them.
 
 use std::ffi::OsString;
+use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
+pub mod config;
 mod demo;
 mod gui;
 mod index;
 mod master;
 mod node;
 mod peer;
+pub mod service;
+#[cfg(windows)]
+mod service_windows;
 mod simulate;
 
 #[derive(Debug, Parser)]
@@ -33,6 +38,11 @@ pub struct Cli {
     /// More log output (-v info, -vv debug, -vvv trace); RUST_LOG overrides.
     #[arg(short, long, action = clap::ArgAction::Count, global = true)]
     pub verbose: u8,
+
+    /// Config file: TOML with a [master] and a [peer] table whose keys are the long flag names.
+    /// Default: the user's config.toml, else the system's (README: Running as a service).
+    #[arg(long, global = true, value_name = "FILE")]
+    pub config: Option<PathBuf>,
 
     #[command(subcommand)]
     pub command: Command,
@@ -50,6 +60,8 @@ pub enum Command {
     Index(index::IndexArgs),
     /// Simulate a swarm in virtual time to measure the planner.
     Simulate(simulate::SimulateArgs),
+    /// Run, install or remove `master`/`peer` as a Windows service.
+    Service(service::ServiceArgs),
     /// Show it work: a sample folder, a master and peers on this machine, checked byte for byte.
     Demo(demo::DemoArgs),
 }
@@ -99,16 +111,46 @@ pub fn main() -> ExitCode {
     // Before parsing: no-args double-click opens the tray; Windows console attach (gui::launch).
     let args: Vec<OsString> = std::env::args_os().collect();
     let argv0_mode = args.first().and_then(|a0| mode_from_argv0(a0));
-    let cli = Cli::parse_from(effective_args(crate::gui::launch::prepare(args, argv0_mode)));
+    let cli = match parse(effective_args(crate::gui::launch::prepare(args, argv0_mode))) {
+        Ok(cli) => cli,
+        Err(code) => return code,
+    };
     init_logging(cli.verbose);
-    let result = match cli.command {
+    exit_code(dispatch(cli))
+}
+
+/// argv parsed with every source of flag values layered in (flag > env > file > default, see
+/// [`config`]); an error is printed and becomes the exit code (2, as clap's usage errors).
+pub(crate) fn parse(args: Vec<OsString>) -> Result<Cli, ExitCode> {
+    let cmd = match config::layered(Cli::command(), &args) {
+        Ok(cmd) => cmd,
+        Err(err) => {
+            eprintln!("lanscatter: error: {err}");
+            return Err(ExitCode::from(2));
+        }
+    };
+    let parsed = cmd.try_get_matches_from(args).and_then(|m| Cli::from_arg_matches(&m));
+    parsed.map_err(|e| {
+        let _ = e.print();
+        ExitCode::from(u8::try_from(e.exit_code()).unwrap_or(2))
+    })
+}
+
+/// Run the chosen mode.
+pub(crate) fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
         Command::Master(a) => master::run(a),
         Command::Peer(a) => peer::run(a),
         Command::Gui(a) => gui::run(a),
         Command::Index(a) => index::run(a),
         Command::Simulate(a) => simulate::run(a),
+        Command::Service(a) => service::run(a),
         Command::Demo(a) => demo::run(a),
-    };
+    }
+}
+
+/// A mode's outcome as the process exit code (errors printed).
+pub(crate) fn exit_code(result: anyhow::Result<ExitCode>) -> ExitCode {
     match result {
         Ok(code) => code,
         Err(err) => {

@@ -4,6 +4,9 @@
 //! otherwise, one JSON snapshot per second on stdout with `--json`. With `--exit-when-done`
 //! the process exits 0 as soon as the folder matches the master's current manifest; a fatal
 //! error (refused by the master, protocol mismatch, bad destination) exits 1 with the reason.
+//! SIGTERM, Ctrl-C or a service stop (`service::stop_signal`) stop it cleanly: fetches in
+//! flight are dropped unwritten, verified chunks stay, one line
+//! `lanscatter peer: stopped on <signal>; …` and exit 0; a restart fetches only the rest.
 
 use std::io::IsTerminal;
 use std::net::{IpAddr, SocketAddr};
@@ -62,9 +65,21 @@ pub fn run(args: PeerArgs) -> anyhow::Result<ExitCode> {
     let rt = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     rt.block_on(async move {
         let peer = Engine::start(cfg).await?;
-        let code = follow(&peer, &args).await;
+        // Dropping `follow` mid-report is fine: it only reads snapshots and prints.
+        let outcome = tokio::select! {
+            code = follow(&peer, &args) => Err(code),
+            why = super::service::stop_signal() => Ok(why),
+        };
         peer.shutdown().await;
-        code
+        match outcome {
+            Ok(why) => {
+                eprintln!(
+                    "lanscatter peer: stopped on {why}; verified chunks are kept, a restart fetches only the rest"
+                );
+                Ok(ExitCode::SUCCESS)
+            }
+            Err(code) => code,
+        }
     })
 }
 
@@ -84,14 +99,13 @@ fn config(args: &PeerArgs) -> anyhow::Result<PeerConfig> {
     Ok(cfg)
 }
 
-/// Report the engine's progress until it is done (with `--exit-when-done`), fails, or Ctrl-C.
+/// Report the engine's progress until it is done (with `--exit-when-done`) or fails.
 async fn follow(peer: &Engine, args: &PeerArgs) -> anyhow::Result<ExitCode> {
     let mut rx = peer.status();
     let mut out = Reporter::new(args);
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     loop {
         tokio::select! {
-            _ = tokio::signal::ctrl_c() => return Ok(ExitCode::SUCCESS),
             _ = tick.tick() => {}
             // --exit-when-done reacts to the engine's status at once rather than at the
             // next 1 s tick (scripts and the LAN bench time the exit).
