@@ -14,12 +14,14 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod completions;
 mod gui;
 mod index;
 mod master;
 mod node;
 mod peer;
 mod simulate;
+mod status;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -49,6 +51,12 @@ pub enum Command {
     Index(index::IndexArgs),
     /// Simulate a swarm in virtual time to measure the planner.
     Simulate(simulate::SimulateArgs),
+    /// Ask a running master how the swarm is doing (table, --json, --watch).
+    Status(status::StatusArgs),
+    /// Print shell completions (bash, zsh, fish, powershell, elvish) to stdout.
+    Completions(completions::CompletionsArgs),
+    /// Print the man page, or write one per command with --out DIR.
+    Manpage(completions::ManpageArgs),
 }
 
 /// Subcommand implied by the executable's file name, if any.
@@ -104,6 +112,9 @@ pub fn main() -> ExitCode {
         Command::Gui(a) => gui::run(a),
         Command::Index(a) => index::run(a),
         Command::Simulate(a) => simulate::run(a),
+        Command::Status(a) => status::run(a),
+        Command::Completions(a) => completions::completions(a),
+        Command::Manpage(a) => completions::manpage(a),
     };
     match result {
         Ok(code) => code,

@@ -11,12 +11,15 @@
 //!   frame each way, then postcard-encoded binary frames), the server's websocket upgrade and
 //!   the peer's connector.
 //! - [`tls`]: mutual TLS pinned to the identity every member derives from the swarm secret.
+//! - [`api`]: the client of a node's web API (a bounded `GET` with the web token), for
+//!   `lanscatter status`.
 //! - here: [`Security`] (open swarm, or secured by a secret), default ports, the address
 //!   normaliser and the URL builders. URLs name a node; whether the bytes go over TLS is decided
 //!   by the node's [`Security`], not by the URL, so messages carry the same URLs either way.
 //!
 //! Wire paths and chunk semantics live elsewhere ([`crate::paths`], [`crate::transfer`]).
 
+pub mod api;
 pub mod channel;
 pub mod fetch;
 pub mod serve;
