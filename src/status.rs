@@ -163,7 +163,8 @@ pub enum ExpectState {
 }
 
 impl ExpectState {
-    pub const ALL: [ExpectState; 4] = [ExpectState::Done, ExpectState::Syncing, ExpectState::Stuck, ExpectState::Missing];
+    pub const ALL: [ExpectState; 4] =
+        [ExpectState::Done, ExpectState::Syncing, ExpectState::Stuck, ExpectState::Missing];
 
     /// The name used in JSON, `/metrics` labels and the CLI.
     pub fn name(self) -> &'static str {

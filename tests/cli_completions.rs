@@ -50,7 +50,11 @@ fn man_pages_render_one_per_command() {
     let out = cli(["manpage"]).output().expect("lanscatter runs");
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let page = String::from_utf8(out.stdout).expect("utf-8 roff");
-    assert!(page.starts_with(".ie") || page.contains(".TH lanscatter"), "not a man page: {}", &page[..200.min(page.len())]);
+    assert!(
+        page.starts_with(".ie") || page.contains(".TH lanscatter"),
+        "not a man page: {}",
+        &page[..200.min(page.len())]
+    );
     assert!(page.contains(".SH NAME") && page.contains(".SH SUBCOMMANDS"), "sections missing");
     let subs = subcommands();
     for sub in &subs {

@@ -51,8 +51,7 @@ async fn status_prints_a_secured_swarm_as_a_table_and_as_json() {
     let mut mcfg = sync::master_config(&mdir, &cache);
     mcfg.security = security();
     let master = Engine::start(mcfg).await.expect("master starts");
-    let peers =
-        sync::start_peers_with(master.local_addr(), t.path(), &cache, 2, |_, c| c.security = security()).await;
+    let peers = sync::start_peers_with(master.local_addr(), t.path(), &cache, 2, |_, c| c.security = security()).await;
     sync::wait_all_synced(&peers, &master, &mdir, LIMIT).await;
     let mut rx = master.status();
     sync::wait_status(&mut rx, LIMIT, "the master sees both peers done", |s| is_done(s) && s.nodes.len() == 3).await;

@@ -173,7 +173,9 @@ pub fn run(args: MasterArgs) -> anyhow::Result<ExitCode> {
                 }
                 _ => {
                     if args.exit_when_all_done && s.expected.as_ref().is_some_and(|e| e.all_done()) {
-                        eprintln!("lanscatter master: every expected peer is up to date; exiting (--exit-when-all-done)");
+                        eprintln!(
+                            "lanscatter master: every expected peer is up to date; exiting (--exit-when-all-done)"
+                        );
                         break;
                     }
                     if !args.node.json && last_plain.elapsed() >= Duration::from_secs(10) {

@@ -114,7 +114,10 @@ async fn answer(t: &Target, json: bool) -> anyhow::Result<String> {
         ),
     }
     let snap: Snapshot = serde_json::from_slice(&r.body).with_context(|| {
-        format!("{} answered /api/status with something that is not a lanscatter status; is that a lanscatter master?", t.hostport)
+        format!(
+            "{} answered /api/status with something that is not a lanscatter status; is that a lanscatter master?",
+            t.hostport
+        )
     })?;
     if json {
         let mut text = String::from_utf8_lossy(&r.body).trim_end().to_string();
@@ -160,7 +163,8 @@ async fn watch(t: &Target, json: bool) -> anyhow::Result<ExitCode> {
 pub fn render(s: &Snapshot) -> String {
     let mut out = header(s);
     out.push('\n');
-    let mut rows = vec![["NAME", "ADDRESS", "ROLE", "STATE", "PROGRESS", "DOWN", "UP", "ETA", "ERROR"].map(String::from)];
+    let mut rows =
+        vec![["NAME", "ADDRESS", "ROLE", "STATE", "PROGRESS", "DOWN", "UP", "ETA", "ERROR"].map(String::from)];
     rows.extend(s.nodes.iter().map(node_row));
     table(&mut out, &rows);
     if let Some(e) = &s.expected {
@@ -389,7 +393,9 @@ mod tests {
             ..Default::default()
         });
         let text = render(&s);
-        assert!(text.contains("expected peers: 1 done, 0 syncing, 0 stuck, 1 missing (stuck: no progress for 1 min 0 s)"));
+        assert!(
+            text.contains("expected peers: 1 done, 0 syncing, 0 stuck, 1 missing (stuck: no progress for 1 min 0 s)")
+        );
         assert!(text.lines().any(|l| l.starts_with("gamma") && l.contains("missing")), "{text}");
         assert!(text.lines().any(|l| l.starts_with("alpha") && l.ends_with("3 s")), "{text}");
         assert!(text.ends_with("not expected: beta\n"), "{text}");

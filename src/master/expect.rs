@@ -282,8 +282,9 @@ mod tests {
         assert_eq!(r.peers[1].idle_secs, Some(60.0));
         nodes[2].bytes_done = 11;
         assert_eq!(t.report(&nodes, 1, 161.0).peers[1].state, Syncing, "progress resets the clock");
-        assert_eq!(t.report(&nodes, 1, 220.0).peers[1].state, Stuck);
-        assert_eq!(t.report(&nodes, 2, 221.0).peers[1].state, Syncing, "a new manifest resets the clock");
+        assert_eq!(t.report(&nodes, 1, 220.0).peers[1].state, Syncing);
+        assert_eq!(t.report(&nodes, 1, 221.0).peers[1].state, Stuck);
+        assert_eq!(t.report(&nodes, 2, 221.5).peers[1].state, Syncing, "a new manifest resets the clock");
         nodes.push(node(3, "gamma", "127.0.0.1:3", NodeState::UpToDate, 100));
         nodes[2].state = NodeState::UpToDate;
         let r = t.report(&nodes, 2, 222.0);
@@ -311,18 +312,14 @@ mod tests {
     #[test]
     fn a_count_fills_its_slots_with_the_peers_furthest_along() {
         let mut t = Tracker::new(Expect::count(3).unwrap());
-        let mut nodes = vec![
-            master(),
-            node(1, "a", "h:1", NodeState::Syncing, 10),
-            node(2, "b", "h:2", NodeState::UpToDate, 100),
-        ];
+        let mut nodes =
+            vec![master(), node(1, "a", "h:1", NodeState::Syncing, 10), node(2, "b", "h:2", NodeState::UpToDate, 100)];
         let r = t.report(&nodes, 1, 0.0);
         use ExpectState::*;
-        assert_eq!(r.peers.iter().map(|p| (p.name.as_str(), p.state)).collect::<Vec<_>>(), [
-            ("b", Done),
-            ("a", Syncing),
-            ("", Missing)
-        ]);
+        assert_eq!(
+            r.peers.iter().map(|p| (p.name.as_str(), p.state)).collect::<Vec<_>>(),
+            [("b", Done), ("a", Syncing), ("", Missing)]
+        );
         nodes.push(node(3, "c", "h:3", NodeState::UpToDate, 100));
         nodes.push(node(4, "d", "h:4", NodeState::UpToDate, 100));
         let r = t.report(&nodes, 1, 1.0);

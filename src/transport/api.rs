@@ -48,7 +48,8 @@ pub async fn get(
     limit: usize,
 ) -> Result<ApiResponse, ApiError> {
     let url = format!("http://{hostport}{path}");
-    let uri: hyper::Uri = url.parse().map_err(|e: hyper::http::uri::InvalidUri| ApiError::BadUrl(url.clone(), e.to_string()))?;
+    let uri: hyper::Uri =
+        url.parse().map_err(|e: hyper::http::uri::InvalidUri| ApiError::BadUrl(url.clone(), e.to_string()))?;
     let mut http = HttpConnector::new();
     http.set_nodelay(true);
     http.set_connect_timeout(Some(timeout));
@@ -60,7 +61,8 @@ pub async fn get(
     let req = req.body(Empty::new()).map_err(|e| ApiError::BadUrl(url.clone(), e.to_string()))?;
     let addr = hostport.to_string();
     let work = async {
-        let resp = client.request(req).await.map_err(|e| ApiError::Unreachable { addr: addr.clone(), why: cause(&e) })?;
+        let resp =
+            client.request(req).await.map_err(|e| ApiError::Unreachable { addr: addr.clone(), why: cause(&e) })?;
         let status = resp.status().as_u16();
         let body = Limited::new(resp.into_body(), limit).collect().await.map_err(|e| {
             if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() {

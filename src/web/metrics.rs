@@ -250,9 +250,18 @@ fn render_expected(o: &mut Out, s: &Snapshot) {
     for st in ExpectState::ALL {
         o.sample("lanscatter_expected_peers", &format!("state=\"{}\"", st.name()), f64::from(e.count(st)));
     }
-    o.head("lanscatter_expected_peer", "gauge", "Constant 1 per expected-peer entry, with its current state as a label.");
+    o.head(
+        "lanscatter_expected_peer",
+        "gauge",
+        "Constant 1 per expected-peer entry, with its current state as a label.",
+    );
     for p in &e.peers {
-        let labels = format!("want=\"{}\",name=\"{}\",state=\"{}\"", escape_label(&p.want), escape_label(&p.name), p.state.name());
+        let labels = format!(
+            "want=\"{}\",name=\"{}\",state=\"{}\"",
+            escape_label(&p.want),
+            escape_label(&p.name),
+            p.state.name()
+        );
         o.sample("lanscatter_expected_peer", &labels, 1.0);
     }
     o.metric(
