@@ -106,6 +106,15 @@ impl SwarmSecret {
         Ok((s, true))
     }
 
+    /// The machine's stored secret, if a master here made one (never makes one).
+    pub fn load_stored(config_dir: &Path) -> Result<Option<Self>, SecretError> {
+        match SwarmSecret::from_file(&config_dir.join(FILE_NAME)) {
+            Ok(s) => Ok(Some(s)),
+            Err(SecretError::Read { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
     /// The user's config dir for lanscatter (where the master keeps its secret).
     pub fn default_dir() -> Result<PathBuf, SecretError> {
         let dirs = directories::ProjectDirs::from("", "", "lanscatter").ok_or(SecretError::NoConfigDir)?;

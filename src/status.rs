@@ -146,6 +146,90 @@ pub struct Snapshot {
     /// says so in its header.
     #[serde(default)]
     pub open: bool,
+    /// Master started with `--expect`: how each expected peer stands ([`ExpectedReport`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expected: Option<ExpectedReport>,
+}
+
+/// How one expected peer stands (`lanscatter master --expect`; the rules are in
+/// `master::expect`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ExpectState {
+    /// Connected and up to date with the current manifest.
+    Done,
+    /// Connected and making progress (or not idle for long yet).
+    Syncing,
+    /// Connected, not done, and its verified bytes have not grown for `stuck_after_secs`.
+    Stuck,
+    /// Never joined, or gone.
+    Missing,
+}
+
+impl ExpectState {
+    pub const ALL: [ExpectState; 4] =
+        [ExpectState::Done, ExpectState::Syncing, ExpectState::Stuck, ExpectState::Missing];
+
+    /// The name used in JSON, `/metrics` labels and the CLI.
+    pub fn name(self) -> &'static str {
+        match self {
+            ExpectState::Done => "done",
+            ExpectState::Syncing => "syncing",
+            ExpectState::Stuck => "stuck",
+            ExpectState::Missing => "missing",
+        }
+    }
+}
+
+/// One entry of the expected list and the node that answers to it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ExpectedPeer {
+    /// The name or address as the list gives it; `*` for a slot of `--expect N`.
+    pub want: String,
+    pub state: ExpectState,
+    /// The matching node's id, name and address (none while missing).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node: Option<u32>,
+    #[serde(default)]
+    pub name: String,
+    #[serde(default)]
+    pub address: String,
+    /// Seconds since the node's verified bytes last changed (or it joined), while connected.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idle_secs: Option<f64>,
+}
+
+/// The master's report on its expected peers, part of its [`Snapshot`].
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ExpectedReport {
+    /// In list order (names), or done first (a count).
+    pub peers: Vec<ExpectedPeer>,
+    pub done: u32,
+    pub syncing: u32,
+    pub stuck: u32,
+    pub missing: u32,
+    /// Connected peers that answer to no entry (name lists), or beyond the count.
+    #[serde(default)]
+    pub unexpected: Vec<String>,
+    /// A connected peer counts as stuck after this long without progress.
+    pub stuck_after_secs: f64,
+}
+
+impl ExpectedReport {
+    /// Every expected peer is up to date with the current manifest.
+    pub fn all_done(&self) -> bool {
+        !self.peers.is_empty() && self.peers.iter().all(|p| p.state == ExpectState::Done)
+    }
+
+    /// How many entries are in `state`.
+    pub fn count(&self, state: ExpectState) -> u32 {
+        match state {
+            ExpectState::Done => self.done,
+            ExpectState::Syncing => self.syncing,
+            ExpectState::Stuck => self.stuck,
+            ExpectState::Missing => self.missing,
+        }
+    }
 }
 
 impl Snapshot {
@@ -172,6 +256,7 @@ impl Snapshot {
             time: unix_now(),
             detail: None,
             open: false,
+            expected: None,
         }
     }
 

@@ -347,6 +347,32 @@ function renderEvents(events) {
   }
 }
 
+// Expected peers (master started with --expect): one row per entry, states as pills.
+const EXPECT_PILL = { done: "up_to_date", syncing: "syncing", stuck: "slow", missing: "error" };
+function renderExpected(e) {
+  const card = $("expected-card");
+  if (!card) return;
+  card.hidden = !e;
+  if (!e) return;
+  const key = JSON.stringify(e);
+  if (card.dataset.key === key) return;
+  card.dataset.key = key;
+  setText($("expected-sum"), e.done + " done · " + e.syncing + " syncing · " + e.stuck + " stuck · " + e.missing +
+    " missing (stuck: no progress for " + fmtDuration(e.stuck_after_secs) + ")");
+  $("expected").replaceChildren(...e.peers.map((p) => {
+    const tr = document.createElement("tr");
+    tr.dataset.state = p.state;
+    el("td", "", tr).textContent = p.want;
+    const pill = el("span", "pill s-" + (EXPECT_PILL[p.state] || "starting"), el("td", "", tr));
+    pill.textContent = p.state;
+    el("td", "", tr).textContent = p.name || "–";
+    el("td", "", tr).textContent = p.address || "–";
+    el("td", "", tr).textContent = p.idle_secs == null ? "–" : fmtDuration(p.idle_secs);
+    return tr;
+  }));
+  setText($("expected-extra"), e.unexpected && e.unexpected.length ? "Not expected: " + e.unexpected.join(", ") : "");
+}
+
 function renderTotals(s) {
   const done = s.bytes_done, total = s.bytes_total;
   setText($("t-progress"), fmtPct(done, total));
@@ -372,6 +398,7 @@ function renderTotals(s) {
     setText($("t-served-master-txt"), "master " + fmtBytes(mu) + (all ? " (" + Math.round((100 * mu) / all) + "%)" : ""));
     setText($("t-served-peers-txt"), "peers " + fmtBytes(pu) + (all ? " (" + Math.round((100 * pu) / all) + "%)" : ""));
     renderNodes(s);
+    renderExpected(s.expected);
   } else {
     setText($("t-bytes-done"), fmtBytes(done) + " of " + fmtBytes(total));
     setText($("t-up"), fmtRate(s.upload_bps));

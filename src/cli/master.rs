@@ -8,6 +8,9 @@
 //! Stops cleanly on SIGTERM, Ctrl-C or a service stop (`service::stop_signal`): peers are told
 //! by the closing connections, uploads in flight get a few seconds, then one line
 //! `lanscatter master: stopped on <signal>` and exit 0.
+//! With `--expect` and `--exit-when-all-done` it exits 0 once every expected peer is up to
+//! date with the current manifest, after the line
+//! `lanscatter master: every expected peer is up to date; exiting (--exit-when-all-done)`.
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
@@ -18,6 +21,7 @@ use anyhow::Context;
 
 use crate::engine::Engine;
 use crate::manifest::{CacheMode, ChunkRule};
+use crate::master::expect::Expect;
 use crate::master::MasterConfig;
 use crate::secret::SwarmSecret;
 use crate::status::{NodeState, Snapshot};
@@ -52,6 +56,14 @@ pub struct MasterArgs {
     /// at once (by default the master keeps the last good index, so peers keep their copies).
     #[arg(long)]
     pub allow_shrink: bool,
+    /// Peers to expect: a file of host names or IP addresses (one per line, `#` comments) or a
+    /// count. The status page, /api/status, /metrics and `lanscatter status` then say which are
+    /// done, syncing, stuck (connected, no progress for 60 s) or missing.
+    #[arg(long, value_name = "FILE|N")]
+    pub expect: Option<String>,
+    /// Exit 0 once every expected peer is up to date with the current folder (needs --expect).
+    #[arg(long, requires = "expect")]
+    pub exit_when_all_done: bool,
     #[command(flatten)]
     pub node: super::node::NodeArgs,
 }
@@ -73,7 +85,7 @@ fn announce(addr: SocketAddr, secret: Option<&SwarmSecret>) {
     }
 }
 
-pub fn run(args: MasterArgs) -> anyhow::Result<ExitCode> {
+fn config(args: &MasterArgs) -> anyhow::Result<(MasterConfig, Option<SwarmSecret>)> {
     let mut cfg = MasterConfig::new(args.source_dir.clone());
     cfg.bind = SocketAddr::new(args.bind.unwrap_or(IpAddr::from([0, 0, 0, 0])), args.port);
     cfg.chunk_rule = args.chunk_size.parse::<ChunkRule>()?;
@@ -85,8 +97,42 @@ pub fn run(args: MasterArgs) -> anyhow::Result<ExitCode> {
         cfg.cache = CacheMode::Disabled;
     }
     cfg.allow_shrink = args.allow_shrink;
+    cfg.expect = args.expect.as_deref().map(expect_arg).transpose()?;
     let (security, secret) = args.node.security.for_master()?;
     cfg.security = security;
+    Ok((cfg, secret))
+}
+
+/// `--expect N` (a count) or `--expect FILE` (names or addresses, one per line).
+fn expect_arg(arg: &str) -> anyhow::Result<Expect> {
+    if let Ok(n) = arg.trim().parse::<u32>() {
+        return Ok(Expect::count(n)?);
+    }
+    let text = std::fs::read_to_string(arg).with_context(|| {
+        format!("cannot read the expected-peer list {arg}; give a file of host names or addresses (one per line), or a count")
+    })?;
+    Expect::parse_list(&text).with_context(|| format!("expected-peer list {arg}"))
+}
+
+/// The plain progress line, every 10 s.
+fn progress_line(s: &Snapshot) -> String {
+    let mut line = format!(
+        "lanscatter master: {} peers, {:.1} % delivered, serving {}",
+        s.nodes.len().saturating_sub(1),
+        s.progress() * 100.0,
+        human_rate(s.upload_bps)
+    );
+    if let Some(e) = &s.expected {
+        line.push_str(&format!(
+            "; expected: {} done, {} syncing, {} stuck, {} missing",
+            e.done, e.syncing, e.stuck, e.missing
+        ));
+    }
+    line
+}
+
+pub fn run(args: MasterArgs) -> anyhow::Result<ExitCode> {
+    let (cfg, secret) = config(&args)?;
     let rt = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     rt.block_on(async move {
         let master = Engine::start(cfg).await?;
@@ -135,14 +181,15 @@ pub fn run(args: MasterArgs) -> anyhow::Result<ExitCode> {
                     if !args.node.json {
                         errors.show(&s);
                     }
+                    if args.exit_when_all_done && s.expected.as_ref().is_some_and(|e| e.all_done()) {
+                        eprintln!(
+                            "lanscatter master: every expected peer is up to date; exiting (--exit-when-all-done)"
+                        );
+                        break;
+                    }
                     if !args.node.json && last_plain.elapsed() >= Duration::from_secs(10) {
                         last_plain = std::time::Instant::now();
-                        eprintln!(
-                            "lanscatter master: {} peers, {:.1} % delivered, serving {}",
-                            s.nodes.len().saturating_sub(1),
-                            s.progress() * 100.0,
-                            human_rate(s.upload_bps)
-                        );
+                        eprintln!("{}", progress_line(&s));
                     }
                 }
             }

@@ -17,6 +17,7 @@ use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
 pub mod config;
 mod demo;
+mod completions;
 mod gui;
 mod index;
 mod master;
@@ -26,6 +27,7 @@ pub mod service;
 #[cfg(windows)]
 mod service_windows;
 mod simulate;
+mod status;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -64,6 +66,12 @@ pub enum Command {
     Service(service::ServiceArgs),
     /// Show it work: a sample folder, a master and peers on this machine, checked byte for byte.
     Demo(demo::DemoArgs),
+    /// Ask a running master how the swarm is doing (table, --json, --watch).
+    Status(status::StatusArgs),
+    /// Print shell completions (bash, zsh, fish, powershell, elvish) to stdout.
+    Completions(completions::CompletionsArgs),
+    /// Print the man page, or write one per command with --out DIR.
+    Manpage(completions::ManpageArgs),
 }
 
 /// Subcommand implied by the executable's file name, if any.
@@ -146,6 +154,9 @@ pub(crate) fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Simulate(a) => simulate::run(a),
         Command::Service(a) => service::run(a),
         Command::Demo(a) => demo::run(a),
+        Command::Status(a) => status::run(a),
+        Command::Completions(a) => completions::completions(a),
+        Command::Manpage(a) => completions::manpage(a),
     }
 }
 

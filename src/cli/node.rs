@@ -39,7 +39,7 @@ pub struct SecurityArgs {
 
 impl SecurityArgs {
     /// The secret given on the command line or in the environment, if any.
-    fn given(&self) -> anyhow::Result<Option<SwarmSecret>> {
+    pub(super) fn given(&self) -> anyhow::Result<Option<SwarmSecret>> {
         if let Some(s) = &self.secret {
             return Ok(Some(SwarmSecret::parse(s)?));
         }

@@ -91,6 +91,8 @@ struct Coord {
     verify_failures: u64,
     /// Planner rounds run and their total duration (`/metrics`).
     rounds: (u64, f64),
+    /// `--expect`: classifies the expected peers in each snapshot.
+    expect: Option<super::expect::Tracker>,
 }
 
 pub(crate) async fn run(
@@ -139,6 +141,7 @@ pub(crate) async fn run(
 
 impl Coord {
     fn new(shared: Arc<Shared>, server: Arc<ChunkServer>) -> Self {
+        let expect = shared.cfg.expect.clone().map(super::expect::Tracker::new);
         Coord {
             planner: Planner::new(shared.cfg.seed),
             shared,
@@ -157,6 +160,7 @@ impl Coord {
             agg_meter: RateMeter::default(),
             verify_failures: 0,
             rounds: (0, 0.0),
+            expect,
         }
     }
 
@@ -170,7 +174,11 @@ impl Coord {
             tracing::debug!(target: "lanscatter::slots", "have:down/up {}", row.join(" "));
         }
         if ticks.is_multiple_of(3) {
-            let snap = self.snapshot();
+            let mut snap = self.snapshot();
+            let now = self.now();
+            if let Some(t) = &mut self.expect {
+                snap.expected = Some(t.report(&snap.nodes, snap.manifest_id, now));
+            }
             status.send_replace(snap);
         }
     }

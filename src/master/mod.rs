@@ -37,6 +37,7 @@ use crate::transport::Security;
 
 pub mod conn;
 pub mod coord;
+pub mod expect;
 
 #[derive(Debug, Clone)]
 pub struct MasterConfig {
@@ -62,6 +63,8 @@ pub struct MasterConfig {
     /// Publish a scan even when the folder emptied or lost more than half its files or bytes
     /// since the last index ([`shrink_fault`]); off by default, so peers keep their copies.
     pub allow_shrink: bool,
+    /// Peers the admin expects (`--expect`): reported per entry in the snapshot's `expected`.
+    pub expect: Option<expect::Expect>,
 }
 
 impl MasterConfig {
@@ -80,6 +83,7 @@ impl MasterConfig {
             seed: 0x5eed,
             security: Security::Open,
             allow_shrink: false,
+            expect: None,
         }
     }
 }

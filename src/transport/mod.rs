@@ -12,12 +12,15 @@
 //!   the peer's connector.
 //! - [`probe`]: a plain loopback copy, the yardstick `lanscatter demo` compares the swarm with.
 //! - [`tls`]: mutual TLS pinned to the identity every member derives from the swarm secret.
+//! - [`api`]: the client of a node's web API (a bounded `GET` with the web token), for
+//!   `lanscatter status`.
 //! - here: [`Security`] (open swarm, or secured by a secret), default ports, the address
 //!   normaliser and the URL builders. URLs name a node; whether the bytes go over TLS is decided
 //!   by the node's [`Security`], not by the URL, so messages carry the same URLs either way.
 //!
 //! Wire paths and chunk semantics live elsewhere ([`crate::paths`], [`crate::transfer`]).
 
+pub mod api;
 pub mod channel;
 pub mod fetch;
 pub mod probe;

@@ -7,7 +7,7 @@
 
 use std::fmt::Write as _;
 
-use crate::status::{NodeState, Snapshot};
+use crate::status::{ExpectState, NodeState, Snapshot};
 
 /// Short state name used in labels and on the page.
 pub fn state_name(s: &NodeState) -> &'static str {
@@ -78,6 +78,7 @@ pub fn render(s: &Snapshot) -> String {
     render_progress(&mut o, s);
     render_counters(&mut o, s);
     render_per_node(&mut o, s);
+    render_expected(&mut o, s);
     o.0
 }
 
@@ -242,6 +243,35 @@ fn render_per_node(o: &mut Out, s: &Snapshot) {
     }
 }
 
+/// A master started with `--expect`: how many expected peers are in each state, and each entry.
+fn render_expected(o: &mut Out, s: &Snapshot) {
+    let Some(e) = &s.expected else { return };
+    o.head("lanscatter_expected_peers", "gauge", "Expected peers (--expect) by state: done, syncing, stuck, missing.");
+    for st in ExpectState::ALL {
+        o.sample("lanscatter_expected_peers", &format!("state=\"{}\"", st.name()), f64::from(e.count(st)));
+    }
+    o.head(
+        "lanscatter_expected_peer",
+        "gauge",
+        "Constant 1 per expected-peer entry, with its current state as a label.",
+    );
+    for p in &e.peers {
+        let labels = format!(
+            "want=\"{}\",name=\"{}\",state=\"{}\"",
+            escape_label(&p.want),
+            escape_label(&p.name),
+            p.state.name()
+        );
+        o.sample("lanscatter_expected_peer", &labels, 1.0);
+    }
+    o.metric(
+        "lanscatter_unexpected_peers",
+        "gauge",
+        "Connected peers that answer to no entry of the expected list.",
+        e.unexpected.len() as f64,
+    );
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -264,5 +294,37 @@ mod tests {
         assert!(text.contains("name=\"evil\\\"} 1\\nfake_metric 2\""), "{text}");
         assert!(text.contains("lanscatter_eta_seconds +Inf"));
         assert!(text.contains("lanscatter_node_up{id=\"3\""));
+        assert!(!text.contains("lanscatter_expected_peers"), "no --expect, no series");
+    }
+
+    #[test]
+    fn renders_expected_peers_by_state() {
+        use crate::status::{ExpectedPeer, ExpectedReport};
+        let mut s = Snapshot::new(Role::Master, "m".into(), "/x".into());
+        let peer = |want: &str, state| ExpectedPeer {
+            want: want.into(),
+            state,
+            node: None,
+            name: String::new(),
+            address: String::new(),
+            idle_secs: None,
+        };
+        s.expected = Some(ExpectedReport {
+            peers: vec![peer("alpha", ExpectState::Done), peer("be\"ta", ExpectState::Missing)],
+            done: 1,
+            missing: 1,
+            unexpected: vec!["x".into()],
+            ..Default::default()
+        });
+        let text = render(&s);
+        for line in [
+            "lanscatter_expected_peers{state=\"done\"} 1",
+            "lanscatter_expected_peers{state=\"stuck\"} 0",
+            "lanscatter_expected_peers{state=\"missing\"} 1",
+            "lanscatter_expected_peer{want=\"be\\\"ta\",name=\"\",state=\"missing\"} 1",
+            "lanscatter_unexpected_peers 1",
+        ] {
+            assert!(text.lines().any(|l| l == line), "no line {line:?} in\n{text}");
+        }
     }
 }

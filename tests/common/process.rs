@@ -93,6 +93,11 @@ impl Proc {
         self.wait_for(&format!("{needle:?}"), timeout, |l| l.contains(needle))
     }
 
+    /// True while the process has not exited (reaps it if it has).
+    pub fn is_running(&mut self) -> bool {
+        self.child.try_wait().expect("wait works").is_none()
+    }
+
     /// Kill the process (SIGKILL on Unix) and reap it.
     pub fn kill(&mut self) {
         self.child.kill().expect("kill works");
