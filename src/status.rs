@@ -103,6 +103,28 @@ pub struct Counters {
     pub planner_rounds: u64,
     #[serde(default)]
     pub planner_round_seconds: f64,
+    /// Master: scans of the source folder finished (published, unchanged or failed alike), so a
+    /// caller can wait for "the master has looked again" instead of for a time.
+    #[serde(default)]
+    pub index_scans: u64,
+    /// Peer: fetches a new manifest cancelled (their chunk left the manifest), and fetches that
+    /// went on across a new manifest because it still holds their chunk.
+    #[serde(default)]
+    pub fetches_cancelled: u64,
+    #[serde(default)]
+    pub fetches_kept: u64,
+}
+
+/// A shrink of the master's folder held back by the shrink guard, as the status page offers it
+/// for confirmation (`POST /api/shrink?held=<id>`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HeldShrink {
+    /// Names this held scan: a confirmation publishes exactly the one the admin was shown.
+    pub id: u64,
+    pub files_before: u64,
+    pub bytes_before: u64,
+    pub files_now: u64,
+    pub bytes_now: u64,
 }
 
 /// The engine's whole observable state at one instant.
@@ -146,6 +168,13 @@ pub struct Snapshot {
     /// says so in its header.
     #[serde(default)]
     pub open: bool,
+    /// Master: why the index it serves is the last good one rather than the folder as it reads
+    /// now (the folder vanished, cannot be read, or shrank suspiciously). Also in `state`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub index_fault: Option<String>,
+    /// Master: the shrink it holds back, while it holds one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shrink_held: Option<HeldShrink>,
     /// Master started with `--expect`: how each expected peer stands ([`ExpectedReport`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expected: Option<ExpectedReport>,
@@ -256,6 +285,8 @@ impl Snapshot {
             time: unix_now(),
             detail: None,
             open: false,
+            index_fault: None,
+            shrink_held: None,
             expected: None,
         }
     }

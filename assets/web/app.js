@@ -428,8 +428,44 @@ function renderSources(s) {
   ]));
 }
 
+// The master serves its last good index (folder gone, unreadable or shrunk): say why, and offer
+// to publish a held shrink. The route needs the web token, which the page's cookie carries.
+function renderFault(s) {
+  const box = $("fault");
+  if (!box) return;
+  box.hidden = !s.index_fault;
+  setText($("fault-text"), s.index_fault || "");
+  const h = s.shrink_held;
+  $("shrink-box").hidden = !h;
+  if (!h) return;
+  const btn = $("shrink-publish");
+  btn.hidden = !!s.open;
+  if (btn.dataset.held !== String(h.id)) {
+    btn.dataset.held = String(h.id);
+    setText($("shrink-note"), s.open
+      ? "This swarm is open, so nobody can confirm from here: restart the master with --allow-shrink to publish it."
+      : "Publishing makes every peer delete what the folder no longer holds: " + h.files_before + " → " + h.files_now +
+        " files, " + fmtBytes(h.bytes_before) + " → " + fmtBytes(h.bytes_now) + ".");
+  }
+}
+
+async function publishShrink() {
+  const btn = $("shrink-publish");
+  const id = btn.dataset.held;
+  if (!id || !window.confirm("Publish the shrink? Every peer deletes the files the folder no longer holds.")) return;
+  btn.disabled = true;
+  try {
+    const r = await fetch("/api/shrink?held=" + encodeURIComponent(id), { method: "POST", credentials: "same-origin" });
+    setText($("shrink-note"), (await r.text()).trim());
+  } catch (e) {
+    setText($("shrink-note"), "the request failed (" + e + "); try again");
+  }
+  btn.disabled = false;
+}
+
 function render(s) {
   state.snap = s;
+  renderFault(s);
   setText($("title-name"), s.name);
   $("open-swarm").hidden = !s.open;
   document.title = (PAGE === "master" ? "lanscatter · " : "lanscatter peer · ") + s.name + " · " + fmtPct(s.bytes_done, s.bytes_total);
@@ -468,5 +504,6 @@ if ($("filter")) {
   $("filter").addEventListener("input", reorder);
   $("sort").addEventListener("change", reorder);
 }
+if ($("shrink-publish")) $("shrink-publish").addEventListener("click", publishShrink);
 readColours();
 connect();

@@ -37,7 +37,7 @@ pub mod wire;
 pub use cache::CacheMode;
 pub use chunking::ChunkRule;
 pub use diff::{diff, FileWork, SyncPlan};
-pub use scan::{scan, scan_dir, ScanError, ScanOptions, ScanProgress, Scanned};
+pub use scan::{scan, scan_dir, ScanError, ScanOptions, ScanProgress, Scanned, Unsettled};
 pub use wire::ManifestError;
 
 /// Length of a chunk digest in bytes: BLAKE2b truncated to 128 bits (collision-safe for any

@@ -8,6 +8,11 @@
 //! out with a warning; an unreadable one is an error unless `skip_unreadable` is set, in which
 //! case the manifest says it is incomplete ([`Manifest::is_complete`]).
 //!
+//! With [`ScanOptions::settle`] (the master) a file that is still being written, i.e. modified
+//! within that window or changing while hashed, is neither hashed again nor an error: it is left
+//! out and named in [`Scanned::unsettled`], so one file being copied in does not fail the whole
+//! index, and the caller decides what to publish for it and when to look again.
+//!
 //! Blocking and CPU-heavy: async callers use `spawn_blocking`. `threads` picks a dedicated rayon
 //! pool size; by default the global pool (one thread per core) is used.
 
@@ -62,6 +67,11 @@ pub struct ScanOptions {
     /// cache (timestamps are too coarse to prove a later same-size rewrite changed them). 2 s
     /// covers FAT's mtime resolution.
     pub racy_window: Duration,
+    /// Leave out files modified less than this long before (or after: a share's clock may run
+    /// ahead) hashing started, and files that change while hashed, naming them in
+    /// [`Scanned::unsettled`] instead of hashing them again or failing. `None` (the default):
+    /// such files are hashed again, up to [`MAX_ATTEMPTS`] times.
+    pub settle: Option<Duration>,
 }
 
 impl Default for ScanOptions {
@@ -73,6 +83,7 @@ impl Default for ScanOptions {
             threads: None,
             skip_unreadable: false,
             racy_window: Duration::from_secs(2),
+            settle: None,
         }
     }
 }
@@ -86,6 +97,7 @@ impl fmt::Debug for ScanOptions {
             .field("threads", &self.threads)
             .field("skip_unreadable", &self.skip_unreadable)
             .field("racy_window", &self.racy_window)
+            .field("settle", &self.settle)
             .finish()
     }
 }
@@ -101,6 +113,18 @@ pub struct Scanned {
     pub manifest: Manifest,
     /// Absolute paths of symlinks, special files and unsyncable names (see the warnings).
     pub skipped: Vec<PathBuf>,
+    /// With [`ScanOptions::settle`]: files still being written, left out of the manifest, with
+    /// how long ago each was last modified (zero when it changed while hashed).
+    pub unsettled: Vec<Unsettled>,
+}
+
+/// A file [`ScanOptions::settle`] left out because it is still being written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Unsettled {
+    pub path: String,
+    /// Time since its last modification as seen by the scan (zero if it changed while hashed
+    /// or its clock runs ahead).
+    pub age: Duration,
 }
 
 /// [`scan`], also returning the places of what it left out: the one walk a peer needs to both
@@ -135,9 +159,14 @@ fn scan_in_pool(root: &Path, opts: &ScanOptions) -> Result<Scanned, ScanError> {
     let rule = opts.chunk_rule;
     let (mut state, progress) = FileHashes::from_cache(listing.files, &mut cache, rule);
     report(opts, progress);
-    let trusted_before = Mtime::from(SystemTime::now() - opts.racy_window);
+    let now = SystemTime::now();
+    let trusted_before = Mtime::from(now - opts.racy_window);
+    if let Some(window) = opts.settle {
+        state.hold_recent(now, window);
+    }
     let counter = ByteCounter::default();
     state.hash_pending(opts, progress, &counter, &mut warnings)?;
+    let unsettled = std::mem::take(&mut state.unsettled);
     let entries = state.into_entries(&mut cache, rule, trusted_before);
     let mut dirs: Vec<DirEntry> = listing.dirs.into_iter().map(|path| DirEntry { path }).collect();
     dirs.sort_unstable();
@@ -148,7 +177,7 @@ fn scan_in_pool(root: &Path, opts: &ScanOptions) -> Result<Scanned, ScanError> {
     }
     let manifest = Manifest { files: entries, dirs, chunk_rule: rule, warnings };
     report(opts, ScanProgress { bytes_hashed: counter_value(&counter), ..progress });
-    Ok(Scanned { manifest, skipped: listing.skipped })
+    Ok(Scanned { manifest, skipped: listing.skipped, unsettled })
 }
 
 /// The canonical path of `root`, which must be an existing directory.
@@ -166,8 +195,10 @@ struct FileHashes {
     hashes: Vec<Option<Vec<ChunkHash>>>,
     /// Which hashes the cache supplied (those need not be recorded in it again).
     from_cache: Vec<bool>,
-    /// Files left out of the manifest (vanished, or skipped as unreadable).
+    /// Files left out of the manifest (vanished, skipped as unreadable, or unsettled).
     dropped: Vec<bool>,
+    /// Files left out because they are still being written ([`ScanOptions::settle`]).
+    unsettled: Vec<Unsettled>,
 }
 
 type HashResult = Result<Vec<ChunkHash>, HashFailure>;
@@ -191,7 +222,29 @@ impl FileHashes {
         }
         let from_cache = hashes.iter().map(Option::is_some).collect();
         let dropped = vec![false; files.len()];
-        (FileHashes { files, hashes, from_cache, dropped }, progress)
+        (FileHashes { files, hashes, from_cache, dropped, unsettled: Vec::new() }, progress)
+    }
+
+    /// Leave out, unhashed, the files to hash that were modified within `window` of `now`:
+    /// hashing a file that is being copied in only produces a version nobody wants.
+    fn hold_recent(&mut self, now: SystemTime, window: Duration) {
+        for i in 0..self.files.len() {
+            if self.hashes[i].is_some() {
+                continue;
+            }
+            let mtime = self.files[i].stamp.mtime.to_system_time();
+            let age = now.duration_since(mtime).unwrap_or(Duration::ZERO);
+            let ahead = mtime.duration_since(now).unwrap_or(Duration::ZERO);
+            if age < window && ahead < window {
+                self.hold(i, age);
+            }
+        }
+    }
+
+    /// Leave file `i` out as still being written, `age` after its last modification.
+    fn hold(&mut self, i: usize, age: Duration) {
+        self.dropped[i] = true;
+        self.unsettled.push(Unsettled { path: self.files[i].wire.clone(), age });
     }
 
     /// Hash every file the cache could not serve, hashing again those that change meanwhile.
@@ -202,7 +255,8 @@ impl FileHashes {
         counter: &ByteCounter,
         warnings: &mut Vec<ScanWarning>,
     ) -> Result<(), ScanError> {
-        let mut pending: Vec<usize> = (0..self.files.len()).filter(|&i| self.hashes[i].is_none()).collect();
+        let mut pending: Vec<usize> =
+            (0..self.files.len()).filter(|&i| self.hashes[i].is_none() && !self.dropped[i]).collect();
         let mut attempt = 0;
         while !pending.is_empty() {
             attempt += 1;
@@ -275,6 +329,11 @@ impl FileHashes {
             match res {
                 Ok(h) => match restat(&f.abs) {
                     Some(now) if now == f.stamp => self.hashes[i] = Some(h),
+                    Some(_) if opts.settle.is_some() => {
+                        tracing::debug!("{} changed while hashed; left for the next scan", f.wire);
+                        self.hold(i, Duration::ZERO);
+                        continue;
+                    }
                     Some(now) => {
                         tracing::debug!("{} changed while hashed; hashing again", f.wire);
                         f.stamp = now;
@@ -283,6 +342,10 @@ impl FileHashes {
                     None => self.dropped[i] = true,
                 },
                 Err(HashFailure::Vanished) => self.dropped[i] = true,
+                Err(HashFailure::Shrank) if opts.settle.is_some() && restat(&f.abs).is_some() => {
+                    self.hold(i, Duration::ZERO);
+                    continue;
+                }
                 Err(HashFailure::Shrank) => match restat(&f.abs) {
                     Some(now) => {
                         f.stamp = now;
@@ -309,7 +372,7 @@ impl FileHashes {
 
     /// The manifest's file entries, sorted by path; freshly hashed files go into the cache.
     fn into_entries(self, cache: &mut HashCache, rule: ChunkRule, trusted_before: Mtime) -> Vec<FileEntry> {
-        let FileHashes { files, hashes, from_cache, dropped } = self;
+        let FileHashes { files, hashes, from_cache, dropped, .. } = self;
         let mut entries = Vec::with_capacity(files.len());
         for (i, (f, h)) in files.into_iter().zip(hashes).enumerate() {
             let Some(h) = h.filter(|_| !dropped[i]) else { continue };

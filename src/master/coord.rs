@@ -28,7 +28,7 @@ use crate::manifest::ChunkHash;
 use crate::planner::{Event, FailReason, NodeConfig, NodeId, Order, Planner, TransferId};
 use crate::protocol::{FailKind, Hello, MasterMsg, PeerMsg};
 use crate::status::{
-    Counters, EventLog, NodeState, NodeStatus, RateMeter, Snapshot, CELL_HAS, CELL_INCOMING, CELL_MISSING,
+    Counters, EventLog, HeldShrink, NodeState, NodeStatus, RateMeter, Snapshot, CELL_HAS, CELL_INCOMING, CELL_MISSING,
 };
 use crate::transfer::server::ChunkServer;
 
@@ -51,9 +51,18 @@ pub(crate) enum CoordMsg {
         done: u64,
         total: u64,
     },
-    IndexError(String),
+    /// The index served is not the folder as it reads now, and why; with the shrink held back,
+    /// if that is the reason.
+    IndexError {
+        message: String,
+        shrink: Option<HeldShrink>,
+    },
     /// A scan found nothing new: an earlier indexing error is over.
     IndexOk,
+    /// A scan finished (whatever it found).
+    Scanned,
+    /// Something worth a line in the events list.
+    Note(String),
 }
 
 const MASTER: NodeId = 0;
@@ -82,6 +91,8 @@ struct Coord {
     master_in_planner: bool,
     indexing: Option<(u64, u64)>,
     index_error: Option<String>,
+    shrink_held: Option<HeldShrink>,
+    index_scans: u64,
     events: EventLog,
     master_uploaded: u64,
     peers_uploaded: u64,
@@ -152,6 +163,8 @@ impl Coord {
             master_in_planner: false,
             indexing: Some((0, 0)),
             index_error: None,
+            shrink_held: None,
+            index_scans: 0,
             events: EventLog::default(),
             master_uploaded: 0,
             peers_uploaded: 0,
@@ -232,23 +245,28 @@ impl Coord {
                     self.indexing = Some((done, total));
                 }
             }
-            CoordMsg::IndexError(e) => {
-                if self.index_error.as_ref() != Some(&e) {
-                    self.events.push(format!("indexing failed: {e}"));
+            CoordMsg::IndexError { message, shrink } => {
+                if self.index_error.as_ref() != Some(&message) {
+                    self.events.push(format!("indexing failed: {message}"));
                 }
-                self.index_error = Some(e);
+                self.index_error = Some(message);
+                self.shrink_held = shrink;
             }
             CoordMsg::IndexOk => {
+                self.shrink_held = None;
                 if self.index_error.take().is_some() {
                     self.events.push("the source folder reads as before again");
                 }
             }
+            CoordMsg::Scanned => self.index_scans += 1,
+            CoordMsg::Note(n) => self.events.push(n),
             CoordMsg::Peer { node, msg } => self.on_peer(node, msg),
         }
     }
 
     fn on_manifest(&mut self, st: Arc<ManifestState>) {
         self.index_error = None;
+        self.shrink_held = None;
         self.indexing = None;
         let now = self.now();
         self.events.push(format!(
@@ -503,8 +521,11 @@ impl Coord {
             verify_failures: self.verify_failures,
             planner_rounds: self.rounds.0,
             planner_round_seconds: self.rounds.1,
+            index_scans: self.index_scans,
             ..Default::default()
         };
+        s.index_fault = self.index_error.clone();
+        s.shrink_held = self.shrink_held.clone();
         s.upload_bps = self.up_meter.update(s.counters.bytes_uploaded);
         s.master_uploaded = self.master_uploaded;
         s.peers_uploaded = self.peers_uploaded;
@@ -589,7 +610,6 @@ mod tests {
     //! snapshot, without sockets or timers (`round` is called by hand).
 
     use std::path::PathBuf;
-    use std::sync::RwLock;
 
     use super::*;
     use crate::manifest::{Chunk, ChunkRule, FileEntry, Manifest, Mtime};
@@ -630,7 +650,7 @@ mod tests {
         let (coord, _) = mpsc::unbounded_channel();
         let (_, shutdown) = watch::channel(false);
         let listen = SocketAddr::from(([127, 0, 0, 1], 1));
-        let shared = Arc::new(Shared { cfg, listen, current: RwLock::new(None), rescan, coord, shutdown });
+        let shared = Arc::new(Shared::new(cfg, listen, rescan, coord, shutdown));
         let server = ChunkServer::new(
             Arc::new(MasterSource(shared.clone())),
             ServerConfig {

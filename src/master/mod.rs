@@ -6,8 +6,10 @@
 //! accepting work, closes peer connections and lets in-flight chunk uploads finish briefly.
 //!
 //! Tasks (each in its own file):
-//! - `indexer` (here): initial scan, then a `notify` watcher plus a periodic rescan as
-//!   fallback; a changed folder becomes a new [`ManifestState`] sent to the coordinator.
+//! - [`index`]: initial scan, then again on debounced folder events, a stale chunk, or the
+//!   periodic rescan; a changed folder becomes a new [`ManifestState`] sent to the coordinator.
+//!   A folder that vanished, cannot be read or shrank suspiciously keeps the last good index
+//!   ([`shrink`]), and files still being written wait for a later scan.
 //! - [`coord`]: the single owner of the planner and the node table. Everything that changes
 //!   swarm state is a message to it, so there are no locks around planner state and event
 //!   order is the order of arrival. It ticks every 100 ms: timeouts, a planning round, orders
@@ -23,13 +25,13 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
-use crate::manifest::{CacheMode, ChunkHash, ChunkRule, Manifest, ScanOptions};
+use crate::manifest::{CacheMode, ChunkHash, ChunkRule, Manifest};
 use crate::status::{NodeState, Role, Snapshot};
 use crate::transfer::ratelimit::RateLimiter;
 use crate::transfer::server::{ChunkLoc, ChunkServer, ChunkSource, ServerConfig};
@@ -38,6 +40,11 @@ use crate::transport::Security;
 pub mod conn;
 pub mod coord;
 pub mod expect;
+pub mod index;
+pub mod shrink;
+
+pub use index::{FolderScanner, Scanner};
+pub use shrink::shrink_fault;
 
 #[derive(Debug, Clone)]
 pub struct MasterConfig {
@@ -65,6 +72,11 @@ pub struct MasterConfig {
     pub allow_shrink: bool,
     /// Peers the admin expects (`--expect`): reported per entry in the snapshot's `expected`.
     pub expect: Option<expect::Expect>,
+    /// A file modified this recently (or changing while hashed) is still being written: the
+    /// index keeps its previous version (or leaves it out, if new) and looks again later.
+    pub settle: Duration,
+    /// How the folder is read into a manifest ([`FolderScanner`]; tests inject faults here).
+    pub scanner: Arc<dyn Scanner>,
 }
 
 impl MasterConfig {
@@ -84,6 +96,8 @@ impl MasterConfig {
             security: Security::Open,
             allow_shrink: false,
             expect: None,
+            settle: Duration::from_secs(2),
+            scanner: Arc::new(FolderScanner),
         }
     }
 }
@@ -136,6 +150,37 @@ pub(crate) struct Shared {
     pub rescan: mpsc::Sender<()>,
     pub coord: mpsc::UnboundedSender<coord::CoordMsg>,
     pub shutdown: watch::Receiver<bool>,
+    /// The shrink the guard holds back (what it would publish, and how the page names it):
+    /// set by the indexer, taken by a confirmation on the status page.
+    pub held: Mutex<shrink::HeldSlot>,
+    /// Id of the next manifest published (the indexer and a confirmed shrink both publish).
+    pub next_manifest: std::sync::atomic::AtomicU64,
+}
+
+impl Shared {
+    pub(crate) fn new(
+        cfg: MasterConfig,
+        listen: SocketAddr,
+        rescan: mpsc::Sender<()>,
+        coord: mpsc::UnboundedSender<coord::CoordMsg>,
+        shutdown: watch::Receiver<bool>,
+    ) -> Self {
+        Shared {
+            cfg,
+            listen,
+            current: RwLock::new(None),
+            rescan,
+            coord,
+            shutdown,
+            held: Mutex::new(shrink::HeldSlot::default()),
+            next_manifest: std::sync::atomic::AtomicU64::new(1),
+        }
+    }
+
+    /// The index peers are served now.
+    pub(crate) fn current(&self) -> Option<Arc<ManifestState>> {
+        self.current.read().ok().and_then(|c| c.clone())
+    }
 }
 
 struct MasterSource(Arc<Shared>);
@@ -178,14 +223,7 @@ impl Master {
         let (shutdown_tx, shutdown_rx) = watch::channel(false);
         let (rescan_tx, rescan_rx) = mpsc::channel(1);
         let (coord_tx, coord_rx) = mpsc::unbounded_channel();
-        let shared = Arc::new(Shared {
-            cfg: cfg.clone(),
-            listen: local_addr,
-            current: RwLock::new(None),
-            rescan: rescan_tx,
-            coord: coord_tx,
-            shutdown: shutdown_rx.clone(),
-        });
+        let shared = Arc::new(Shared::new(cfg.clone(), local_addr, rescan_tx, coord_tx, shutdown_rx.clone()));
 
         let server = ChunkServer::new(
             Arc::new(MasterSource(shared.clone())),
@@ -198,6 +236,7 @@ impl Master {
         );
         let app = crate::transfer::server::router(server.clone())
             .merge(conn::router(shared.clone()))
+            .merge(shrink::router(shared.clone()))
             .merge(crate::web::master_router(status_rx.clone()));
         let mut sd = shutdown_rx.clone();
         let server_task = tokio::spawn(crate::transport::serve_secured(
@@ -209,7 +248,7 @@ impl Master {
             async move { crate::status::stopped(&mut sd).await },
         ));
         let coord_task = tokio::spawn(coord::run(shared.clone(), coord_rx, status_tx, server));
-        let index_task = tokio::spawn(indexer(shared.clone(), rescan_rx));
+        let index_task = tokio::spawn(index::run(shared.clone(), rescan_rx));
         Ok(Master {
             local_addr,
             status: status_rx,
@@ -243,143 +282,5 @@ impl Master {
             t.abort();
             let _ = t.await;
         }
-    }
-}
-
-/// Index now, then again on folder events (debounced), on a stale chunk, or periodically.
-async fn indexer(shared: Arc<Shared>, mut rescan_rx: mpsc::Receiver<()>) {
-    let (ev_tx, mut ev_rx) = mpsc::channel::<()>(1);
-    let _watcher = if shared.cfg.watch { start_watcher(&shared.cfg.source_dir, ev_tx) } else { None };
-    let mut shutdown = shared.shutdown.clone();
-    let mut next_id = 1u64;
-    loop {
-        let cfg = shared.cfg.clone();
-        let coord = shared.coord.clone();
-        let progress: crate::manifest::scan::ProgressFn = Arc::new(move |p: crate::manifest::ScanProgress| {
-            let _ =
-                coord.send(coord::CoordMsg::Indexing { done: p.bytes_hashed + p.bytes_cached, total: p.bytes_total });
-        });
-        let opts = ScanOptions {
-            chunk_rule: cfg.chunk_rule,
-            cache: cfg.cache.clone(),
-            progress: Some(progress),
-            ..Default::default()
-        };
-        let root = cfg.source_dir.clone();
-        let res = tokio::task::spawn_blocking(move || crate::manifest::scan(&root, &opts)).await;
-        let mut retry_soon = false;
-        match res {
-            Ok(Ok(m)) => on_scanned(&shared, m, &mut next_id),
-            Ok(Err(e)) => {
-                retry_soon = true;
-                let _ = shared.coord.send(coord::CoordMsg::IndexError(e.to_string()));
-            }
-            Err(e) => {
-                retry_soon = true;
-                let _ = shared.coord.send(coord::CoordMsg::IndexError(format!("indexing task failed: {e}")));
-            }
-        }
-        let wait = if retry_soon { Duration::from_secs(1) } else { shared.cfg.rescan_interval };
-        tokio::select! {
-            _ = tokio::time::sleep(wait) => {}
-            Some(()) = ev_rx.recv() => {
-                // Let a burst of writes settle before hashing.
-                tokio::time::sleep(Duration::from_millis(300)).await;
-                while ev_rx.try_recv().is_ok() {}
-            }
-            Some(()) = rescan_rx.recv() => {}
-            _ = crate::status::stopped(&mut shutdown) => return,
-        }
-    }
-}
-
-/// A finished scan: publish it if it changed and is believable, else say why not.
-fn on_scanned(shared: &Shared, m: Manifest, next_id: &mut u64) {
-    let cur = shared.current.read().ok().and_then(|c| c.clone());
-    let changed = cur.as_ref().is_none_or(|c| c.manifest.files != m.files || c.manifest.dirs != m.dirs);
-    if !changed {
-        let _ = shared.coord.send(coord::CoordMsg::IndexOk);
-        return;
-    }
-    if let Some(why) = cur.as_ref().and_then(|c| shrink_fault(&c.manifest, &m)).filter(|_| !shared.cfg.allow_shrink) {
-        tracing::error!("{why}");
-        let _ = shared.coord.send(coord::CoordMsg::IndexError(why));
-        return;
-    }
-    for w in &m.warnings {
-        tracing::warn!("{w}");
-    }
-    let st = Arc::new(ManifestState::new(*next_id, m));
-    *next_id += 1;
-    if let Ok(mut c) = shared.current.write() {
-        *c = Some(st.clone());
-    }
-    let _ = shared.coord.send(coord::CoordMsg::Manifest(st));
-}
-
-/// Why a new scan looks like a fault rather than a change: the folder emptied (an unmounted
-/// share leaves an empty mount point), or lost more than half of its files or bytes at once.
-/// Publishing it would make every peer delete its copy, so the master keeps the last good index.
-pub fn shrink_fault(old: &Manifest, new: &Manifest) -> Option<String> {
-    let (of, nf) = (old.files.len() as u64, new.files.len() as u64);
-    let (ob, nb) = (old.total_bytes(), new.total_bytes());
-    if of == 0 || (nf * 2 >= of && nb * 2 >= ob) {
-        return None;
-    }
-    let what = if nf == 0 { "is now empty" } else { "lost more than half of its content in one scan" };
-    Some(format!(
-        "the source folder {what} ({of} files, {ob} bytes before; {nf} files, {nb} bytes now): keeping the last good \
-         index, so peers keep their copies. Is the share unmounted or the folder emptied by mistake? If the change is \
-         intended, restart the master with --allow-shrink"
-    ))
-}
-
-fn start_watcher(dir: &std::path::Path, tx: mpsc::Sender<()>) -> Option<notify::RecommendedWatcher> {
-    use notify::{RecursiveMode, Watcher};
-    let handler = move |res: notify::Result<notify::Event>| {
-        if let Ok(ev) = res {
-            if !matches!(ev.kind, notify::EventKind::Access(_)) {
-                let _ = tx.try_send(());
-            }
-        }
-    };
-    match notify::recommended_watcher(handler) {
-        Ok(mut w) => match w.watch(dir, RecursiveMode::Recursive) {
-            Ok(()) => Some(w),
-            Err(e) => {
-                tracing::warn!("cannot watch {} for changes ({e}); relying on the periodic rescan", dir.display());
-                None
-            }
-        },
-        Err(e) => {
-            tracing::warn!("no folder watcher ({e}); relying on the periodic rescan");
-            None
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// The manifest of a folder with files of these sizes.
-    fn folder(sizes: &[usize]) -> Manifest {
-        let d = tempfile::tempdir().unwrap();
-        for (i, &n) in sizes.iter().enumerate() {
-            std::fs::write(d.path().join(format!("f{i}")), vec![i as u8; n]).unwrap();
-        }
-        crate::manifest::scan(d.path(), &ScanOptions { cache: CacheMode::Disabled, ..Default::default() }).unwrap()
-    }
-
-    #[test]
-    fn emptied_or_halved_folders_are_faults_ordinary_changes_are_not() {
-        let before = folder(&[100, 100, 100, 100]);
-        assert!(shrink_fault(&before, &folder(&[])).is_some_and(|w| w.contains("is now empty")));
-        assert!(shrink_fault(&before, &folder(&[100])).is_some_and(|w| w.contains("more than half")));
-        assert!(shrink_fault(&before, &folder(&[400, 1])).is_none(), "fewer files but the bytes are there");
-        assert!(shrink_fault(&before, &folder(&[10, 10, 10, 10])).is_some(), "same files, most bytes gone");
-        assert!(shrink_fault(&before, &folder(&[100, 100])).is_none(), "half is still believable");
-        assert!(shrink_fault(&folder(&[]), &folder(&[1])).is_none(), "growing from empty is fine");
-        assert!(shrink_fault(&folder(&[]), &folder(&[])).is_none());
     }
 }

@@ -7,9 +7,12 @@
 //! rescans. Fetch tasks run concurrently (the planner bounds them by our download slots);
 //! each verifies before writing and reports `Finished` or `Failed` through a channel.
 //!
-//! On a new manifest all fetches are cancelled (reported as `Failed{Cancelled}` so the
-//! planner re-plans them at once), then the layout is rebuilt under the relayout write lock,
-//! which waits for chunk writes already under way.
+//! On a new manifest the fetches of chunks it no longer holds are cancelled (reported as
+//! `Failed{Cancelled}` so the planner re-plans at once); fetches of chunks it still holds go on
+//! (the master's planner keeps those transfers too), so a file added mid-sync does not throw
+//! away every download in flight. Then the layout is rebuilt under the relayout write lock,
+//! which waits for chunk writes already under way; a fetch that lands afterwards is written
+//! into the new layout's places for its chunk.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -37,6 +40,7 @@ enum End {
 
 struct Active {
     task: JoinHandle<()>,
+    chunk: ChunkHash,
     progress: Arc<AtomicU64>,
     reported: u64,
 }
@@ -76,6 +80,9 @@ struct Session {
     down_meter: RateMeter,
     up_meter: RateMeter,
     last_rescan: Instant,
+    /// Fetches a new manifest cancelled, and fetches that went on across one (`Counters`).
+    fetches_cancelled: u64,
+    fetches_kept: u64,
 }
 
 /// How often files skipped as locked by another program are tried again.
@@ -96,6 +103,8 @@ pub(crate) async fn run(ctx: Arc<Ctx>) {
         down_meter: RateMeter::default(),
         up_meter: RateMeter::default(),
         last_rescan: Instant::now(),
+        fetches_cancelled: 0,
+        fetches_kept: 0,
     };
     let mut backoff = Duration::from_millis(200);
     let mut shutdown = ctx.shutdown.clone();
@@ -310,9 +319,16 @@ impl Session {
         self.waiting = None;
         let manifest = Manifest::from_bytes(bytes)
             .map_err(|e| End::Disconnected(format!("the master sent an invalid manifest: {e}")))?;
-        for (tid, a) in tr.active.drain() {
-            a.task.abort();
-            let m = PeerMsg::Failed { id: tid, reason: FailKind::Cancelled, message: "new manifest".into() };
+        let still: std::collections::HashSet<ChunkHash> =
+            manifest.files.iter().flat_map(|f| f.chunks.iter().map(|c| c.hash)).collect();
+        let gone: Vec<u64> = tr.active.iter().filter(|(_, a)| !still.contains(&a.chunk)).map(|(&id, _)| id).collect();
+        self.fetches_kept += (tr.active.len() - gone.len()) as u64;
+        for tid in gone {
+            if let Some(a) = tr.active.remove(&tid) {
+                a.task.abort();
+            }
+            self.fetches_cancelled += 1;
+            let m = PeerMsg::Failed { id: tid, reason: FailKind::Cancelled, message: "not in the new manifest".into() };
             send(ch, &m).await.map_err(End::Disconnected)?;
         }
         let same = self.with_layout(|l| *l.manifest == manifest).unwrap_or(false);
@@ -358,7 +374,7 @@ impl Session {
             let r = fetch_and_write(&c, &base, chunk, size, min_rate_bps, &p).await;
             let _ = tx.send((id, r));
         });
-        tr.active.insert(id, Active { task, progress, reported: 0 });
+        tr.active.insert(id, Active { task, chunk, progress, reported: 0 });
         Ok(())
     }
 
@@ -514,6 +530,8 @@ impl Session {
             verify_failures: c.verify_failures.load(Ordering::Relaxed),
             slow_aborts: c.slow_aborts.load(Ordering::Relaxed),
             local_copies: 0,
+            fetches_cancelled: self.fetches_cancelled,
+            fetches_kept: self.fetches_kept,
             ..Default::default()
         };
         s.download_bps = self.down_meter.update(s.counters.bytes_downloaded);

@@ -77,6 +77,7 @@ pub fn render(s: &Snapshot) -> String {
     render_identity(&mut o, s);
     render_progress(&mut o, s);
     render_counters(&mut o, s);
+    render_source(&mut o, s);
     render_per_node(&mut o, s);
     render_expected(&mut o, s);
     o.0
@@ -197,6 +198,32 @@ fn render_counters(o: &mut Out, s: &Snapshot) {
         o.sample("lanscatter_planner_round_seconds_sum", "", c.planner_round_seconds);
         o.sample("lanscatter_planner_round_seconds_count", "", c.planner_rounds as f64);
     }
+}
+
+/// Master: whether the index it serves is the folder as it reads (and why not); peer: what
+/// new manifests did to its fetches in flight.
+fn render_source(o: &mut Out, s: &Snapshot) {
+    let c = &s.counters;
+    if s.role == crate::status::Role::Peer {
+        let help = "Fetches in flight that a new manifest cancelled (their chunk left it).";
+        o.metric("lanscatter_fetches_cancelled_total", "counter", help, c.fetches_cancelled as f64);
+        let help = "Fetches in flight that went on across a new manifest (it still holds their chunk).";
+        o.metric("lanscatter_fetches_kept_total", "counter", help, c.fetches_kept as f64);
+        return;
+    }
+    o.head(
+        "lanscatter_index_fault",
+        "gauge",
+        "1 while the master serves its last good index because the folder vanished, cannot be read or shrank; the reason is a label.",
+    );
+    match &s.index_fault {
+        Some(why) => o.sample("lanscatter_index_fault", &format!("reason=\"{}\"", escape_label(why)), 1.0),
+        None => o.sample("lanscatter_index_fault", "", 0.0),
+    }
+    let held = f64::from(u8::from(s.shrink_held.is_some()));
+    o.metric("lanscatter_shrink_held", "gauge", "1 while a shrink of the folder waits for confirmation.", held);
+    let help = "Scans of the source folder finished (published, unchanged or failed).";
+    o.metric("lanscatter_index_scans_total", "counter", help, c.index_scans as f64);
 }
 
 /// One series per node for each per-node field, labelled so nodes sharing a host name stay apart.
@@ -326,5 +353,19 @@ mod tests {
         ] {
             assert!(text.lines().any(|l| l == line), "no line {line:?} in\n{text}");
         }
+    }
+
+    #[test]
+    fn an_index_fault_is_a_gauge_with_its_reason() {
+        let mut s = Snapshot::new(Role::Master, "m".into(), "/x".into());
+        assert!(render(&s).contains("\nlanscatter_index_fault 0\n"));
+        s.index_fault = Some("cannot index the source folder: \"/x\" is gone".into());
+        s.counters.index_scans = 7;
+        let text = render(&s);
+        assert!(
+            text.contains("lanscatter_index_fault{reason=\"cannot index the source folder: \\\"/x\\\" is gone\"} 1")
+        );
+        assert!(text.contains("lanscatter_index_scans_total 7"), "{text}");
+        assert!(text.contains("lanscatter_shrink_held 0"));
     }
 }
