@@ -185,7 +185,7 @@ pub fn run(args: MasterArgs) -> anyhow::Result<ExitCode> {
                         eprintln!(
                             "lanscatter master: every expected peer is up to date; exiting (--exit-when-all-done)"
                         );
-                        break;
+                        break None;
                     }
                     if !args.node.json && last_plain.elapsed() >= Duration::from_secs(10) {
                         last_plain = std::time::Instant::now();
