@@ -47,7 +47,9 @@ pub fn manpage(args: ManpageArgs) -> anyhow::Result<ExitCode> {
         // Without the `help` subcommand, as `generate_to` renders it: no page points to a
         // `lanscatter-help(1)` that is never written.
         let mut out = Vec::new();
-        clap_mangen::Man::new(command().disable_help_subcommand(true)).render(&mut out).context("cannot render the man page")?;
+        clap_mangen::Man::new(command().disable_help_subcommand(true))
+            .render(&mut out)
+            .context("cannot render the man page")?;
         use std::io::Write as _;
         let mut stdout = std::io::stdout().lock();
         stdout.write_all(&out).and_then(|()| stdout.flush()).context("cannot write the man page to stdout")?;

@@ -21,7 +21,7 @@ use std::time::Duration;
 use anyhow::Context;
 
 use crate::secret::SwarmSecret;
-use crate::status::{ExpectedReport, NodeState, NodeStatus, Role, Snapshot};
+use crate::status::{ExpectState, ExpectedReport, NodeState, NodeStatus, Role, Snapshot};
 use crate::transport::{api, normalize_addr, MASTER_PORT};
 
 /// How long one request may take.
@@ -246,7 +246,8 @@ fn expected(out: &mut String, e: &ExpectedReport) {
             p.state.name().into(),
             clean(&p.name),
             clean(&p.address),
-            p.idle_secs.map_or_else(|| "-".into(), duration),
+            // Idle time only tells something about a peer that is not done.
+            p.idle_secs.filter(|_| p.state != ExpectState::Done).map_or_else(|| "-".into(), duration),
         ]);
     }
     table(out, &rows);
@@ -328,7 +329,7 @@ fn duration(secs: f64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::status::{ExpectState, ExpectedPeer};
+    use crate::status::ExpectedPeer;
 
     fn swarm() -> Snapshot {
         let mut s = Snapshot::new(Role::Master, "files".into(), "/srv".into());
@@ -397,7 +398,7 @@ mod tests {
             text.contains("expected peers: 1 done, 0 syncing, 0 stuck, 1 missing (stuck: no progress for 1 min 0 s)")
         );
         assert!(text.lines().any(|l| l.starts_with("gamma") && l.contains("missing")), "{text}");
-        assert!(text.lines().any(|l| l.starts_with("alpha") && l.ends_with("3 s")), "{text}");
+        assert!(text.lines().any(|l| l.starts_with("alpha") && l.ends_with("  -")), "no idle time when done: {text}");
         assert!(text.ends_with("not expected: beta\n"), "{text}");
     }
 
