@@ -24,6 +24,17 @@
 //! After that, [`write_chunk`] puts verified chunk bytes at every place that needs them and
 //! sets a file's mtime once its last chunk is in. Nothing unverified is ever written: chunks
 //! come from the network already checked, or from a local read that is re-hashed.
+//!
+//! Durable before done: a file counts as done (its mtime is set to the master's, the state a
+//! later scan trusts, and its hashes may be cached) only after its data is on the disk. When
+//! its last chunk is in, the file is fsynced once (`Storage::sync`, not per chunk), then each
+//! directory above it that got a new entry in this layout (created files and dirs, renames) is
+//! synced once (`Storage::sync_dir`). A file whose mtime already is the master's was finished
+//! that way by an earlier run and costs nothing. Files a layout wrote to but did not finish are
+//! fsynced before the next layout's scan may cache their hashes ([`Layout::sync_unfinished`]).
+//! Not covered: empty directories (recreated by the next layout if a power loss takes them),
+//! and the content a killed run left in the page cache, which a restart's scan hashes before
+//! the kernel has written it back.
 
 use std::collections::{HashMap, HashSet};
 use std::io;
@@ -78,6 +89,10 @@ pub struct Layout {
     pub lost: Vec<ChunkHash>,
     /// Chunks copied or moved locally in `prepare` (not downloaded).
     pub local_copies: u64,
+    /// Directories that got an entry (created, renamed in) not yet synced to the disk.
+    unsynced_dirs: HashSet<PathBuf>,
+    /// Files written to and not finished yet (their data may still be only in memory).
+    written: HashSet<usize>,
 }
 
 /// What stays in the folder that the manifest lacks, kept until the end of `prepare` because
@@ -98,6 +113,21 @@ impl Leftovers {
     fn local(&self, root: &Path, wire: &str) -> Option<PathBuf> {
         crate::paths::to_local(root, wire).ok().filter(|a| self.holds(a))
     }
+}
+
+/// The local path of a manifest entry; the peer's own state dir is never one.
+fn local_path(root: &Path, wire: &str) -> Result<PathBuf, String> {
+    if crate::paths::in_state_dir(wire) {
+        return Err(format!("the name {} is reserved for lanscatter's own state", crate::paths::STATE_DIR));
+    }
+    crate::paths::to_local(root, wire).map_err(|e| e.to_string())
+}
+
+/// The directories that get a new entry when `dir` is created: the parent of each missing
+/// ancestor (`dir` included).
+fn new_dir_parents(storage: &dyn Storage, dir: &Path) -> Vec<PathBuf> {
+    let missing = |a: &Path| storage.kind(a).is_ok_and(|k| k.is_none());
+    dir.ancestors().take_while(|a| missing(a)).filter_map(|a| a.parent()).map(Path::to_path_buf).collect()
 }
 
 fn under(set: &HashSet<PathBuf>, p: &Path) -> bool {
@@ -189,7 +219,9 @@ impl Layout {
         storage: Arc<dyn Storage>,
     ) -> Result<Layout, LayoutError> {
         // The engine creates its folder only here, after the master's greeting was checked.
+        let new_root = new_dir_parents(&*storage, root);
         storage.create_dir_all(root).map_err(|e| io_err(root, e))?;
+        super::adopt::mark(root, &*storage).map_err(|e| io_err(root, e))?;
         let opts = ScanOptions {
             chunk_rule: manifest.chunk_rule,
             cache: cache.clone(),
@@ -201,6 +233,7 @@ impl Layout {
         let local = &scanned.manifest;
         let plan = crate::manifest::diff(&manifest, local);
         let mut layout = Layout::empty(root, manifest_id, manifest.clone(), storage);
+        layout.unsynced_dirs.extend(new_root);
         let needed = needed_dirs(&manifest);
         let leftovers = clear_the_way(root, &manifest, &scanned, &needed, &*layout.storage)?;
         let mut spare = Leftovers { paths: leftovers, ..Default::default() };
@@ -236,9 +269,7 @@ impl Layout {
         let paths = manifest
             .files
             .iter()
-            .map(|f| {
-                crate::paths::to_local(root, &f.path).map_err(|e| unsyncable.push(format!("{}: {e}", f.path))).ok()
-            })
+            .map(|f| local_path(root, &f.path).map_err(|e| unsyncable.push(format!("{}: {e}", f.path))).ok())
             .collect();
         let unique = manifest.unique_chunks();
         let index = unique.iter().enumerate().map(|(i, (h, _))| (*h, i)).collect();
@@ -258,6 +289,8 @@ impl Layout {
             unsyncable,
             lost: Vec::new(),
             local_copies: 0,
+            unsynced_dirs: HashSet::new(),
+            written: HashSet::new(),
         }
     }
 
@@ -265,8 +298,12 @@ impl Layout {
         let mut dirs: Vec<&str> = needed.into_iter().collect();
         dirs.sort();
         for d in dirs {
-            match crate::paths::to_local(root, d) {
-                Ok(p) => self.storage.create_dir_all(&p).map_err(|e| io_err(&p, e))?,
+            match local_path(root, d) {
+                Ok(p) => {
+                    let parents = new_dir_parents(&*self.storage, &p);
+                    self.storage.create_dir_all(&p).map_err(|e| io_err(&p, e))?;
+                    self.unsynced_dirs.extend(parents);
+                }
                 Err(e) => self.unsyncable.push(format!("{d}/: {e}")),
             }
         }
@@ -294,6 +331,11 @@ impl Layout {
         };
         if todo.is_some_and(|w| w.chunks.len() == f.chunks.len()) && self.move_spare(f, &path, spare) {
             todo = None;
+        } else if todo.is_some() || f.chunks.is_empty() {
+            let missing = self.storage.kind(&path).map_err(|e| io_err(&path, e))?.is_none();
+            if let (true, Some(parent)) = (missing, path.parent()) {
+                self.unsynced_dirs.insert(parent.to_path_buf()); // set_len creates it
+            }
         }
         self.storage.set_len(&path, f.size).map_err(|e| io_err(&path, e))?;
         let todo: HashMap<u64, &DiffSource> =
@@ -322,6 +364,7 @@ impl Layout {
         match self.storage.rename(&src, path) {
             Ok(()) => {
                 tracing::info!("moved {} to {} (same content)", src.display(), path.display());
+                self.unsynced_dirs.extend([&src, path].into_iter().filter_map(|p| p.parent()).map(Path::to_path_buf));
                 self.local_copies += f.chunks.len() as u64;
                 true
             }
@@ -390,6 +433,7 @@ impl Layout {
                 self.mark_done(h, &done, data.len() as u64)?;
                 return Err(io_err(&path, e));
             }
+            self.written.insert(fi);
             done.push((fi, off));
         }
         self.mark_done(h, &done, data.len() as u64)
@@ -410,13 +454,37 @@ impl Layout {
         Ok(())
     }
 
-    fn finish_file(&self, fi: usize) -> Result<(), LayoutError> {
-        let f = &self.manifest.files[fi];
-        let Some(path) = &self.paths[fi] else { return Ok(()) };
-        if self.storage.mtime(path).map_err(|e| io_err(path, e))? != f.mtime {
-            self.storage.set_mtime(path, f.mtime).map_err(|e| io_err(path, e))?;
+    /// The file's last chunk is in: data on the disk, then the master's mtime, then the new
+    /// directory entries above it on the disk (see "Durable before done" in the module doc).
+    fn finish_file(&mut self, fi: usize) -> Result<(), LayoutError> {
+        let Some(path) = self.paths[fi].clone() else { return Ok(()) };
+        let mtime = self.manifest.files[fi].mtime;
+        // The master's mtime is set only after the data is synced: a file that has it was
+        // finished this way, by this run or an earlier one.
+        if self.storage.mtime(&path).map_err(|e| io_err(&path, e))? != mtime {
+            self.storage.sync(&path).map_err(|e| io_err(&path, e))?;
+            self.storage.set_mtime(&path, mtime).map_err(|e| io_err(&path, e))?;
+        }
+        self.written.remove(&fi);
+        for dir in path.ancestors().skip(1) {
+            if self.unsynced_dirs.remove(dir) {
+                self.storage.sync_dir(dir).map_err(|e| io_err(dir, e))?;
+            }
         }
         Ok(())
+    }
+
+    /// Put the data of files written to but not finished on the disk, before a new layout's
+    /// scan may cache their hashes (blocking; a file that cannot be synced is only logged: the
+    /// scan then hashes it again, and a lost chunk is fetched again).
+    pub fn sync_unfinished(&self) {
+        for &fi in &self.written {
+            if let Some(path) = &self.paths[fi] {
+                if let Err(e) = self.storage.sync(path) {
+                    tracing::warn!("cannot flush {} to the disk: {e}", path.display());
+                }
+            }
+        }
     }
 
     pub fn has(&self, h: &ChunkHash) -> bool {

@@ -132,6 +132,15 @@ impl Storage for Disk {
     }
 }
 
+/// Flush the entries of directory `path` (the [`Storage::sync_dir`] of the real disk).
+pub fn sync_dir(path: &Path) -> io::Result<()> {
+    #[cfg(unix)]
+    File::open(path)?.sync_all()?;
+    #[cfg(not(unix))]
+    let _ = path;
+    Ok(())
+}
+
 /// Kind of a directory entry, from `symlink_metadata` (symlinks are never followed).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum EntryKind {
