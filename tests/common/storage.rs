@@ -179,6 +179,10 @@ fn powered_off() -> io::Error {
 }
 
 impl PowerLossDisk {
+    pub fn with_write_delay(write_delay: Duration) -> Self {
+        PowerLossDisk { write_delay, ..Default::default() }
+    }
+
     /// Run `op` unless the power is off, recording `undo` (computed before `op`) if it succeeds.
     fn change<T>(&self, undo: impl FnOnce() -> Vec<Undo>, op: impl FnOnce() -> io::Result<T>) -> io::Result<T> {
         let mut log = self.undo.lock().unwrap();
@@ -196,6 +200,12 @@ impl PowerLossDisk {
             true => Err(powered_off()),
             false => Ok(()),
         }
+    }
+
+    /// Data bytes written and not synced yet (what a power loss now would take).
+    pub fn unsynced_bytes(&self) -> u64 {
+        let log = self.undo.lock().unwrap();
+        log.iter().map(|u| if let Undo::Data { old, .. } = u { old.len() as u64 } else { 0 }).sum()
     }
 
     /// Cut the power: from now on every call fails and nothing more changes on the disk.
