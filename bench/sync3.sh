@@ -45,7 +45,7 @@ end=$(date +%s.%N)
 # GNU time ignores SIGINT while it waits: signal the master itself (its child).
 pkill -INT -P "${PIDS[0]}"; wait "${PIDS[0]}" || true
 PIDS=()
-for i in 0 1 2; do diff -r "$SRC" "$ROOT/p$i" > /dev/null || { echo "p$i differs from the master" >&2; exit 1; }; done
+for i in 0 1 2; do diff -r -x .lanscatter "$SRC" "$ROOT/p$i" > /dev/null || { echo "p$i differs from the master" >&2; exit 1; }; done
 rss() { awk -F: '/Maximum resident/ {gsub(/ /, "", $2); printf "%.1f", $2 / 1024}' "$1"; }
 bytes=$(du -sb "$SRC" | cut -f1)
 files=$(find "$SRC" -type f | wc -l)

@@ -6,6 +6,7 @@
 //!
 //! Layers, bottom-up:
 //! - [`paths`]: wire-path validation; every write a peer makes goes through it.
+//! - [`folders`]: the one refusal of dangerous folders (roots, home, system folders).
 //! - [`units`]: the one parser of sizes and rates (CLI, GUI, settings files).
 //! - [`manifest`]: scan, chunk, hash (BLAKE2b), hash cache, manifest diff.
 //! - [`planner`]: pure, deterministic transfer scheduling (no I/O, time is an input);
@@ -27,6 +28,7 @@
 pub mod cli;
 pub mod demo;
 pub mod engine;
+pub mod folders;
 pub mod gui;
 pub mod host;
 pub mod manifest;

@@ -26,6 +26,22 @@ pub const MAX_WIRE_PATH_LEN: usize = 4096;
 /// Longest accepted single component in bytes (NAME_MAX on common filesystems).
 pub const MAX_COMPONENT_LEN: usize = 255;
 
+/// The one name lanscatter reserves in every folder it works on: a peer keeps its marker
+/// ([`crate::peer::adopt`]) in `<folder>/.lanscatter/`. At a folder's root this name (in any
+/// letter case, for case-insensitive disks) is never indexed, published, synced or deleted: the
+/// walk leaves it out for masters and peers alike, and a peer refuses a manifest entry under it.
+pub const STATE_DIR: &str = ".lanscatter";
+
+/// True if `name`, as the first component of a wire path, is [`STATE_DIR`].
+pub fn is_state_dir(name: &str) -> bool {
+    name.eq_ignore_ascii_case(STATE_DIR)
+}
+
+/// True if wire path `wire` lies in [`STATE_DIR`] (or is it).
+pub fn in_state_dir(wire: &str) -> bool {
+    is_state_dir(wire.split('/').next().unwrap_or(wire))
+}
+
 /// Why a wire path was refused. Every message names the offending path.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PathError {

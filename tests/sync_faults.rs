@@ -112,7 +112,9 @@ fn dangerous_or_impossible_destinations_are_refused() {
     master.wait_line("ready", Duration::from_secs(60));
     let inside = mdir.join("sub-of-master");
     for dst in [mdir.as_path(), inside.as_path()] {
-        let (st, err) = Proc::spawn(&peer_args(&server, s(dst))).wait_exit(Duration::from_secs(60));
+        // --adopt: the master's folder is not empty; past that check the handshake refuses it.
+        let args = [peer_args(&server, s(dst)), vec!["--adopt"]].concat();
+        let (st, err) = Proc::spawn(&args).wait_exit(Duration::from_secs(60));
         assert!(!st.success(), "refused {}", dst.display());
         assert!(err.contains("refusing to sync"), "{err}");
         assert!(err.contains("master's own folder"), "{err}");

@@ -33,6 +33,7 @@ async fn local_edits_are_reverted_and_extras_removed() {
 
     let mut cfg = peer_config(master.local_addr(), &dst, &cache, "peer");
     cfg.rescan_interval = Duration::from_secs(1);
+    cfg.adopt = true; // the hand-made state is there on purpose
     let peer = lanscatter::engine::Engine::start(cfg).await.unwrap();
     wait_synced(&peer, &master, &mdir, &dst, Duration::from_secs(60)).await;
     assert_same_tree(&mdir, &dst);

@@ -54,6 +54,9 @@ async fn master_with(mdir: &Path, cache: &Path, sec: Security, slow: bool) -> En
 async fn peer_with(server: SocketAddr, dir: &Path, cache: &Path, name: &str, sec: Security) -> Engine {
     let mut cfg = peer_config(server, dir, cache, name);
     cfg.security = sec;
+    // The destinations here may hold the user's files on purpose (`occupied`): what is tested
+    // is that a refused swarm changes nothing, past the adoption check.
+    cfg.adopt = true;
     Engine::start(cfg).await.expect("peer starts")
 }
 

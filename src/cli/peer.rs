@@ -56,6 +56,10 @@ pub struct PeerArgs {
     /// Exit 0 once the folder matches the master's current manifest.
     #[arg(long)]
     pub exit_when_done: bool,
+    /// Sync into a folder that holds files but was not a lanscatter peer folder before (an old
+    /// copy to seed from): its content is reused, files the master lacks are deleted.
+    #[arg(long)]
+    pub adopt: bool,
     #[command(flatten)]
     pub node: super::node::NodeArgs,
 }
@@ -92,6 +96,7 @@ fn config(args: &PeerArgs) -> anyhow::Result<PeerConfig> {
     cfg.max_upload_bps = args.max_upload.as_deref().map(parse_rate).transpose().map_err(anyhow::Error::msg)?;
     cfg.max_download_bps = args.max_download.as_deref().map(parse_rate).transpose().map_err(anyhow::Error::msg)?;
     cfg.compress = !args.no_compress;
+    cfg.adopt = args.adopt;
     if args.node.no_cache {
         cfg.cache = CacheMode::Disabled;
     }

@@ -189,10 +189,10 @@ impl Settings {
         })?;
         match self.mode {
             Mode::Master => {
-                super::folders::check_master_folder(folder).map_err(|e| ConfigError::Invalid(e.to_string()))?
+                crate::folders::check_master_folder(folder).map_err(|e| ConfigError::Invalid(e.to_string()))?
             }
             Mode::Peer => {
-                super::folders::check_peer_folder(folder, self.master_folder.as_deref())
+                crate::folders::check_peer_folder(folder, self.master_folder.as_deref())
                     .map_err(|e| ConfigError::Invalid(e.to_string()))?;
                 self.server_addr()?;
                 if !self.open && self.swarm_secret()?.is_none() {

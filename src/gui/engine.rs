@@ -117,8 +117,9 @@ pub fn peer_config(s: &Settings, server: String) -> Result<(PeerConfig, Access),
 }
 
 /// Start the engine the settings ask for. The error text is shown to the user as is.
-/// `config_dir`: see [`master_config`].
-pub async fn start(settings: Settings, config_dir: PathBuf) -> Result<RunningEngine, String> {
+/// `config_dir`: see [`master_config`]. `adopt`: the user confirmed syncing a peer into its
+/// non-empty folder (see `crate::peer::adopt`).
+pub async fn start(settings: Settings, config_dir: PathBuf, adopt: bool) -> Result<RunningEngine, String> {
     settings.validate_for_start().map_err(|e| e.to_string())?;
     let mode = settings.mode;
     let (cfg, access) = match mode {
@@ -127,16 +128,29 @@ pub async fn start(settings: Settings, config_dir: PathBuf) -> Result<RunningEng
             (EngineConfig::Master(cfg), access)
         }
         Mode::Peer => {
-            let (cfg, access) = peer_config(&settings, settings.server_addr().map_err(|e| e.to_string())?)?;
+            let (mut cfg, access) = peer_config(&settings, settings.server_addr().map_err(|e| e.to_string())?)?;
+            cfg.adopt = adopt;
             (EngineConfig::Peer(cfg), access)
         }
     };
-    let engine = Engine::start(cfg).await.map_err(|e| e.to_string())?;
+    let engine = Engine::start(cfg).await.map_err(start_error)?;
     let rx = engine.status();
     let first = convert(mode, &rx.borrow());
     let (tx, status) = watch::channel(first);
     tokio::spawn(forward(mode, rx, tx));
     Ok(RunningEngine { mode, status, access, engine })
+}
+
+/// The engine's reason, in the tray's terms where the CLI's differ.
+fn start_error(e: crate::engine::EngineError) -> String {
+    match e {
+        crate::engine::EngineError::Peer(crate::peer::PeerError::NotAdopted(dir)) => format!(
+            "{} is not empty and was not synced by lanscatter before; to sync into it (files the master lacks \
+             will be deleted), choose it with \"Choose folder…\" and confirm",
+            dir.display()
+        ),
+        e => e.to_string(),
+    }
 }
 
 /// Convert every engine snapshot until the engine (or the GUI side) goes away.

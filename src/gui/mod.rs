@@ -4,8 +4,8 @@
 //! watch the icon until the sync is done. Layout:
 //!
 //! - always compiled (testable on headless machines, no GTK): [`config`] (persisted settings),
-//!   [`folders`] (dangerous-folder refusal), [`settings_page`] (token-protected form on
-//!   127.0.0.1), [`instance`] (one app per user), [`display`] (is there a display?), [`launch`]
+//!   [`crate::folders`] (dangerous-folder refusal, shared with the CLI), [`settings_page`]
+//!   (token-protected form on 127.0.0.1), [`instance`] (one app per user), [`display`] (is there a display?), [`launch`]
 //!   (terminal vs tray at start-up, Windows console handling), [`view`] (icon/tooltip/menu texts
 //!   from status), [`output`] (log file and `--json` lines), [`engine`] (settings → engine,
 //!   snapshots → view);
@@ -21,7 +21,6 @@
 pub mod config;
 pub mod display;
 pub mod engine;
-pub mod folders;
 pub mod instance;
 pub mod launch;
 pub mod output;

@@ -14,7 +14,7 @@
 //!   DNS rebinding (a hostile name re-pointed at 127.0.0.1 still sends its own Host).
 //!
 //! Tokens are compared in constant time. Saving validates numbers and folders (see
-//! [`super::folders`]) and answers 400 with the explanation the page shows; accepted settings are
+//! [`crate::folders`]) and answers 400 with the explanation the page shows; accepted settings are
 //! written to disk and passed to the app through the [`Notify`] callback.
 //!
 //! The swarm secret is edited here too (a masked field, checked by [`SwarmSecret::parse`] when
@@ -36,7 +36,7 @@ use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 
 use super::config::{self, Mode, Settings};
-use super::folders;
+use crate::folders;
 use crate::units;
 
 const PAGE: &str = include_str!("settings.html");

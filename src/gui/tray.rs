@@ -95,6 +95,8 @@ pub struct Tray {
     starting: bool,
     /// Engine events already written to the log (by timestamp), to log each once.
     last_event_time: f64,
+    /// A non-empty peer folder the user confirmed in the folder dialog: the peer adopts it.
+    adopt: Option<PathBuf>,
 }
 
 /// Entry point after the display and single-instance checks (see [`super::run`]).
@@ -140,6 +142,7 @@ pub fn run(
         generation: 0,
         starting: false,
         last_event_time: 0.0,
+        adopt: None,
     };
     app.refresh_server_menu();
 
@@ -427,8 +430,8 @@ impl Tray {
         }
         let Some(folder) = dialog.pick_folder() else { return false };
         let check = match mode {
-            Mode::Master => super::folders::check_master_folder(&folder),
-            Mode::Peer => super::folders::check_peer_folder(&folder, s.master_folder.as_deref()),
+            Mode::Master => crate::folders::check_master_folder(&folder),
+            Mode::Peer => crate::folders::check_peer_folder(&folder, s.master_folder.as_deref()),
         };
         if let Err(e) = check {
             self.report_error(&e.to_string());
@@ -438,6 +441,12 @@ impl Tray {
                 .set_description(e.to_string())
                 .show();
             return false;
+        }
+        if mode == Mode::Peer && crate::peer::adopt::needs_adoption(&folder).unwrap_or(false) {
+            if !confirm_adopt(&folder) {
+                return false;
+            }
+            self.adopt = Some(folder.clone());
         }
         match self.update_settings(|s| s.set_folder(mode, folder.clone())) {
             Ok(()) => {
@@ -471,8 +480,9 @@ impl Tray {
         self.out.log(&format!("starting {} engine", mode.as_str()));
         let (gen, proxy) = (self.generation, self.proxy.clone());
         let dir = config::config_dir(&self.config_path);
+        let adopt = mode == Mode::Peer && self.adopt.is_some() && self.adopt == s.peer_folder;
         self.rt.spawn(async move {
-            let r = engine::start(s, dir).await;
+            let r = engine::start(s, dir, adopt).await;
             let _ = proxy.send_event(UserEvent::Started(gen, r));
         });
     }
@@ -656,4 +666,20 @@ fn apply_start_at_login(enable: bool) -> Result<(), String> {
 /// already rules out at start-up.
 fn unreachable_icon() -> tray_icon::Icon {
     tray_icon::Icon::from_rgba(vec![0; 4], 1, 1).expect("1x1 RGBA is a valid icon")
+}
+
+/// Ask before a peer syncs into a folder that holds files and was not a lanscatter peer
+/// folder before (the tray's `--adopt`). True if the user agreed.
+fn confirm_adopt(folder: &std::path::Path) -> bool {
+    let answer = rfd::MessageDialog::new()
+        .set_level(rfd::MessageLevel::Warning)
+        .set_title("lanscatter: the folder is not empty")
+        .set_description(format!(
+            "{} is not empty and was not synced by lanscatter before.\n\nSync into it? Files that match the \
+             master's are reused; files the master lacks will be deleted.",
+            folder.display()
+        ))
+        .set_buttons(rfd::MessageButtons::YesNo)
+        .show();
+    answer == rfd::MessageDialogResult::Yes
 }

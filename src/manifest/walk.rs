@@ -1,5 +1,8 @@
 //! Directory walk: lists regular files and directories, reports everything else.
 //!
+//! The root's `.lanscatter` entry ([`crate::paths::STATE_DIR`]) is lanscatter's own and not
+//! listed at all (not even as skipped, so a peer never removes it).
+//!
 //! Symlinks are never followed (a link to `/` or to a parent would make the index unbounded or
 //! cyclic, and a peer must never write through one); they, fifos, sockets and devices are
 //! reported as warnings and left out. Names that are not UTF-8 or cannot be a wire path (e.g. a
@@ -113,6 +116,9 @@ fn read_level(
             out.skipped.push(abs);
             continue;
         };
+        if prefix.is_empty() && crate::paths::is_state_dir(name) {
+            continue; // lanscatter's own state: never indexed, synced or removed
+        }
         let wire = format!("{prefix}{name}");
         if let Err(e) = validate_wire_path(&wire) {
             out.warnings.push(ScanWarning::UnsupportedName { path: wire, reason: e.to_string() });
@@ -173,4 +179,26 @@ fn special_kind(ft: &fs::FileType) -> &'static str {
     }
     let _ = ft;
     "special file"
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_state_dir_at_the_root_is_not_listed_but_deeper_ones_are() {
+        let d = tempfile::tempdir().unwrap();
+        fs::create_dir_all(d.path().join(".lanscatter")).unwrap();
+        fs::write(d.path().join(".lanscatter/peer.txt"), b"marker").unwrap();
+        fs::create_dir_all(d.path().join("sub/.lanscatter")).unwrap();
+        fs::write(d.path().join("f"), b"x").unwrap();
+        let l = walk(&fs::canonicalize(d.path()).unwrap(), false).unwrap();
+        let mut files: Vec<&str> = l.files.iter().map(|f| f.wire.as_str()).collect();
+        files.sort();
+        let mut dirs = l.dirs.clone();
+        dirs.sort();
+        assert_eq!(files, ["f"]);
+        assert_eq!(dirs, ["sub", "sub/.lanscatter"]);
+        assert!(l.skipped.is_empty() && l.warnings.is_empty(), "not even reported: {:?}", l.warnings);
+    }
 }

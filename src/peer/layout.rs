@@ -24,6 +24,17 @@
 //! After that, [`write_chunk`] puts verified chunk bytes at every place that needs them and
 //! sets a file's mtime once its last chunk is in. Nothing unverified is ever written: chunks
 //! come from the network already checked, or from a local read that is re-hashed.
+//!
+//! Durable before done: a file counts as done (its mtime is set to the master's, the state a
+//! later scan trusts, and its hashes may be cached) only after its data is on the disk. When
+//! its last chunk is in, the file is fsynced once (`Storage::sync`, not per chunk), then each
+//! directory above it that got a new entry in this layout (created files and dirs, renames) is
+//! synced once (`Storage::sync_dir`). A file whose mtime already is the master's was finished
+//! that way by an earlier run and costs nothing. Files a layout wrote to but did not finish are
+//! fsynced before the next layout's scan may cache their hashes ([`Layout::sync_unfinished`]).
+//! Not covered: empty directories (recreated by the next layout if a power loss takes them),
+//! and the content a killed run left in the page cache, which a restart's scan hashes before
+//! the kernel has written it back.
 
 use std::collections::{HashMap, HashSet};
 use std::io;
@@ -122,6 +133,10 @@ pub struct Layout {
     pub locked: Vec<PathBuf>,
     /// How many of `locked` the session has reported.
     locked_reported: usize,
+    /// Directories that got an entry (created, renamed in) not yet synced to the disk.
+    unsynced_dirs: HashSet<PathBuf>,
+    /// Files written to and not finished yet (their data may still be only in memory).
+    written: HashSet<usize>,
 }
 
 /// What stays in the folder that the manifest lacks, kept until the end of `prepare` because
@@ -142,6 +157,21 @@ impl Leftovers {
     fn local(&self, root: &Path, wire: &str) -> Option<PathBuf> {
         crate::paths::to_local(root, wire).ok().filter(|a| self.holds(a))
     }
+}
+
+/// The local path of a manifest entry; the peer's own state dir is never one.
+fn local_path(root: &Path, wire: &str) -> Result<PathBuf, String> {
+    if crate::paths::in_state_dir(wire) {
+        return Err(format!("the name {} is reserved for lanscatter's own state", crate::paths::STATE_DIR));
+    }
+    crate::paths::to_local(root, wire).map_err(|e| e.to_string())
+}
+
+/// The directories that get a new entry when `dir` is created: the parent of each missing
+/// ancestor (`dir` included).
+fn new_dir_parents(storage: &dyn Storage, dir: &Path) -> Vec<PathBuf> {
+    let missing = |a: &Path| storage.kind(a).is_ok_and(|k| k.is_none());
+    dir.ancestors().take_while(|a| missing(a)).filter_map(|a| a.parent()).map(Path::to_path_buf).collect()
 }
 
 fn under(set: &HashSet<PathBuf>, p: &Path) -> bool {
@@ -233,7 +263,9 @@ impl Layout {
         storage: Arc<dyn Storage>,
     ) -> Result<Layout, LayoutError> {
         // The engine creates its folder only here, after the master's greeting was checked.
+        let new_root = new_dir_parents(&*storage, root);
         storage.create_dir_all(root).map_err(|e| io_err(root, e))?;
+        super::adopt::mark(root, &*storage).map_err(|e| io_err(root, e))?;
         let folds_case = super::names::is_case_insensitive(root, &*storage).map_err(|e| io_err(root, e))?;
         let opts = ScanOptions {
             chunk_rule: manifest.chunk_rule,
@@ -254,6 +286,7 @@ impl Layout {
         if folds_case {
             layout.refuse_case_collisions(&needed);
         }
+        layout.unsynced_dirs.extend(new_root);
         let leftovers = clear_the_way(root, &manifest, &scanned, &needed, &*layout.storage)?;
         let mut spare = Leftovers { paths: leftovers, ..Default::default() };
         for lf in local.files.iter().filter(|lf| lf.size > 0 && manifest.file(&lf.path).is_none()) {
@@ -288,9 +321,7 @@ impl Layout {
         let paths = manifest
             .files
             .iter()
-            .map(|f| {
-                crate::paths::to_local(root, &f.path).map_err(|e| unsyncable.push(format!("{}: {e}", f.path))).ok()
-            })
+            .map(|f| local_path(root, &f.path).map_err(|e| unsyncable.push(format!("{}: {e}", f.path))).ok())
             .collect();
         let unique = manifest.unique_chunks();
         let index = unique.iter().enumerate().map(|(i, (h, _))| (*h, i)).collect();
@@ -312,6 +343,8 @@ impl Layout {
             local_copies: 0,
             locked: Vec::new(),
             locked_reported: 0,
+            unsynced_dirs: HashSet::new(),
+            written: HashSet::new(),
         }
     }
 
@@ -377,8 +410,12 @@ impl Layout {
         let mut dirs: Vec<&str> = needed.into_iter().collect();
         dirs.sort();
         for d in dirs {
-            match crate::paths::to_local(root, d) {
-                Ok(p) => self.storage.create_dir_all(&p).map_err(|e| io_err(&p, e))?,
+            match local_path(root, d) {
+                Ok(p) => {
+                    let parents = new_dir_parents(&*self.storage, &p);
+                    self.storage.create_dir_all(&p).map_err(|e| io_err(&p, e))?;
+                    self.unsynced_dirs.extend(parents);
+                }
                 Err(e) => self.unsyncable.push(format!("{d}/: {e}")),
             }
         }
@@ -403,6 +440,11 @@ impl Layout {
         };
         if todo.is_some_and(|w| w.chunks.len() == f.chunks.len()) && self.move_spare(f, &path, spare) {
             todo = None;
+        } else if todo.is_some() || f.chunks.is_empty() {
+            let missing = self.storage.kind(&path).map_err(|e| io_err(&path, e))?.is_none();
+            if let (true, Some(parent)) = (missing, path.parent()) {
+                self.unsynced_dirs.insert(parent.to_path_buf()); // set_len creates it
+            }
         }
         if let Err(e) = self.storage.set_len(&path, f.size) {
             return self.skip_or_fail(fi, &path, e);
@@ -433,6 +475,7 @@ impl Layout {
         match self.storage.rename(&src, path) {
             Ok(()) => {
                 tracing::info!("moved {} to {} (same content)", src.display(), path.display());
+                self.unsynced_dirs.extend([&src, path].into_iter().filter_map(|p| p.parent()).map(Path::to_path_buf));
                 self.local_copies += f.chunks.len() as u64;
                 true
             }
@@ -506,6 +549,7 @@ impl Layout {
                 let left = self.bytes_total.saturating_sub(self.bytes_done);
                 return Err(io_err(&path, e).with_space(&*self.storage, Some(left)));
             }
+            self.written.insert(fi);
             done.push((fi, off));
         }
         self.mark_done(h, &done, data.len() as u64)
@@ -526,15 +570,38 @@ impl Layout {
         Ok(())
     }
 
+    /// The file's last chunk is in: data on the disk, then the master's mtime, then the new
+    /// directory entries above it on the disk (see "Durable before done" in the module doc).
     fn finish_file(&mut self, fi: usize) -> Result<(), LayoutError> {
-        let mtime = self.manifest.files[fi].mtime;
         let Some(path) = self.paths[fi].clone() else { return Ok(()) };
+        let mtime = self.manifest.files[fi].mtime;
+        // The master's mtime is set only after the data is synced: a file that has it was
+        // finished this way, by this run or an earlier one.
         if self.storage.mtime(&path).map_err(|e| io_err(&path, e))? != mtime {
-            if let Err(e) = self.storage.set_mtime(&path, mtime) {
+            if let Err(e) = self.storage.sync(&path).and_then(|()| self.storage.set_mtime(&path, mtime)) {
                 return self.skip_or_fail(fi, &path, e);
             }
         }
+        self.written.remove(&fi);
+        for dir in path.ancestors().skip(1) {
+            if self.unsynced_dirs.remove(dir) {
+                self.storage.sync_dir(dir).map_err(|e| io_err(dir, e))?;
+            }
+        }
         Ok(())
+    }
+
+    /// Put the data of files written to but not finished on the disk, before a new layout's
+    /// scan may cache their hashes (blocking; a file that cannot be synced is only logged: the
+    /// scan then hashes it again, and a lost chunk is fetched again).
+    pub fn sync_unfinished(&self) {
+        for &fi in &self.written {
+            if let Some(path) = &self.paths[fi] {
+                if let Err(e) = self.storage.sync(path) {
+                    tracing::warn!("cannot flush {} to the disk: {e}", path.display());
+                }
+            }
+        }
     }
 
     pub fn has(&self, h: &ChunkHash) -> bool {

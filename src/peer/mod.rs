@@ -10,8 +10,11 @@
 //!
 //! Safety rules enforced here and in [`layout`]: every path comes from a validated manifest
 //! through `crate::paths::to_local`, so nothing is written or deleted outside `dst_dir`; the
-//! destination may not be `/`, a drive root, a file, or the master's own folder; chunk bytes
-//! are verified before they are written, served, or reported.
+//! destination may not be a file, a dangerous folder (`crate::folders`: a root, the home
+//! folder, a system folder) or the master's own folder; a non-empty folder is synced only if
+//! it is the peer's already or adopted on purpose ([`adopt`]); chunk bytes are verified before
+//! they are written, served, or reported, and a file counts as done only once its data is on
+//! the disk ([`layout`]).
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -30,6 +33,7 @@ use crate::transfer::server::{ChunkLoc, ChunkServer, ChunkSource, ServerConfig};
 use crate::transport::fetch::Fetcher;
 use crate::transport::Security;
 
+pub mod adopt;
 pub mod layout;
 pub mod names;
 pub mod session;
@@ -62,6 +66,9 @@ pub struct PeerConfig {
     pub storage: Arc<dyn Storage>,
     /// Open swarm, or members only (see [`Security`]); must match the master's.
     pub security: Security,
+    /// Sync into `dst_dir` even if it holds content and was not a lanscatter peer folder before
+    /// (its content is reused; what the master lacks is deleted). See [`adopt`].
+    pub adopt: bool,
 }
 
 impl PeerConfig {
@@ -82,6 +89,7 @@ impl PeerConfig {
             stall_timeout: Duration::from_secs(10),
             storage: Arc::new(Disk),
             security: Security::Open,
+            adopt: false,
         }
     }
 }
@@ -92,6 +100,10 @@ pub enum PeerError {
     DstIsFile(PathBuf),
     #[error("refusing to sync into {0}: it is a filesystem root; give a dedicated folder")]
     DstIsRoot(PathBuf),
+    #[error(transparent)]
+    Dangerous(#[from] crate::folders::FolderError),
+    #[error("{} is not empty and was not synced by lanscatter before; pass --adopt to sync into it (files the master lacks will be deleted)", .0.display())]
+    NotAdopted(PathBuf),
     #[error("cannot create or open destination folder {path}: {source}")]
     DstIo { path: PathBuf, source: std::io::Error },
     #[error("cannot listen on {addr}: {source}; choose another --port or --bind")]
@@ -197,6 +209,11 @@ impl Peer {
     pub(crate) async fn start(cfg: PeerConfig) -> Result<Peer, PeerError> {
         let master = crate::transport::normalize_addr(&cfg.server, crate::transport::MASTER_PORT)?;
         let root = check_dst(&cfg.dst_dir)?;
+        crate::folders::check_peer_folder(&root, None)?;
+        let foreign = adopt::needs_adoption(&root).map_err(|source| PeerError::DstIo { path: root.clone(), source })?;
+        if foreign && !cfg.adopt {
+            return Err(PeerError::NotAdopted(root));
+        }
         let listener = tokio::net::TcpListener::bind(cfg.bind)
             .await
             .map_err(|source| PeerError::Bind { addr: cfg.bind, source })?;

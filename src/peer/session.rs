@@ -381,13 +381,19 @@ impl Session {
     async fn relayout(&mut self, id: u64, manifest: Arc<Manifest>) -> Result<(), End> {
         let ctx = self.ctx.clone();
         let _w = ctx.relayout.write().await;
-        if let Ok(mut g) = ctx.layout.lock() {
-            *g = None; // stop serving the old layout while the folder changes
-        }
+        // Stop serving the old layout while the folder changes.
+        let old = ctx.layout.lock().ok().and_then(|mut g| g.take());
         self.publish_state(NodeState::Indexing { done: 0, total: manifest.total_bytes() });
         let (root, cache, storage) = (ctx.root.clone(), ctx.cfg.cache.clone(), ctx.cfg.storage.clone());
         let space = storage.clone();
-        let res = tokio::task::spawn_blocking(move || Layout::prepare(&root, id, manifest, &cache, storage)).await;
+        let res = tokio::task::spawn_blocking(move || {
+            // The scan may cache the hashes of what the old layout wrote: on disk first.
+            if let Some(old) = old {
+                old.sync_unfinished();
+            }
+            Layout::prepare(&root, id, manifest, &cache, storage)
+        })
+        .await;
         match res {
             Ok(Ok(mut l)) => {
                 if self.disk_error && l.is_complete() {

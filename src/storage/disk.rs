@@ -301,6 +301,15 @@ fn long_path(path: &Path) -> PathBuf {
     path.to_path_buf()
 }
 
+/// Flush the entries of directory `path` (the [`Storage::sync_dir`] of the real disk).
+pub fn sync_dir(path: &Path) -> io::Result<()> {
+    #[cfg(unix)]
+    File::open(path)?.sync_all()?;
+    #[cfg(not(unix))]
+    let _ = path;
+    Ok(())
+}
+
 /// Kind of a directory entry, from `symlink_metadata` (symlinks are never followed).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum EntryKind {

@@ -45,6 +45,13 @@ pub trait Storage: Send + Sync + Debug + 'static {
     fn remove(&self, path: &Path) -> io::Result<()>;
     /// Flush a file's data to the device.
     fn sync(&self, path: &Path) -> io::Result<()>;
+    /// Flush a directory's entries (files created or renamed into it) to the device, so they
+    /// survive a power loss. The default does it on the real disk (Unix; Windows' NTFS journals
+    /// its entries and cannot open a directory for this, so it is a no-op there); middlewares
+    /// that model directories override it.
+    fn sync_dir(&self, path: &Path) -> io::Result<()> {
+        disk::sync_dir(path)
+    }
     /// Bytes available to this process on the file system holding `path`.
     fn free_space(&self, path: &Path) -> io::Result<u64>;
 
@@ -109,6 +116,9 @@ impl Storage for ReadOnlyDisk {
         Err(read_only())
     }
     fn sync(&self, _: &Path) -> io::Result<()> {
+        Ok(())
+    }
+    fn sync_dir(&self, _: &Path) -> io::Result<()> {
         Ok(())
     }
     fn free_space(&self, path: &Path) -> io::Result<u64> {

@@ -84,7 +84,8 @@ pub struct Found {
 }
 
 /// Every entry below `root` (files, folders, links; a link to a folder is not entered), parents
-/// before children.
+/// before children. The root's `.lanscatter` (a peer's marker, never synced) is left out, as
+/// the engines' own scans leave it out: a peer's folder compares equal to its master's.
 ///
 /// Sync tests walk folders while a peer is still working, so an entry that vanishes between
 /// listing and reading is simply left out: callers compare whole trees and poll again.
@@ -94,6 +95,9 @@ pub fn walk(root: &Path) -> Vec<Found> {
     while let Some(dir) = dirs.pop() {
         let Ok(entries) = fs::read_dir(&dir) else { continue };
         for e in entries.flatten() {
+            if dir == root && lanscatter::paths::is_state_dir(&e.file_name().to_string_lossy()) {
+                continue;
+            }
             let path = e.path();
             let Ok(meta) = fs::symlink_metadata(&path) else { continue };
             if meta.is_dir() {

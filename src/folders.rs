@@ -1,19 +1,27 @@
-//! Refusing folders that would be a disaster to sync.
+//! Refusing folders that would be a disaster to sync: the one check the CLI, the tray app and
+//! the peer engine share (`crate::peer` runs it on every start, so no front end can skip it).
 //!
 //! A peer makes its folder byte-identical to the master's, deleting everything else in it; one
-//! wrong click in a folder dialog must not wipe a disk or a home directory. A master never writes,
-//! but serving `/` or a whole home directory to the LAN leaks far more than intended. So both modes
-//! refuse:
-//! - relative paths (the GUI has no meaningful working directory);
+//! typo on a command line or one wrong click in a folder dialog must not wipe a disk, a home
+//! directory or the operating system. A master never writes, but serving `/` or a whole home
+//! directory to the LAN leaks far more than intended. So both modes refuse:
+//! - relative paths (the GUI has no meaningful working directory; the engine resolves a CLI
+//!   path against the working directory before checking);
 //! - a file-system root: `/`, a drive root `C:\`, a UNC share root (anything without a parent);
 //! - the user's home directory itself and any folder containing it (`/home`, `C:\Users`);
+//! - system folders ([`system_folders`]): the operating system's own trees (`/etc`, `/usr`,
+//!   `/boot`, `/System`, `C:\Windows`, …) and anything inside them, and folders that merely
+//!   hold other people's things (`/var`, `/opt`, `/Volumes`, `C:\Program Files`, …) themselves,
+//!   though a dedicated folder inside those is fine;
 //!
-//! and a peer additionally refuses the folder configured as this user's master folder, anything
-//! inside it, and anything containing it: a peer writing there would corrupt what the master
-//! serves (the master assumes its folder changes only by the user's hand).
+//! and a peer additionally refuses the folder configured as this user's master folder (the tray
+//! app knows it), anything inside it, and anything containing it: a peer writing there would
+//! corrupt what the master serves. (Across hosts the peer's handshake makes the same check
+//! against the folder the master reports.)
 //!
 //! Paths are compared after resolving symlinks and `..` (`canonicalize` on the deepest existing
-//! ancestor, since a peer's target may not exist yet), so `~/x/..` is caught as the home dir.
+//! ancestor, since a peer's target may not exist yet), so `~/x/..` is caught as the home dir;
+//! on Windows and macOS, whose disks ignore letter case, system folders match in any case.
 //! The checks take the home dir as a parameter so tests don't depend on the machine's.
 
 use std::path::{Component, Path, PathBuf};
@@ -28,6 +36,8 @@ pub enum FolderError {
     Home(PathBuf),
     #[error("{} contains your home folder ({}); choose a dedicated folder instead", .0.display(), .1.display())]
     ContainsHome(PathBuf, PathBuf),
+    #[error("{} is the system folder {}, or inside it; syncing there could break this computer. Choose or create a dedicated folder elsewhere, e.g. in your home folder", .0.display(), .1.display())]
+    System(PathBuf, PathBuf),
     #[error("{} is (or overlaps) this computer's master folder {}; a peer writing there would corrupt what the master serves. Choose a different folder for the peer", .0.display(), .1.display())]
     MasterFolder(PathBuf, PathBuf),
 }
@@ -78,7 +88,77 @@ fn check_common(folder: &Path, home: Option<&Path>) -> Result<PathBuf, FolderErr
             return Err(FolderError::ContainsHome(folder.to_path_buf(), home.to_path_buf()));
         }
     }
+    if let Some(sys) = system_folder_of(&resolved) {
+        return Err(FolderError::System(folder.to_path_buf(), sys));
+    }
     Ok(resolved)
+}
+
+/// How much of a system folder is refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scope {
+    /// The folder and everything inside it: the operating system's own files.
+    Tree,
+    /// Only the folder itself (and, as for every folder, its ancestors): it holds other
+    /// programs' or users' things, but a dedicated folder inside it is fine.
+    Exact,
+}
+
+/// The system folders of this OS (see the module doc).
+pub fn system_folders() -> Vec<(PathBuf, Scope)> {
+    use Scope::{Exact, Tree};
+    let mut out: Vec<(PathBuf, Scope)> = Vec::new();
+    #[cfg(unix)]
+    {
+        for p in
+            ["/bin", "/sbin", "/boot", "/dev", "/etc", "/lib", "/lib32", "/lib64", "/libx32", "/proc", "/sys", "/usr"]
+        {
+            out.push((PathBuf::from(p), Tree));
+        }
+        for p in ["/var", "/opt", "/srv", "/tmp", "/home", "/root", "/mnt", "/media", "/run", "/snap"] {
+            out.push((PathBuf::from(p), Exact));
+        }
+    }
+    #[cfg(target_os = "macos")]
+    {
+        for p in ["/System", "/Library", "/private/etc"] {
+            out.push((PathBuf::from(p), Tree));
+        }
+        for p in ["/Applications", "/Users", "/Volumes", "/private", "/private/var", "/private/tmp", "/cores"] {
+            out.push((PathBuf::from(p), Exact));
+        }
+    }
+    #[cfg(windows)]
+    {
+        let env = |k: &str, default: &str| std::env::var_os(k).map(PathBuf::from).unwrap_or_else(|| default.into());
+        out.push((env("SystemRoot", r"C:\Windows"), Tree));
+        out.push((env("ProgramFiles", r"C:\Program Files"), Exact));
+        out.push((env("ProgramFiles(x86)", r"C:\Program Files (x86)"), Exact));
+        out.push((env("ProgramData", r"C:\ProgramData"), Exact));
+        out.push((PathBuf::from(r"C:\Users"), Exact));
+    }
+    out
+}
+
+/// The system folder `resolved` (a resolved path) is, or lies in, if it is refused.
+fn system_folder_of(resolved: &Path) -> Option<PathBuf> {
+    let key = |p: &Path| {
+        let s = p.to_string_lossy().into_owned();
+        if cfg!(any(windows, target_os = "macos")) {
+            s.to_lowercase()
+        } else {
+            s
+        }
+    };
+    let me = PathBuf::from(key(resolved));
+    system_folders().into_iter().find_map(|(sys, scope)| {
+        let s = PathBuf::from(key(&resolve(&sys)));
+        let hit = match scope {
+            Scope::Tree => me.starts_with(&s),
+            Scope::Exact => me == s,
+        };
+        hit.then_some(sys)
+    })
 }
 
 fn home_dir() -> Option<PathBuf> {
@@ -208,5 +288,54 @@ mod tests {
         assert_eq!(check_peer_folder_with(&t.path().join("mirror"), m, None), Ok(()));
         // The master itself may of course serve its own folder.
         assert_eq!(check_master_folder_with(&master, None), Ok(()));
+    }
+
+    #[cfg(all(unix, not(target_os = "macos")))]
+    #[test]
+    fn unix_system_folders_refused_but_dedicated_folders_inside_some_are_fine() {
+        for p in ["/etc", "/usr", "/usr/share/doc", "/bin", "/boot", "/var", "/opt", "/home", "/tmp", "/etc/../usr"] {
+            let r = check_peer_folder_with(Path::new(p), None, None);
+            assert!(matches!(r, Err(FolderError::System(..))), "{p}: {r:?}");
+        }
+        for p in ["/var/tmp/mirror", "/opt/game", "/srv/data/x", "/tmp/lanscatter-test-mirror"] {
+            assert_eq!(check_peer_folder_with(Path::new(p), None, None), Ok(()), "{p}");
+        }
+        let msg = check_peer_folder_with(Path::new("/etc/x"), None, None).unwrap_err().to_string();
+        assert!(
+            msg.contains("/etc/x") && msg.contains("system folder /etc") && msg.contains("dedicated folder"),
+            "{msg}"
+        );
+    }
+
+    #[cfg(target_os = "macos")]
+    #[test]
+    fn macos_system_folders_refused_in_any_case() {
+        for p in [
+            "/System",
+            "/Library/Preferences",
+            "/etc",
+            "/usr/local",
+            "/Applications",
+            "/Users",
+            "/Volumes",
+            "/private/var",
+            "/system/library",
+        ] {
+            let r = check_peer_folder_with(Path::new(p), None, None);
+            assert!(matches!(r, Err(FolderError::System(..))), "{p}: {r:?}");
+        }
+        let tmp = tempfile::tempdir().unwrap(); // under /var/folders: inside /private/var is fine
+        assert_eq!(check_peer_folder_with(&tmp.path().join("mirror"), None, None), Ok(()));
+    }
+
+    #[cfg(windows)]
+    #[test]
+    fn windows_system_folders_refused_in_any_case() {
+        for p in [r"C:\Windows", r"c:\windows\System32", r"C:\Program Files", r"C:\ProgramData", r"C:\Users"] {
+            let r = check_peer_folder_with(Path::new(p), None, None);
+            assert!(matches!(r, Err(FolderError::System(..))), "{p}: {r:?}");
+        }
+        assert_eq!(check_peer_folder_with(Path::new(r"C:\Program Files\MyGame"), None, None), Ok(()));
+        assert_eq!(check_peer_folder_with(Path::new(r"C:\Data\mirror"), None, None), Ok(()));
     }
 }
