@@ -52,7 +52,7 @@ fn peer_cmd(master: std::net::SocketAddr, dst: &Path, home: &Path, log: &Path) -
     let mut c = isolated(cli(["peer", &master.to_string()]), home);
     c.arg(dst)
         .args(["--port", "0", "--bind", "127.0.0.1", "--advertise", "127.0.0.1", "--open", "--json", "--no-compress"])
-        .args(["--max-download", "16M", "--download-slots", "2"])
+        .args(["--max-download", "2MB/s", "--download-slots", "2"])
         .stderr(fs::File::create(log).expect("log file"));
     c
 }
