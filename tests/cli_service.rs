@@ -110,6 +110,7 @@ async fn sigterm_mid_sync_stops_the_peer_cleanly_and_the_restart_fetches_only_th
     assert_same_tree(&mdir, &dst);
     let fetched = master.status().borrow().counters.bytes_uploaded - served_before;
     let bound = total - had + SLACK_CHUNKS * CHUNK;
+    eprintln!("first run verified {had} of {total} bytes; the restart fetched {fetched} (bound {bound})");
     assert!(fetched > 0, "the restart had work left");
     assert!(fetched <= bound, "the restart fetched {fetched} bytes; {had} of {total} were verified before the stop");
     master.shutdown().await;

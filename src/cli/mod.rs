@@ -24,7 +24,7 @@ mod master;
 mod node;
 mod peer;
 pub mod service;
-#[cfg(windows)]
+#[cfg(all(windows, feature = "winsvc"))]
 mod service_windows;
 mod simulate;
 mod status;

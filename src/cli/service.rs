@@ -168,9 +168,17 @@ async fn os_signal() -> &'static str {
     }
 }
 
-#[cfg(windows)]
+#[cfg(all(windows, feature = "winsvc"))]
 pub fn run(args: ServiceArgs) -> anyhow::Result<ExitCode> {
     super::service_windows::run(args)
+}
+
+#[cfg(all(windows, not(feature = "winsvc")))]
+pub fn run(_: ServiceArgs) -> anyhow::Result<ExitCode> {
+    anyhow::bail!(
+        "this lanscatter was built without Windows service support; rebuild with `--features winsvc`, \
+         or run `lanscatter master …`/`peer …` under another service wrapper"
+    )
 }
 
 #[cfg(not(windows))]
