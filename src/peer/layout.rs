@@ -86,6 +86,9 @@ pub struct Layout {
     pub locked: Vec<PathBuf>,
     /// How many of `locked` the session has reported.
     locked_reported: usize,
+    /// A write met a symlink planted in the folder: this layout no longer describes the folder,
+    /// and the next manifest (even the same one) rebuilds it, removing the link.
+    pub foreign: bool,
 }
 
 /// What stays in the folder that the manifest lacks, kept until the end of `prepare` because
@@ -276,6 +279,7 @@ impl Layout {
             local_copies: 0,
             locked: Vec::new(),
             locked_reported: 0,
+            foreign: false,
         }
     }
 
@@ -464,6 +468,7 @@ impl Layout {
                     self.skip_locked(fi);
                     continue;
                 }
+                self.foreign |= storage::is_link_in_path(&e);
                 // Keep what is not written as pending; verified places stay done.
                 self.pending.insert(*h, places[i..].to_vec());
                 self.mark_done(h, &done, data.len() as u64)?;
@@ -494,6 +499,7 @@ impl Layout {
         let Some(path) = self.paths[fi].clone() else { return Ok(()) };
         if self.storage.mtime(&path).map_err(|e| io_err(&path, e))? != mtime {
             if let Err(e) = self.storage.set_mtime(&path, mtime) {
+                self.foreign |= storage::is_link_in_path(&e);
                 return self.skip_or_fail(fi, &path, e);
             }
         }
