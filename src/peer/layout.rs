@@ -137,6 +137,9 @@ pub struct Layout {
     unsynced_dirs: HashSet<PathBuf>,
     /// Files written to and not finished yet (their data may still be only in memory).
     written: HashSet<usize>,
+    /// A write met a symlink planted in the folder: this layout no longer describes the folder,
+    /// and the next manifest (even the same one) rebuilds it, removing the link.
+    pub foreign: bool,
 }
 
 /// What stays in the folder that the manifest lacks, kept until the end of `prepare` because
@@ -345,6 +348,7 @@ impl Layout {
             locked_reported: 0,
             unsynced_dirs: HashSet::new(),
             written: HashSet::new(),
+            foreign: false,
         }
     }
 
@@ -543,6 +547,7 @@ impl Layout {
                     self.skip_locked(fi);
                     continue;
                 }
+                self.foreign |= storage::is_link_in_path(&e);
                 // Keep what is not written as pending; verified places stay done.
                 self.pending.insert(*h, places[i..].to_vec());
                 self.mark_done(h, &done, data.len() as u64)?;
@@ -579,6 +584,7 @@ impl Layout {
         // finished this way, by this run or an earlier one.
         if self.storage.mtime(&path).map_err(|e| io_err(&path, e))? != mtime {
             if let Err(e) = self.storage.sync(&path).and_then(|()| self.storage.set_mtime(&path, mtime)) {
+                self.foreign |= storage::is_link_in_path(&e);
                 return self.skip_or_fail(fi, &path, e);
             }
         }

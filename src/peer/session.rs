@@ -331,7 +331,8 @@ impl Session {
             let m = PeerMsg::Failed { id: tid, reason: FailKind::Cancelled, message: "not in the new manifest".into() };
             send(ch, &m).await.map_err(End::Disconnected)?;
         }
-        let same = self.with_layout(|l| *l.manifest == manifest).unwrap_or(false);
+        // A layout that met a planted symlink is rebuilt even for the same manifest.
+        let same = self.with_layout(|l| !l.foreign && *l.manifest == manifest).unwrap_or(false);
         if same {
             self.with_layout(|l| l.manifest_id = id);
         } else {
