@@ -15,9 +15,9 @@ use std::process::ExitCode;
 
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
+mod completions;
 pub mod config;
 mod demo;
-mod completions;
 mod gui;
 mod index;
 mod master;
