@@ -43,6 +43,20 @@ pub enum NodeState {
     },
 }
 
+impl NodeState {
+    /// The state in words, as the plain outputs and `lanscatter status` print it.
+    pub fn label(&self) -> &'static str {
+        match self {
+            NodeState::Starting => "starting",
+            NodeState::Indexing { .. } => "indexing",
+            NodeState::Connecting => "connecting",
+            NodeState::Syncing => "syncing",
+            NodeState::UpToDate => "up to date",
+            NodeState::Error { .. } => "error",
+        }
+    }
+}
+
 /// Chunk have-map cell, as drawn by the status page (one cell per unique chunk of the manifest).
 pub const CELL_MISSING: u8 = 0;
 pub const CELL_INCOMING: u8 = 1;

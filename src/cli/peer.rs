@@ -184,7 +184,7 @@ impl Reporter {
             return Ok(());
         }
         self.show_error(s);
-        let label = label(&s.state);
+        let label = s.state.label();
         let new_detail = s.detail.is_some() && s.detail != self.shown_detail;
         let every_5 = self.shown % 5 == 1;
         if let Some(b) = &self.bar {
@@ -226,7 +226,7 @@ impl Reporter {
         }
         let line = match (&now, &self.shown_error) {
             (Some(m), _) => format!("lanscatter peer: error: {m}"),
-            (None, Some(_)) => format!("lanscatter peer: {} (the error cleared)", label(&s.state)),
+            (None, Some(_)) => format!("lanscatter peer: {} (the error cleared)", s.state.label()),
             (None, None) => return,
         };
         match &self.bar {
@@ -246,16 +246,5 @@ impl Reporter {
         if let Some(b) = &self.bar {
             b.finish_with_message("up to date");
         }
-    }
-}
-
-fn label(state: &NodeState) -> &'static str {
-    match state {
-        NodeState::Starting => "starting",
-        NodeState::Indexing { .. } => "indexing",
-        NodeState::Connecting => "connecting",
-        NodeState::Syncing => "syncing",
-        NodeState::UpToDate => "up to date",
-        NodeState::Error { .. } => "error",
     }
 }

@@ -185,7 +185,7 @@ fn header(s: &Snapshot) -> String {
         "{role} {} ({}): {}{} · {} files, {} · {done}/{} peers up to date · {} · down {}",
         clean(&s.name),
         clean(&s.listen),
-        state_label(&s.state),
+        s.state.label(),
         if s.open { " (open swarm)" } else { "" },
         s.files_total,
         crate::units::human_size(s.folder_bytes),
@@ -220,7 +220,7 @@ fn node_row(n: &NodeStatus) -> [String; 9] {
         clean(&n.name).chars().take(32).collect(),
         clean(&n.address),
         if n.is_master { "master" } else { "peer" }.into(),
-        state_label(&n.state).into(),
+        n.state.label().into(),
         percent(n.bytes_done, n.bytes_total),
         rate(n.download_bps),
         rate(n.upload_bps),
@@ -276,17 +276,6 @@ fn table<const N: usize>(out: &mut String, rows: &[[String; N]]) {
         }
         out.push_str(line.trim_end());
         out.push('\n');
-    }
-}
-
-fn state_label(s: &NodeState) -> &'static str {
-    match s {
-        NodeState::Starting => "starting",
-        NodeState::Indexing { .. } => "indexing",
-        NodeState::Connecting => "connecting",
-        NodeState::Syncing => "syncing",
-        NodeState::UpToDate => "up to date",
-        NodeState::Error { .. } => "error",
     }
 }
 
