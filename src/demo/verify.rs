@@ -78,7 +78,8 @@ fn what_differs(want: &Entry, got: &Entry) -> String {
     }
 }
 
-/// Every folder and regular file under `root`, and how many other entries it left out.
+/// Every folder and regular file under `root` (but a peer's `.lanscatter` marker folder), and
+/// how many other entries it left out.
 fn tree(root: &Path) -> Result<(Tree, usize), VerifyError> {
     let read_err = |path: &Path, source| VerifyError::Read { path: path.to_path_buf(), source };
     let mut out = Tree::new();
@@ -88,6 +89,10 @@ fn tree(root: &Path) -> Result<(Tree, usize), VerifyError> {
         for entry in std::fs::read_dir(&dir).map_err(|e| read_err(&dir, e))? {
             let entry = entry.map_err(|e| read_err(&dir, e))?;
             let path = entry.path();
+            // A peer's own marker folder is not synced content (it is never listed or sent).
+            if dir == root && crate::paths::is_state_dir(&entry.file_name().to_string_lossy()) {
+                continue;
+            }
             let meta = std::fs::symlink_metadata(&path).map_err(|e| read_err(&path, e))?;
             let rel = path.strip_prefix(root).unwrap_or(&path).to_string_lossy().replace('\\', "/");
             if meta.is_dir() {
