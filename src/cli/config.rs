@@ -56,6 +56,11 @@ pub fn env_name(long: &str) -> String {
 /// `args` (the full argv) points at, or the default one if it exists.
 pub fn layered(cmd: Command, args: &[OsString]) -> Result<Command, ConfigError> {
     let cmd = with_env(cmd);
+    // The tray app keeps its settings in its own file, which its own `--config` (and
+    // `LANSCATTER_CONFIG`) names: no TOML layering under `gui`.
+    if subcommand(args).is_some_and(|s| s == "gui") {
+        return Ok(cmd);
+    }
     let explicit = config_arg(args).or_else(|| std::env::var_os(env_name("config")).filter(|v| !v.is_empty()));
     let path = match explicit {
         Some(p) => PathBuf::from(p),
@@ -94,6 +99,20 @@ pub fn with_env(cmd: Command) -> Command {
         _ => a,
     })
     .mut_subcommands(with_env)
+}
+
+/// The subcommand in argv: the first argument after argv[0] that is not a flag (the only
+/// global flag with a value, `--config`, is stepped over with its value).
+fn subcommand(args: &[OsString]) -> Option<&OsString> {
+    let mut it = args.iter().skip(1);
+    while let Some(a) = it.next() {
+        if a == "--config" {
+            it.next();
+        } else if !a.to_string_lossy().starts_with('-') {
+            return Some(a);
+        }
+    }
+    None
 }
 
 /// The value of `--config FILE` / `--config=FILE` in argv (before clap parses, since the file
@@ -339,5 +358,10 @@ mod tests {
         assert_eq!(config_arg(&a(&["x", "master", "--config", "f.toml", "d"])), Some("f.toml".into()));
         assert_eq!(config_arg(&a(&["x", "--config=g.toml", "peer"])), Some("g.toml".into()));
         assert_eq!(config_arg(&a(&["x", "master", "--", "--config"])), None);
+        assert_eq!(
+            subcommand(&a(&["x", "-v", "--config", "f.toml", "gui", "--config", "g.json"])),
+            Some(&"gui".into())
+        );
+        assert!(layered(Cli::command(), &a(&["x", "gui", "--config", "/nonexistent/gui.json"])).is_ok());
     }
 }
