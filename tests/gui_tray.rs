@@ -144,6 +144,9 @@ mod linux {
         // The peer must also remove what the master does not have.
         std::fs::create_dir_all(&dst).unwrap();
         std::fs::write(dst.join("stale.txt"), b"not on the master").unwrap();
+        // A folder this peer synced before (its marker is there), so it is not refused as foreign.
+        std::fs::create_dir_all(dst.join(".lanscatter")).unwrap();
+        std::fs::write(dst.join(".lanscatter/peer.txt"), b"lanscatter peer folder\n").unwrap();
 
         let (_xvfb, display) = start_xvfb();
         let _trayer = Reaper(

@@ -32,10 +32,13 @@ async fn start_peer_on(
     Engine::start(pcfg).await.expect("peer starts")
 }
 
-/// Names in `dir` (not recursive), sorted.
+/// Names in `dir` (not recursive), sorted, without a peer's own `.lanscatter` marker folder.
 fn names(dir: &Path) -> Vec<String> {
-    let mut v: Vec<String> =
-        std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    let mut v: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| !lanscatter::paths::is_state_dir(n))
+        .collect();
     v.sort();
     v
 }
