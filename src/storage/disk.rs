@@ -320,24 +320,21 @@ pub enum EntryKind {
 }
 
 impl EntryKind {
-    fn of_cap(ft: cap_std::fs::FileType) -> Self {
-        if ft.is_dir() {
-            EntryKind::Dir
-        } else if ft.is_file() {
-            EntryKind::File
-        } else {
-            EntryKind::Other
+    /// From the two questions both `std` and `cap-std` file types answer.
+    fn from_type(is_dir: bool, is_file: bool) -> Self {
+        match (is_dir, is_file) {
+            (true, _) => EntryKind::Dir,
+            (_, true) => EntryKind::File,
+            _ => EntryKind::Other,
         }
     }
 
+    fn of_cap(ft: cap_std::fs::FileType) -> Self {
+        Self::from_type(ft.is_dir(), ft.is_file())
+    }
+
     fn of(ft: std::fs::FileType) -> Self {
-        if ft.is_dir() {
-            EntryKind::Dir
-        } else if ft.is_file() {
-            EntryKind::File
-        } else {
-            EntryKind::Other
-        }
+        Self::from_type(ft.is_dir(), ft.is_file())
     }
 }
 
