@@ -61,8 +61,13 @@ async fn disk_full_keeps_what_is_verified_and_resumes_when_space_returns() {
     assert!(peer.is_running(), "a full disk is not fatal");
 
     assert!(disk.written.load(Ordering::SeqCst) <= 1 << 20, "nothing was written past the full disk");
-    // Known bug (session 5 note): after the merges the peer reconnects in a loop while its disk is
-    // full, so the master does not hold its reason long enough to check it here.
+    // The peer stays connected while its disk is full: the master (status page, `--json`, its
+    // plain output) shows the peer's reason as it is.
+    let mut mrx = master.status();
+    wait_status(&mut mrx, Duration::from_secs(30), "the peer's reason at the master", |s| {
+        s.nodes.iter().any(|n| matches!(&n.state, NodeState::Error { message } if names_file_and_space(message, &dst)))
+    })
+    .await;
     disk.make_room();
     wait_synced(&peer, &master, &mdir, &dst, Duration::from_secs(90)).await;
     peer.shutdown().await;

@@ -302,7 +302,8 @@ impl Coord {
             FailKind::BadData => FailReason::BadData,
             FailKind::TooSlow => FailReason::TooSlow,
             FailKind::Network => FailReason::SourceMissing,
-            FailKind::LocalDisk | FailKind::Cancelled | FailKind::Busy => FailReason::Other,
+            FailKind::LocalDisk => FailReason::LocalDisk,
+            FailKind::Cancelled | FailKind::Busy => FailReason::Other,
         }
     }
 

@@ -258,7 +258,6 @@ impl Session {
         if tr.active.remove(&id).is_none() {
             return Ok(()); // cancelled meanwhile
         }
-        let mut disk_failed = None;
         let msg = match res {
             Ok(()) => {
                 if self.disk_error {
@@ -270,10 +269,11 @@ impl Session {
             }
             Err((reason, message)) => {
                 if reason == FailKind::LocalDisk {
+                    if self.error.as_ref() != Some(&message) {
+                        self.events.push(message.clone()); // once per change, not per retry
+                    }
                     self.error = Some(message.clone());
                     self.disk_error = true;
-                    self.events.push(message.clone());
-                    disk_failed = Some(message.clone());
                 }
                 PeerMsg::Failed { id, reason, message }
             }
@@ -282,13 +282,9 @@ impl Session {
         if tr.active.is_empty() && self.with_layout(|l| l.is_complete()).unwrap_or(false) {
             self.publish(); // "up to date" now, not at the next tick
         }
-        match disk_failed {
-            // Step out instead of failing every order the master sends meanwhile: the reconnect
-            // backoff paces the retries until space returns, and the re-check on reconnect keeps
-            // every verified chunk.
-            Some(m) => Err(End::Disconnected(m)),
-            None => Ok(()),
-        }
+        // A failed write (disk full) keeps the connection: the master pauses this peer's downloads
+        // (`FailReason::LocalDisk`) and shows why; the next order after the pause is the retry.
+        Ok(())
     }
 
     /// Run `f` on the current layout, if there is one.

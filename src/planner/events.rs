@@ -82,6 +82,8 @@ impl Planner {
             down_peak: 0.0,
             penalty_until: 0.0,
             strikes: 0,
+            hold_until: 0.0,
+            hold_strikes: 0,
         };
         let slot = match self.free_slots.pop() {
             Some(s) => {
@@ -198,6 +200,7 @@ impl Planner {
                     if t.from_master {
                         n.from_master += 1;
                     }
+                    n.hold_strikes = 0;
                 }
                 self.add_have(t.to, c);
                 false
@@ -214,6 +217,10 @@ impl Planner {
                         false
                     }
                     FailReason::BadData | FailReason::Stalled | FailReason::TooSlow => true,
+                    FailReason::LocalDisk => {
+                        self.hold_downloads(now, t.to);
+                        false
+                    }
                     FailReason::Other => false,
                 }
             }
@@ -232,6 +239,18 @@ impl Planner {
                 }
             }
         }
+    }
+
+    /// Pause a destination's downloads after a failed write; the in-flight transfers that fail
+    /// with it in the same pause do not lengthen it.
+    fn hold_downloads(&mut self, now: f64, slot: usize) {
+        let base = self.tuning.disk_hold_s;
+        let Some(n) = self.nodes[slot].as_mut() else { return };
+        if n.hold_until > now {
+            return;
+        }
+        n.hold_until = now + base * f64::from(1u32 << n.hold_strikes.min(4));
+        n.hold_strikes += 1;
     }
 
     fn new_manifest(&mut self, chunks: Vec<(ChunkHash, u64)>) {

@@ -137,6 +137,9 @@ pub enum FailReason {
     BadData,
     /// The source does not have the chunk (any more): it is removed from its have-set.
     SourceMissing,
+    /// The destination could not write it (disk full or failing): its downloads pause, for
+    /// longer each time it repeats, instead of failing every order until space returns.
+    LocalDisk,
     Other,
 }
 
@@ -206,6 +209,8 @@ pub struct Tuning {
     pub endgame_factor: f64,
     /// First penalty after a slow/stalled/bad transfer (seconds); doubles per strike.
     pub penalty_s: f64,
+    /// First download pause of a node whose disk failed a write; doubles per repeat, to 16x.
+    pub disk_hold_s: f64,
     /// Sources probed per destination slot, and useful ones compared (rarest wins).
     pub max_probes: usize,
     pub max_hits: usize,
@@ -221,6 +226,7 @@ impl Default for Tuning {
             min_rate_fraction: 0.2,
             endgame_factor: 2.0,
             penalty_s: 15.0,
+            disk_hold_s: 2.0,
             max_probes: 48,
             max_hits: 3,
             max_examined: 64,
@@ -289,6 +295,9 @@ pub(crate) struct Node {
     pub down_peak: f64,
     pub penalty_until: f64,
     pub strikes: u32,
+    /// Downloads paused until then after local write failures (`FailReason::LocalDisk`).
+    pub hold_until: f64,
+    pub hold_strikes: u32,
 }
 
 /// One active transfer.

@@ -20,7 +20,7 @@ impl Planner {
         if self.manifest_count == 0 {
             return orders;
         }
-        let mut dests: Vec<usize> = (0..self.nodes.len()).filter(|&i| self.wants(i)).collect();
+        let mut dests: Vec<usize> = (0..self.nodes.len()).filter(|&i| self.wants(i, now)).collect();
         self.rng.shuffle(&mut dests);
         dests.sort_by_key(|&i| self.nodes[i].as_ref().map_or(0, |n| n.active_down));
         let masters: Vec<usize> =
@@ -36,10 +36,12 @@ impl Planner {
         orders
     }
 
-    /// Non-master, online, with a free download slot and something left to request.
-    fn wants(&self, i: usize) -> bool {
+    /// Non-master, online, not paused by its disk, with a free download slot and something left
+    /// to request.
+    fn wants(&self, i: usize, now: f64) -> bool {
         self.nodes[i].as_ref().is_some_and(|n| {
             !n.cfg.is_master
+                && n.hold_until <= now
                 && n.active_down < n.cfg.download_slots
                 && n.have_in_manifest + n.active_down < self.manifest_count
         })
@@ -74,7 +76,7 @@ impl Planner {
                 let best = dests
                     .iter()
                     .copied()
-                    .filter(|&d| self.wants(d))
+                    .filter(|&d| self.wants(d, now))
                     .filter(|&d| self.nodes[d].as_ref().is_some_and(|n| !n.has.get(c) && !n.incoming.get(c)))
                     .min_by_key(|&d| {
                         let n = self.nodes[d].as_ref().expect("filtered online");
@@ -106,7 +108,7 @@ impl Planner {
         while !pending.is_empty() && !heap.is_empty() {
             let mut next = Vec::new();
             for &d in &pending {
-                if !self.wants(d) {
+                if !self.wants(d, now) {
                     continue;
                 }
                 // Probe the best-ranked sources; collect useful (rarity, share, source, chunk).
@@ -137,7 +139,7 @@ impl Planner {
                         let key = self.source_key(s, now);
                         heap.push(key);
                     }
-                    if self.wants(d) {
+                    if self.wants(d, now) {
                         next.push(d);
                     }
                 }
@@ -174,7 +176,7 @@ impl Planner {
                     if !self.free_up(m) {
                         break;
                     }
-                    if !self.wants(d) {
+                    if !self.wants(d, now) {
                         continue;
                     }
                     if let Some(c) = pick(self, m, d) {

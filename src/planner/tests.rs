@@ -195,3 +195,28 @@ fn check_timeouts_orders_names_the_aborted_orders() {
     assert_eq!(p.order(o[0].id), None);
     assert_eq!(p.active_transfers(), 1);
 }
+
+/// A destination whose disk failed a write gets no orders for a pause that doubles per repeat
+/// (one failing round does not count twice), and a verified chunk ends the doubling.
+#[test]
+fn a_failing_disk_pauses_its_downloads_for_growing_times() {
+    let mut p = Planner::new(7);
+    p.handle(0.0, Event::NewManifest { chunks: (0..8).map(|i| (h(i), 100)).collect() });
+    p.handle(0.0, Event::Join { node: 0, config: cfg(true, 4, 0), has: (0..8).map(h).collect() });
+    p.handle(0.0, Event::Join { node: 1, config: cfg(false, 1, 2), has: vec![] });
+    let o = p.plan(0.0);
+    assert_eq!(o.len(), 2);
+    for x in &o {
+        p.handle(0.1, Event::Failed { id: x.id, reason: FailReason::LocalDisk });
+    }
+    assert!(p.plan(2.0).is_empty(), "paused for the first 2 s");
+    let retry = p.plan(2.2);
+    assert_eq!(retry.len(), 2, "the pause ended");
+    p.handle(2.3, Event::Failed { id: retry[0].id, reason: FailReason::LocalDisk });
+    assert!(p.plan(6.2).is_empty(), "the second pause is twice as long");
+    p.handle(6.4, Event::Finished { id: retry[1].id });
+    let after = p.plan(6.4);
+    assert!(!after.is_empty(), "the pause ended and a write worked");
+    p.handle(6.5, Event::Failed { id: after[0].id, reason: FailReason::LocalDisk });
+    assert!(p.plan(8.4).is_empty() && !p.plan(8.6).is_empty(), "a success starts the pauses over");
+}
