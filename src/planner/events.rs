@@ -249,7 +249,7 @@ impl Planner {
         if n.hold_until > now {
             return;
         }
-        n.hold_until = now + base * f64::from(1u32 << n.hold_strikes.min(4));
+        n.hold_until = now + base * f64::from(1u32 << n.hold_strikes.min(3));
         n.hold_strikes += 1;
     }
 
