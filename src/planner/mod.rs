@@ -209,7 +209,8 @@ pub struct Tuning {
     pub endgame_factor: f64,
     /// First penalty after a slow/stalled/bad transfer (seconds); doubles per strike.
     pub penalty_s: f64,
-    /// First download pause of a node whose disk failed a write; doubles per repeat, to 8x (16 s by default: space that returns is used soon).
+    /// First download pause of a node whose disk failed a write; doubles per repeat, to 8x
+    /// (16 s by default, so space that returns is used soon).
     pub disk_hold_s: f64,
     /// Sources probed per destination slot, and useful ones compared (rarest wins).
     pub max_probes: usize,
