@@ -42,7 +42,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use crate::manifest::diff::ChunkSource as DiffSource;
-use crate::manifest::{CacheMode, ChunkHash, FileWork, Manifest, ScanOptions, Scanned};
+use crate::manifest::{CacheMode, ChunkHash, FileWork, Manifest, Mtime, ScanOptions, Scanned};
 use crate::storage::{self, EntryKind, Storage};
 
 #[derive(Debug, thiserror::Error)]
@@ -137,6 +137,10 @@ pub struct Layout {
     unsynced_dirs: HashSet<PathBuf>,
     /// Files written to and not finished yet (their data may still be only in memory).
     written: HashSet<usize>,
+    /// Files whose last chunk is in, to be fsynced by [`write_chunk`] outside the layout lock,
+    /// and how many it is syncing now: neither counts as complete yet.
+    to_finish: Vec<usize>,
+    syncing: usize,
     /// A write met a symlink planted in the folder: this layout no longer describes the folder,
     /// and the next manifest (even the same one) rebuilds it, removing the link.
     pub foreign: bool,
@@ -309,7 +313,9 @@ impl Layout {
             tracing::info!("removing {} (not in the master's folder)", abs.display());
             layout.storage.remove(abs).map_err(|e| io_err(abs, e))?;
         }
-        // Files already complete: make sure their mtime is right.
+        // Files already complete (or completed by the copies above): make sure their mtime is
+        // right, inline, as nothing is being downloaded yet.
+        layout.to_finish.clear();
         for fi in 0..layout.manifest.files.len() {
             if layout.file_pending[fi] == 0 {
                 layout.finish_file(fi)?;
@@ -348,6 +354,8 @@ impl Layout {
             locked_reported: 0,
             unsynced_dirs: HashSet::new(),
             written: HashSet::new(),
+            to_finish: Vec::new(),
+            syncing: 0,
             foreign: false,
         }
     }
@@ -569,7 +577,7 @@ impl Layout {
         for &(fi, _) in done {
             self.file_pending[fi] = self.file_pending[fi].saturating_sub(1);
             if self.file_pending[fi] == 0 {
-                self.finish_file(fi)?;
+                self.to_finish.push(fi);
             }
         }
         Ok(())
@@ -579,14 +587,28 @@ impl Layout {
     /// directory entries above it on the disk (see "Durable before done" in the module doc).
     fn finish_file(&mut self, fi: usize) -> Result<(), LayoutError> {
         let Some(path) = self.paths[fi].clone() else { return Ok(()) };
+        let synced = sync_unless_finished(&*self.storage, &path, self.manifest.files[fi].mtime);
+        self.finish_synced(fi, &path, synced)
+    }
+
+    /// Files whose data [`write_chunk`] syncs outside the lock: (index, path, master's mtime).
+    fn take_to_finish(&mut self) -> Vec<(usize, PathBuf, Mtime)> {
+        let files: Vec<_> = std::mem::take(&mut self.to_finish)
+            .into_iter()
+            .filter_map(|fi| Some((fi, self.paths[fi].clone()?, self.manifest.files[fi].mtime)))
+            .collect();
+        self.syncing += files.len();
+        files
+    }
+
+    /// The second half of finishing a file, after [`sync_unless_finished`] (`Ok(true)`: it was
+    /// synced now and needs the master's mtime).
+    fn finish_synced(&mut self, fi: usize, path: &Path, synced: io::Result<bool>) -> Result<(), LayoutError> {
         let mtime = self.manifest.files[fi].mtime;
-        // The master's mtime is set only after the data is synced: a file that has it was
-        // finished this way, by this run or an earlier one.
-        if self.storage.mtime(&path).map_err(|e| io_err(&path, e))? != mtime {
-            if let Err(e) = self.storage.sync(&path).and_then(|()| self.storage.set_mtime(&path, mtime)) {
-                self.foreign |= storage::is_link_in_path(&e);
-                return self.skip_or_fail(fi, &path, e);
-            }
+        let done = synced.and_then(|set| if set { self.storage.set_mtime(path, mtime) } else { Ok(()) });
+        if let Err(e) = done {
+            self.foreign |= storage::is_link_in_path(&e);
+            return self.skip_or_fail(fi, path, e);
         }
         self.written.remove(&fi);
         for dir in path.ancestors().skip(1) {
@@ -620,7 +642,10 @@ impl Layout {
 
     /// True when every file is complete (and nothing is unsyncable).
     pub fn is_complete(&self) -> bool {
-        self.unsyncable.is_empty() && self.file_pending.iter().all(|&n| n == 0)
+        self.unsyncable.is_empty()
+            && self.to_finish.is_empty()
+            && self.syncing == 0
+            && self.file_pending.iter().all(|&n| n == 0)
     }
 
     pub fn chunk_size(&self, h: &ChunkHash) -> Option<u64> {
@@ -652,15 +677,43 @@ impl Layout {
 
 /// Write a verified chunk into every place of the current layout that still needs it
 /// (blocking). A chunk no place needs any more (already held, or not in the current manifest)
-/// is dropped.
+/// is dropped. A file this completes is fsynced after the layout lock is released, so other
+/// chunks keep being written meanwhile.
 pub fn write_chunk(layout: &Mutex<Option<Layout>>, h: &ChunkHash, data: &[u8]) -> Result<(), LayoutError> {
     // The layout lock is held during the writes: per-chunk writes are short, and the caller
-    // additionally holds the engine's relayout read lock, so a new manifest waits for them.
-    let mut guard = layout.lock().unwrap_or_else(|p| p.into_inner());
-    match guard.as_mut() {
-        Some(l) if l.pending.get(h).is_some_and(|p| !p.is_empty()) => l.place(h, data),
-        _ => Ok(()),
+    // additionally holds the engine's relayout read lock, so a new manifest waits for them and
+    // for the fsyncs below.
+    let lock = || layout.lock().unwrap_or_else(|p| p.into_inner());
+    let (placed, storage, files) = {
+        let mut guard = lock();
+        let Some(l) = guard.as_mut() else { return Ok(()) };
+        let placed = if l.pending.get(h).is_some_and(|p| !p.is_empty()) { l.place(h, data) } else { Ok(()) };
+        (placed, l.storage.clone(), l.take_to_finish())
+    };
+    if files.is_empty() {
+        return placed;
     }
+    let synced: Vec<_> = files.into_iter().map(|(fi, p, m)| (fi, sync_unless_finished(&*storage, &p, m), p)).collect();
+    let mut guard = lock();
+    let Some(l) = guard.as_mut() else { return placed };
+    let mut first_err = None;
+    for (fi, r, path) in synced {
+        l.syncing -= 1;
+        if let Err(e) = l.finish_synced(fi, &path, r) {
+            first_err.get_or_insert(e);
+        }
+    }
+    placed.and(first_err.map_or(Ok(()), Err))
+}
+
+/// Put a file's data on the disk unless its mtime already is the master's (finished earlier);
+/// `Ok(true)` if it was synced now.
+fn sync_unless_finished(storage: &dyn Storage, path: &Path, mtime: Mtime) -> io::Result<bool> {
+    if storage.mtime(path)? == mtime {
+        return Ok(false);
+    }
+    storage.sync(path)?;
+    Ok(true)
 }
 
 #[cfg(test)]

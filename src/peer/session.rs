@@ -486,7 +486,9 @@ impl Session {
     }
 
     /// Report files skipped as locked, and once the fetches drained, retry them with a new
-    /// layout every [`LOCKED_RETRY`] (the program holding one may have let go).
+    /// layout every [`LOCKED_RETRY`] (the program holding one may have let go). A layout that
+    /// met a planted symlink is rebuilt the same way, which removes the link (the peer stays
+    /// connected through write failures, so no reconnect would do it).
     async fn retry_locked(&mut self, ch: &mut Channel, tr: &Transfers) -> Result<(), String> {
         let news = self.with_layout(|l| l.take_locked_news()).unwrap_or_default();
         for p in news {
@@ -495,9 +497,10 @@ impl Session {
         if !tr.active.is_empty() || self.last_rescan.elapsed() < LOCKED_RETRY {
             return Ok(());
         }
-        let current = self.with_layout(|l| (!l.locked.is_empty()).then(|| (l.manifest_id, l.manifest.clone())));
+        let current =
+            self.with_layout(|l| (!l.locked.is_empty() || l.foreign).then(|| (l.manifest_id, l.manifest.clone())));
         if let Some(Some((id, m))) = current {
-            tracing::debug!("retrying locked files in {}", self.ctx.root.display());
+            tracing::debug!("rebuilding the layout of {} (locked files or a planted link)", self.ctx.root.display());
             if let Err(End::Disconnected(e) | End::Fatal(e)) = self.relayout(id, m).await {
                 return Err(e);
             }
