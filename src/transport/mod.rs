@@ -10,6 +10,7 @@
 //! - [`channel`]: the control channel, one framing for master and peer alike (a JSON handshake
 //!   frame each way, then postcard-encoded binary frames), the server's websocket upgrade and
 //!   the peer's connector.
+//! - [`fdlimit`]: the open-file limit, raised to the hard limit at the first engine start.
 //! - [`frames`]: the byte-stream wrapper under the channel that refuses an oversized message
 //!   from its frame header, before it is buffered.
 //! - [`probe`]: a plain loopback copy, the yardstick `lanscatter demo` compares the swarm with.
@@ -24,13 +25,14 @@
 
 pub mod api;
 pub mod channel;
+pub mod fdlimit;
 pub mod fetch;
 pub mod frames;
 pub mod probe;
 pub mod serve;
 pub mod tls;
 
-pub use serve::{serve, serve_secured, HEADER_READ_TIMEOUT};
+pub use serve::{serve, serve_secured, ServeLimits, DEFAULT_MAX_PEERS, HEADER_READ_TIMEOUT};
 
 use std::sync::Arc;
 
