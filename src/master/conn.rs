@@ -162,7 +162,7 @@ async fn pump(
                         largest_manifest = largest_manifest.max(bytes.len());
                         ch.set_frame_limit(protocol::have_set_limit(largest_manifest));
                     }
-                    if let Err(why) = send_or_give_up(ch, &msg, rx.len()).await {
+                    if let Err(why) = send_or_give_up(ch, &msg, rx.len(), SEND_GRACE).await {
                         tracing::warn!("peer {node} ({remote}) {why}; disconnecting it");
                         return;
                     }
@@ -191,8 +191,9 @@ async fn pump(
 }
 
 /// Send `msg` unless the peer stopped reading: `queued` more messages waiting is too many, or
-/// the peer did not take it in at [`MIN_SEND_RATE`] after [`SEND_GRACE`]. The error says which.
-async fn send_or_give_up(ch: &mut Channel, msg: &MasterMsg, queued: usize) -> Result<(), String> {
+/// the peer did not take it in at [`MIN_SEND_RATE`] after `grace` ([`SEND_GRACE`]). The error
+/// says which.
+async fn send_or_give_up(ch: &mut Channel, msg: &MasterMsg, queued: usize, grace: Duration) -> Result<(), String> {
     if queued > MAX_QUEUED {
         return Err(format!("has {queued} messages waiting (at most {MAX_QUEUED}): it stopped reading"));
     }
@@ -200,7 +201,7 @@ async fn send_or_give_up(ch: &mut Channel, msg: &MasterMsg, queued: usize) -> Re
         MasterMsg::Manifest { bytes, .. } => bytes.len() as u64,
         _ => 0,
     };
-    let allowed = SEND_GRACE + Duration::from_secs(size / MIN_SEND_RATE);
+    let allowed = grace + Duration::from_secs(size / MIN_SEND_RATE);
     match tokio::time::timeout(allowed, ch.send(msg)).await {
         Ok(Ok(())) => Ok(()),
         Ok(Err(e)) => Err(format!("could not be sent to: {e}")),
@@ -211,6 +212,23 @@ async fn send_or_give_up(ch: &mut Channel, msg: &MasterMsg, queued: usize) -> Re
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A peer that reads nothing: the master gives up on a message once the grace and the
+    /// size's time at the minimum rate have passed, and at once on too long a queue.
+    #[tokio::test]
+    async fn a_peer_that_stops_reading_is_given_up() {
+        let (mut master, _deaf) = channel::pair(4096).await;
+        let grace = Duration::from_millis(200);
+        let small = MasterMsg::Cancel { id: 1 };
+        assert!(send_or_give_up(&mut master, &small, 0, grace).await.is_ok(), "a small message fits the pipe");
+        // 32 KiB: no time on top of the grace at the minimum rate, and far more than the pipe holds.
+        let big = MasterMsg::Manifest { id: 1, bytes: vec![7; 32 << 10] };
+        let gave_up = tokio::time::timeout(Duration::from_secs(30), send_or_give_up(&mut master, &big, 0, grace));
+        let why = gave_up.await.expect("the send is given up, not left waiting").expect_err("nobody reads");
+        assert!(why.contains("stopped reading"), "{why}");
+        let why = send_or_give_up(&mut master, &small, MAX_QUEUED + 1, grace).await.expect_err("queue too long");
+        assert!(why.contains("messages waiting"), "{why}");
+    }
 
     #[tokio::test]
     async fn advertised_hosts_are_used_only_where_the_peer_plausibly_is() {

@@ -247,6 +247,20 @@ where
     resp
 }
 
+/// Two ends of a channel over an in-memory pipe holding `buffer` bytes each way, past the
+/// handshake (tests of what runs on an open channel).
+#[cfg(test)]
+pub(crate) async fn pair(buffer: usize) -> (Channel, Channel) {
+    let (a, b) = tokio::io::duplex(buffer);
+    let end = |io, role| async move {
+        let limit = Arc::new(AtomicUsize::new(MAX_FRAME));
+        let io: Box<dyn Io> = Box::new(FrameGuard::server(io, MAX_FRAME, limit.clone()));
+        let ws = WebSocketStream::from_raw_socket(io, role, Some(ws_config())).await;
+        Channel { ws, local: None, remote: None, limit }
+    };
+    (end(a, Role::Server).await, end(b, Role::Client).await)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -400,6 +400,40 @@ mod tests {
         assert!(!text.contains(" 200 "), "{text}");
     }
 
+    /// A connection that sends nothing at all is closed by the same timeout (hyper arms it at
+    /// accept, before the first byte).
+    #[tokio::test]
+    async fn silent_connections_are_cut_off() {
+        let (addr, _stop, _task) = start(Duration::from_millis(300)).await;
+        let mut c = TcpStream::connect(addr).await.expect("connect");
+        let mut buf = Vec::new();
+        let read = tokio::time::timeout(Duration::from_secs(10), c.read_to_end(&mut buf)).await;
+        assert!(read.is_ok(), "a silent connection still open 10 s after a 300 ms header timeout");
+    }
+
+    /// Past the pre-auth cap (4 in these tests) a new connection is closed unread; one that has
+    /// sent its request head no longer counts, so another is let in.
+    #[tokio::test]
+    async fn connections_past_the_pre_auth_cap_are_closed_unread() {
+        let (addr, _stop, _task) = start(Duration::from_secs(60)).await;
+        let mut idle = Vec::new();
+        for _ in 0..4 {
+            idle.push(TcpStream::connect(addr).await.expect("connect"));
+        }
+        let mut extra = TcpStream::connect(addr).await.expect("connect");
+        let mut buf = [0u8; 64];
+        let n = tokio::time::timeout(Duration::from_secs(10), extra.read(&mut buf)).await;
+        assert!(matches!(n, Ok(Ok(0) | Err(_))), "the fifth idle connection is closed at once: {n:?}");
+        idle[0].write_all(b"GET /who HTTP/1.1\r\nHost: x\r\n\r\n").await.expect("write");
+        let n = idle[0].read(&mut buf).await.expect("answer");
+        assert!(buf[..n].starts_with(b"HTTP/1.1 200"), "{}", String::from_utf8_lossy(&buf[..n]));
+        let mut next = TcpStream::connect(addr).await.expect("connect");
+        next.write_all(b"GET /who HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").await.expect("write");
+        let mut out = String::new();
+        next.read_to_string(&mut out).await.expect("read");
+        assert!(out.starts_with("HTTP/1.1 200"), "a place freed up: {out}");
+    }
+
     #[tokio::test]
     async fn stopping_closes_endless_responses() {
         let (addr, stop, task) = start(Duration::from_secs(5)).await;
