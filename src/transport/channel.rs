@@ -183,6 +183,9 @@ pub async fn connect(hostport: &str, timeout: Duration, security: &Security) -> 
                      --secret-file or LANSCATTER_SECRET; the master prints it)"
                         .into(),
                 ),
+                WsError::Http(resp) if resp.status() == StatusCode::SERVICE_UNAVAILABLE => ChannelError::Io(
+                    "the master serves as many peers as it may (--max-peers on the master); retrying".into(),
+                ),
                 e => ChannelError::Io(e.to_string()),
             })?;
         Ok(Channel { ws, local, remote, limit })
