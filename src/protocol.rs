@@ -7,9 +7,14 @@
 //! later frame is a *binary* frame holding one postcard-encoded [`PeerMsg`] or [`MasterMsg`]:
 //! compact (a manifest of 100k chunks is a few MB), fast, and strictly typed.
 //!
-//! Validation: frames are bounded by [`MAX_FRAME`] (enforced by the websocket layer before
-//! allocation and again here), decoding never panics, and messages that make no sense in the
-//! receiver's state are rejected by the engines with an [`MasterMsg::Error`] or a close.
+//! Validation: the first frame each way is bounded by [`HANDSHAKE_MAX`], later ones by what
+//! the connection allows (on the master: [`have_set_limit`] of the manifest it sent, at most
+//! [`MAX_FRAME`]), both from the frame header before anything is buffered
+//! (`transport::frames`); after decoding, each kind of message has its own limit
+//! ([`Bounded::frame_limit`]: a `Progress` is a few bytes, a have-set may be megabytes) and its
+//! free text is cut to [`MAX_TEXT_LEN`] ([`Bounded::truncate_text`]) before anything stores
+//! it. Decoding never panics, and messages that make no sense in the receiver's state are
+//! rejected by the engines with an [`MasterMsg::Error`] or a close.
 //! The manifest travels as opaque `Manifest::to_bytes` output so this module does not depend on
 //! the manifest's internal layout; the peer decodes and validates it (paths go through
 //! `crate::paths`).
@@ -27,6 +32,63 @@ pub const PROTOCOL_VERSION: u32 = 3;
 
 /// Upper bound for one control frame. A manifest of a 1 TB folder at 1 MiB chunks is ~40 MB.
 pub const MAX_FRAME: usize = 128 << 20;
+
+/// Upper bound for the first frame each way ([`Hello`], [`Welcome`], [`Refusal`]), enforced by
+/// the channel from the frame header, before the frame is buffered.
+pub const HANDSHAKE_MAX: usize = 64 << 10;
+
+/// What a peer's later frames may reach before the master has sent it a manifest (after that:
+/// the manifest's size, see [`have_set_limit`]).
+pub const MIN_FRAME_LIMIT: usize = 64 << 10;
+
+/// Longest free text a receiver keeps from a message (`Failed.message`, `Stats.error`,
+/// `Error.message`, `Wait.message`): longer text is cut at a character boundary.
+pub const MAX_TEXT_LEN: usize = 1024;
+
+/// Longest node name ([`Hello::name`]) a master accepts.
+pub const MAX_NAME_LEN: usize = 256;
+
+/// Longest version string ([`Hello::version`]) a master keeps.
+pub const MAX_VERSION_LEN: usize = 64;
+
+/// Frame limit of a message carrying one free-text string (before that text is cut to
+/// [`MAX_TEXT_LEN`]): room for any honest error message, with paths in it.
+pub const TEXT_FRAME: usize = 64 << 10;
+
+/// Frame limit of a message of ids and counters only (postcard varints: under 40 bytes).
+pub const FIXED_FRAME: usize = 64;
+
+/// Frame limit of a `Fetch` order (a hash, numbers and a base URL of a checked host).
+pub const FETCH_FRAME: usize = 1024;
+
+/// The largest have-set (`HaveAll`, `Lost`) a peer can honestly send for a manifest encoded in
+/// `manifest_len` bytes: every unique chunk takes at least its 32-byte hash in the manifest.
+pub fn have_set_limit(manifest_len: usize) -> usize {
+    manifest_len.saturating_add(1024).clamp(MIN_FRAME_LIMIT, MAX_FRAME)
+}
+
+/// Cut `s` to at most `max` bytes, at a character boundary.
+pub fn truncate_text(s: &mut String, max: usize) {
+    if s.len() > max {
+        let mut end = max;
+        while !s.is_char_boundary(end) {
+            end -= 1;
+        }
+        s.truncate(end);
+    }
+}
+
+/// A message type with a size limit per kind of message, and free text cut to a documented
+/// length. [`crate::transport::channel::Channel::recv`] applies both to every message received.
+pub trait Bounded {
+    /// The largest frame this message may arrive in; `None`: as large as the connection allows
+    /// (have-sets and manifests grow with the folder).
+    fn frame_limit(&self) -> Option<usize>;
+    /// Cut every string to its documented length, before anything stores it.
+    fn truncate_text(&mut self);
+    /// The message's kind, for error messages.
+    fn kind(&self) -> &'static str;
+}
 
 /// First frame, peer -> master (JSON text).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -154,6 +216,62 @@ pub enum MasterMsg {
     Error { message: String },
 }
 
+impl Bounded for PeerMsg {
+    fn frame_limit(&self) -> Option<usize> {
+        match self {
+            PeerMsg::HaveAll { .. } | PeerMsg::Lost { .. } => None,
+            PeerMsg::Progress { .. } | PeerMsg::Finished { .. } => Some(FIXED_FRAME),
+            PeerMsg::Failed { .. } | PeerMsg::Stats { .. } => Some(TEXT_FRAME),
+        }
+    }
+
+    fn truncate_text(&mut self) {
+        match self {
+            PeerMsg::Failed { message, .. } => truncate_text(message, MAX_TEXT_LEN),
+            PeerMsg::Stats { error: Some(e), .. } => truncate_text(e, MAX_TEXT_LEN),
+            _ => {}
+        }
+    }
+
+    fn kind(&self) -> &'static str {
+        match self {
+            PeerMsg::HaveAll { .. } => "HaveAll",
+            PeerMsg::Lost { .. } => "Lost",
+            PeerMsg::Progress { .. } => "Progress",
+            PeerMsg::Finished { .. } => "Finished",
+            PeerMsg::Failed { .. } => "Failed",
+            PeerMsg::Stats { .. } => "Stats",
+        }
+    }
+}
+
+impl Bounded for MasterMsg {
+    fn frame_limit(&self) -> Option<usize> {
+        match self {
+            MasterMsg::Manifest { .. } => None,
+            MasterMsg::Fetch { .. } => Some(FETCH_FRAME),
+            MasterMsg::Cancel { .. } => Some(FIXED_FRAME),
+            MasterMsg::Wait { .. } | MasterMsg::Error { .. } => Some(TEXT_FRAME),
+        }
+    }
+
+    fn truncate_text(&mut self) {
+        if let MasterMsg::Wait { message } | MasterMsg::Error { message } = self {
+            truncate_text(message, MAX_TEXT_LEN);
+        }
+    }
+
+    fn kind(&self) -> &'static str {
+        match self {
+            MasterMsg::Wait { .. } => "Wait",
+            MasterMsg::Manifest { .. } => "Manifest",
+            MasterMsg::Fetch { .. } => "Fetch",
+            MasterMsg::Cancel { .. } => "Cancel",
+            MasterMsg::Error { .. } => "Error",
+        }
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum ProtocolError {
     #[error("control message of {0} bytes exceeds the {MAX_FRAME} byte limit")]
@@ -197,7 +315,7 @@ struct Probe {
 /// Bound and identify a first frame (either direction); the version is checked by the caller,
 /// because a refusal from the master is reported whatever its version.
 fn probe(text: &str) -> Result<Probe, ProtocolError> {
-    if text.len() > 64 * 1024 {
+    if text.len() > HANDSHAKE_MAX {
         return Err(ProtocolError::TooLarge(text.len()));
     }
     let probe: Probe = serde_json::from_str(text).map_err(|e| ProtocolError::Decode(e.to_string()))?;
@@ -217,10 +335,13 @@ fn check_version(theirs: u32) -> Result<(), ProtocolError> {
 /// Parse and check a peer's first frame.
 pub fn parse_hello(text: &str) -> Result<Hello, ProtocolError> {
     check_version(probe(text)?.protocol)?;
-    let hello: Hello = serde_json::from_str(text).map_err(|e| ProtocolError::Decode(e.to_string()))?;
-    if hello.name.len() > 256 || hello.advertise_host.as_ref().is_some_and(|h| h.len() > 256) {
-        return Err(ProtocolError::Decode("name or advertised host longer than 256 bytes".into()));
+    let mut hello: Hello = serde_json::from_str(text).map_err(|e| ProtocolError::Decode(e.to_string()))?;
+    if hello.name.len() > MAX_NAME_LEN {
+        return Err(ProtocolError::Decode(format!(
+            "node name longer than {MAX_NAME_LEN} bytes; give the peer a shorter --name"
+        )));
     }
+    truncate_text(&mut hello.version, MAX_VERSION_LEN);
     Ok(hello)
 }
 
@@ -291,6 +412,33 @@ mod tests {
         assert!(
             matches!(parse_greeting(&serde_json::to_string(&r).unwrap()).unwrap(), MasterGreeting::Refused(m) if m == "no")
         );
+    }
+
+    #[test]
+    fn text_is_cut_at_char_boundaries_and_limits_are_per_kind() {
+        let mut m = PeerMsg::Failed { id: 1, reason: FailKind::Network, message: "é".repeat(1000) };
+        m.truncate_text();
+        let PeerMsg::Failed { message, .. } = &m else { unreachable!() };
+        assert!(message.len() <= MAX_TEXT_LEN && message.len() >= MAX_TEXT_LEN - 1, "{}", message.len());
+        assert_eq!(m.frame_limit(), Some(TEXT_FRAME));
+        assert_eq!(PeerMsg::Progress { id: u64::MAX, bytes_done: u64::MAX }.frame_limit(), Some(FIXED_FRAME));
+        assert!(encode(&PeerMsg::Progress { id: u64::MAX, bytes_done: u64::MAX }).len() <= FIXED_FRAME);
+        let fetch = MasterMsg::Fetch {
+            id: u64::MAX,
+            chunk: ChunkHash::of(b"x"),
+            size: u64::MAX,
+            url: Some(format!("http://[{}]:65535", "f".repeat(253))),
+            min_rate_bps: u64::MAX,
+        };
+        assert!(encode(&fetch).len() <= FETCH_FRAME);
+        assert_eq!(PeerMsg::HaveAll { manifest_id: 1, chunks: vec![] }.frame_limit(), None);
+        assert_eq!(have_set_limit(10), MIN_FRAME_LIMIT);
+        assert_eq!(have_set_limit(usize::MAX), MAX_FRAME);
+        let long = hello(PROTOCOL_VERSION);
+        let t = serde_json::to_string(&Hello { name: "n".repeat(257), ..long.clone() }).unwrap();
+        assert!(parse_hello(&t).unwrap_err().to_string().contains("shorter --name"));
+        let t = serde_json::to_string(&Hello { version: "v".repeat(5000), ..long }).unwrap();
+        assert_eq!(parse_hello(&t).unwrap().version.len(), MAX_VERSION_LEN);
     }
 
     #[test]

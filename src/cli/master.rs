@@ -64,6 +64,15 @@ pub struct MasterArgs {
     /// Exit 0 once every expected peer is up to date with the current folder (needs --expect).
     #[arg(long, requires = "expect")]
     pub exit_when_all_done: bool,
+    /// Peers served at once (control connections); the caps on HTTP connections (2x + 256)
+    /// and on connections that have not sent a request yet (1/2 + 64) follow from it. The
+    /// default is sized for 1000 peers (README: Security and limits).
+    #[arg(long, default_value_t = crate::transport::DEFAULT_MAX_PEERS as u32, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub max_peers: u32,
+    /// Let other peers fetch from whatever host a peer advertises (--advertise). Default: an
+    /// advertised host is used only if it resolves to the address the peer connects from.
+    #[arg(long)]
+    pub trust_advertised_hosts: bool,
     #[command(flatten)]
     pub node: super::node::NodeArgs,
 }
@@ -97,6 +106,8 @@ fn config(args: &MasterArgs) -> anyhow::Result<(MasterConfig, Option<SwarmSecret
         cfg.cache = CacheMode::Disabled;
     }
     cfg.allow_shrink = args.allow_shrink;
+    cfg.max_peers = args.max_peers as usize;
+    cfg.trust_advertised_hosts = args.trust_advertised_hosts;
     cfg.expect = args.expect.as_deref().map(expect_arg).transpose()?;
     let (security, secret) = args.node.security.for_master()?;
     cfg.security = security;

@@ -35,8 +35,10 @@ pub struct PeerArgs {
     #[arg(long)]
     pub bind: Option<IpAddr>,
     /// Host name or IP other peers should use to reach this one (default: the address this
-    /// host uses to talk to the master).
-    #[arg(long)]
+    /// host uses to talk to the master). An IP address or DNS name only; the master accepts it
+    /// only if it resolves to the address this peer connects from (or with
+    /// `--trust-advertised-hosts`).
+    #[arg(long, value_parser = advertise_arg)]
     pub advertise: Option<String>,
     /// Concurrent uploads to other peers (0 = never upload).
     #[arg(long, default_value_t = 8)]
@@ -85,6 +87,11 @@ pub fn run(args: PeerArgs) -> anyhow::Result<ExitCode> {
             Err(code) => code,
         }
     })
+}
+
+/// `--advertise`: refused at parse time (exit 2) with what is allowed.
+fn advertise_arg(arg: &str) -> Result<String, String> {
+    crate::transport::validate_host(arg.trim()).map_err(|e| e.to_string())
 }
 
 fn config(args: &PeerArgs) -> anyhow::Result<PeerConfig> {

@@ -77,6 +77,12 @@ pub struct MasterConfig {
     pub settle: Duration,
     /// How the folder is read into a manifest ([`FolderScanner`]; tests inject faults here).
     pub scanner: Arc<dyn Scanner>,
+    /// Control connections served at once (`--max-peers`); the HTTP connection caps of the
+    /// serve loop follow from it ([`crate::transport::ServeLimits::for_peers`]).
+    pub max_peers: usize,
+    /// Take a peer's advertised host as it is (`--trust-advertised-hosts`). Off: it is used
+    /// only if it resolves to the address the peer connects from (see [`conn`]).
+    pub trust_advertised_hosts: bool,
 }
 
 impl MasterConfig {
@@ -98,6 +104,8 @@ impl MasterConfig {
             expect: None,
             settle: Duration::from_secs(2),
             scanner: Arc::new(FolderScanner),
+            max_peers: crate::transport::DEFAULT_MAX_PEERS,
+            trust_advertised_hosts: false,
         }
     }
 }
@@ -155,6 +163,9 @@ pub(crate) struct Shared {
     pub held: Mutex<shrink::HeldSlot>,
     /// Id of the next manifest published (the indexer and a confirmed shrink both publish).
     pub next_manifest: std::sync::atomic::AtomicU64,
+    /// One permit per control connection (`MasterConfig::max_peers`), taken before the
+    /// websocket upgrade.
+    pub peer_slots: Arc<tokio::sync::Semaphore>,
 }
 
 impl Shared {
@@ -166,6 +177,7 @@ impl Shared {
         shutdown: watch::Receiver<bool>,
     ) -> Self {
         Shared {
+            peer_slots: Arc::new(tokio::sync::Semaphore::new(cfg.max_peers.max(1))),
             cfg,
             listen,
             current: RwLock::new(None),
@@ -212,6 +224,7 @@ impl Master {
         if !std::fs::metadata(&cfg.source_dir).map(|m| m.is_dir()).unwrap_or(false) {
             return Err(MasterError::SourceDir(cfg.source_dir.clone()));
         }
+        crate::transport::fdlimit::check_for(cfg.max_peers, "master");
         let listener = tokio::net::TcpListener::bind(cfg.bind)
             .await
             .map_err(|source| MasterError::Bind { addr: cfg.bind, source })?;
@@ -242,7 +255,7 @@ impl Master {
         let server_task = tokio::spawn(crate::transport::serve_secured(
             listener,
             app,
-            crate::transport::HEADER_READ_TIMEOUT,
+            crate::transport::ServeLimits::for_peers(cfg.max_peers),
             "master",
             cfg.security.clone(),
             async move { crate::status::stopped(&mut sd).await },

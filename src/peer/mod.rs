@@ -214,6 +214,7 @@ impl Peer {
         if foreign && !cfg.adopt {
             return Err(PeerError::NotAdopted(root));
         }
+        crate::transport::fdlimit::raise();
         let listener = tokio::net::TcpListener::bind(cfg.bind)
             .await
             .map_err(|source| PeerError::Bind { addr: cfg.bind, source })?;
@@ -237,7 +238,7 @@ impl Peer {
         let server_task = tokio::spawn(crate::transport::serve_secured(
             listener,
             app,
-            crate::transport::HEADER_READ_TIMEOUT,
+            crate::transport::ServeLimits::default(),
             "peer chunk server",
             cfg.security.clone(),
             async move { crate::status::stopped(&mut sd).await },

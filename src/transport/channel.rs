@@ -4,13 +4,17 @@
 //! stream in [`connect`] and [`upgrade`] and nothing else). Framing is the same both ways: the
 //! handshake is one JSON text frame each way (so a version mismatch can always be read and
 //! explained), after it every message is one binary frame in the [`crate::protocol`] encoding.
-//! Frames are bounded by [`MAX_FRAME`] before anything is allocated for them.
+//! Incoming messages are bounded from their frame headers before anything is buffered
+//! ([`super::frames`]: [`HANDSHAKE_MAX`] for the handshake, then [`Channel::set_frame_limit`],
+//! at most [`MAX_FRAME`]), then per kind of message ([`Bounded`]).
 //!
 //! The server side does the websocket upgrade itself on the request hyper hands to the router
 //! (no axum extractor), so master and peer run the same tungstenite code.
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Body;
@@ -27,9 +31,10 @@ use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 use tokio_tungstenite::WebSocketStream;
 
+use super::frames::{self, FrameGuard};
 use super::tls::Tls;
 use super::Security;
-use crate::protocol::{self, MAX_FRAME};
+use crate::protocol::{self, Bounded, HANDSHAKE_MAX, MAX_FRAME, MIN_FRAME_LIMIT};
 
 /// Any stream a channel can run over.
 pub trait Io: AsyncRead + AsyncWrite + Send + Unpin + 'static {}
@@ -47,6 +52,9 @@ pub enum ChannelError {
     Malformed(String),
     #[error("unexpected {0} frame")]
     Unexpected(&'static str),
+    /// A message over its limit, refused from its frame header (nothing of it was buffered).
+    #[error("{0}")]
+    TooLarge(frames::TooLarge),
     /// The other side is not (or does not accept us as) a member of this swarm: retrying with
     /// the same settings cannot help.
     #[error("{0}")]
@@ -58,10 +66,25 @@ pub struct Channel {
     ws: WebSocketStream<Box<dyn Io>>,
     local: Option<SocketAddr>,
     remote: Option<SocketAddr>,
+    /// The limit the [`FrameGuard`] under `ws` applies to messages after the handshake.
+    limit: Arc<AtomicUsize>,
 }
 
+/// tungstenite's own limits, a backstop behind the [`FrameGuard`]'s.
 fn ws_config() -> WebSocketConfig {
     WebSocketConfig::default().max_message_size(Some(MAX_FRAME)).max_frame_size(Some(MAX_FRAME))
+}
+
+/// A websocket error in the channel's terms (an oversized message says so).
+fn ws_error(e: WsError) -> ChannelError {
+    match e {
+        WsError::Io(io) => match frames::too_large(&io) {
+            Some(t) => ChannelError::TooLarge(t),
+            None => ChannelError::Io(io.to_string()),
+        },
+        WsError::Capacity(c) => ChannelError::Malformed(c.to_string()),
+        e => ChannelError::Io(e.to_string()),
+    }
 }
 
 impl Channel {
@@ -72,6 +95,12 @@ impl Channel {
 
     pub fn remote_addr(&self) -> Option<SocketAddr> {
         self.remote
+    }
+
+    /// Bound every message received after the handshake to `bytes` (clamped to [`MAX_FRAME`]);
+    /// it applies from the next frame header on.
+    pub fn set_frame_limit(&self, bytes: usize) {
+        self.limit.store(bytes.min(MAX_FRAME), Ordering::Relaxed);
     }
 
     /// Send a handshake value as one JSON text frame.
@@ -90,7 +119,7 @@ impl Channel {
                 Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
                 Some(Ok(Message::Binary(_))) => return Err(ChannelError::Unexpected("binary")),
                 Some(Ok(_)) | None => return Err(ChannelError::Closed),
-                Some(Err(e)) => return Err(ChannelError::Io(e.to_string())),
+                Some(Err(e)) => return Err(ws_error(e)),
             }
         }
     }
@@ -100,17 +129,27 @@ impl Channel {
         self.ws.send(Message::Binary(protocol::encode(msg).into())).await.map_err(|e| ChannelError::Io(e.to_string()))
     }
 
-    /// The next message (pings are answered by the library and skipped here).
-    pub async fn recv<T: DeserializeOwned>(&mut self) -> Result<T, ChannelError> {
+    /// The next message (pings are answered by the library and skipped here), within its
+    /// kind's frame limit and with its text cut to the documented lengths.
+    pub async fn recv<T: DeserializeOwned + Bounded>(&mut self) -> Result<T, ChannelError> {
         loop {
             match self.ws.next().await {
                 Some(Ok(Message::Binary(b))) => {
-                    return protocol::decode::<T>(&b).map_err(|e| ChannelError::Malformed(e.to_string()))
+                    let mut msg = protocol::decode::<T>(&b).map_err(|e| ChannelError::Malformed(e.to_string()))?;
+                    if let Some(limit) = msg.frame_limit().filter(|l| b.len() > *l) {
+                        let what = format!("{} message", msg.kind());
+                        return Err(ChannelError::Malformed(format!(
+                            "a {what} of {} bytes exceeds its {limit} byte limit",
+                            b.len()
+                        )));
+                    }
+                    msg.truncate_text();
+                    return Ok(msg);
                 }
                 Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => {}
                 Some(Ok(Message::Text(_))) => return Err(ChannelError::Unexpected("text")),
                 Some(Ok(Message::Close(_))) | None => return Err(ChannelError::Closed),
-                Some(Err(e)) => return Err(ChannelError::Io(e.to_string())),
+                Some(Err(e)) => return Err(ws_error(e)),
             }
         }
     }
@@ -128,9 +167,13 @@ pub async fn connect(hostport: &str, timeout: Duration, security: &Security) -> 
         let tcp = tokio::net::TcpStream::connect(hostport).await.map_err(|e| ChannelError::Io(e.to_string()))?;
         let _ = tcp.set_nodelay(true);
         let (local, remote) = (tcp.local_addr().ok(), tcp.peer_addr().ok());
+        let limit = Arc::new(AtomicUsize::new(MAX_FRAME));
         let io: Box<dyn Io> = match security.tls() {
-            None => Box::new(tcp),
-            Some(tls) => Box::new(tls.connector().connect(Tls::server_name(), tcp).await.map_err(tls_refusal)?),
+            None => Box::new(FrameGuard::client(tcp, HANDSHAKE_MAX, limit.clone())),
+            Some(tls) => {
+                let tls = tls.connector().connect(Tls::server_name(), tcp).await.map_err(tls_refusal)?;
+                Box::new(FrameGuard::client(tls, HANDSHAKE_MAX, limit.clone()))
+            }
         };
         let (ws, _) = tokio_tungstenite::client_async_with_config(super::join_url(hostport), io, Some(ws_config()))
             .await
@@ -140,9 +183,12 @@ pub async fn connect(hostport: &str, timeout: Duration, security: &Security) -> 
                      --secret-file or LANSCATTER_SECRET; the master prints it)"
                         .into(),
                 ),
+                WsError::Http(resp) if resp.status() == StatusCode::SERVICE_UNAVAILABLE => ChannelError::Io(
+                    "the master serves as many peers as it may (--max-peers on the master); retrying".into(),
+                ),
                 e => ChannelError::Io(e.to_string()),
             })?;
-        Ok(Channel { ws, local, remote })
+        Ok(Channel { ws, local, remote, limit })
     };
     tokio::time::timeout(timeout, open).await.map_err(|_| ChannelError::Timeout(timeout))?
 }
@@ -185,9 +231,10 @@ where
     tokio::spawn(async move {
         match on_upgrade.await {
             Ok(up) => {
-                let io: Box<dyn Io> = Box::new(TokioIo::new(up));
+                let limit = Arc::new(AtomicUsize::new(MIN_FRAME_LIMIT));
+                let io: Box<dyn Io> = Box::new(FrameGuard::server(TokioIo::new(up), HANDSHAKE_MAX, limit.clone()));
                 let ws = WebSocketStream::from_raw_socket(io, Role::Server, Some(ws_config())).await;
-                handle(Channel { ws, local: None, remote }).await;
+                handle(Channel { ws, local: None, remote, limit }).await;
             }
             Err(e) => tracing::debug!("websocket upgrade from {remote:?} failed: {e}"),
         }
@@ -201,6 +248,20 @@ where
         h.insert(header::SEC_WEBSOCKET_ACCEPT, v);
     }
     resp
+}
+
+/// Two ends of a channel over an in-memory pipe holding `buffer` bytes each way, past the
+/// handshake (tests of what runs on an open channel).
+#[cfg(test)]
+pub(crate) async fn pair(buffer: usize) -> (Channel, Channel) {
+    let (a, b) = tokio::io::duplex(buffer);
+    let end = |io, role| async move {
+        let limit = Arc::new(AtomicUsize::new(MAX_FRAME));
+        let io: Box<dyn Io> = Box::new(FrameGuard::server(io, MAX_FRAME, limit.clone()));
+        let ws = WebSocketStream::from_raw_socket(io, role, Some(ws_config())).await;
+        Channel { ws, local: None, remote: None, limit }
+    };
+    (end(a, Role::Server).await, end(b, Role::Client).await)
 }
 
 #[cfg(test)]

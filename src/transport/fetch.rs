@@ -27,7 +27,7 @@ use crate::manifest::ChunkHash;
 use crate::protocol::FailKind;
 use crate::transfer::compress::{decompress_exact, max_compressed_len};
 use crate::transfer::ratelimit::RateLimiter;
-use crate::transfer::{CHUNK_ROUTE, LZ4_ENCODING};
+use crate::transfer::LZ4_ENCODING;
 
 #[derive(Debug, thiserror::Error)]
 pub enum FetchError {
@@ -119,8 +119,7 @@ impl Fetcher {
 
     /// Send the GET and check the answer's status.
     async fn request(&self, base: &str, hash: &ChunkHash) -> Result<hyper::Response<Incoming>, FetchError> {
-        let url = format!("{}{}{}", base.trim_end_matches('/'), CHUNK_ROUTE, hash.to_hex());
-        let uri: hyper::Uri = url.parse().map_err(|e| FetchError::Network(format!("bad source URL {url:?}: {e}")))?;
+        let uri = super::chunk_uri(base, hash).map_err(|e| FetchError::Network(format!("bad source URL: {e}")))?;
         let mut req = hyper::Request::get(uri);
         if self.compress {
             req = req.header(header::ACCEPT_ENCODING, LZ4_ENCODING);

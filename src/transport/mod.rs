@@ -10,24 +10,29 @@
 //! - [`channel`]: the control channel, one framing for master and peer alike (a JSON handshake
 //!   frame each way, then postcard-encoded binary frames), the server's websocket upgrade and
 //!   the peer's connector.
+//! - [`fdlimit`]: the open-file limit, raised to the hard limit at the first engine start.
+//! - [`frames`]: the byte-stream wrapper under the channel that refuses an oversized message
+//!   from its frame header, before it is buffered.
 //! - [`probe`]: a plain loopback copy, the yardstick `lanscatter demo` compares the swarm with.
 //! - [`tls`]: mutual TLS pinned to the identity every member derives from the swarm secret.
 //! - [`api`]: the client of a node's web API (a bounded `GET` with the web token), for
 //!   `lanscatter status`.
 //! - here: [`Security`] (open swarm, or secured by a secret), default ports, the address
-//!   normaliser and the URL builders. URLs name a node; whether the bytes go over TLS is decided
+//!   normaliser, the one check of an advertised host ([`validate_host`]) and the URL builders. URLs name a node; whether the bytes go over TLS is decided
 //!   by the node's [`Security`], not by the URL, so messages carry the same URLs either way.
 //!
 //! Wire paths and chunk semantics live elsewhere ([`crate::paths`], [`crate::transfer`]).
 
 pub mod api;
 pub mod channel;
+pub mod fdlimit;
 pub mod fetch;
+pub mod frames;
 pub mod probe;
 pub mod serve;
 pub mod tls;
 
-pub use serve::{serve, serve_secured, HEADER_READ_TIMEOUT};
+pub use serve::{serve, serve_secured, ServeLimits, DEFAULT_MAX_PEERS, HEADER_READ_TIMEOUT};
 
 use std::sync::Arc;
 
@@ -141,6 +146,74 @@ pub fn chunk_base(hostport: &str) -> String {
     format!("http://{hostport}")
 }
 
+/// Longest host a peer may advertise: a full DNS name (RFC 1035).
+pub const MAX_HOST_LEN: usize = 253;
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "advertised host {0:?} {1}: give only an IP address or a DNS name, e.g. 192.168.1.20 or pc-12.lan \
+     (no scheme, user, port, path or query; the port is --port)"
+)]
+pub struct HostError(pub String, pub &'static str);
+
+/// Check a host a peer advertises for others to fetch from (`--advertise`, `Hello::advertise_host`):
+/// an IP address or a DNS name, nothing else. Returns it as it goes into [`host_port`] (an
+/// IPv6 address without brackets). This is the only check: the CLI, the master and the chunk
+/// client ([`chunk_uri`]) all call it, so a URL is only ever built from a host that passed it.
+pub fn validate_host(input: &str) -> Result<String, HostError> {
+    let bad = |why| Err(HostError(input.chars().take(80).collect(), why));
+    let s = input.strip_prefix('[').and_then(|r| r.strip_suffix(']')).unwrap_or(input);
+    if let Ok(ip) = s.parse::<std::net::IpAddr>() {
+        return Ok(ip.to_string());
+    }
+    let why = if s.is_empty() {
+        "is empty"
+    } else if s.len() > MAX_HOST_LEN {
+        "is longer than 253 bytes"
+    } else if s.contains("://") {
+        "has a scheme"
+    } else if s.contains('@') {
+        "has user info"
+    } else if s.contains('/') || s.contains('\\') {
+        "has a path"
+    } else if s.contains(['?', '#']) {
+        "has a query"
+    } else if s.contains(':') {
+        "has a port"
+    } else if !s.trim_end_matches('.').split('.').all(dns_label) {
+        "is not a valid host name"
+    } else {
+        return Ok(s.to_string());
+    };
+    bad(why)
+}
+
+/// One label of a DNS name: 1-63 letters, digits, `-` (not at either end) or `_` (LAN host
+/// names carry it, e.g. Windows machine names).
+fn dns_label(l: &str) -> bool {
+    (1..=63).contains(&l.len())
+        && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        && !l.starts_with('-')
+        && !l.ends_with('-')
+}
+
+/// The URI of `GET /chunk/<hex>` at a chunk server whose base URL (`http://host:port`, from
+/// [`chunk_base`]) the master sent. Built from the checked host and port, never by pasting the
+/// base, so a base with a path, query or user info cannot make the request go anywhere else.
+pub fn chunk_uri(base: &str, hash: &crate::manifest::ChunkHash) -> Result<hyper::Uri, HostError> {
+    let bad = |why| HostError(base.chars().take(80).collect(), why);
+    let hostport = base.strip_prefix("http://").ok_or_else(|| bad("is not an http:// base URL"))?;
+    let (host, port) = hostport.rsplit_once(':').ok_or_else(|| bad("has no port"))?;
+    let port = port.parse::<u16>().ok().filter(|p| *p != 0).ok_or_else(|| bad("has a bad port"))?;
+    let authority = host_port(&validate_host(host)?, port);
+    hyper::Uri::builder()
+        .scheme("http")
+        .authority(authority)
+        .path_and_query(format!("{}{}", crate::transfer::CHUNK_ROUTE, hash.to_hex()))
+        .build()
+        .map_err(|_| bad("is not a valid URL"))
+}
+
 /// URL of a master's control websocket, from [`host_port`]'s form.
 pub fn join_url(hostport: &str) -> String {
     format!("ws://{hostport}{JOIN_ROUTE}")
@@ -164,5 +237,47 @@ mod tests {
         }
         assert_eq!(chunk_base(&host_port("fe80::1", 7)), "http://[fe80::1]:7");
         assert_eq!(join_url("h:1"), "ws://h:1/join");
+    }
+
+    #[test]
+    fn advertised_hosts_are_ips_or_dns_names() {
+        for (good, as_used) in [
+            ("192.168.1.20", "192.168.1.20"),
+            ("pc-12.lan", "pc-12.lan"),
+            ("PC_12", "PC_12"),
+            ("host.", "host."),
+            ("fe80::1", "fe80::1"),
+            ("[::1]", "::1"),
+        ] {
+            assert_eq!(validate_host(good).as_deref(), Ok(as_used), "{good}");
+        }
+        for (bad, why) in [
+            ("http://evil", "scheme"),
+            ("user@host", "user info"),
+            ("host:8080", "port"),
+            ("10.0.0.1:99", "port"),
+            ("host/x", "path"),
+            ("host?a=1", "query"),
+            ("", "empty"),
+            ("a b", "not a valid host name"),
+            ("-a.b", "not a valid host name"),
+            ("a..b", "not a valid host name"),
+        ] {
+            let e = validate_host(bad).expect_err(bad);
+            assert!(e.to_string().contains(why), "{bad}: {e}");
+            assert!(e.to_string().contains("give only an IP address or a DNS name"), "{e}");
+        }
+        assert!(validate_host(&"a".repeat(300)).is_err());
+    }
+
+    #[test]
+    fn chunk_uris_are_built_from_checked_parts() {
+        let h = crate::manifest::ChunkHash::of(b"x");
+        let uri = chunk_uri(&chunk_base(&host_port("fe80::1", 7)), &h).unwrap();
+        assert_eq!(uri.to_string(), format!("http://[fe80::1]:7/chunk/{}", h.to_hex()));
+        assert_eq!(chunk_uri("http://pc:9", &h).unwrap().path(), format!("/chunk/{}", h.to_hex()));
+        for bad in ["http://u@pc:9", "http://pc:9/admin?x=", "https://pc:9", "http://pc", "http://pc:0", "pc:9"] {
+            assert!(chunk_uri(bad, &h).is_err(), "{bad} accepted");
+        }
     }
 }

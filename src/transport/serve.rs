@@ -7,11 +7,18 @@
 //! and a graceful shutdown that lets running requests finish. HTTP/1.1 only: every client of
 //! ours (peers, the tray, browsers on plain `http://`) speaks it, and leaving HTTP/2 out keeps
 //! `h2` and its dependencies out of the binary (README "Dependency notes").
+//!
+//! Bounded ([`ServeLimits`]): the header timeout runs from the moment a connection is accepted
+//! (hyper arms it before the first byte), so a connection that sends nothing is closed like
+//! one that sends half a header; at most `max_connections` connections are served at once,
+//! and at most `max_pre_auth` of them may still be waiting for their first request head (or
+//! TLS handshake). A connection over either cap is closed at once, unread, instead of queueing:
+//! 10,000 idle sockets cost the node a few hundred pre-auth tasks, not 10,000.
 
 use std::future::Future;
-use std::time::Duration;
-
 use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use axum::extract::ConnectInfo;
 use axum::http::{header, HeaderValue, StatusCode};
@@ -21,7 +28,7 @@ use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::watch;
+use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
 use tower::ServiceExt;
 
 use super::Security;
@@ -29,6 +36,39 @@ use super::Security;
 /// How long a client may take to send its request headers (each request, keep-alive included).
 /// A LAN client sends them in one packet; ten seconds leaves room for a loaded machine.
 pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// `--max-peers` default: room for 1000 peers and as many again reconnecting.
+pub const DEFAULT_MAX_PEERS: usize = 2000;
+
+/// The bounds of one serve loop (module doc).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ServeLimits {
+    /// Time from accept (and from each response on keep-alive) to a complete request head.
+    pub header_timeout: Duration,
+    /// HTTP connections served at once (an upgraded websocket leaves this count; the master
+    /// counts those against `--max-peers` itself).
+    pub max_connections: usize,
+    /// Connections still waiting for their first request head.
+    pub max_pre_auth: usize,
+}
+
+impl ServeLimits {
+    /// The limits of a node serving `max_peers` peers: each peer keeps a control connection
+    /// and a few chunk connections, and a whole swarm may (re)connect at once.
+    pub fn for_peers(max_peers: usize) -> Self {
+        ServeLimits {
+            header_timeout: HEADER_READ_TIMEOUT,
+            max_connections: max_peers.saturating_mul(2).saturating_add(256),
+            max_pre_auth: max_peers / 2 + 64,
+        }
+    }
+}
+
+impl Default for ServeLimits {
+    fn default() -> Self {
+        ServeLimits::for_peers(DEFAULT_MAX_PEERS)
+    }
+}
 
 /// How long a stopping server waits for requests in flight.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
@@ -42,7 +82,8 @@ pub async fn serve(
     what: &'static str,
     shutdown: impl Future<Output = ()>,
 ) {
-    serve_secured(listener, router, header_timeout, what, Security::Open, shutdown).await
+    let limits = ServeLimits { header_timeout, ..ServeLimits::default() };
+    serve_secured(listener, router, limits, what, Security::Open, shutdown).await
 }
 
 /// [`serve`] for a node of a swarm with `security`: in a secured swarm a connection that starts
@@ -51,13 +92,15 @@ pub async fn serve(
 pub async fn serve_secured(
     listener: TcpListener,
     router: Router,
-    header_timeout: Duration,
+    limits: ServeLimits,
     what: &'static str,
     security: Security,
     shutdown: impl Future<Output = ()>,
 ) {
+    let header_timeout = limits.header_timeout;
     let mut builder = http1::Builder::new();
     builder.timer(TokioTimer::new()).header_read_timeout(header_timeout);
+    let caps = Caps::new(&limits);
     // `true` once the server stops: each connection then finishes its request and closes.
     let (stopping, stop) = watch::channel(false);
     let mut conns = tokio::task::JoinSet::new();
@@ -77,9 +120,10 @@ pub async fn serve_secured(
             },
             _ = &mut shutdown => break,
         };
+        let Some(permits) = caps.admit(what) else { continue };
         // Chunk answers end with a small final write; Nagle would hold it back.
         let _ = stream.set_nodelay(true);
-        let conn = Conn { router: router.clone(), builder: builder.clone(), addr, what, header_timeout };
+        let conn = Conn { router: router.clone(), builder: builder.clone(), addr, what, header_timeout, permits };
         conns.spawn(conn.run(stream, security.clone(), stop.clone()));
     }
     drop(listener);
@@ -104,6 +148,57 @@ pub enum Access {
     Web,
 }
 
+/// The connection caps of a serve loop, as semaphores.
+struct Caps {
+    conns: Arc<Semaphore>,
+    pre_auth: Arc<Semaphore>,
+    limits: ServeLimits,
+    /// When a refusal was last logged (a flood must not become a flood of log lines).
+    warned: Mutex<Option<Instant>>,
+}
+
+/// What an admitted connection holds: its place among all connections for its lifetime, and
+/// its pre-auth place until its first request head arrives.
+struct Permits {
+    conn: OwnedSemaphorePermit,
+    pre_auth: Arc<Mutex<Option<OwnedSemaphorePermit>>>,
+}
+
+impl Caps {
+    fn new(limits: &ServeLimits) -> Self {
+        Caps {
+            conns: Arc::new(Semaphore::new(limits.max_connections.max(1))),
+            pre_auth: Arc::new(Semaphore::new(limits.max_pre_auth.max(1))),
+            limits: *limits,
+            warned: Mutex::new(None),
+        }
+    }
+
+    /// Places for one more connection, or `None` (it is then dropped unread).
+    fn admit(&self, what: &str) -> Option<Permits> {
+        let conn = self.conns.clone().try_acquire_owned();
+        let pre = self.pre_auth.clone().try_acquire_owned();
+        match (conn, pre) {
+            (Ok(c), Ok(p)) => Some(Permits { conn: c, pre_auth: Arc::new(Mutex::new(Some(p))) }),
+            (c, _) => {
+                let mut warned = self.warned.lock().unwrap_or_else(|p| p.into_inner());
+                if warned.is_none_or(|t| t.elapsed() > Duration::from_secs(10)) {
+                    *warned = Some(Instant::now());
+                    let (n, which) = match c {
+                        Err(_) => (self.limits.max_connections, "connections"),
+                        Ok(_) => (self.limits.max_pre_auth, "connections that have not sent a request yet"),
+                    };
+                    tracing::warn!(
+                        "{what}: {n} {which} open, the most it serves; closing new ones until some end \
+                         (more peers need a higher --max-peers)"
+                    );
+                }
+                None
+            }
+        }
+    }
+}
+
 /// One accepted connection and what serving it needs.
 struct Conn {
     router: Router,
@@ -111,6 +206,7 @@ struct Conn {
     addr: SocketAddr,
     what: &'static str,
     header_timeout: Duration,
+    permits: Permits,
 }
 
 /// First byte of a TLS record carrying a handshake (the ClientHello).
@@ -144,7 +240,10 @@ impl Conn {
         I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin + 'static,
     {
         let (router, addr, what) = (self.router, self.addr, self.what);
+        let (_conn_permit, pre_auth) = (self.permits.conn, self.permits.pre_auth);
         let svc = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
+            // A complete request head: this connection is past the pre-auth stage.
+            pre_auth.lock().unwrap_or_else(|p| p.into_inner()).take();
             req.extensions_mut().insert(ConnectInfo(addr));
             req.extensions_mut().insert(access);
             let router = router.clone();
@@ -249,7 +348,8 @@ mod tests {
             .route("/who", get(|ConnectInfo(a): ConnectInfo<SocketAddr>| async move { a.to_string() }))
             .route("/endless", get(endless));
         let (tx, rx) = tokio::sync::oneshot::channel();
-        let task = tokio::spawn(serve_secured(listener, app, header_timeout, "test", security, async move {
+        let limits = ServeLimits { header_timeout, max_connections: 8, max_pre_auth: 4 };
+        let task = tokio::spawn(serve_secured(listener, app, limits, "test", security, async move {
             let _ = rx.await;
         }));
         (addr, tx, task)
@@ -298,6 +398,40 @@ mod tests {
         assert!(read.is_ok(), "connection still open 10 s after a 300 ms header timeout");
         let text = String::from_utf8_lossy(&buf);
         assert!(!text.contains(" 200 "), "{text}");
+    }
+
+    /// A connection that sends nothing at all is closed by the same timeout (hyper arms it at
+    /// accept, before the first byte).
+    #[tokio::test]
+    async fn silent_connections_are_cut_off() {
+        let (addr, _stop, _task) = start(Duration::from_millis(300)).await;
+        let mut c = TcpStream::connect(addr).await.expect("connect");
+        let mut buf = Vec::new();
+        let read = tokio::time::timeout(Duration::from_secs(10), c.read_to_end(&mut buf)).await;
+        assert!(read.is_ok(), "a silent connection still open 10 s after a 300 ms header timeout");
+    }
+
+    /// Past the pre-auth cap (4 in these tests) a new connection is closed unread; one that has
+    /// sent its request head no longer counts, so another is let in.
+    #[tokio::test]
+    async fn connections_past_the_pre_auth_cap_are_closed_unread() {
+        let (addr, _stop, _task) = start(Duration::from_secs(60)).await;
+        let mut idle = Vec::new();
+        for _ in 0..4 {
+            idle.push(TcpStream::connect(addr).await.expect("connect"));
+        }
+        let mut extra = TcpStream::connect(addr).await.expect("connect");
+        let mut buf = [0u8; 64];
+        let n = tokio::time::timeout(Duration::from_secs(10), extra.read(&mut buf)).await;
+        assert!(matches!(n, Ok(Ok(0) | Err(_))), "the fifth idle connection is closed at once: {n:?}");
+        idle[0].write_all(b"GET /who HTTP/1.1\r\nHost: x\r\n\r\n").await.expect("write");
+        let n = idle[0].read(&mut buf).await.expect("answer");
+        assert!(buf[..n].starts_with(b"HTTP/1.1 200"), "{}", String::from_utf8_lossy(&buf[..n]));
+        let mut next = TcpStream::connect(addr).await.expect("connect");
+        next.write_all(b"GET /who HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").await.expect("write");
+        let mut out = String::new();
+        next.read_to_string(&mut out).await.expect("read");
+        assert!(out.starts_with("HTTP/1.1 200"), "a place freed up: {out}");
     }
 
     #[tokio::test]
