@@ -88,6 +88,7 @@ impl Planner {
             fail_streak: 0,
             exclusions: 0,
             served_since: 0,
+            received: 0,
             excluded_until: 0.0,
             suspended: false,
             dest_streak: 0,
@@ -211,6 +212,7 @@ impl Planner {
             End::Finished => {
                 self.finished += 1;
                 if let Some(n) = self.nodes[t.to].as_mut() {
+                    n.received += 1;
                     if t.from_master {
                         n.from_master += 1;
                     }

@@ -322,6 +322,8 @@ pub(crate) struct Node {
     pub fail_streak: u32,
     pub exclusions: u32,
     pub served_since: u32,
+    /// Chunks received through finished transfers (the swarm verified them at this node).
+    pub received: u32,
     pub excluded_until: f64,
     pub suspended: bool,
     /// Trust as a destination of master slots: failures in a row, bars so far, barred until.
