@@ -232,13 +232,7 @@ impl Coord {
                 );
                 let _ = reply.send(id);
             }
-            CoordMsg::Left { node } => {
-                if let Some(n) = self.nodes.remove(&node) {
-                    self.events.push(format!("{} left", n.hello.name));
-                    let now = self.now();
-                    self.planner.handle(now, Event::Leave { node });
-                }
-            }
+            CoordMsg::Left { node } => self.on_left(node),
             CoordMsg::Manifest(st) => self.on_manifest(st),
             CoordMsg::Indexing { done, total } => {
                 if self.current.is_none() {
@@ -262,6 +256,22 @@ impl Coord {
             CoordMsg::Note(n) => self.events.push(n),
             CoordMsg::Peer { node, msg } => self.on_peer(node, msg),
         }
+    }
+
+    /// A peer's connection ended (closed, or it stopped answering pings): its transfers are
+    /// released and the downloads it was serving are cancelled at their destinations, so they
+    /// are re-planned now rather than when each destination's fetch times out.
+    fn on_left(&mut self, node: NodeId) {
+        let Some(n) = self.nodes.remove(&node) else { return };
+        self.events.push(format!("{} left", n.hello.name));
+        let serving: Vec<Order> = self.planner.orders().filter(|o| o.from == node).collect();
+        for o in serving {
+            if let Some(dst) = self.nodes.get(&o.to) {
+                let _ = dst.tx.send(MasterMsg::Cancel { id: o.id });
+            }
+        }
+        let now = self.now();
+        self.planner.handle(now, Event::Leave { node });
     }
 
     fn on_manifest(&mut self, st: Arc<ManifestState>) {
@@ -302,8 +312,9 @@ impl Coord {
             FailKind::BadData => FailReason::BadData,
             FailKind::TooSlow => FailReason::TooSlow,
             FailKind::Network => FailReason::SourceMissing,
+            FailKind::Busy => FailReason::Busy,
+            FailKind::Cancelled => FailReason::Cancelled,
             FailKind::LocalDisk => FailReason::LocalDisk,
-            FailKind::Cancelled | FailKind::Busy => FailReason::Other,
         }
     }
 

@@ -337,7 +337,9 @@ impl Session {
                 manifest.files.len(),
                 manifest.total_bytes()
             ));
-            self.relayout(id, Arc::new(manifest)).await?;
+            // Reading the channel meanwhile answers the master's pings: a long first check of
+            // a big folder must not read as a hung peer.
+            ch.keep_alive(self.relayout(id, Arc::new(manifest))).await?;
         }
         self.send_have_all(ch).await.map_err(End::Disconnected)
     }
@@ -475,7 +477,7 @@ impl Session {
                 self.ctx.layout.lock().ok().and_then(|g| g.as_ref().map(|l| (l.manifest_id, l.manifest.clone())));
             if let Some((id, m)) = current {
                 tracing::debug!("periodic re-check of {}", self.ctx.root.display());
-                if let Err(End::Disconnected(e) | End::Fatal(e)) = self.relayout(id, m).await {
+                if let Err(End::Disconnected(e) | End::Fatal(e)) = ch.keep_alive(self.relayout(id, m)).await {
                     return Err(e);
                 }
                 self.send_have_all(ch).await?;
@@ -501,7 +503,7 @@ impl Session {
             self.with_layout(|l| (!l.locked.is_empty() || l.foreign).then(|| (l.manifest_id, l.manifest.clone())));
         if let Some(Some((id, m))) = current {
             tracing::debug!("rebuilding the layout of {} (locked files or a planted link)", self.ctx.root.display());
-            if let Err(End::Disconnected(e) | End::Fatal(e)) = self.relayout(id, m).await {
+            if let Err(End::Disconnected(e) | End::Fatal(e)) = ch.keep_alive(self.relayout(id, m)).await {
                 return Err(e);
             }
             self.send_have_all(ch).await?;

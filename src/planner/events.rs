@@ -2,6 +2,7 @@
 //!
 //! Every count the round relies on (holders, in-flight, fresh set, per-node manifest coverage,
 //! active slots) is updated here incrementally, so a planning round never has to recount.
+//! How a transfer ended feeds the trust of its source and destination (`trust`).
 
 use super::{BitSet, Event, FailReason, Node, NodeConfig, Planner, Transfer, TransferId};
 use crate::manifest::ChunkHash;
@@ -84,6 +85,17 @@ impl Planner {
             strikes: 0,
             hold_until: 0.0,
             hold_strikes: 0,
+            uploads: Vec::new(),
+            downloads: Vec::new(),
+            fail_streak: 0,
+            exclusions: 0,
+            served_since: 0,
+            received: 0,
+            excluded_until: 0.0,
+            suspended: false,
+            dest_streak: 0,
+            bars: 0,
+            barred_until: 0.0,
         };
         let slot = match self.free_slots.pop() {
             Some(s) => {
@@ -104,13 +116,15 @@ impl Planner {
 
     fn leave(&mut self, id: NodeId) {
         let Some(slot) = self.node_index.remove(&id) else { return };
-        let ids: Vec<TransferId> =
-            self.transfers.iter().filter(|(_, t)| t.from == slot || t.to == slot).map(|(&i, _)| i).collect();
+        let ids: Vec<TransferId> = self.nodes[slot]
+            .as_ref()
+            .map(|n| n.uploads.iter().chain(n.downloads.iter()).copied().collect())
+            .unwrap_or_default();
         for tid in ids {
             self.end_transfer(0.0, tid, End::Dropped);
         }
         let Some(node) = self.nodes[slot].take() else { return };
-        if !node.cfg.is_master {
+        if !node.cfg.is_master && !node.suspended {
             for c in node.has.iter() {
                 self.holders[c as usize] -= 1;
                 self.refresh_fresh(c);
@@ -128,7 +142,7 @@ impl Planner {
         if in_manifest {
             n.have_in_manifest += 1;
         }
-        if !n.cfg.is_master {
+        if !n.cfg.is_master && !n.suspended {
             self.holders[c as usize] += 1;
             self.refresh_fresh(c);
         }
@@ -143,13 +157,14 @@ impl Planner {
         if in_manifest {
             n.have_in_manifest -= 1;
         }
-        if !n.cfg.is_master {
+        let counted = !n.cfg.is_master && !n.suspended;
+        // Its uploads of that chunk can no longer succeed (a node's uploads are few: its slots).
+        let doomed: Vec<TransferId> =
+            n.uploads.iter().copied().filter(|id| self.transfers.get(id).is_some_and(|t| t.chunk == c)).collect();
+        if counted {
             self.holders[c as usize] -= 1;
             self.refresh_fresh(c);
         }
-        // Its uploads of that chunk can no longer succeed.
-        let doomed: Vec<TransferId> =
-            self.transfers.iter().filter(|(_, t)| t.from == slot && t.chunk == c).map(|(&i, _)| i).collect();
         self.pending_aborts.extend(doomed);
     }
 
@@ -186,57 +201,68 @@ impl Planner {
         let c = t.chunk;
         if let Some(n) = self.nodes[t.from].as_mut() {
             n.active_up -= 1;
+            n.uploads.retain(|&u| u != id);
         }
         if let Some(n) = self.nodes[t.to].as_mut() {
             n.active_down -= 1;
             n.incoming.remove(c);
+            n.downloads.retain(|&d| d != id);
         }
         self.inflight[c as usize] -= 1;
         self.refresh_fresh(c);
-        let blame = match how {
+        match how {
             End::Finished => {
                 self.finished += 1;
                 if let Some(n) = self.nodes[t.to].as_mut() {
+                    n.received += 1;
                     if t.from_master {
                         n.from_master += 1;
                     }
                     n.hold_strikes = 0;
                 }
                 self.add_have(t.to, c);
-                false
+                self.credit_source(t.from);
+                self.credit_destination(t.to);
             }
             End::Failed(reason) => {
                 self.failed += 1;
-                match reason {
-                    FailReason::SourceMissing => {
-                        // A master always holds its whole manifest (a changed file brings a new
-                        // manifest), and forgetting that could leave a chunk with no source.
-                        if !t.from_master {
-                            self.remove_have(t.from, c);
-                        }
-                        false
-                    }
-                    FailReason::BadData | FailReason::Stalled | FailReason::TooSlow => true,
-                    FailReason::LocalDisk => {
-                        self.hold_downloads(now, t.to);
-                        false
-                    }
-                    FailReason::Other => false,
+                // A master always holds its whole manifest (a changed file brings a new
+                // manifest), and forgetting that could leave a chunk with no source.
+                if reason == FailReason::SourceMissing && !t.from_master {
+                    self.remove_have(t.from, c);
                 }
+                if reason == FailReason::LocalDisk {
+                    self.hold_downloads(now, t.to);
+                }
+                if matches!(reason, FailReason::BadData | FailReason::Stalled | FailReason::TooSlow) {
+                    self.penalise(now, t.from);
+                }
+                if t.from_master && super::trust::blames_destination(reason) {
+                    self.blame_destination(now, t.to);
+                }
+                self.blame_source(now, t.from, super::trust::source_weight(reason));
             }
             End::Aborted { penalise } => {
                 self.aborted += 1;
-                penalise
-            }
-            End::Dropped => false,
-        };
-        if blame {
-            let base = self.tuning.penalty_s;
-            if let Some(n) = self.nodes[t.from].as_mut() {
-                if !n.cfg.is_master {
-                    n.strikes += 1;
-                    n.penalty_until = now + base * f64::from(1u32 << n.strikes.min(6).saturating_sub(1));
+                if penalise {
+                    self.penalise(now, t.from);
+                    self.blame_source(now, t.from, 1);
+                    if t.from_master {
+                        self.blame_destination(now, t.to);
+                    }
                 }
+            }
+            End::Dropped => {}
+        }
+    }
+
+    /// Demote a (peer) source in the ranking for a doubling time.
+    fn penalise(&mut self, now: f64, slot: usize) {
+        let base = self.tuning.penalty_s;
+        if let Some(n) = self.nodes[slot].as_mut() {
+            if !n.cfg.is_master {
+                n.strikes += 1;
+                n.penalty_until = now + base * f64::from(1u32 << n.strikes.min(6).saturating_sub(1));
             }
         }
     }
@@ -296,6 +322,7 @@ impl Planner {
         {
             let s = self.nodes[from].as_mut().expect("source is online");
             s.active_up += 1;
+            s.uploads.push(id);
             from_master = s.cfg.is_master;
             from_id = s.id;
         }
@@ -303,6 +330,7 @@ impl Planner {
             let d = self.nodes[to].as_mut().expect("destination is online");
             d.active_down += 1;
             d.incoming.insert(c);
+            d.downloads.push(id);
             to_id = d.id;
         }
         self.inflight[c as usize] += 1;

@@ -1,5 +1,8 @@
 //! Rate measurement, expectations and aborts (stalled, too slow, endgame replacement).
 //!
+//! A transfer that never received a byte is stalled after `first_byte_s`; one that did, after
+//! `stall_timeout_s` without progress.
+//!
 //! All rates are bytes/second from [`super::Event::Progress`] deltas over a window, never a
 //! fixed per-chunk timeout: a 128 MiB chunk at 10 MB/s is healthy, a 1 MiB chunk stuck for 10 s
 //! is not, and only a rate tells them apart.
@@ -40,11 +43,12 @@ impl Planner {
         n.cfg.max_download_bps.or((n.down_peak > 0.0).then_some(n.down_peak))
     }
 
-    /// What one more upload from this node is expected to get; unknown sources rank first
-    /// (optimism explores them, and measurement corrects it within a window).
+    /// What one more upload from this node is expected to get. An unknown source is assumed
+    /// to be typical (the median measured peer), not infinitely fast: optimism about a node
+    /// that never delivers would aim every slot of the swarm at it.
     pub(crate) fn source_share(&self, slot: usize) -> f64 {
         let Some(n) = self.nodes[slot].as_ref() else { return 0.0 };
-        let cap = self.up_cap(slot).unwrap_or(1e12);
+        let cap = self.up_cap(slot).unwrap_or(self.assumed_bps);
         cap / f64::from(n.active_up + 1)
     }
 
@@ -105,7 +109,8 @@ impl Planner {
             if out.iter().any(|(i, _)| *i == id) {
                 continue;
             }
-            if now - t.last_change > self.tuning.stall_timeout_s {
+            let silent = now - t.last_change;
+            if silent > self.tuning.stall_timeout_s || (t.bytes == 0 && silent > self.tuning.first_byte_s) {
                 out.push((id, true));
                 continue;
             }
@@ -139,6 +144,7 @@ impl Planner {
             .enumerate()
             .filter_map(|(i, n)| n.as_ref().map(|n| (i, n)))
             .filter(|(i, n)| *i != to && *i != from && n.has.get(c) && n.active_up < n.cfg.upload_slots)
+            .filter(|(_, n)| !n.suspended)
             .filter_map(|(i, _)| {
                 self.up_cap(i).map(|cap| cap / f64::from(self.nodes[i].as_ref().map_or(1, |n| n.active_up + 1)))
             })

@@ -24,7 +24,8 @@
 //!    passes (one order per destination per pass, least busy first, random ties) so a scarce
 //!    source is shared fairly. For each, the planner probes the best-ranked sources (ranked
 //!    by expected per-transfer rate = measured upload capacity / (active uploads + 1), ×0.1
-//!    while penalised; unmeasured sources rank first) and takes, among the first few that have
+//!    while penalised; an unmeasured source is assumed to be as fast as the median measured
+//!    peer, and excluded sources are skipped, see `trust`) and takes, among the first few that have
 //!    something useful, the chunk with the fewest holders + in-flight copies. Counting
 //!    in-flight copies steers parallel destinations to different chunks.
 //! 3. **Master fallback.** Master slots left over (no fresh chunks remain, or no peer can
@@ -39,6 +40,12 @@
 //! destination has nothing else left to request and the transfer would finish far later than
 //! re-fetching from an idle, faster holder. (a) and (b) penalise the source (exponential
 //! back-off in ranking); consistent but slow sources are simply ranked low, not aborted.
+//! (a) fires after `first_byte_s` for a transfer that never received a byte.
+//!
+//! # Trust
+//! Failures count against the source (busy, missing, stalled, slow, bad data) and, for master
+//! transfers, against the destination; streaks exclude the node for a doubling time, see the
+//! `trust` module.
 //!
 //! *Endgame interpretation.* The issue allows "the last chunks fetched twice from different
 //! sources" and also forbids duplicate orders per (chunk, destination). We keep the stronger
@@ -71,14 +78,15 @@
 //! Chunk hashes map to dense `u32` indices; each node has `has`/`incoming` bit sets; holder and
 //! in-flight counts per chunk are kept incrementally by events. A round costs
 //! O(nodes + orders × probes × chunks/64) with `probes` bounded by [`Tuning`]; it never walks
-//! the peers × chunks matrix. Event handling is O(chunks in the event) except `Leave` (and
-//! `Lost`), which are O(active transfers + chunks/64).
+//! the peers × chunks matrix. Event handling is O(chunks in the event × the node's slots);
+//! `Leave` and an exclusion are O(chunks/64 + held chunks).
 
 mod bitset;
 mod events;
 mod health;
 pub mod rng;
 mod round;
+mod trust;
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -140,6 +148,11 @@ pub enum FailReason {
     /// The destination could not write it (disk full or failing): its downloads pause, for
     /// longer each time it repeats, instead of failing every order until space returns.
     LocalDisk,
+    /// The source answered that all its upload slots are taken. It may well hold the chunk,
+    /// but a source that is always busy serves nothing, so this counts against it too.
+    Busy,
+    /// The destination gave the transfer up itself (manifest change, shutdown): nobody's fault.
+    Cancelled,
     Other,
 }
 
@@ -217,6 +230,13 @@ pub struct Tuning {
     pub max_hits: usize,
     /// Candidate chunks looked at per probe (sampled from a random offset).
     pub max_examined: usize,
+    /// A transfer that has not received its first byte after this long is stalled (seconds):
+    /// on a LAN the first byte takes a round trip and a disk read, so a source that sends
+    /// nothing for this long is hung or lying, and waiting `stall_timeout_s` for it would
+    /// hold a download slot for nothing.
+    pub first_byte_s: f64,
+    /// Upload rate assumed for an unmeasured source while no peer is measured yet (bytes/s).
+    pub assumed_bps: f64,
 }
 
 impl Default for Tuning {
@@ -231,6 +251,8 @@ impl Default for Tuning {
             max_probes: 48,
             max_hits: 3,
             max_examined: 64,
+            first_byte_s: 4.0,
+            assumed_bps: 100e6 / 8.0,
         }
     }
 }
@@ -252,6 +274,8 @@ pub struct NodeStats {
     pub downloaded_bytes: u64,
     /// Currently demoted as a source after slow/stalled/bad transfers.
     pub penalized: bool,
+    /// Currently out of the source set after a streak of failures (see `trust`).
+    pub excluded: bool,
 }
 
 /// Swarm-wide figures for the status page.
@@ -299,6 +323,23 @@ pub(crate) struct Node {
     /// Downloads paused until then after local write failures (`FailReason::LocalDisk`).
     pub hold_until: f64,
     pub hold_strikes: u32,
+    /// Active transfers this node serves / receives (bounded by its slots), so removing one
+    /// chunk or a node never scans every transfer.
+    pub uploads: Vec<TransferId>,
+    pub downloads: Vec<TransferId>,
+    /// Trust as a source (see `trust`): failures in a row, exclusions so far, chunks served
+    /// since the last one, excluded until, and whether its claims are left out of `holders`.
+    pub fail_streak: u32,
+    pub exclusions: u32,
+    pub served_since: u32,
+    /// Chunks received through finished transfers (the swarm verified them at this node).
+    pub received: u32,
+    pub excluded_until: f64,
+    pub suspended: bool,
+    /// Trust as a destination of master slots: failures in a row, bars so far, barred until.
+    pub dest_streak: u32,
+    pub bars: u32,
+    pub barred_until: f64,
 }
 
 /// One active transfer.
@@ -332,7 +373,7 @@ pub struct Planner {
     pub(crate) manifest: BitSet,
     pub(crate) manifest_count: u32,
     pub(crate) manifest_bytes: u64,
-    /// Online non-master nodes holding each chunk.
+    /// Online, non-master, not suspended nodes holding each chunk.
     pub(crate) holders: Vec<u32>,
     /// Active transfers of each chunk.
     pub(crate) inflight: Vec<u32>,
@@ -347,6 +388,8 @@ pub struct Planner {
     pub(crate) transfers: BTreeMap<TransferId, Transfer>,
     pub(crate) next_id: TransferId,
     pub(crate) pending_aborts: Vec<TransferId>,
+    /// Upload rate assumed for unmeasured sources this round (see `trust`).
+    pub(crate) assumed_bps: f64,
     // counters
     pub(crate) master_upload_bytes: u64,
     pub(crate) total_upload_bytes: u64,
@@ -362,6 +405,7 @@ impl Planner {
     }
 
     pub fn with_options(seed: u64, policy: Policy, tuning: Tuning) -> Self {
+        let assumed_bps = tuning.assumed_bps;
         Planner {
             policy,
             tuning,
@@ -382,6 +426,7 @@ impl Planner {
             transfers: BTreeMap::new(),
             next_id: 1,
             pending_aborts: Vec::new(),
+            assumed_bps,
             master_upload_bytes: 0,
             total_upload_bytes: 0,
             orders: 0,
@@ -464,6 +509,7 @@ impl Planner {
                 uploaded_bytes: n.up_bytes,
                 downloaded_bytes: n.down_bytes,
                 penalized: n.strikes > 0 && n.penalty_until > n.win_t,
+                excluded: n.suspended,
             })
             .collect();
         PlannerStats {

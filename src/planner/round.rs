@@ -16,6 +16,8 @@ impl Planner {
     /// a source.
     pub fn plan(&mut self, now: f64) -> Vec<Order> {
         self.update_rates(now);
+        self.reinstate_due(now);
+        self.refresh_assumed_rate();
         let mut orders = Vec::new();
         if self.manifest_count == 0 {
             return orders;
@@ -47,8 +49,14 @@ impl Planner {
         })
     }
 
-    fn free_up(&self, i: usize) -> bool {
-        self.nodes[i].as_ref().is_some_and(|n| n.active_up < n.cfg.upload_slots)
+    /// A free upload slot it may use now (see `trust` for excluded and unproven sources).
+    fn free_up(&self, i: usize, now: f64) -> bool {
+        self.nodes[i].as_ref().is_some_and(|n| n.active_up < self.usable_upload_slots(i, now))
+    }
+
+    /// A destination a master may serve now.
+    fn master_may_serve(&self, d: usize, now: f64) -> bool {
+        self.wants(d, now) && !self.is_barred(d, now)
     }
 
     /// Phase 1: masters push chunks no peer has or receives.
@@ -59,7 +67,7 @@ impl Planner {
             .fold(0.0f64, f64::max);
         for &m in masters {
             let mut skipped = 0usize;
-            while self.free_up(m) {
+            while self.free_up(m, now) {
                 let Some(c) = self.fresh.next_from(self.fresh_cursor) else { break };
                 self.fresh_cursor = c + 1;
                 let m_has = self.nodes[m].as_ref().is_some_and(|n| n.has.get(c));
@@ -76,7 +84,7 @@ impl Planner {
                 let best = dests
                     .iter()
                     .copied()
-                    .filter(|&d| self.wants(d, now))
+                    .filter(|&d| self.master_may_serve(d, now))
                     .filter(|&d| self.nodes[d].as_ref().is_some_and(|n| !n.has.get(c) && !n.incoming.get(c)))
                     .min_by_key(|&d| {
                         let n = self.nodes[d].as_ref().expect("filtered online");
@@ -95,9 +103,8 @@ impl Planner {
     fn peer_round(&mut self, now: f64, dests: &[usize], orders: &mut Vec<Order>) {
         let mut heap: BinaryHeap<SourceKey> = BinaryHeap::new();
         for i in 0..self.nodes.len() {
-            let ok = self.nodes[i]
-                .as_ref()
-                .is_some_and(|n| !n.cfg.is_master && n.active_up < n.cfg.upload_slots && n.have_in_manifest > 0);
+            let ok = self.nodes[i].as_ref().is_some_and(|n| !n.cfg.is_master && n.have_in_manifest > 0)
+                && self.free_up(i, now);
             if ok {
                 let key = self.source_key(i, now);
                 heap.push(key);
@@ -135,7 +142,7 @@ impl Planner {
                 }
                 if let Some((s, c)) = choice {
                     orders.push(self.start_transfer(now, c, s, d));
-                    if self.free_up(s) {
+                    if self.free_up(s, now) {
                         let key = self.source_key(s, now);
                         heap.push(key);
                     }
@@ -170,13 +177,13 @@ impl Planner {
     ) {
         for &m in masters {
             let mut pending: Vec<usize> = dests.to_vec();
-            while self.free_up(m) && !pending.is_empty() {
+            while self.free_up(m, now) && !pending.is_empty() {
                 let mut next = Vec::new();
                 for &d in &pending {
-                    if !self.free_up(m) {
+                    if !self.free_up(m, now) {
                         break;
                     }
-                    if !self.wants(d, now) {
+                    if !self.master_may_serve(d, now) {
                         continue;
                     }
                     if let Some(c) = pick(self, m, d) {

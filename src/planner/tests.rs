@@ -189,9 +189,10 @@ fn check_timeouts_orders_names_the_aborted_orders() {
     let o = p.plan(0.0);
     assert_eq!(o.len(), 2);
     p.handle(1.0, Event::Progress { id: o[1].id, bytes_done: 10 });
-    assert!(p.check_timeouts_orders(5.0).is_empty());
-    // Only the first stalls past the 10 s default; it comes back whole and is released.
-    assert_eq!(p.check_timeouts_orders(10.5), vec![o[0].clone()]);
+    assert!(p.check_timeouts_orders(3.0).is_empty());
+    // Only the first, which never got a byte, stalls (after `first_byte_s`); it comes back
+    // whole and is released.
+    assert_eq!(p.check_timeouts_orders(4.5), vec![o[0].clone()]);
     assert_eq!(p.order(o[0].id), None);
     assert_eq!(p.active_transfers(), 1);
 }

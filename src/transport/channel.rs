@@ -8,14 +8,23 @@
 //! ([`super::frames`]: [`HANDSHAKE_MAX`] for the handshake, then [`Channel::set_frame_limit`],
 //! at most [`MAX_FRAME`]), then per kind of message ([`Bounded`]).
 //!
+//! Liveness: a side that has heard nothing for [`PING_AFTER`] sends a websocket ping (the
+//! other side's library answers it while reading), and [`Channel::recv`] fails with
+//! [`ChannelError::Timeout`] once nothing at all arrived for [`DEAD_AFTER`]. Both ends run the
+//! same code, so a frozen peer leaves the master's swarm, and a frozen master is left by its
+//! peers, within seconds instead of when TCP gives up (15-30 minutes).
+//!
 //! The server side does the websocket upgrade itself on the request hyper hands to the router
 //! (no axum extractor), so master and peer run the same tungstenite code.
 
+use std::collections::VecDeque;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
+
+use tokio::time::Instant;
 
 use axum::body::Body;
 use axum::extract::{ConnectInfo, Request};
@@ -61,6 +70,12 @@ pub enum ChannelError {
     Refused(String),
 }
 
+/// Silence after which a side pings the other.
+pub const PING_AFTER: Duration = Duration::from_secs(2);
+/// Silence after which the other side counts as gone (three pings unanswered, well under the
+/// 10 s a hung node may keep chunks "available").
+pub const DEAD_AFTER: Duration = Duration::from_secs(7);
+
 /// One end of a control connection.
 pub struct Channel {
     ws: WebSocketStream<Box<dyn Io>>,
@@ -68,6 +83,22 @@ pub struct Channel {
     remote: Option<SocketAddr>,
     /// The limit the [`FrameGuard`] under `ws` applies to messages after the handshake.
     limit: Arc<AtomicUsize>,
+    /// When the last frame of any kind arrived, and when we last pinged.
+    heard: Instant,
+    pinged: Option<Instant>,
+    /// Frames read by [`Channel::keep_alive`] while the owner was busy, in arrival order.
+    pending: VecDeque<Frame>,
+}
+
+/// What one read of the websocket gave.
+type Frame = Option<Result<Message, WsError>>;
+
+/// Frames [`Channel::keep_alive`] holds before it stops reading (the other side then sees
+/// back-pressure, as it would without it).
+const MAX_PENDING: usize = 4096;
+
+fn is_terminal(f: &Frame) -> bool {
+    matches!(f, None | Some(Err(_)) | Some(Ok(Message::Close(_))))
 }
 
 /// tungstenite's own limits, a backstop behind the [`FrameGuard`]'s.
@@ -88,6 +119,15 @@ fn ws_error(e: WsError) -> ChannelError {
 }
 
 impl Channel {
+    fn new(
+        ws: WebSocketStream<Box<dyn Io>>,
+        local: Option<SocketAddr>,
+        remote: Option<SocketAddr>,
+        limit: Arc<AtomicUsize>,
+    ) -> Self {
+        Channel { ws, local, remote, limit, heard: Instant::now(), pinged: None, pending: VecDeque::new() }
+    }
+
     /// The local address of the underlying connection (what the peer tells others to use).
     pub fn local_addr(&self) -> Option<SocketAddr> {
         self.local
@@ -130,26 +170,79 @@ impl Channel {
     }
 
     /// The next message (pings are answered by the library and skipped here), within its
-    /// kind's frame limit and with its text cut to the documented lengths.
+    /// kind's frame limit and with its text cut to the documented lengths; pings the other
+    /// side after [`PING_AFTER`] of silence and gives up after [`DEAD_AFTER`]. Cancel-safe, so
+    /// it can sit in a `select!`: the silence is measured from the last frame, not the call.
     pub async fn recv<T: DeserializeOwned + Bounded>(&mut self) -> Result<T, ChannelError> {
         loop {
-            match self.ws.next().await {
-                Some(Ok(Message::Binary(b))) => {
-                    let mut msg = protocol::decode::<T>(&b).map_err(|e| ChannelError::Malformed(e.to_string()))?;
-                    if let Some(limit) = msg.frame_limit().filter(|l| b.len() > *l) {
-                        let what = format!("{} message", msg.kind());
-                        return Err(ChannelError::Malformed(format!(
-                            "a {what} of {} bytes exceeds its {limit} byte limit",
-                            b.len()
-                        )));
-                    }
-                    msg.truncate_text();
-                    return Ok(msg);
+            if let Some(frame) = self.pending.pop_front() {
+                match Self::message(frame)? {
+                    Some(msg) => return Ok(msg),
+                    None => continue,
                 }
-                Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => {}
-                Some(Ok(Message::Text(_))) => return Err(ChannelError::Unexpected("text")),
-                Some(Ok(Message::Close(_))) | None => return Err(ChannelError::Closed),
-                Some(Err(e)) => return Err(ws_error(e)),
+            }
+            let ping_due = self.pinged.map_or(self.heard, |p| p.max(self.heard)) + PING_AFTER;
+            let dead_at = self.heard + DEAD_AFTER;
+            let frame = match tokio::time::timeout_at(ping_due.min(dead_at), self.ws.next()).await {
+                Ok(f) => {
+                    self.heard = Instant::now();
+                    f
+                }
+                Err(_) if Instant::now() >= dead_at => return Err(ChannelError::Timeout(DEAD_AFTER)),
+                Err(_) => {
+                    self.pinged = Some(Instant::now());
+                    self.ws
+                        .send(Message::Ping(Vec::new().into()))
+                        .await
+                        .map_err(|e| ChannelError::Io(e.to_string()))?;
+                    continue;
+                }
+            };
+            if let Some(msg) = Self::message(frame)? {
+                return Ok(msg);
+            }
+        }
+    }
+
+    /// A read frame as a message (`None` for control frames), within its kind's frame limit
+    /// and with its text cut to the documented lengths.
+    fn message<T: DeserializeOwned + Bounded>(frame: Frame) -> Result<Option<T>, ChannelError> {
+        match frame {
+            Some(Ok(Message::Binary(b))) => {
+                let mut msg = protocol::decode::<T>(&b).map_err(|e| ChannelError::Malformed(e.to_string()))?;
+                if let Some(limit) = msg.frame_limit().filter(|l| b.len() > *l) {
+                    let what = format!("{} message", msg.kind());
+                    return Err(ChannelError::Malformed(format!(
+                        "a {what} of {} bytes exceeds its {limit} byte limit",
+                        b.len()
+                    )));
+                }
+                msg.truncate_text();
+                Ok(Some(msg))
+            }
+            Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => Ok(None),
+            Some(Ok(Message::Text(_))) => Err(ChannelError::Unexpected("text")),
+            Some(Ok(Message::Close(_))) | None => Err(ChannelError::Closed),
+            Some(Err(e)) => Err(ws_error(e)),
+        }
+    }
+
+    /// Run `work` (a long re-check of the folder, say) while still reading the channel, so
+    /// the other side's pings are answered and this side is not taken for hung. What arrives
+    /// meanwhile is kept for the next [`Channel::recv`].
+    pub async fn keep_alive<F: Future>(&mut self, work: F) -> F::Output {
+        tokio::pin!(work);
+        loop {
+            let stop = self.pending.len() >= MAX_PENDING || self.pending.back().is_some_and(is_terminal);
+            if stop {
+                return work.await;
+            }
+            tokio::select! {
+                out = &mut work => return out,
+                frame = self.ws.next() => {
+                    self.heard = Instant::now();
+                    self.pending.push_back(frame);
+                }
             }
         }
     }
@@ -188,7 +281,7 @@ pub async fn connect(hostport: &str, timeout: Duration, security: &Security) -> 
                 ),
                 e => ChannelError::Io(e.to_string()),
             })?;
-        Ok(Channel { ws, local, remote, limit })
+        Ok(Channel::new(ws, local, remote, limit))
     };
     tokio::time::timeout(timeout, open).await.map_err(|_| ChannelError::Timeout(timeout))?
 }
@@ -234,7 +327,7 @@ where
                 let limit = Arc::new(AtomicUsize::new(MIN_FRAME_LIMIT));
                 let io: Box<dyn Io> = Box::new(FrameGuard::server(TokioIo::new(up), HANDSHAKE_MAX, limit.clone()));
                 let ws = WebSocketStream::from_raw_socket(io, Role::Server, Some(ws_config())).await;
-                handle(Channel { ws, local: None, remote, limit }).await;
+                handle(Channel::new(ws, None, remote, limit)).await;
             }
             Err(e) => tracing::debug!("websocket upgrade from {remote:?} failed: {e}"),
         }
@@ -259,7 +352,7 @@ pub(crate) async fn pair(buffer: usize) -> (Channel, Channel) {
         let limit = Arc::new(AtomicUsize::new(MAX_FRAME));
         let io: Box<dyn Io> = Box::new(FrameGuard::server(io, MAX_FRAME, limit.clone()));
         let ws = WebSocketStream::from_raw_socket(io, role, Some(ws_config())).await;
-        Channel { ws, local: None, remote: None, limit }
+        Channel::new(ws, None, None, limit)
     };
     (end(a, Role::Server).await, end(b, Role::Client).await)
 }
@@ -300,6 +393,43 @@ mod tests {
         ch.send(&PeerMsg::Finished { id: 7 }).await.expect("send");
         assert!(matches!(ch.recv::<MasterMsg>().await.expect("cancel"), MasterMsg::Cancel { id: 9 }));
         assert!(matches!(ch.recv::<MasterMsg>().await, Err(ChannelError::Malformed(_))));
+        stop.send(()).expect("server running");
+        server.await.expect("server stops");
+    }
+
+    /// The other side stops reading (a frozen process keeps its socket open): `recv` pings,
+    /// hears nothing and gives up after `DEAD_AFTER`, not when TCP would.
+    #[tokio::test]
+    async fn a_side_that_stops_answering_is_given_up() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let (frozen_tx, frozen_rx) = tokio::sync::oneshot::channel::<Channel>();
+        let frozen_tx = std::sync::Mutex::new(Some(frozen_tx));
+        let frozen_tx = std::sync::Arc::new(frozen_tx);
+        let app = axum::Router::new().route(
+            super::super::JOIN_ROUTE,
+            axum::routing::get(move |req: Request| {
+                let frozen_tx = frozen_tx.clone();
+                async move {
+                    upgrade(req, move |ch| async move {
+                        // Park the channel unread, like a process under SIGSTOP.
+                        if let Some(tx) = frozen_tx.lock().ok().and_then(|mut g| g.take()) {
+                            let _ = tx.send(ch);
+                        }
+                    })
+                }
+            }),
+        );
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let server = tokio::spawn(super::super::serve(listener, app, Duration::from_secs(5), "test", async move {
+            let _ = stopped.await;
+        }));
+        let mut ch = connect(&addr.to_string(), Duration::from_secs(5), &Security::Open).await.expect("connect");
+        let _parked = frozen_rx.await.expect("server side parked");
+        let t0 = std::time::Instant::now();
+        let r = tokio::time::timeout(DEAD_AFTER * 3, ch.recv::<MasterMsg>()).await.expect("gives up by itself");
+        assert!(matches!(r, Err(ChannelError::Timeout(_))), "{:?}", r.err());
+        eprintln!("silent side given up after {:?}", t0.elapsed());
         stop.send(()).expect("server running");
         server.await.expect("server stops");
     }
