@@ -1,0 +1,80 @@
+#!/usr/bin/env bash
+# Long fuzz runs (issue 13). The targets live in tests/common/fuzz_targets.rs; two drivers run them:
+#
+#   scripts/fuzz.sh afl [TARGET...]   coverage-guided AFL++ (cargo-afl, stable toolchain), one
+#                                     target after another, each until FUZZ_EXECS executions
+#                                     (default 10,000,000) or FUZZ_SECONDS (if set) have passed;
+#                                     prints each target's executions and crashes.
+#   scripts/fuzz.sh prop [CASES]      the seeded property tests of tests/fuzz_*.rs with CASES
+#                                     cases per target (default 1,000,000); prints the counts.
+#   scripts/fuzz.sh corpus            rewrites the seeds in fuzz/corpus/ (after changing one).
+#   scripts/fuzz.sh list              the target names.
+#
+# AFL++ comes from Debian (`apt-get install afl++`), cargo-afl from crates.io; both are installed
+# here when missing. Findings land in FUZZ_OUT (default /tmp/lanscatter-fuzz/<target>/crashes);
+# a crash is fixed in its module and its input added to fuzz/corpus/<target>/ as a regression
+# seed (tests/fuzz_corpus.rs runs every corpus file). Runs at nice 19: the machine is shared.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+out=${FUZZ_OUT:-/tmp/lanscatter-fuzz}
+target_dir=${CARGO_TARGET_DIR:-$PWD/target}
+afl_target_dir=$target_dir/afl
+bin=$afl_target_dir/release/lanscatter-fuzz
+
+all_targets() {
+    sed -n 's/^    ("\([a-z_0-9]*\)", .*/\1/p' tests/common/fuzz_targets.rs
+}
+
+need_afl() {
+    if ! command -v afl-fuzz >/dev/null; then
+        apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq afl++
+    fi
+    if ! cargo afl --version >/dev/null 2>&1; then
+        cargo install --locked cargo-afl
+    fi
+    # The runtime cargo-afl links into instrumented builds, built once per toolchain.
+    cargo afl config --build >/dev/null 2>&1 || true
+    (cd fuzz && CARGO_TARGET_DIR=$afl_target_dir nice -n 19 cargo afl build --release --locked)
+}
+
+stat() { sed -n "s/^$2 *: //p" "$1/default/fuzzer_stats" 2>/dev/null || echo 0; }
+
+run_afl() {
+    need_afl
+    local targets=("$@") failed=0
+    ((${#targets[@]})) || mapfile -t targets < <(all_targets)
+    local limit=(-E "${FUZZ_EXECS:-10000000}")
+    [[ -n ${FUZZ_SECONDS:-} ]] && limit=(-V "$FUZZ_SECONDS")
+    for t in "${targets[@]}"; do
+        mkdir -p "$out/$t"
+        # -t: the hash cache target writes a file per execution; the planner runs 400 events.
+        AFL_SKIP_CPUFREQ=1 AFL_NO_UI=1 AFL_NO_AFFINITY=1 AFL_I_DONT_CARE_ABOUT_MISSING_CRASHES=1 \
+            AFL_SUPPRESS_STARTUP_WARNING=1 \
+            nice -n 19 cargo afl fuzz -i "fuzz/corpus/$t" -o "$out/$t" "${limit[@]}" -t 2000 -- "$bin" "$t" \
+            >"$out/$t.log" 2>&1 || true
+        local execs crashes
+        execs=$(stat "$out/$t" execs_done)
+        crashes=$(stat "$out/$t" saved_crashes)
+        printf 'afl %-15s %12s executions, %s crashes, %s hangs (%s)\n' "$t" "$execs" "$crashes" \
+            "$(stat "$out/$t" saved_hangs)" "$out/$t"
+        ((crashes == 0)) || failed=1
+        ((execs > 0)) || { echo "afl did not run $t: see $out/$t.log" >&2; failed=1; }
+    done
+    return $failed
+}
+
+run_prop() {
+    local cases=${1:-1000000}
+    LANSCATTER_FUZZ_CASES=$cases nice -n 19 cargo test --locked \
+        --test fuzz_protocol --test fuzz_manifest --test fuzz_transfer --test fuzz_parsers --test fuzz_planner \
+        -- --nocapture --test-threads 1 2>&1 | grep -E '^fuzz |panicked|saved to|^test result'
+}
+
+case ${1:-} in
+    afl) shift; run_afl "$@" ;;
+    prop) shift; run_prop "$@" ;;
+    corpus) cargo test --locked --test fuzz_corpus -- --ignored write_corpus ;;
+    list) all_targets ;;
+    *) sed -n '2,16p' "$0"; exit 2 ;;
+esac
