@@ -24,5 +24,5 @@ fn sizes_and_rates() {
 #[test]
 fn config_file() {
     // Building clap's command for every case costs a fixed few MiB, whatever the input.
-    fuzz::run("config", cases(150), seeds("config"), fuzz::per_byte(4096));
+    fuzz::run("config", cases(2000), seeds("config"), fuzz::per_byte(4096));
 }
