@@ -71,7 +71,11 @@ fn hostile_stream(rng: &mut Rng, pool: &[Vec<u8>], hello: &[u8]) -> Vec<u8> {
     let hello = if rng.below(5) == 0 { fuzz::mutate(rng, &[hello.to_vec()]) } else { hello.to_vec() };
     let mut out = frame(0x1, true, &hello);
     for _ in 0..1 + rng.below(4) {
-        let payload = if rng.below(3) == 0 { pool[rng.below(pool.len() as u64) as usize].clone() } else { fuzz::mutate(rng, pool) };
+        let payload = if rng.below(3) == 0 {
+            pool[rng.below(pool.len() as u64) as usize].clone()
+        } else {
+            fuzz::mutate(rng, pool)
+        };
         // Mostly binary frames; also text, continuation, ping, close and reserved opcodes.
         let opcode = [0x2, 0x2, 0x2, 0x2, 0x1, 0x0, 0x9, 0x8, 0x3, 0xb][rng.below(10) as usize];
         let mut f = frame(opcode, rng.below(6) != 0, &payload);

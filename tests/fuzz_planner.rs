@@ -80,7 +80,11 @@ fn swarm_finishes(seed: u64) -> u64 {
         }
         sim.tick(false);
     }
-    panic!("seed {seed}: swarm not complete {} s after everyone turned honest: {:?}", HONEST_TICKS as f64 * TICK, sim.p.stats());
+    panic!(
+        "seed {seed}: swarm not complete {} s after everyone turned honest: {:?}",
+        HONEST_TICKS as f64 * TICK,
+        sim.p.stats()
+    );
 }
 
 impl Sim {

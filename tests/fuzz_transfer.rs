@@ -14,10 +14,15 @@ static ALLOC: fuzz::CountingAlloc = fuzz::CountingAlloc;
 #[test]
 fn lz4_body_with_its_size_bound() {
     // The output may be as large as the size the input claims (from the manifest), no larger.
-    fuzz::run("lz4", cases(2000), seeds("lz4"), Box::new(|input: &[u8]| {
-        let claimed = input.iter().take(3).rev().fold(0, |acc, &b| acc << 8 | usize::from(b));
-        claimed * 2 + input.len() * 64 + (4 << 20)
-    }));
+    fuzz::run(
+        "lz4",
+        cases(2000),
+        seeds("lz4"),
+        Box::new(|input: &[u8]| {
+            let claimed = input.iter().take(3).rev().fold(0, |acc, &b| acc << 8 | usize::from(b));
+            claimed * 2 + input.len() * 64 + (4 << 20)
+        }),
+    );
 }
 
 #[test]

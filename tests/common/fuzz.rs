@@ -13,8 +13,8 @@ use std::cell::Cell;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::PathBuf;
 
-use super::Rng;
 pub use super::fuzz_targets as targets;
+use super::Rng;
 
 /// Cases per target: `LANSCATTER_FUZZ_CASES`, else `default`.
 pub fn cases(default: u64) -> u64 {
@@ -28,9 +28,8 @@ fn seed() -> u64 {
 /// The checked-in corpus of `target`.
 pub fn corpus(target: &str) -> Vec<Vec<u8>> {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus").join(target);
-    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .map(|d| d.flatten().map(|e| e.path()).collect())
-        .unwrap_or_default();
+    let mut files: Vec<PathBuf> =
+        std::fs::read_dir(&dir).map(|d| d.flatten().map(|e| e.path()).collect()).unwrap_or_default();
     files.sort();
     files.into_iter().filter_map(|p| std::fs::read(p).ok()).collect()
 }
@@ -65,6 +64,10 @@ pub fn run(name: &str, cases: u64, seeds: Vec<Vec<u8>>, bound: Bound) {
             Ok(peak) if peak <= limit => {}
             Ok(peak) => fail(name, case, &input, &format!("allocated {peak} bytes for {} input bytes", input.len())),
             Err(_) => fail(name, case, &input, "panicked (message above)"),
+        }
+        // Long runs report as they go, so a run cut short still tells how far it got.
+        if cases >= 100_000 && (case + 1) % (cases / 20) == 0 {
+            println!("fuzz {name}: {} of {cases} cases passed, {:.0} s", case + 1, started.elapsed().as_secs_f64());
         }
     }
     println!("fuzz {name}: {cases} cases without a failure in {:.1} s", started.elapsed().as_secs_f64());

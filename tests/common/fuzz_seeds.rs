@@ -28,7 +28,9 @@ pub fn seeds(name: &str) -> Vec<Vec<u8>> {
         }
         "hash_cache" => vec![hash_cache_body()],
         "lz4" => lz4_blocks(),
-        "wire_path" => texts(&["a", "a/b/c.txt", "../x", "a/./b", "C:x", "\\\\s\\x", "ü/日本", ".lanscatter/x", "a//b"]),
+        "wire_path" => {
+            texts(&["a", "a/b/c.txt", "../x", "a/./b", "C:x", "\\\\s\\x", "ü/日本", ".lanscatter/x", "a//b"])
+        }
         "units" => texts(&["4M", "1.5GiB", "4MB", "100Mbit/s", "12.5MB/s", "12MiB/s", "0", "18446744073709551615 B"]),
         "chunk_rule" => texts(&["auto", "4M", "1G", "4096", "1.5MiB", "2GB"]),
         "chunk_route" => texts(&["00112233445566778899aabbccddeeff", "00112233445566778899AABBCCDDEEFF", "0g"]),
@@ -104,7 +106,14 @@ pub fn sample_manifest() -> Manifest {
             .map(|(offset, size)| Chunk { offset, size, hash: ChunkHash::of(&offset.to_le_bytes()) })
             .collect();
         let hash = chunking::file_hash(size, cs, chunks.iter().map(|c| c.hash));
-        FileEntry { path: path.into(), size, mtime: Mtime { secs: 1_700_000_000, nanos: 5 }, chunk_size: cs, chunks, hash }
+        FileEntry {
+            path: path.into(),
+            size,
+            mtime: Mtime { secs: 1_700_000_000, nanos: 5 },
+            chunk_size: cs,
+            chunks,
+            hash,
+        }
     };
     Manifest {
         files: vec![file("a.txt", 0), file("d/big.bin", 3 * 4096 + 5), file("d/e/ü.txt", 10)],

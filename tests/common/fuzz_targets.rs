@@ -117,7 +117,12 @@ fn check_accepted_manifest(m: &Manifest) {
         assert_under_root(root, path);
     }
     for f in &m.files {
-        assert_eq!(f.chunks.iter().map(|c| u64::from(c.size)).sum::<u64>(), f.size, "chunks of {:?} do not tile", f.path);
+        assert_eq!(
+            f.chunks.iter().map(|c| u64::from(c.size)).sum::<u64>(),
+            f.size,
+            "chunks of {:?} do not tile",
+            f.path
+        );
         assert!(f.chunk_size >= 1 && f.chunk_size <= FIXED_MAX_CHUNK, "chunk size {}", f.chunk_size);
         let _ = f.mtime.to_system_time();
         for c in &f.chunks {
@@ -177,7 +182,8 @@ fn gen_file(g: &mut Gen, rule: ChunkRule, path: String, size: u64) -> FileEntry 
     } else {
         chunking::file_hash(size, chunk_size, chunks.iter().map(|c| c.hash))
     };
-    let mtime = Mtime { secs: g.pick(&[0, -1, i64::MIN, i64::MAX, 1_700_000_000]), nanos: g.pick(&[0, 999_999_999, u32::MAX]) };
+    let mtime =
+        Mtime { secs: g.pick(&[0, -1, i64::MIN, i64::MAX, 1_700_000_000]), nanos: g.pick(&[0, 999_999_999, u32::MAX]) };
     FileEntry { path, size, mtime, chunk_size, chunks, hash }
 }
 
@@ -317,7 +323,8 @@ pub fn config(data: &[u8]) {
     let Ok(text) = std::str::from_utf8(data) else { return };
     let cmd = lanscatter::cli::config::with_env(lanscatter::cli::Cli::command());
     let Ok(cmd) = lanscatter::cli::config::with_file(cmd, text, Path::new("/etc/lanscatter/fuzz.toml")) else { return };
-    for argv in [&["lanscatter", "master", "/srv"][..], &["lanscatter", "peer", "127.0.0.1:1", "/dst"], &["lanscatter"]] {
+    for argv in [&["lanscatter", "master", "/srv"][..], &["lanscatter", "peer", "127.0.0.1:1", "/dst"], &["lanscatter"]]
+    {
         let _ = cmd.clone().try_get_matches_from(argv);
     }
 }
