@@ -225,12 +225,12 @@ pub fn hash_cache(data: &[u8]) {
 pub const CACHE_ROOT: &str = "/fuzz/root";
 
 /// A chunk body from a peer, compressed: the first 3 bytes are the expected size (from the
-/// manifest, up to 16 MiB), the rest is the LZ4 block.
+/// manifest; 20 bits, up to 1 MiB, keep executions fast), the rest is the LZ4 block.
 pub fn lz4(data: &[u8]) {
     if data.len() < 3 {
         return;
     }
-    let size = usize::from(data[0]) | usize::from(data[1]) << 8 | usize::from(data[2]) << 16;
+    let size = lz4_claimed_size(data);
     let block = &data[3..];
     if let Ok(out) = compress::decompress_exact(block, size) {
         assert_eq!(out.len(), size);
@@ -238,6 +238,14 @@ pub fn lz4(data: &[u8]) {
     if let Some(c) = compress::compress_if_worth(block) {
         assert!(c.len() <= compress::max_compressed_len(block.len()));
         assert_eq!(compress::decompress_exact(&c, block.len()).as_deref(), Ok(block), "LZ4 round trip");
+    }
+}
+
+/// The decompressed size an input of [`lz4`] claims.
+pub fn lz4_claimed_size(data: &[u8]) -> usize {
+    match data {
+        [a, b, c, ..] => usize::from(*a) | usize::from(*b) << 8 | usize::from(*c & 0x0f) << 16,
+        _ => 0,
     }
 }
 
