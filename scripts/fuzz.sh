@@ -39,7 +39,12 @@ need_afl() {
     (cd fuzz && CARGO_TARGET_DIR=$afl_target_dir nice -n 19 cargo afl build --release --locked)
 }
 
-stat() { sed -n "s/^$2 *: //p" "$1/default/fuzzer_stats" 2>/dev/null || echo 0; }
+# One field of a finished AFL++ run's statistics, 0 when it has none.
+afl_stat() {
+    local v
+    v=$(sed -n "s/^$2 *: //p" "$1/default/fuzzer_stats" 2>/dev/null || true)
+    echo "${v:-0}"
+}
 
 run_afl() {
     need_afl
@@ -56,10 +61,10 @@ run_afl() {
             nice -n 19 cargo afl fuzz -i "fuzz/corpus/$t" -o "$out/$t" "${limit[@]}" -t 2000 -m 1024 -- "$bin" "$t" \
             >"$out/$t.log" 2>&1 || true
         local execs crashes
-        execs=$(stat "$out/$t" execs_done)
-        crashes=$(stat "$out/$t" saved_crashes)
+        execs=$(afl_stat "$out/$t" execs_done)
+        crashes=$(afl_stat "$out/$t" saved_crashes)
         printf 'afl %-15s %12s executions, %s crashes, %s hangs (%s)\n' "$t" "$execs" "$crashes" \
-            "$(stat "$out/$t" saved_hangs)" "$out/$t"
+            "$(afl_stat "$out/$t" saved_hangs)" "$out/$t"
         ((crashes == 0)) || failed=1
         ((execs > 0)) || { echo "afl did not run $t: see $out/$t.log" >&2; failed=1; }
     done
