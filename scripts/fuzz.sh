@@ -53,6 +53,8 @@ run_afl() {
     local limit=(-E "${FUZZ_EXECS:-10000000}")
     [[ -n ${FUZZ_SECONDS:-} ]] && limit=(-V "$FUZZ_SECONDS")
     for t in "${targets[@]}"; do
+        # Each run starts afresh (afl-fuzz will not reuse an output folder): keep crashes elsewhere.
+        rm -rf "${out:?}/$t"
         mkdir -p "$out/$t"
         # -t: the hash cache target writes a file per execution; the planner runs 400 events.
         # -m: a decoder that allocates what a length field claims shows up as a crash.
