@@ -150,13 +150,16 @@ impl Mtime {
         }
     }
 
+    /// The time as the OS holds it. A manifest off the wire may carry any `i64`; one the OS
+    /// cannot represent (Windows' clock spans 1601 to 30828) becomes the epoch, not a panic.
     pub fn to_system_time(self) -> SystemTime {
         let nanos = Duration::from_nanos(u64::from(self.nanos.min(999_999_999)));
-        if self.secs >= 0 {
-            UNIX_EPOCH + Duration::from_secs(self.secs as u64) + nanos
+        let whole = if self.secs >= 0 {
+            UNIX_EPOCH.checked_add(Duration::from_secs(self.secs as u64))
         } else {
-            UNIX_EPOCH - Duration::from_secs(self.secs.unsigned_abs()) + nanos
-        }
+            UNIX_EPOCH.checked_sub(Duration::from_secs(self.secs.unsigned_abs()))
+        };
+        whole.and_then(|t| t.checked_add(nanos)).unwrap_or(UNIX_EPOCH)
     }
 }
 
@@ -359,6 +362,19 @@ mod tests {
         }
         assert_eq!(Mtime::from(UNIX_EPOCH - Duration::new(5, 250_000_000)), Mtime { secs: -6, nanos: 750_000_000 });
         assert!(Mtime { secs: -1, nanos: 0 } < Mtime { secs: 0, nanos: 5 });
+    }
+
+    /// Regression (fuzzing, manifest target): a manifest's mtime is any `i64`; `SystemTime`
+    /// arithmetic panicked on overflow where the OS clock is narrower (Windows).
+    #[test]
+    fn any_mtime_from_the_wire_converts_without_panicking() {
+        for secs in [i64::MIN, i64::MIN + 1, -11_644_473_601, 910_692_730_086, i64::MAX] {
+            for nanos in [0, 999_999_999, u32::MAX] {
+                let _ = Mtime { secs, nanos }.to_system_time();
+            }
+        }
+        let ok = Mtime { secs: 1_700_000_000, nanos: u32::MAX };
+        assert_eq!(ok.to_system_time(), UNIX_EPOCH + Duration::new(1_700_000_000, 999_999_999));
     }
 
     #[test]

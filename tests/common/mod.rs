@@ -355,3 +355,9 @@ pub mod storage;
 
 /// A recording, bit-flipping TCP proxy.
 pub mod proxy;
+
+/// The seeded fuzz driver and its targets (`tests/fuzz_*.rs`; the AFL++ binary in `fuzz/`
+/// includes the targets by path).
+pub mod fuzz;
+pub mod fuzz_seeds;
+pub mod fuzz_targets;
