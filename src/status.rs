@@ -192,6 +192,10 @@ pub struct Snapshot {
     /// Master started with `--expect`: how each expected peer stands ([`ExpectedReport`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expected: Option<ExpectedReport>,
+    /// Proxy (`lanscatter proxy`): its upstream leg, the peer of the upstream swarm, while this
+    /// snapshot is its downstream master's. The status page and `/api/status` show both legs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upstream: Option<Box<Snapshot>>,
 }
 
 /// How one expected peer stands (`lanscatter master --expect`; the rules are in
@@ -302,6 +306,7 @@ impl Snapshot {
             index_fault: None,
             shrink_held: None,
             expected: None,
+            upstream: None,
         }
     }
 

@@ -75,8 +75,11 @@ pub struct MasterConfig {
     /// A file modified this recently (or changing while hashed) is still being written: the
     /// index keeps its previous version (or leaves it out, if new) and looks again later.
     pub settle: Duration,
-    /// How the folder is read into a manifest ([`FolderScanner`]; tests inject faults here).
+    /// How the folder is read into a manifest ([`FolderScanner`]; tests inject faults here, a
+    /// proxy publishes its upstream leg's verified files).
     pub scanner: Arc<dyn Scanner>,
+    /// A proxy's upstream leg, shown in every snapshot ([`Snapshot::upstream`]).
+    pub upstream: Option<watch::Receiver<Snapshot>>,
 }
 
 impl MasterConfig {
@@ -98,6 +101,7 @@ impl MasterConfig {
             expect: None,
             settle: Duration::from_secs(2),
             scanner: Arc::new(FolderScanner),
+            upstream: None,
         }
     }
 }
@@ -200,6 +204,7 @@ impl ChunkSource for MasterSource {
 }
 
 pub(crate) struct Master {
+    shared: Arc<Shared>,
     local_addr: SocketAddr,
     status: watch::Receiver<Snapshot>,
     shutdown: watch::Sender<bool>,
@@ -250,6 +255,7 @@ impl Master {
         let coord_task = tokio::spawn(coord::run(shared.clone(), coord_rx, status_tx, server));
         let index_task = tokio::spawn(index::run(shared.clone(), rescan_rx));
         Ok(Master {
+            shared,
             local_addr,
             status: status_rx,
             shutdown: shutdown_tx,
@@ -264,6 +270,11 @@ impl Master {
 
     pub fn status(&self) -> watch::Receiver<Snapshot> {
         self.status.clone()
+    }
+
+    /// The index peers are served now (none before the first one).
+    pub fn manifest(&self) -> Option<Arc<Manifest>> {
+        self.shared.current().map(|c| c.manifest.clone())
     }
 
     /// False once a task of the engine ended by itself (it runs until shutdown otherwise).
