@@ -64,6 +64,13 @@ pub struct MasterArgs {
     /// Exit 0 once every expected peer is up to date with the current folder (needs --expect).
     #[arg(long, requires = "expect")]
     pub exit_when_all_done: bool,
+    /// Do not announce this master on the LAN (mDNS), which `lanscatter peer auto` looks for.
+    #[arg(long)]
+    pub no_announce: bool,
+    /// Swarm name announced on the LAN, which `peer auto --swarm NAME` picks (default: this
+    /// master's host name).
+    #[arg(long, value_name = "NAME")]
+    pub swarm: Option<String>,
     #[command(flatten)]
     pub node: super::node::NodeArgs,
 }
@@ -97,6 +104,7 @@ fn config(args: &MasterArgs) -> anyhow::Result<(MasterConfig, Option<SwarmSecret
         cfg.cache = CacheMode::Disabled;
     }
     cfg.allow_shrink = args.allow_shrink;
+    cfg.announce = (!args.no_announce).then(|| args.swarm.clone().unwrap_or_else(|| cfg.name.clone()));
     cfg.expect = args.expect.as_deref().map(expect_arg).transpose()?;
     let (security, secret) = args.node.security.for_master()?;
     cfg.security = security;

@@ -73,6 +73,12 @@ pub struct ProxyArgs {
     /// Run the downstream swarm open: anyone on the site's network may join and read.
     #[arg(long)]
     pub downstream_open: bool,
+    /// Do not announce the downstream swarm on the site's LAN (mDNS, for `peer auto`).
+    #[arg(long)]
+    pub no_announce: bool,
+    /// Downstream swarm name announced on the LAN (default: this host's name).
+    #[arg(long, value_name = "NAME")]
+    pub swarm: Option<String>,
     #[command(flatten)]
     pub node: super::node::NodeArgs,
 }
@@ -112,6 +118,7 @@ fn config(args: &ProxyArgs) -> anyhow::Result<(ProxyConfig, Option<SwarmSecret>)
     down.upload_slots = args.upload_slots;
     down.max_upload_bps = args.max_upload.as_deref().map(parse_rate).transpose().map_err(anyhow::Error::msg)?;
     down.compress = !args.no_compress;
+    down.announce = (!args.no_announce).then(|| args.swarm.clone().unwrap_or_else(|| down.name.clone()));
     if args.node.no_cache {
         cfg.upstream.cache = CacheMode::Disabled;
     }

@@ -80,6 +80,9 @@ pub struct MasterConfig {
     pub scanner: Arc<dyn Scanner>,
     /// A proxy's upstream leg, shown in every snapshot ([`Snapshot::upstream`]).
     pub upstream: Option<watch::Receiver<Snapshot>>,
+    /// Announce the swarm on the LAN under this name (`crate::transport::discovery`); the CLI
+    /// sets it unless `--no-announce`.
+    pub announce: Option<String>,
 }
 
 impl MasterConfig {
@@ -102,6 +105,7 @@ impl MasterConfig {
             settle: Duration::from_secs(2),
             scanner: Arc::new(FolderScanner),
             upstream: None,
+            announce: None,
         }
     }
 }
@@ -210,6 +214,17 @@ pub(crate) struct Master {
     shutdown: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
     server: JoinHandle<()>,
+    /// Withdrawn when the master stops.
+    _announcer: Option<crate::transport::discovery::Announcer>,
+}
+
+/// Announce the swarm if asked; a host where mDNS does not work still serves (with a warning).
+fn announce(cfg: &MasterConfig, listen: SocketAddr) -> Option<crate::transport::discovery::Announcer> {
+    let swarm = cfg.announce.as_ref()?;
+    crate::transport::discovery::Announcer::start(swarm, listen)
+        .inspect_err(|e| tracing::warn!("not announcing the swarm on the LAN: {e}"))
+        .ok()
+        .flatten()
 }
 
 impl Master {
@@ -255,6 +270,7 @@ impl Master {
         let coord_task = tokio::spawn(coord::run(shared.clone(), coord_rx, status_tx, server));
         let index_task = tokio::spawn(index::run(shared.clone(), rescan_rx));
         Ok(Master {
+            _announcer: announce(&cfg, local_addr),
             shared,
             local_addr,
             status: status_rx,
