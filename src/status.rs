@@ -280,6 +280,17 @@ impl ExpectedReport {
 }
 
 impl Snapshot {
+    /// This snapshot as another's [`Snapshot::upstream`]: without chunk maps (the page draws
+    /// the downstream swarm's) and events, which the proxy logs itself.
+    pub fn as_leg(&self) -> Snapshot {
+        let mut s = self.clone();
+        s.events.clear();
+        for n in &mut s.nodes {
+            n.chunk_map.clear();
+        }
+        s
+    }
+
     pub fn new(role: Role, name: String, folder: PathBuf) -> Self {
         Snapshot {
             role,

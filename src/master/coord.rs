@@ -192,7 +192,7 @@ impl Coord {
             if let Some(t) = &mut self.expect {
                 snap.expected = Some(t.report(&snap.nodes, snap.manifest_id, now));
             }
-            snap.upstream = self.shared.cfg.upstream.as_ref().map(|u| Box::new(u.borrow().clone()));
+            snap.upstream = self.shared.cfg.upstream.as_ref().map(|u| Box::new(u.borrow().as_leg()));
             status.send_replace(snap);
         }
     }
