@@ -20,7 +20,8 @@ use crate::status::{NodeState, Role, Snapshot};
 pub enum EngineConfig {
     Master(MasterConfig),
     Peer(PeerConfig),
-    Proxy(ProxyConfig),
+    /// Boxed: two engines' configs in one.
+    Proxy(Box<ProxyConfig>),
 }
 
 impl From<MasterConfig> for EngineConfig {
@@ -37,7 +38,7 @@ impl From<PeerConfig> for EngineConfig {
 
 impl From<ProxyConfig> for EngineConfig {
     fn from(c: ProxyConfig) -> Self {
-        EngineConfig::Proxy(c)
+        EngineConfig::Proxy(Box::new(c))
     }
 }
 
@@ -70,7 +71,7 @@ impl Engine {
         let inner = match cfg.into() {
             EngineConfig::Master(c) => Inner::Master(Master::start(c).await?),
             EngineConfig::Peer(c) => Inner::Peer(Peer::start(c).await?),
-            EngineConfig::Proxy(c) => Inner::Proxy(Proxy::start(c).await?),
+            EngineConfig::Proxy(c) => Inner::Proxy(Proxy::start(*c).await?),
         };
         Ok(Engine { inner })
     }
