@@ -220,6 +220,33 @@ fn spawn_proxy(upstream: std::net::SocketAddr, dir: &Path, port: u16) -> common:
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_peer_holding_all_a_filling_proxy_publishes_is_not_done() {
+    let (t, mdir, cache) = sync_source(19, 3);
+    let mut mcfg = master_config(&mdir, &cache);
+    mcfg.max_upload_bps = Some(400_000);
+    let master = Engine::start(mcfg).await.unwrap();
+    let proxy =
+        Engine::start(proxy_config(master.local_addr(), &t.path().join("proxy"), &cache, "proxy")).await.unwrap();
+    let peers = start_peers(proxy.local_addr(), t.path(), &cache, 1).await;
+    let (peer, _) = &peers[0];
+    let mut rx = peer.status();
+    let s = wait_status(&mut rx, Duration::from_secs(60), "the peer holds all the proxy publishes so far", |s| {
+        s.manifest_id > 0 && s.bytes_total > 0 && s.bytes_done == s.bytes_total
+    })
+    .await;
+    let up = proxy.status().borrow().upstream.as_ref().map(|u| u.state.clone());
+    assert_ne!(up, Some(lanscatter::status::NodeState::UpToDate), "checked while the proxy still fetches");
+    assert!(!is_done(&s), "not done while the proxy says more files follow: {:?}", s.state);
+    assert!(s.detail.as_deref().unwrap_or_default().contains("more files follow"), "{:?}", s.detail);
+    wait_until(Duration::from_secs(120), "done once the proxy is", || all_done(&peers, &mdir)).await;
+    for (p, _) in peers {
+        p.shutdown().await;
+    }
+    proxy.shutdown().await;
+    master.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn proxies_chain_three_levels_deep() {
     let (t, mdir, cache) = sync_source(18, 2);
     let master = Engine::start(master_config(&mdir, &cache)).await.unwrap();
