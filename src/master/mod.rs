@@ -293,6 +293,12 @@ impl Master {
         self.shared.current().map(|c| c.manifest.clone())
     }
 
+    /// What [`Master::manifest`] reads, for a task that outlives this borrow (a proxy's).
+    pub(crate) fn index(&self) -> impl Fn() -> Option<Arc<Manifest>> + Send + Sync + 'static {
+        let shared = self.shared.clone();
+        move || shared.current().map(|c| c.manifest.clone())
+    }
+
     /// False once a task of the engine ended by itself (it runs until shutdown otherwise).
     pub fn is_running(&self) -> bool {
         !self.server.is_finished() && self.tasks.iter().all(|t| !t.is_finished())

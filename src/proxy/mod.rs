@@ -22,6 +22,10 @@
 //! The shrink guard is off downstream: the upstream master already guards its folder, and a
 //! shrink it confirmed must not wait for a second confirmation here.
 //!
+//! Downstream peers are not done while the proxy is not: until the upstream leg is up to date
+//! *and* the downstream index is the whole upstream manifest, the downstream master follows each
+//! manifest with "more files follow" (the leg snapshot [`leg`] computes is what it watches).
+//!
 //! Before the upstream leg has its first manifest the downstream index is not published (the
 //! scanner reports why), so downstream peers wait and keep their copies; while the upstream
 //! leg lays out a new manifest, the last published index stays.
@@ -130,10 +134,48 @@ fn verified_manifest(l: &Layout, prev: Option<&Manifest>) -> Manifest {
     Manifest { files, dirs: up.dirs.clone(), chunk_rule: up.chunk_rule, warnings: Vec::new() }
 }
 
-/// A running proxy: both legs.
+/// A running proxy: both legs, and the task that reports the upstream one downstream.
 pub(crate) struct Proxy {
     peer: Peer,
     master: Master,
+    leg: tokio::task::JoinHandle<()>,
+}
+
+/// The upstream leg as the downstream master sees it: the peer's snapshot, but up to date only
+/// once the downstream index lists every upstream file as the upstream manifest has it (the
+/// index polls the layout, so it trails the peer by up to [`POLL`]).
+async fn leg(
+    mut peer: watch::Receiver<Snapshot>,
+    layout: Arc<Mutex<Option<Layout>>>,
+    index: impl Fn() -> Option<Arc<Manifest>>,
+    out: watch::Sender<Snapshot>,
+) {
+    let mut tick = tokio::time::interval(Duration::from_millis(100));
+    loop {
+        tokio::select! {
+            r = peer.changed() => if r.is_err() { return },
+            _ = tick.tick() => {}
+        }
+        let mut s = peer.borrow_and_update().clone();
+        if s.state == crate::status::NodeState::UpToDate {
+            let covered = {
+                let g = layout.lock().unwrap_or_else(|p| p.into_inner());
+                let down = index();
+                matches!((g.as_ref(), down), (Some(l), Some(d)) if l.manifest.files == d.files)
+            };
+            if !covered {
+                s.state = crate::status::NodeState::Syncing;
+                s.detail = Some("publishing the last files downstream".into());
+            }
+        }
+        out.send_if_modified(|o| {
+            let changed = *o != s;
+            if changed {
+                *o = s;
+            }
+            changed
+        });
+    }
 }
 
 impl Proxy {
@@ -153,9 +195,13 @@ impl Proxy {
         down.watch = false;
         down.rescan_interval = POLL;
         down.allow_shrink = true;
-        down.upstream = Some(peer.status());
+        let (leg_tx, leg_rx) = watch::channel(peer.status().borrow().clone());
+        down.upstream = Some(leg_rx);
         match Master::start(down).await {
-            Ok(master) => Ok(Proxy { peer, master }),
+            Ok(master) => {
+                let leg = tokio::spawn(leg(peer.status(), peer.layout(), master.index(), leg_tx));
+                Ok(Proxy { peer, master, leg })
+            }
             Err(e) => {
                 peer.shutdown().await;
                 Err(e.into())
@@ -179,11 +225,12 @@ impl Proxy {
     }
 
     pub fn is_running(&self) -> bool {
-        self.master.is_running() && self.peer.is_running()
+        self.master.is_running() && self.peer.is_running() && !self.leg.is_finished()
     }
 
     /// Stop downstream first (its peers keep what they have), then the upstream leg.
     pub async fn shutdown(self) {
+        self.leg.abort();
         self.master.shutdown().await;
         self.peer.shutdown().await;
     }
