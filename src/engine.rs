@@ -1,8 +1,8 @@
 //! The one facade over the engines: start one from its config, watch it, stop it.
 //!
 //! The CLI, the tray app and the tests drive masters and peers only through [`Engine`], so
-//! what they see is the same code path, and a third engine (the relay `proxy`) is one more
-//! [`EngineConfig`] variant and one more arm here. Each engine binds its port in `start` and
+//! what they see is the same code path; the relay proxy (`crate::proxy`) is the third engine,
+//! one more [`EngineConfig`] variant and one more arm here. Each engine binds its port in `start` and
 //! runs in background tasks on the caller's tokio runtime; its state is a stream of
 //! [`Snapshot`]s, the same ones the status page and `/api/status` serve.
 
@@ -12,6 +12,7 @@ use tokio::sync::watch;
 
 use crate::master::{Master, MasterConfig, MasterError};
 use crate::peer::{Peer, PeerConfig, PeerError};
+use crate::proxy::{Proxy, ProxyConfig, ProxyError};
 use crate::status::{NodeState, Role, Snapshot};
 
 /// What to run.
@@ -19,6 +20,8 @@ use crate::status::{NodeState, Role, Snapshot};
 pub enum EngineConfig {
     Master(MasterConfig),
     Peer(PeerConfig),
+    /// Boxed: two engines' configs in one.
+    Proxy(Box<ProxyConfig>),
 }
 
 impl From<MasterConfig> for EngineConfig {
@@ -33,6 +36,12 @@ impl From<PeerConfig> for EngineConfig {
     }
 }
 
+impl From<ProxyConfig> for EngineConfig {
+    fn from(c: ProxyConfig) -> Self {
+        EngineConfig::Proxy(Box::new(c))
+    }
+}
+
 /// Why an engine did not start; the text says what to do about it.
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
@@ -40,11 +49,14 @@ pub enum EngineError {
     Master(#[from] MasterError),
     #[error("peer: {0}")]
     Peer(#[from] PeerError),
+    #[error("proxy: {0}")]
+    Proxy(#[from] ProxyError),
 }
 
 enum Inner {
     Master(Master),
     Peer(Peer),
+    Proxy(Proxy),
 }
 
 /// A running engine.
@@ -59,13 +71,15 @@ impl Engine {
         let inner = match cfg.into() {
             EngineConfig::Master(c) => Inner::Master(Master::start(c).await?),
             EngineConfig::Peer(c) => Inner::Peer(Peer::start(c).await?),
+            EngineConfig::Proxy(c) => Inner::Proxy(Proxy::start(*c).await?),
         };
         Ok(Engine { inner })
     }
 
+    /// A proxy's snapshots are its downstream master's (the upstream leg is inside them).
     pub fn role(&self) -> Role {
         match &self.inner {
-            Inner::Master(_) => Role::Master,
+            Inner::Master(_) | Inner::Proxy(_) => Role::Master,
             Inner::Peer(_) => Role::Peer,
         }
     }
@@ -75,6 +89,17 @@ impl Engine {
         match &self.inner {
             Inner::Master(m) => m.status(),
             Inner::Peer(p) => p.status(),
+            Inner::Proxy(p) => p.status(),
+        }
+    }
+
+    /// The index a master (or a proxy's downstream leg) serves now; `None` for a peer and
+    /// before the first index. Tests check what a proxy publishes with it.
+    pub fn manifest(&self) -> Option<std::sync::Arc<crate::manifest::Manifest>> {
+        match &self.inner {
+            Inner::Master(m) => m.manifest(),
+            Inner::Peer(_) => None,
+            Inner::Proxy(p) => p.manifest(),
         }
     }
 
@@ -83,6 +108,7 @@ impl Engine {
         match &self.inner {
             Inner::Master(m) => m.local_addr(),
             Inner::Peer(p) => p.local_addr(),
+            Inner::Proxy(p) => p.local_addr(),
         }
     }
 
@@ -91,6 +117,7 @@ impl Engine {
         match &self.inner {
             Inner::Master(m) => m.is_running(),
             Inner::Peer(p) => p.is_running(),
+            Inner::Proxy(p) => p.is_running(),
         }
     }
 
@@ -100,6 +127,7 @@ impl Engine {
         match self.inner {
             Inner::Master(m) => m.shutdown().await,
             Inner::Peer(p) => p.shutdown().await,
+            Inner::Proxy(p) => p.shutdown().await,
         }
     }
 }

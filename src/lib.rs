@@ -18,6 +18,7 @@
 //!   addresses and URLs.
 //! - [`host`]: host name and wall clock, shared below both engines.
 //! - [`master`] and [`peer`]: the async engines, siblings that share only what lies below them.
+//! - [`proxy`]: the relay engine, a peer upstream and a master downstream over one folder.
 //! - [`engine`]: the one facade (start, status stream, shutdown) that CLI, GUI and tests use.
 //! - [`status`]: status snapshots (one source of truth for CLI, web page and tray).
 //! - [`web`]: the live status page, `/api/status` JSON, SSE stream and Prometheus `/metrics`.
@@ -37,6 +38,7 @@ pub mod paths;
 pub mod peer;
 pub mod planner;
 pub mod protocol;
+pub mod proxy;
 pub mod secret;
 pub mod sim;
 pub mod status;

@@ -202,7 +202,9 @@ pub enum PeerMsg {
 /// Master -> peer, after the handshake (postcard binary frames).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum MasterMsg {
-    /// The master is still indexing; a manifest follows later.
+    /// The master is still indexing; a manifest follows later. After a manifest (from a proxy
+    /// whose upstream leg is still fetching): more files follow, so the peer is not done yet.
+    /// The next manifest clears it. Older peers ignore it after a manifest.
     Wait { message: String },
     /// The folder's full description (`Manifest::to_bytes`). Replaces any earlier one.
     Manifest { id: u64, bytes: Vec<u8> },

@@ -192,6 +192,10 @@ pub struct Snapshot {
     /// Master started with `--expect`: how each expected peer stands ([`ExpectedReport`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expected: Option<ExpectedReport>,
+    /// Proxy (`lanscatter proxy`): its upstream leg, the peer of the upstream swarm, while this
+    /// snapshot is its downstream master's. The status page and `/api/status` show both legs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upstream: Option<Box<Snapshot>>,
 }
 
 /// How one expected peer stands (`lanscatter master --expect`; the rules are in
@@ -276,6 +280,17 @@ impl ExpectedReport {
 }
 
 impl Snapshot {
+    /// This snapshot as another's [`Snapshot::upstream`]: without chunk maps (the page draws
+    /// the downstream swarm's) and events, which the proxy logs itself.
+    pub fn as_leg(&self) -> Snapshot {
+        let mut s = self.clone();
+        s.events.clear();
+        for n in &mut s.nodes {
+            n.chunk_map.clear();
+        }
+        s
+    }
+
     pub fn new(role: Role, name: String, folder: PathBuf) -> Self {
         Snapshot {
             role,
@@ -302,6 +317,7 @@ impl Snapshot {
             index_fault: None,
             shrink_held: None,
             expected: None,
+            upstream: None,
         }
     }
 

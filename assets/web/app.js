@@ -373,6 +373,18 @@ function renderExpected(e) {
   setText($("expected-extra"), e.unexpected && e.unexpected.length ? "Not expected: " + e.unexpected.join(", ") : "");
 }
 
+// A proxy's page: its upstream leg (a peer of the upstream swarm) above the downstream swarm.
+function renderUpstream(u) {
+  const card = $("upstream-card");
+  if (!card) return;
+  card.hidden = !u;
+  if (!u) return;
+  setText($("upstream-sum"), stateLabel(u.state) + (u.detail ? " · " + u.detail : ""));
+  setText($("upstream-text"), fmtBytes(u.bytes_done) + " of " + fmtBytes(u.bytes_total) + " verified (" +
+    fmtPct(u.bytes_done, u.bytes_total) + ") · " + fmtRate(u.download_bps) + " from upstream · " + u.files_total + " files" +
+    (u.state && u.state.message ? " · " + u.state.message : ""));
+}
+
 function renderTotals(s) {
   const done = s.bytes_done, total = s.bytes_total;
   setText($("t-progress"), fmtPct(done, total));
@@ -399,6 +411,7 @@ function renderTotals(s) {
     setText($("t-served-peers-txt"), "peers " + fmtBytes(pu) + (all ? " (" + Math.round((100 * pu) / all) + "%)" : ""));
     renderNodes(s);
     renderExpected(s.expected);
+    renderUpstream(s.upstream);
   } else {
     setText($("t-bytes-done"), fmtBytes(done) + " of " + fmtBytes(total));
     setText($("t-up"), fmtRate(s.upload_bps));

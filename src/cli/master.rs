@@ -73,6 +73,13 @@ pub struct MasterArgs {
     /// advertised host is used only if it resolves to the address the peer connects from.
     #[arg(long)]
     pub trust_advertised_hosts: bool,
+    /// Do not announce this master on the LAN (mDNS), which `lanscatter peer auto` looks for.
+    #[arg(long)]
+    pub no_announce: bool,
+    /// Swarm name announced on the LAN, which `peer auto --swarm NAME` picks (default: this
+    /// master's host name).
+    #[arg(long, value_name = "NAME")]
+    pub swarm: Option<String>,
     #[command(flatten)]
     pub node: super::node::NodeArgs,
 }
@@ -108,6 +115,7 @@ fn config(args: &MasterArgs) -> anyhow::Result<(MasterConfig, Option<SwarmSecret
     cfg.allow_shrink = args.allow_shrink;
     cfg.max_peers = args.max_peers as usize;
     cfg.trust_advertised_hosts = args.trust_advertised_hosts;
+    cfg.announce = (!args.no_announce).then(|| args.swarm.clone().unwrap_or_else(|| cfg.name.clone()));
     cfg.expect = args.expect.as_deref().map(expect_arg).transpose()?;
     let (security, secret) = args.node.security.for_master()?;
     cfg.security = security;

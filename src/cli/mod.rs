@@ -2,8 +2,8 @@
 //!
 //! The mode comes from the subcommand (`lanscatter master …`) or, for installers and shortcuts
 //! that cannot pass arguments, from the executable's own name: `lanscatter_master`,
-//! `lanscatter-master`, `lanscatter_peer`, `lanscatter_gui` (with or without `.exe`) behave as
-//! `lanscatter master`, `lanscatter peer`, `lanscatter gui`.
+//! `lanscatter-master`, `lanscatter_peer`, `lanscatter_proxy`, `lanscatter_gui` (with or without
+//! `.exe`) behave as `lanscatter master`, `lanscatter peer`, `lanscatter proxy`, `lanscatter gui`.
 //!
 //! Parsing is two-step as in ripgrep: clap turns argv into the raw `*Args` structs here, each
 //! subcommand's `run` validates them into its engine's config. Each subcommand lives in its own
@@ -23,6 +23,7 @@ mod index;
 mod master;
 mod node;
 mod peer;
+mod proxy;
 pub mod service;
 #[cfg(all(windows, feature = "winsvc"))]
 mod service_windows;
@@ -56,6 +57,8 @@ pub enum Command {
     Master(master::MasterArgs),
     /// Join a master's swarm and mirror its folder into a local folder.
     Peer(peer::PeerArgs),
+    /// Relay a master's folder to a site behind a slow link: a peer upstream, a master downstream.
+    Proxy(proxy::ProxyArgs),
     /// Run the tray app.
     Gui(gui::GuiArgs),
     /// Index a folder (chunk + hash) and print a summary or the manifest.
@@ -78,7 +81,7 @@ pub enum Command {
 pub fn mode_from_argv0(argv0: &std::ffi::OsStr) -> Option<&'static str> {
     let name = std::path::Path::new(argv0).file_name()?.to_str()?.to_ascii_lowercase();
     let stem = name.strip_suffix(".exe").unwrap_or(&name);
-    for mode in ["master", "peer", "gui"] {
+    for mode in ["master", "peer", "proxy", "gui"] {
         for sep in ["_", "-"] {
             if stem == format!("lanscatter{sep}{mode}") {
                 return Some(mode);
@@ -149,6 +152,7 @@ pub(crate) fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Master(a) => master::run(a),
         Command::Peer(a) => peer::run(a),
+        Command::Proxy(a) => proxy::run(a),
         Command::Gui(a) => gui::run(a),
         Command::Index(a) => index::run(a),
         Command::Simulate(a) => simulate::run(a),
@@ -206,6 +210,7 @@ mod tests {
             ("/usr/bin/lanscatter-peer", Some("peer")),
             ("C:\\x\\LANSCATTER_GUI.EXE", None), // backslash is not a separator on Unix
             ("lanscatter_gui.exe", Some("gui")),
+            ("lanscatter_proxy", Some("proxy")),
             ("lanscatter", None),
             ("lanscatter_foo", None),
         ] {

@@ -24,7 +24,8 @@ use crate::units::{human_rate, parse_rate};
 
 #[derive(Debug, clap::Args)]
 pub struct PeerArgs {
-    /// Master address, `host` or `host:port` (default port 10564).
+    /// Master address, `host` or `host:port` (default port 10564), or `auto` to find the
+    /// master on the LAN (mDNS; several masters: pick one with --swarm).
     pub server: String,
     /// Folder to mirror the master's folder into. Files the master lacks are deleted.
     pub dst_dir: PathBuf,
@@ -62,6 +63,9 @@ pub struct PeerArgs {
     /// copy to seed from): its content is reused, files the master lacks are deleted.
     #[arg(long)]
     pub adopt: bool,
+    /// With `auto`: the swarm to join when several masters answer.
+    #[arg(long, value_name = "NAME")]
+    pub swarm: Option<String>,
     #[command(flatten)]
     pub node: super::node::NodeArgs,
 }
@@ -95,7 +99,7 @@ fn advertise_arg(arg: &str) -> Result<String, String> {
 }
 
 fn config(args: &PeerArgs) -> anyhow::Result<PeerConfig> {
-    let mut cfg = PeerConfig::new(args.server.clone(), args.dst_dir.clone());
+    let mut cfg = PeerConfig::new(server(args)?, args.dst_dir.clone());
     cfg.bind = SocketAddr::new(args.bind.unwrap_or(IpAddr::from([0, 0, 0, 0])), args.port);
     cfg.advertise = args.advertise.clone();
     cfg.upload_slots = args.upload_slots;
@@ -109,6 +113,19 @@ fn config(args: &PeerArgs) -> anyhow::Result<PeerConfig> {
     }
     cfg.security = args.node.security.for_peer()?;
     Ok(cfg)
+}
+
+/// The master's address: as given, or found on the LAN for `auto`.
+fn server(args: &PeerArgs) -> anyhow::Result<String> {
+    use crate::transport::discovery;
+    if !args.server.eq_ignore_ascii_case("auto") {
+        return Ok(args.server.clone());
+    }
+    eprintln!("lanscatter peer: looking for masters on the LAN (mDNS)…");
+    let found = discovery::browse(discovery::BROWSE_TIME)?;
+    let m = discovery::choose(&found, args.swarm.as_deref())?;
+    eprintln!("lanscatter peer: found master {} at {}", m.swarm, m.addr);
+    Ok(m.addr)
 }
 
 /// Report the engine's progress until it is done (with `--exit-when-done`) or fails.

@@ -104,7 +104,13 @@ struct Coord {
     rounds: (u64, f64),
     /// `--expect`: classifies the expected peers in each snapshot.
     expect: Option<super::expect::Tracker>,
+    /// A proxy's upstream leg is up to date (always true for a plain master): until it is, each
+    /// manifest is followed by [`MORE_COMING`], so downstream peers do not count as done.
+    upstream_done: bool,
 }
+
+/// What a proxy's downstream peers hear after a manifest while its upstream leg still fetches.
+const MORE_COMING: &str = "the proxy is still fetching from its upstream master; more files follow";
 
 pub(crate) async fn run(
     shared: Arc<Shared>,
@@ -153,6 +159,7 @@ pub(crate) async fn run(
 impl Coord {
     fn new(shared: Arc<Shared>, server: Arc<ChunkServer>) -> Self {
         let expect = shared.cfg.expect.clone().map(super::expect::Tracker::new);
+        let upstream_done = shared.cfg.upstream.is_none();
         Coord {
             planner: Planner::new(shared.cfg.seed),
             shared,
@@ -174,6 +181,7 @@ impl Coord {
             verify_failures: 0,
             rounds: (0, 0.0),
             expect,
+            upstream_done,
         }
     }
 
@@ -186,12 +194,14 @@ impl Coord {
                 st.nodes.iter().map(|n| format!("{}:{}/{}", n.have, n.downloads, n.uploads)).collect();
             tracing::debug!(target: "lanscatter::slots", "have:down/up {}", row.join(" "));
         }
+        self.follow_upstream();
         if ticks.is_multiple_of(3) {
             let mut snap = self.snapshot();
             let now = self.now();
             if let Some(t) = &mut self.expect {
                 snap.expected = Some(t.report(&snap.nodes, snap.manifest_id, now));
             }
+            snap.upstream = self.shared.cfg.upstream.as_ref().map(|u| Box::new(u.borrow().as_leg()));
             status.send_replace(snap);
         }
     }
@@ -211,6 +221,9 @@ impl Coord {
                 match &self.current {
                     Some(cur) => {
                         let _ = tx.send(MasterMsg::Manifest { id: cur.id, bytes: cur.bytes.to_vec() });
+                        if !self.upstream_done {
+                            let _ = tx.send(MasterMsg::Wait { message: MORE_COMING.into() });
+                        }
                     }
                     None => {
                         let _ = tx.send(MasterMsg::Wait { message: "the master is still indexing its folder".into() });
@@ -303,8 +316,29 @@ impl Coord {
         }
         for n in self.nodes.values() {
             let _ = n.tx.send(MasterMsg::Manifest { id: st.id, bytes: st.bytes.to_vec() });
+            if !self.upstream_done {
+                let _ = n.tx.send(MasterMsg::Wait { message: MORE_COMING.into() });
+            }
         }
         self.current = Some(st);
+    }
+
+    /// A proxy's upstream leg finished or started fetching again: tell the downstream peers
+    /// (the manifest again clears their wait; [`MORE_COMING`] sets it).
+    fn follow_upstream(&mut self) {
+        let Some(up) = &self.shared.cfg.upstream else { return };
+        let done = matches!(up.borrow().state, NodeState::UpToDate);
+        if done == self.upstream_done {
+            return;
+        }
+        self.upstream_done = done;
+        let Some(cur) = &self.current else { return };
+        for n in self.nodes.values() {
+            let _ = n.tx.send(match done {
+                true => MasterMsg::Manifest { id: cur.id, bytes: cur.bytes.to_vec() },
+                false => MasterMsg::Wait { message: MORE_COMING.into() },
+            });
+        }
     }
 
     fn fail_reason(kind: FailKind) -> FailReason {
@@ -514,7 +548,7 @@ impl Coord {
         }
         s.state = match &self.index_error {
             Some(e) => NodeState::Error { message: e.clone() },
-            None if all_done => NodeState::UpToDate,
+            None if all_done && self.upstream_done => NodeState::UpToDate,
             None => NodeState::Syncing,
         };
         s

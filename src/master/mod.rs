@@ -75,7 +75,8 @@ pub struct MasterConfig {
     /// A file modified this recently (or changing while hashed) is still being written: the
     /// index keeps its previous version (or leaves it out, if new) and looks again later.
     pub settle: Duration,
-    /// How the folder is read into a manifest ([`FolderScanner`]; tests inject faults here).
+    /// How the folder is read into a manifest ([`FolderScanner`]; tests inject faults here, a
+    /// proxy publishes its upstream leg's verified files).
     pub scanner: Arc<dyn Scanner>,
     /// Control connections served at once (`--max-peers`); the HTTP connection caps of the
     /// serve loop follow from it ([`crate::transport::ServeLimits::for_peers`]).
@@ -83,6 +84,11 @@ pub struct MasterConfig {
     /// Take a peer's advertised host as it is (`--trust-advertised-hosts`). Off: it is used
     /// only if it resolves to the address the peer connects from (see [`conn`]).
     pub trust_advertised_hosts: bool,
+    /// A proxy's upstream leg, shown in every snapshot ([`Snapshot::upstream`]).
+    pub upstream: Option<watch::Receiver<Snapshot>>,
+    /// Announce the swarm on the LAN under this name (`crate::transport::discovery`); the CLI
+    /// sets it unless `--no-announce`.
+    pub announce: Option<String>,
 }
 
 impl MasterConfig {
@@ -106,6 +112,8 @@ impl MasterConfig {
             scanner: Arc::new(FolderScanner),
             max_peers: crate::transport::DEFAULT_MAX_PEERS,
             trust_advertised_hosts: false,
+            upstream: None,
+            announce: None,
         }
     }
 }
@@ -212,11 +220,23 @@ impl ChunkSource for MasterSource {
 }
 
 pub(crate) struct Master {
+    shared: Arc<Shared>,
     local_addr: SocketAddr,
     status: watch::Receiver<Snapshot>,
     shutdown: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
     server: JoinHandle<()>,
+    /// Withdrawn when the master stops.
+    _announcer: Option<crate::transport::discovery::Announcer>,
+}
+
+/// Announce the swarm if asked; a host where mDNS does not work still serves (with a warning).
+fn announce(cfg: &MasterConfig, listen: SocketAddr) -> Option<crate::transport::discovery::Announcer> {
+    let swarm = cfg.announce.as_ref()?;
+    crate::transport::discovery::Announcer::start(swarm, listen)
+        .inspect_err(|e| tracing::warn!("not announcing the swarm on the LAN: {e}"))
+        .ok()
+        .flatten()
 }
 
 impl Master {
@@ -263,6 +283,8 @@ impl Master {
         let coord_task = tokio::spawn(coord::run(shared.clone(), coord_rx, status_tx, server));
         let index_task = tokio::spawn(index::run(shared.clone(), rescan_rx));
         Ok(Master {
+            _announcer: announce(&cfg, local_addr),
+            shared,
             local_addr,
             status: status_rx,
             shutdown: shutdown_tx,
@@ -277,6 +299,17 @@ impl Master {
 
     pub fn status(&self) -> watch::Receiver<Snapshot> {
         self.status.clone()
+    }
+
+    /// The index peers are served now (none before the first one).
+    pub fn manifest(&self) -> Option<Arc<Manifest>> {
+        self.shared.current().map(|c| c.manifest.clone())
+    }
+
+    /// What [`Master::manifest`] reads, for a task that outlives this borrow (a proxy's).
+    pub(crate) fn index(&self) -> impl Fn() -> Option<Arc<Manifest>> + Send + Sync + 'static {
+        let shared = self.shared.clone();
+        move || shared.current().map(|c| c.manifest.clone())
     }
 
     /// False once a task of the engine ended by itself (it runs until shutdown otherwise).

@@ -640,6 +640,17 @@ impl Layout {
         self.held.keys().copied().collect()
     }
 
+    /// The manifest's files that are complete here: every chunk verified and written, the data
+    /// synced and the master's mtime set (a proxy publishes exactly these downstream).
+    pub fn complete_files(&self) -> impl Iterator<Item = &crate::manifest::FileEntry> {
+        self.manifest
+            .files
+            .iter()
+            .enumerate()
+            .filter(|&(fi, _)| self.file_pending[fi] == 0 && self.paths[fi].is_some() && !self.written.contains(&fi))
+            .map(|(_, f)| f)
+    }
+
     /// True when every file is complete (and nothing is unsyncable).
     pub fn is_complete(&self) -> bool {
         self.unsyncable.is_empty()

@@ -198,6 +198,7 @@ fn check_dst(dst: &Path) -> Result<PathBuf, PeerError> {
 }
 
 pub(crate) struct Peer {
+    layout: Arc<Mutex<Option<layout::Layout>>>,
     local_addr: SocketAddr,
     status: watch::Receiver<Snapshot>,
     shutdown: watch::Sender<bool>,
@@ -251,7 +252,7 @@ impl Peer {
             root,
             master,
             listen: local_addr,
-            layout,
+            layout: layout.clone(),
             relayout: Arc::default(),
             fetcher,
             server,
@@ -260,7 +261,7 @@ impl Peer {
             shutdown: shutdown_rx,
         });
         let task = tokio::spawn(session::run(ctx));
-        Ok(Peer { local_addr, status: status_rx, shutdown: shutdown_tx, task, server: server_task })
+        Ok(Peer { layout, local_addr, status: status_rx, shutdown: shutdown_tx, task, server: server_task })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -269,6 +270,12 @@ impl Peer {
 
     pub fn status(&self) -> watch::Receiver<Snapshot> {
         self.status.clone()
+    }
+
+    /// The folder measured against the current manifest (`None` while a new one is laid out):
+    /// what a proxy reads to publish only verified files downstream.
+    pub(crate) fn layout(&self) -> Arc<Mutex<Option<layout::Layout>>> {
+        self.layout.clone()
     }
 
     /// False once the engine stopped by itself (fatal error; the snapshot says why).

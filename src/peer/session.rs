@@ -228,6 +228,13 @@ impl Session {
         let mut shutdown = self.ctx.shutdown.clone();
         loop {
             let step = tokio::select! {
+                // Frames first: a proxy's "more files follow" right behind a manifest must land
+                // before the next tick reports the peer done.
+                biased;
+                _ = crate::status::stopped(&mut shutdown) => {
+                    ch.close().await;
+                    Err(End::Shutdown)
+                }
                 msg = ch.recv::<MasterMsg>() => match msg {
                     Ok(m) => self.on_master(ch, m, tr).await,
                     Err(ChannelError::Closed) => Err(End::Disconnected("connection closed".into())),
@@ -236,10 +243,6 @@ impl Session {
                 },
                 Some((id, res)) = tr.rx.recv() => self.on_result(ch, id, res, tr).await,
                 _ = tick.tick() => self.on_tick(ch, tr).await.map_err(End::Disconnected),
-                _ = crate::status::stopped(&mut shutdown) => {
-                    ch.close().await;
-                    Err(End::Shutdown)
-                }
             };
             if let Err(end) = step {
                 return end;
@@ -579,10 +582,13 @@ impl Session {
         };
         if self.waiting.is_some() && s.manifest_id == 0 {
             s.state = NodeState::Connecting;
+        } else if self.waiting.is_some() && s.state == NodeState::UpToDate {
+            // A proxy said more is coming: holding its manifest is not done yet.
+            s.state = NodeState::Syncing;
         }
         s.detail = match (&s.state, self.connected) {
             (NodeState::Connecting, false) => self.unreachable.clone(),
-            (NodeState::Connecting, true) => self.waiting.clone(),
+            (NodeState::Connecting | NodeState::Syncing, true) => self.waiting.clone(),
             _ => None,
         };
         me.state = s.state.clone();

@@ -15,6 +15,7 @@
 //!   from its frame header, before it is buffered.
 //! - [`probe`]: a plain loopback copy, the yardstick `lanscatter demo` compares the swarm with.
 //! - [`tls`]: mutual TLS pinned to the identity every member derives from the swarm secret.
+//! - [`discovery`]: the master's mDNS announcement and the peer's `auto` search for it.
 //! - [`api`]: the client of a node's web API (a bounded `GET` with the web token), for
 //!   `lanscatter status`.
 //! - here: [`Security`] (open swarm, or secured by a secret), default ports, the address
@@ -26,6 +27,7 @@
 pub mod api;
 pub mod channel;
 pub mod fdlimit;
+pub mod discovery;
 pub mod fetch;
 pub mod frames;
 pub mod probe;

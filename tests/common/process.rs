@@ -16,6 +16,9 @@ where
 {
     let mut c = Command::new(super::bin());
     c.args(args);
+    // Tests talk over loopback only: no mDNS announcement onto the host's network (the
+    // discovery test, in network namespaces of its own, removes this).
+    c.env("LANSCATTER_NO_ANNOUNCE", "true");
     c
 }
 
