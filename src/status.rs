@@ -192,6 +192,10 @@ pub struct Snapshot {
     /// Master started with `--expect`: how each expected peer stands ([`ExpectedReport`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expected: Option<ExpectedReport>,
+    /// Transfers are paused ([`crate::engine::Engine::set_paused`]); the state says where it
+    /// stands otherwise.
+    #[serde(default)]
+    pub paused: bool,
 }
 
 /// How one expected peer stands (`lanscatter master --expect`; the rules are in
@@ -299,6 +303,7 @@ impl Snapshot {
             time: unix_now(),
             detail: None,
             open: false,
+            paused: false,
             index_fault: None,
             shrink_held: None,
             expected: None,

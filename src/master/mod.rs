@@ -155,6 +155,8 @@ pub(crate) struct Shared {
     pub held: Mutex<shrink::HeldSlot>,
     /// Id of the next manifest published (the indexer and a confirmed shrink both publish).
     pub next_manifest: std::sync::atomic::AtomicU64,
+    /// Paused: the coordinator plans no new transfers (see [`Master::set_paused`]).
+    pub paused: std::sync::atomic::AtomicBool,
 }
 
 impl Shared {
@@ -174,6 +176,7 @@ impl Shared {
             shutdown,
             held: Mutex::new(shrink::HeldSlot::default()),
             next_manifest: std::sync::atomic::AtomicU64::new(1),
+            paused: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
@@ -205,6 +208,7 @@ pub(crate) struct Master {
     shutdown: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
     server: JoinHandle<()>,
+    shared: Arc<Shared>,
 }
 
 impl Master {
@@ -255,6 +259,7 @@ impl Master {
             shutdown: shutdown_tx,
             tasks: vec![coord_task, index_task],
             server: server_task,
+            shared,
         })
     }
 
@@ -264,6 +269,12 @@ impl Master {
 
     pub fn status(&self) -> watch::Receiver<Snapshot> {
         self.status.clone()
+    }
+
+    /// Paused, the planner orders no new transfers; those in flight finish (a chunk each), the
+    /// index keeps following the folder and peers stay connected, so resuming is immediate.
+    pub fn set_paused(&self, paused: bool) {
+        self.shared.paused.store(paused, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// False once a task of the engine ended by itself (it runs until shutdown otherwise).
