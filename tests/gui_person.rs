@@ -102,19 +102,20 @@ mod person {
                 geo.lines().find_map(|l| l.strip_prefix(&format!("{k}=")).and_then(|v| v.parse().ok())).unwrap_or(0)
             };
             let (x, y) = (val("X") + val("WIDTH") / 2, val("Y") + val("HEIGHT") / 2);
+            let before = self.visible_windows();
             xdotool(&self.display, &["mousemove", &x.to_string(), &y.to_string(), "click", "1"]).expect("click");
-            // The menu is up once it grabbed the pointer: its popup window is mapped.
+            // The menu is up once its popup window is mapped: a visible window that was not there.
             wait_until(&format!("the tray menu (for {what})"), STEP, || {
-                xdotool(&self.display, &["search", "--onlyvisible", "--name", "^$"]).is_some_and(|o| {
-                    o.lines().any(|w| {
-                        xdotool(&self.display, &["getwindowgeometry", "--shell", w]).is_some_and(|g| {
-                            g.contains("HEIGHT=") && !g.contains("HEIGHT=1\n") && !g.contains("HEIGHT=48\n")
-                        })
-                    })
-                })
+                self.visible_windows().iter().any(|w| !before.contains(w))
             });
             self.shot(&format!("menu-for-{what}"));
             xdotool(&self.display, &["key", key]).expect("menu key");
+        }
+
+        fn visible_windows(&self) -> Vec<String> {
+            xdotool(&self.display, &["search", "--onlyvisible", "--name", ""])
+                .map(|o| o.lines().map(String::from).collect())
+                .unwrap_or_default()
         }
 
         /// The dialog titled `title` appears; type `folder` into its location entry + Enter.

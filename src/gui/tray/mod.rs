@@ -124,6 +124,8 @@ pub struct Tray {
     dialog_open: bool,
     /// Transfers paused by the menu's "Pause"; a Stop or a new start clears it.
     paused: bool,
+    /// The last engine's shutdown: the next start waits for it, so it can bind the same port.
+    stopping: Option<tokio::task::JoinHandle<()>>,
     notices: super::notices::Notices,
 }
 
@@ -173,6 +175,7 @@ pub fn run(
         adopt: None,
         dialog_open: false,
         paused: false,
+        stopping: None,
         notices: Default::default(),
     };
     app.refresh_server_menu();
@@ -372,8 +375,14 @@ impl Tray {
                 }
             }
             UserEvent::Started(_, Ok(stale)) => {
-                // Stopped before it finished starting: stop it now.
-                self.rt.spawn(stale.shutdown());
+                // Stopped before it finished starting: stop it now (the next start waits for it).
+                let before = self.stopping.take();
+                self.stopping = Some(self.rt.spawn(async move {
+                    if let Some(before) = before {
+                        let _ = before.await;
+                    }
+                    stale.shutdown().await;
+                }));
             }
             UserEvent::Status(gen, st) => {
                 if gen == self.generation {
@@ -456,7 +465,11 @@ impl Tray {
         let (gen, proxy) = (self.generation, self.proxy.clone());
         let dir = config::config_dir(&self.config_path);
         let adopt = mode == Mode::Peer && self.adopt.is_some() && self.adopt == s.peer_folder;
+        let stopping = self.stopping.take();
         self.rt.spawn(async move {
+            if let Some(previous) = stopping {
+                let _ = previous.await;
+            }
             let r = engine::start(s, dir, adopt).await;
             let _ = proxy.send_event(UserEvent::Started(gen, r));
         });
@@ -469,10 +482,10 @@ impl Tray {
         if let Some(engine) = self.engine.take() {
             self.out.log(&format!("stopping {} engine", engine.mode.as_str()));
             let (gen, proxy) = (self.generation, self.proxy.clone());
-            self.rt.spawn(async move {
+            self.stopping = Some(self.rt.spawn(async move {
                 engine.shutdown().await;
                 let _ = proxy.send_event(UserEvent::Stopped(gen));
-            });
+            }));
         }
         self.view = StatusView::idle(self.view.mode);
         self.out.event("stopped", json!({}));
@@ -547,7 +560,7 @@ impl Tray {
         }
         let _ = self.items.servers.remove(&self.items.new_server);
         for server in &s.recent_servers {
-            let item = CheckMenuItem::new(server, true, *server == s.server, None);
+            let item = CheckMenuItem::new(server.replace('&', "&&"), true, *server == s.server, None);
             let _ = self.items.servers.append(&item);
             self.items.server_items.push((item, server.clone()));
         }
@@ -593,7 +606,9 @@ impl Tray {
         let running = self.engine.is_some() || self.starting;
         let it = &self.items;
         let line = view::status_line(&self.view);
-        it.status.set_text(if self.paused { format!("Paused — {line}") } else { line });
+        let line = if self.paused { format!("Paused — {line}") } else { line };
+        // `&` marks a mnemonic in item texts; a folder name's own `&` must show as itself.
+        it.status.set_text(line.replace('&', "&&"));
         it.stop.set_enabled(running);
         it.pause.set_enabled(self.engine.is_some());
         it.pause.set_checked(self.paused);
