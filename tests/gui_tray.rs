@@ -54,7 +54,9 @@ mod linux {
     use std::process::Stdio;
     use std::time::{Duration, Instant};
 
-    use crate::common::desktop::{count_near, next, screenshot, shot_dir, start_trayer, start_xvfb, state_name, wait_until};
+    use crate::common::desktop::{
+        count_near, next, screenshot, shot_dir, start_trayer, start_xvfb, state_name, wait_until,
+    };
     use crate::common::{cli, tree_contents, Lines, Proc};
 
     fn write_files(src: &Path) {
