@@ -112,6 +112,17 @@ impl Engine {
         }
     }
 
+    /// Pause or resume transfers; the engine, its index and the folder stay as they are, and
+    /// snapshots say `paused`. A paused master plans no new transfers (those in flight finish);
+    /// a paused peer leaves the master, dropping its fetches in flight (nothing unverified is
+    /// written), and rejoins on resume with the index it kept.
+    pub fn set_paused(&self, paused: bool) {
+        match &self.inner {
+            Inner::Master(m) => m.set_paused(paused),
+            Inner::Peer(p) => p.set_paused(paused),
+        }
+    }
+
     /// False once the engine stopped by itself (a fatal error; the snapshot says why).
     pub fn is_running(&self) -> bool {
         match &self.inner {

@@ -196,6 +196,10 @@ pub struct Snapshot {
     /// snapshot is its downstream master's. The status page and `/api/status` show both legs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub upstream: Option<Box<Snapshot>>,
+    /// Transfers are paused ([`crate::engine::Engine::set_paused`]); the state says where it
+    /// stands otherwise.
+    #[serde(default)]
+    pub paused: bool,
 }
 
 /// How one expected peer stands (`lanscatter master --expect`; the rules are in
@@ -314,6 +318,7 @@ impl Snapshot {
             time: unix_now(),
             detail: None,
             open: false,
+            paused: false,
             index_fault: None,
             shrink_held: None,
             expected: None,

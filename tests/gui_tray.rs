@@ -16,18 +16,11 @@
 mod common;
 mod web_common;
 
-#[cfg(all(feature = "gui", target_os = "linux"))]
-use std::path::{Path, PathBuf};
-
-#[cfg(feature = "gui")]
-fn in_ci() -> bool {
-    std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
-}
-
 /// Print why the test does not run; fail instead in CI.
 #[cfg(feature = "gui")]
 fn skip(reason: &str) {
-    assert!(!in_ci(), "gui_tray must run in CI but cannot: {reason}");
+    let in_ci = std::env::var("CI").is_ok_and(|v| v == "true" || v == "1");
+    assert!(!in_ci, "gui_tray must run in CI but cannot: {reason}");
     eprintln!("SKIPPED gui_tray: {reason}");
 }
 
@@ -47,6 +40,7 @@ fn tray_app_syncs_as_peer_under_xvfb() {
 #[cfg(all(feature = "gui", target_os = "linux"))]
 #[test]
 fn tray_app_syncs_as_peer_under_xvfb() {
+    let on_path = common::desktop::on_path;
     let missing: Vec<&str> = ["Xvfb", "trayer", "import"].into_iter().filter(|t| !on_path(t)).collect();
     if !missing.is_empty() {
         return skip(&format!("missing tools: {} (apt-get install xvfb trayer imagemagick)", missing.join(", ")));
@@ -55,67 +49,15 @@ fn tray_app_syncs_as_peer_under_xvfb() {
 }
 
 #[cfg(all(feature = "gui", target_os = "linux"))]
-fn on_path(tool: &str) -> bool {
-    std::env::var_os("PATH").map(|p| std::env::split_paths(&p).any(|d| d.join(tool).is_file())).unwrap_or(false)
-}
-
-#[cfg(all(feature = "gui", target_os = "linux"))]
 mod linux {
-    use super::*;
-    use std::process::{Child, Command, Stdio};
+    use std::path::Path;
+    use std::process::Stdio;
     use std::time::{Duration, Instant};
 
+    use crate::common::desktop::{
+        count_near, next, screenshot, shot_dir, start_trayer, start_xvfb, state_name, wait_until,
+    };
     use crate::common::{cli, tree_contents, Lines, Proc};
-
-    use serde_json::Value;
-
-    /// Kills the child (and reaps it) when dropped, so a failing test leaves no X server behind.
-    struct Reaper(Child, &'static str);
-    impl Drop for Reaper {
-        fn drop(&mut self) {
-            if matches!(self.0.try_wait(), Ok(None)) {
-                eprintln!("gui_tray: stopping {}", self.1);
-                let _ = self.0.kill();
-            }
-            let _ = self.0.wait();
-        }
-    }
-
-    fn wait_until(what: &str, timeout: Duration, mut cond: impl FnMut() -> bool) {
-        let start = Instant::now();
-        while !cond() {
-            assert!(start.elapsed() < timeout, "timed out after {timeout:?} waiting for {what}");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-
-    /// Start Xvfb on the first free display number; returns (guard, ":N").
-    fn start_xvfb() -> (Reaper, String) {
-        for n in 90..190 {
-            if Path::new(&format!("/tmp/.X{n}-lock")).exists() || Path::new(&format!("/tmp/.X11-unix/X{n}")).exists() {
-                continue;
-            }
-            let child = Command::new("Xvfb")
-                .args([&format!(":{n}"), "-screen", "0", "640x200x24", "-nolisten", "tcp"])
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .expect("spawn Xvfb");
-            let mut guard = Reaper(child, "Xvfb");
-            let sock = PathBuf::from(format!("/tmp/.X11-unix/X{n}"));
-            let start = Instant::now();
-            while start.elapsed() < Duration::from_secs(20) {
-                if sock.exists() {
-                    return (guard, format!(":{n}"));
-                }
-                if let Ok(Some(_)) = guard.0.try_wait() {
-                    break; // lost a race for this display number; try the next
-                }
-                std::thread::sleep(Duration::from_millis(50));
-            }
-        }
-        panic!("could not start Xvfb on any display :90..:190");
-    }
 
     fn write_files(src: &Path) {
         std::fs::create_dir_all(src.join("sub/deeper")).unwrap();
@@ -148,18 +90,8 @@ mod linux {
         std::fs::create_dir_all(dst.join(".lanscatter")).unwrap();
         std::fs::write(dst.join(".lanscatter/peer.txt"), b"lanscatter peer folder\n").unwrap();
 
-        let (_xvfb, display) = start_xvfb();
-        let _trayer = Reaper(
-            Command::new("trayer")
-                .args(["--edge", "top", "--align", "right", "--widthtype", "request", "--height", "48"])
-                .args(["--SetDockType", "true", "--transparent", "false", "--tint", "0xffffff"])
-                .env("DISPLAY", &display)
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .expect("spawn trayer"),
-            "trayer",
-        );
+        let (_xvfb, display) = start_xvfb("640x200");
+        let _trayer = start_trayer(&display);
 
         // Master in-process, on loopback, in a swarm secured by the secret the peer is given.
         let secret = lanscatter::secret::SwarmSecret::generate().unwrap();
@@ -223,19 +155,10 @@ mod linux {
         assert!(status == 200 && page.contains("lanscatter settings"), "{status}: {page:.200}");
 
         // Screenshot, then look for the up-to-date icon's green (#2e9d4f) in the tray area.
-        let shot_dir = std::env::var_os("CARGO_TARGET_DIR")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target"));
-        std::fs::create_dir_all(&shot_dir).expect("create the screenshot folder");
-        let shot = shot_dir.join("gui-screenshot.png");
+        let shot = shot_dir().join("gui-screenshot.png");
         let mut green = 0;
         wait_until("the green up-to-date icon on screen", Duration::from_secs(20), || {
-            let ok = Command::new("import")
-                .args(["-window", "root"])
-                .arg(&shot)
-                .env("DISPLAY", &display)
-                .status()
-                .is_ok_and(|s| s.success());
+            let ok = screenshot(&display, &shot);
             green = if ok { count_near(&shot, [0x2e, 0x9d, 0x4f], 40) } else { 0 };
             green >= 50
         });
@@ -251,48 +174,5 @@ mod linux {
         let log = std::fs::read_to_string(cfg_path.with_file_name("gui.log")).unwrap();
         assert!(!log.contains(&secret.join_code()), "the secret is in the log");
         rt.block_on(master.shutdown());
-    }
-
-    /// The next JSON line from the gui for which `pred` holds; an error line fails the test.
-    fn next(gui: &mut Proc, what: &str, timeout: Duration, pred: &dyn Fn(&Value) -> bool) -> Value {
-        let line = gui.wait_for(what, timeout, |l| match serde_json::from_str::<Value>(l) {
-            Ok(v) if pred(&v) => true,
-            Ok(v) if v["type"] == "error" => panic!("gui reported an error while waiting for {what}: {v}"),
-            _ => false,
-        });
-        serde_json::from_str(&line).expect("a JSON line")
-    }
-
-    /// NodeState as JSON may be a bare string or an object tagged by "state".
-    fn state_name(v: &Value) -> String {
-        match v {
-            Value::String(s) => s.clone(),
-            Value::Object(o) => o
-                .get("state")
-                .and_then(Value::as_str)
-                .map(String::from)
-                .or_else(|| o.keys().next().cloned())
-                .unwrap_or_default(),
-            _ => String::new(),
-        }
-    }
-
-    /// Pixels of the PNG within `tol` (per channel) of `rgb`.
-    fn count_near(png_path: &Path, rgb: [u8; 3], tol: i32) -> usize {
-        let Ok(bytes) = std::fs::read(png_path) else { return 0 };
-        let mut dec = png::Decoder::new(std::io::Cursor::new(bytes));
-        dec.set_transformations(png::Transformations::EXPAND | png::Transformations::STRIP_16);
-        let Ok(mut reader) = dec.read_info() else { return 0 };
-        let Some(size) = reader.output_buffer_size() else { return 0 };
-        let mut buf = vec![0; size];
-        let Ok(info) = reader.next_frame(&mut buf) else { return 0 };
-        let channels = info.color_type.samples();
-        if channels < 3 {
-            return 0;
-        }
-        buf[..info.buffer_size()]
-            .chunks_exact(channels)
-            .filter(|p| (0..3).all(|i| (i32::from(p[i]) - i32::from(rgb[i])).abs() <= tol))
-            .count()
     }
 }

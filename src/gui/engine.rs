@@ -64,6 +64,11 @@ impl RunningEngine {
     pub async fn shutdown(self) {
         self.engine.shutdown().await
     }
+
+    /// Pause or resume transfers ([`Engine::set_paused`]).
+    pub fn set_paused(&self, paused: bool) {
+        self.engine.set_paused(paused)
+    }
 }
 
 /// The security a secret gives (none: open), and what the tray may show of it.

@@ -9,7 +9,9 @@
 //!   (terminal vs tray at start-up, Windows console handling), [`view`] (icon/tooltip/menu texts
 //!   from status), [`output`] (log file and `--json` lines), [`engine`] (settings → engine,
 //!   snapshots → view);
-//! - with the `gui` cargo feature: `tray` (tao event loop + tray-icon menu + rfd dialogs) and
+//! - always compiled too: [`notices`] (which status changes become desktop notifications);
+//! - with the `gui` cargo feature: `tray` (tao event loop + tray-icon menu), [`dialogs`] (folder
+//!   picker and questions: GTK's own on Linux, native via rfd on Windows/macOS; no hang), and
 //!   `icons` (embedded PNGs). The feature is what pulls GTK in on Linux, so headless builds leave it
 //!   off and `lanscatter gui` then explains how to get a build with it. The same feature gates the
 //!   tray on Windows and macOS too: one build recipe everywhere (`--features gui`), used by the
@@ -23,10 +25,13 @@ pub mod display;
 pub mod engine;
 pub mod instance;
 pub mod launch;
+pub mod notices;
 pub mod output;
 pub mod settings_page;
 pub mod view;
 
+#[cfg(feature = "gui")]
+pub mod dialogs;
 #[cfg(feature = "gui")]
 mod icons;
 #[cfg(feature = "gui")]

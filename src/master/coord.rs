@@ -482,6 +482,9 @@ impl Coord {
                 let _ = n.tx.send(MasterMsg::Cancel { id: o.id });
             }
         }
+        if self.shared.paused.load(Ordering::Relaxed) {
+            return;
+        }
         for o in self.planner.plan(now) {
             let url = if o.from == MASTER {
                 None
@@ -560,6 +563,7 @@ impl Coord {
         let mut s = Snapshot::new(crate::status::Role::Master, cfg.name.clone(), cfg.source_dir.clone());
         s.listen = self.shared.listen.to_string();
         s.open = cfg.security.is_open();
+        s.paused = self.shared.paused.load(Ordering::Relaxed);
         let stats = &self.server.stats;
         s.counters = Counters {
             chunk_gets_served: stats.gets_served.load(Ordering::Relaxed),

@@ -174,6 +174,8 @@ pub(crate) struct Shared {
     /// One permit per control connection (`MasterConfig::max_peers`), taken before the
     /// websocket upgrade.
     pub peer_slots: Arc<tokio::sync::Semaphore>,
+    /// Paused: the coordinator plans no new transfers (see [`Master::set_paused`]).
+    pub paused: std::sync::atomic::AtomicBool,
 }
 
 impl Shared {
@@ -194,6 +196,7 @@ impl Shared {
             shutdown,
             held: Mutex::new(shrink::HeldSlot::default()),
             next_manifest: std::sync::atomic::AtomicU64::new(1),
+            paused: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
@@ -290,6 +293,7 @@ impl Master {
             shutdown: shutdown_tx,
             tasks: vec![coord_task, index_task],
             server: server_task,
+            shared,
         })
     }
 
@@ -310,6 +314,12 @@ impl Master {
     pub(crate) fn index(&self) -> impl Fn() -> Option<Arc<Manifest>> + Send + Sync + 'static {
         let shared = self.shared.clone();
         move || shared.current().map(|c| c.manifest.clone())
+    }
+
+    /// Paused, the planner orders no new transfers; those in flight finish (a chunk each), the
+    /// index keeps following the folder and peers stay connected, so resuming is immediate.
+    pub fn set_paused(&self, paused: bool) {
+        self.shared.paused.store(paused, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// False once a task of the engine ended by itself (it runs until shutdown otherwise).

@@ -136,6 +136,8 @@ pub struct Ctx {
     pub counters: Arc<PeerCounters>,
     pub status: watch::Sender<Snapshot>,
     pub shutdown: watch::Receiver<bool>,
+    /// True while paused ([`Peer::set_paused`]).
+    pub paused: watch::Receiver<bool>,
 }
 
 struct PeerSource(Arc<Mutex<Option<layout::Layout>>>);
@@ -202,6 +204,7 @@ pub(crate) struct Peer {
     local_addr: SocketAddr,
     status: watch::Receiver<Snapshot>,
     shutdown: watch::Sender<bool>,
+    paused: watch::Sender<bool>,
     task: JoinHandle<()>,
     server: JoinHandle<()>,
 }
@@ -234,6 +237,7 @@ impl Peer {
         snap.listen = local_addr.to_string();
         let (status_tx, status_rx) = watch::channel(snap);
         let (shutdown_tx, shutdown_rx) = watch::channel(false);
+        let (paused_tx, paused_rx) = watch::channel(false);
         let mut sd = shutdown_rx.clone();
         let app = crate::transfer::server::router(server.clone()).merge(crate::web::peer_router(status_rx.clone()));
         let server_task = tokio::spawn(crate::transport::serve_secured(
@@ -259,9 +263,10 @@ impl Peer {
             counters: Arc::default(),
             status: status_tx,
             shutdown: shutdown_rx,
+            paused: paused_rx,
         });
         let task = tokio::spawn(session::run(ctx));
-        Ok(Peer { layout, local_addr, status: status_rx, shutdown: shutdown_tx, task, server: server_task })
+        Ok(Peer { layout, local_addr, status: status_rx, shutdown: shutdown_tx, paused: paused_tx, task, server: server_task })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -276,6 +281,12 @@ impl Peer {
     /// what a proxy reads to publish only verified files downstream.
     pub(crate) fn layout(&self) -> Arc<Mutex<Option<layout::Layout>>> {
         self.layout.clone()
+    }
+
+    /// Paused, the session leaves the master (fetches in flight are dropped) and waits; the
+    /// layout (the index of what the folder holds) and the chunk server stay.
+    pub fn set_paused(&self, paused: bool) {
+        self.paused.send_replace(paused);
     }
 
     /// False once the engine stopped by itself (fatal error; the snapshot says why).

@@ -34,6 +34,8 @@ type TransferResult = (u64, Result<(), (FailKind, String)>);
 
 enum End {
     Shutdown,
+    /// Paused ([`super::Peer::set_paused`]): left the master; rejoin on resume.
+    Paused,
     Disconnected(String),
     Fatal(String),
 }
@@ -111,6 +113,9 @@ pub(crate) async fn run(ctx: Arc<Ctx>) {
     loop {
         s.connected = false;
         s.publish();
+        if !s.wait_while_paused().await {
+            return;
+        }
         let attempt = tokio::select! {
             r = channel::connect(&ctx.master, HANDSHAKE_TIMEOUT, &ctx.cfg.security) => r,
             _ = crate::status::stopped(&mut shutdown) => return,
@@ -122,6 +127,10 @@ pub(crate) async fn run(ctx: Arc<Ctx>) {
                 match s.session(ch).await {
                     End::Shutdown => return,
                     End::Fatal(msg) => return s.fail(msg),
+                    End::Paused => {
+                        s.events.push("paused: left the master; the folder and its index stay as they are");
+                        continue;
+                    }
                     End::Disconnected(why) => {
                         s.events.push(format!("disconnected from the master: {why}; reconnecting"))
                     }
@@ -153,6 +162,25 @@ async fn send(ch: &mut Channel, msg: &PeerMsg) -> Result<(), String> {
 }
 
 impl Session {
+    /// Returns at once unless paused; then waits for resume (true) or shutdown (false).
+    async fn wait_while_paused(&mut self) -> bool {
+        let mut paused = self.ctx.paused.clone();
+        if !*paused.borrow_and_update() {
+            return true;
+        }
+        self.publish();
+        let mut shutdown = self.ctx.shutdown.clone();
+        tokio::select! {
+            r = paused.wait_for(|p| !*p) => {
+                if r.is_ok() {
+                    self.events.push("resumed: rejoining the master");
+                }
+                r.is_ok()
+            }
+            _ = crate::status::stopped(&mut shutdown) => false,
+        }
+    }
+
     /// A fatal error ends the engine: say why and stop.
     fn fail(&mut self, msg: String) {
         self.events.push(msg.clone());
@@ -226,6 +254,7 @@ impl Session {
     async fn serve(&mut self, ch: &mut Channel, tr: &mut Transfers) -> End {
         let mut tick = tokio::time::interval(Duration::from_millis(250));
         let mut shutdown = self.ctx.shutdown.clone();
+        let mut paused = self.ctx.paused.clone();
         loop {
             let step = tokio::select! {
                 // Frames first: a proxy's "more files follow" right behind a manifest must land
@@ -243,6 +272,10 @@ impl Session {
                 },
                 Some((id, res)) = tr.rx.recv() => self.on_result(ch, id, res, tr).await,
                 _ = tick.tick() => self.on_tick(ch, tr).await.map_err(End::Disconnected),
+                _ = crate::status::stopped(&mut paused) => {
+                    ch.close().await;
+                    Err(End::Paused)
+                }
             };
             if let Err(end) = step {
                 return end;
@@ -531,6 +564,7 @@ impl Session {
         let mut s = Snapshot::new(crate::status::Role::Peer, ctx.cfg.name.clone(), ctx.root.clone());
         s.listen = ctx.listen.to_string();
         s.open = ctx.cfg.security.is_open();
+        s.paused = *ctx.paused.borrow();
         let st = &ctx.server.stats;
         let c = &ctx.counters;
         s.counters = Counters {

@@ -331,6 +331,10 @@ pub fn bin() -> PathBuf {
 
 /// Starting the binary: run to completion, or long-running with line waiting.
 pub mod process;
+
+/// Xvfb, trayer, D-Bus notifications and xdotool for the tray tests (Linux, `gui` feature).
+#[cfg(all(feature = "gui", target_os = "linux"))]
+pub mod desktop;
 pub use process::{cli, Lines, Proc};
 
 /// Run a seeded simulation to its end and check the planner's promises (every peer completes;

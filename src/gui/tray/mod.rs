@@ -12,6 +12,12 @@
 //! the error icon, the menu's status line and a log line; nothing fails silently. Quit (menu or
 //! signal) stops the engine gracefully (bounded wait) before the loop exits.
 //!
+//! Dialogs ([`super::dialogs`]) answer through events too (`Folder`, `Adopt`): on Linux they are
+//! GTK dialogs shown without blocking the loop, so the tray never waits on one (the folder flow is
+//! in [`folder`]). Status changes worth telling become desktop notifications ([`notify`]). "Pause"
+//! keeps the engine, its index and the folder, and only stops transfers
+//! ([`crate::engine::Engine::set_paused`]).
+//!
 //! A running master of a secured swarm adds a "Join code: …" item under Stop; clicking it opens the
 //! settings page, which shows the code with a Copy button (no clipboard crate needed). The secret
 //! and the status page's web token never go to the log or the `--json` lines.
@@ -37,6 +43,9 @@ use super::view::{self, IconKind, StatusView};
 use super::GuiError;
 use crate::status::NodeState;
 
+mod folder;
+mod notify;
+
 #[derive(Debug)]
 pub enum UserEvent {
     Menu(MenuEvent),
@@ -45,6 +54,19 @@ pub enum UserEvent {
     Status(u64, EngineStatus),
     /// The engine of this generation has stopped (the generation is only for log lines).
     Stopped(#[allow(dead_code)] u64),
+    /// The folder dialog answered; `then_start` continues a "Start as …".
+    Folder {
+        mode: Mode,
+        then_start: bool,
+        picked: super::dialogs::Picked,
+    },
+    /// The user answered "sync into this non-empty folder?".
+    Adopt {
+        mode: Mode,
+        then_start: bool,
+        folder: PathBuf,
+        yes: bool,
+    },
     Quit,
 }
 
@@ -60,6 +82,7 @@ struct Items {
     start_peer: MenuItem,
     start_master: MenuItem,
     stop: MenuItem,
+    pause: CheckMenuItem,
     /// In the menu only while a secured master runs (see [`Tray::render`]).
     join_code: MenuItem,
     choose_folder: MenuItem,
@@ -97,6 +120,13 @@ pub struct Tray {
     last_event_time: f64,
     /// A non-empty peer folder the user confirmed in the folder dialog: the peer adopts it.
     adopt: Option<PathBuf>,
+    /// A folder dialog is open (a second click does not open another).
+    dialog_open: bool,
+    /// Transfers paused by the menu's "Pause"; a Stop or a new start clears it.
+    paused: bool,
+    /// The last engine's shutdown: the next start waits for it, so it can bind the same port.
+    stopping: Option<tokio::task::JoinHandle<()>>,
+    notices: super::notices::Notices,
 }
 
 /// Entry point after the display and single-instance checks (see [`super::run`]).
@@ -143,6 +173,10 @@ pub fn run(
         starting: false,
         last_event_time: 0.0,
         adopt: None,
+        dialog_open: false,
+        paused: false,
+        stopping: None,
+        notices: Default::default(),
     };
     app.refresh_server_menu();
 
@@ -228,30 +262,34 @@ async fn wait_for_signal() {
     let _ = tokio::signal::ctrl_c().await;
 }
 
+/// `&` marks each item's mnemonic (underlined; the key picks the item while the menu is open, on
+/// GTK and Windows; macOS drops the mark). The GUI test drives the menu with these keys too.
 fn build_menu() -> (Menu, Items) {
     let items = Items {
         status: MenuItem::new("Stopped", false, None),
-        start_peer: MenuItem::new("Start as peer…", true, None),
-        start_master: MenuItem::new("Start as master…", true, None),
-        stop: MenuItem::new("Stop", false, None),
+        start_peer: MenuItem::new("Start as &peer…", true, None),
+        start_master: MenuItem::new("Start as &master…", true, None),
+        stop: MenuItem::new("S&top", false, None),
+        pause: CheckMenuItem::new("P&ause", false, false, None),
         join_code: MenuItem::new("Join code…", true, None),
-        choose_folder: MenuItem::new("Choose folder…", true, None),
-        servers: Submenu::new("Server", true),
+        choose_folder: MenuItem::new("&Choose folder…", true, None),
+        servers: Submenu::new("Ser&ver", true),
         server_items: Vec::new(),
-        new_server: MenuItem::new("Enter a new server…", true, None),
-        open_status: MenuItem::new("Open status page", false, None),
-        show_log: MenuItem::new("Show log", true, None),
-        settings: MenuItem::new("Settings…", true, None),
-        quit: MenuItem::new("Quit", true, None),
+        new_server: MenuItem::new("&Enter a new server…", true, None),
+        open_status: MenuItem::new("&Open status page", false, None),
+        show_log: MenuItem::new("Show &log", true, None),
+        settings: MenuItem::new("&Settings…", true, None),
+        quit: MenuItem::new("&Quit", true, None),
     };
     let menu = Menu::new();
     let sep = PredefinedMenuItem::separator;
-    let all: [&dyn tray_icon::menu::IsMenuItem; 14] = [
+    let all: [&dyn tray_icon::menu::IsMenuItem; 15] = [
         &items.status,
         &sep(),
         &items.start_peer,
         &items.start_master,
         &items.stop,
+        &items.pause,
         &sep(),
         &items.choose_folder,
         &items.servers,
@@ -318,6 +356,8 @@ impl Tray {
                 self.open_url(&self.server.url());
             }
             UserEvent::Page(settings_page::Request::SettingsSaved(new)) => self.on_settings_saved(new),
+            UserEvent::Folder { mode, then_start, picked } => self.on_folder(mode, then_start, picked),
+            UserEvent::Adopt { mode, then_start, folder, yes } => self.on_adopt(mode, then_start, folder, yes),
             UserEvent::Started(gen, result) if gen == self.generation => {
                 self.starting = false;
                 match result {
@@ -328,14 +368,21 @@ impl Tray {
                         }
                         self.out.log(&format!("{} engine started", engine.mode.as_str()));
                         self.spawn_forwarder(gen, engine.status.clone());
+                        self.notices.reset();
                         self.engine = Some(engine);
                     }
                     Err(e) => self.report_error(&e),
                 }
             }
             UserEvent::Started(_, Ok(stale)) => {
-                // Stopped before it finished starting: stop it now.
-                self.rt.spawn(stale.shutdown());
+                // Stopped before it finished starting: stop it now (the next start waits for it).
+                let before = self.stopping.take();
+                self.stopping = Some(self.rt.spawn(async move {
+                    if let Some(before) = before {
+                        let _ = before.await;
+                    }
+                    stale.shutdown().await;
+                }));
             }
             UserEvent::Status(gen, st) => {
                 if gen == self.generation {
@@ -360,9 +407,11 @@ impl Tray {
             self.start_interactive(Mode::Master);
         } else if id == *it.stop.id() {
             self.stop();
+        } else if id == *it.pause.id() {
+            self.set_paused(!self.paused);
         } else if id == *it.choose_folder.id() {
             let mode = self.settings().mode;
-            self.choose_folder(mode);
+            self.choose_folder(mode, false);
         } else if id == *it.new_server.id() || id == *it.settings.id() || id == *it.join_code.id() {
             self.open_url(&self.server.url());
         } else if id == *it.show_log.id() {
@@ -394,76 +443,11 @@ impl Tray {
         false
     }
 
-    /// "Start as …": make sure a folder is chosen (dialog) and, for a peer, a server is set.
-    fn start_interactive(&mut self, mode: Mode) {
-        let s = self.settings();
-        let has_folder = match mode {
-            Mode::Master => s.master_folder.is_some(),
-            Mode::Peer => s.peer_folder.is_some(),
-        };
-        if !has_folder && !self.choose_folder(mode) {
-            return;
-        }
-        if mode == Mode::Peer && s.server.trim().is_empty() {
-            self.report_error("enter the master's address in the settings page, then start again");
-            self.open_url(&self.server.url());
-            return;
-        }
-        if mode == Mode::Peer && !s.open && s.secret.as_deref().is_none_or(|k| k.trim().is_empty()) {
-            self.report_error(config::NO_PEER_SECRET);
-            self.open_url(&self.server.url());
-            return;
-        }
-        self.start(mode);
-    }
-
-    /// Folder dialog for `mode`; refuses dangerous folders with the reason. True if one was set.
-    fn choose_folder(&mut self, mode: Mode) -> bool {
-        let s = self.settings();
-        let title = match mode {
-            Mode::Master => "Folder to serve (master)",
-            Mode::Peer => "Folder to mirror into (peer) — its other contents will be replaced",
-        };
-        let mut dialog = rfd::FileDialog::new().set_title(title);
-        if let Some(cur) = s.folder() {
-            dialog = dialog.set_directory(cur);
-        }
-        let Some(folder) = dialog.pick_folder() else { return false };
-        let check = match mode {
-            Mode::Master => crate::folders::check_master_folder(&folder),
-            Mode::Peer => crate::folders::check_peer_folder(&folder, s.master_folder.as_deref()),
-        };
-        if let Err(e) = check {
-            self.report_error(&e.to_string());
-            rfd::MessageDialog::new()
-                .set_level(rfd::MessageLevel::Warning)
-                .set_title("lanscatter: folder refused")
-                .set_description(e.to_string())
-                .show();
-            return false;
-        }
-        if mode == Mode::Peer && crate::peer::adopt::needs_adoption(&folder).unwrap_or(false) {
-            if !confirm_adopt(&folder) {
-                return false;
-            }
-            self.adopt = Some(folder.clone());
-        }
-        match self.update_settings(|s| s.set_folder(mode, folder.clone())) {
-            Ok(()) => {
-                self.out.log(&format!("{} folder set to {}", mode.as_str(), folder.display()));
-                true
-            }
-            Err(e) => {
-                self.report_error(&e);
-                false
-            }
-        }
-    }
-
     fn start(&mut self, mode: Mode) {
         if self.engine.is_some() || self.starting {
             self.stop();
         }
+        self.paused = false;
         let r = self.update_settings(|s| s.mode = mode);
         if let Err(e) = r {
             self.report_error(&e);
@@ -481,7 +465,11 @@ impl Tray {
         let (gen, proxy) = (self.generation, self.proxy.clone());
         let dir = config::config_dir(&self.config_path);
         let adopt = mode == Mode::Peer && self.adopt.is_some() && self.adopt == s.peer_folder;
+        let stopping = self.stopping.take();
         self.rt.spawn(async move {
+            if let Some(previous) = stopping {
+                let _ = previous.await;
+            }
             let r = engine::start(s, dir, adopt).await;
             let _ = proxy.send_event(UserEvent::Started(gen, r));
         });
@@ -490,13 +478,14 @@ impl Tray {
     fn stop(&mut self) {
         self.generation += 1;
         self.starting = false;
+        self.paused = false;
         if let Some(engine) = self.engine.take() {
             self.out.log(&format!("stopping {} engine", engine.mode.as_str()));
             let (gen, proxy) = (self.generation, self.proxy.clone());
-            self.rt.spawn(async move {
+            self.stopping = Some(self.rt.spawn(async move {
                 engine.shutdown().await;
                 let _ = proxy.send_event(UserEvent::Stopped(gen));
-            });
+            }));
         }
         self.view = StatusView::idle(self.view.mode);
         self.out.event("stopped", json!({}));
@@ -536,6 +525,9 @@ impl Tray {
     fn on_status(&mut self, st: EngineStatus) {
         let before = self.view.phase.clone();
         self.view = st.view;
+        if let Some(notice) = self.notices.update(&self.view) {
+            self.notify(&notice);
+        }
         for (t, msg) in &st.events {
             if *t > self.last_event_time {
                 self.out.log(msg);
@@ -568,7 +560,7 @@ impl Tray {
         }
         let _ = self.items.servers.remove(&self.items.new_server);
         for server in &s.recent_servers {
-            let item = CheckMenuItem::new(server, true, *server == s.server, None);
+            let item = CheckMenuItem::new(server.replace('&', "&&"), true, *server == s.server, None);
             let _ = self.items.servers.append(&item);
             self.items.server_items.push((item, server.clone()));
         }
@@ -593,6 +585,17 @@ impl Tray {
         if std::env::var_os("LANSCATTER_NO_BROWSER").is_some() {
             return;
         }
+        if let Some(browser) = browser_from_env() {
+            // The user's (or a test's) choice of browser wins, as with xdg-open and git.
+            match std::process::Command::new(&browser).arg(url).stdin(std::process::Stdio::null()).spawn() {
+                Ok(mut child) => {
+                    // Reap it whenever it exits, without blocking the loop.
+                    std::thread::spawn(move || child.wait());
+                }
+                Err(e) => self.out.log(&format!("cannot run $BROWSER ({}) for {shown}: {e}", browser.display())),
+            }
+            return;
+        }
         if let Err(e) = open::that_detached(url) {
             self.out.log(&format!("cannot open a browser for {shown}: {e}"));
         }
@@ -602,8 +605,13 @@ impl Tray {
     fn render(&mut self) {
         let running = self.engine.is_some() || self.starting;
         let it = &self.items;
-        it.status.set_text(view::status_line(&self.view));
+        let line = view::status_line(&self.view);
+        let line = if self.paused { format!("Paused — {line}") } else { line };
+        // `&` marks a mnemonic in item texts; a folder name's own `&` must show as itself.
+        it.status.set_text(line.replace('&', "&&"));
         it.stop.set_enabled(running);
+        it.pause.set_enabled(self.engine.is_some());
+        it.pause.set_checked(self.paused);
         it.open_status.set_enabled(running && status_url(&self.view.listen).is_some());
         self.render_join_code();
         let kind = view::icon_kind(&self.view);
@@ -620,6 +628,16 @@ impl Tray {
 }
 
 impl Tray {
+    /// "Pause" / resume: the engine, its index and the folder stay; only transfers stop.
+    fn set_paused(&mut self, paused: bool) {
+        let Some(engine) = &self.engine else { return };
+        engine.set_paused(paused);
+        self.paused = paused;
+        let what = if paused { "paused: transfers stopped, engine and folder kept" } else { "resumed" };
+        self.out.log(what);
+        self.out.event("paused", json!({ "paused": paused }));
+    }
+
     /// Show the running master's join code in the menu (under Stop), or take the item away.
     fn render_join_code(&mut self) {
         let code = self.engine.as_ref().and_then(|e| e.access.join_code.as_deref());
@@ -636,6 +654,13 @@ impl Tray {
             _ => {}
         }
     }
+}
+
+/// `$BROWSER`, if set: its first entry (the variable is a `:`-separated list on Unix).
+fn browser_from_env() -> Option<PathBuf> {
+    let v = std::env::var_os("BROWSER").filter(|v| !v.is_empty())?;
+    let first = if cfg!(unix) { std::env::split_paths(&v).next()? } else { PathBuf::from(v) };
+    (!first.as_os_str().is_empty()).then_some(first)
 }
 
 /// Browser URL for an engine listening on `listen` (wildcard binds are reached via loopback).
@@ -666,20 +691,4 @@ fn apply_start_at_login(enable: bool) -> Result<(), String> {
 /// already rules out at start-up.
 fn unreachable_icon() -> tray_icon::Icon {
     tray_icon::Icon::from_rgba(vec![0; 4], 1, 1).expect("1x1 RGBA is a valid icon")
-}
-
-/// Ask before a peer syncs into a folder that holds files and was not a lanscatter peer
-/// folder before (the tray's `--adopt`). True if the user agreed.
-fn confirm_adopt(folder: &std::path::Path) -> bool {
-    let answer = rfd::MessageDialog::new()
-        .set_level(rfd::MessageLevel::Warning)
-        .set_title("lanscatter: the folder is not empty")
-        .set_description(format!(
-            "{} is not empty and was not synced by lanscatter before.\n\nSync into it? Files that match the \
-             master's are reused; files the master lacks will be deleted.",
-            folder.display()
-        ))
-        .set_buttons(rfd::MessageButtons::YesNo)
-        .show();
-    answer == rfd::MessageDialogResult::Yes
 }
