@@ -58,3 +58,21 @@ fn everything_at_once() {
 fn single_slots_everywhere() {
     check(SimConfig { upload_slots: 1, download_slots: 1, master_slots: 1, ..small(6, 3) });
 }
+
+/// Members that claim everything and answer "busy", and peers that freeze mid-run (dropped by
+/// the liveness ping `hung_detect_s` later): the honest peers still all finish, and not much
+/// later than without them (the ratio is deterministic for the seed).
+#[test]
+fn liars_and_hung_peers_do_not_stop_the_swarm() {
+    for seed in 1..=3 {
+        let clean = check(small(8, seed));
+        let hostile = check(SimConfig { liars: 2, hung: 2, ..small(8, seed) });
+        assert!(hostile.all_complete, "{hostile:?}");
+        let ratio = hostile.seconds / clean.seconds;
+        eprintln!(
+            "seed {seed}: {:.2} s with 2 liars + 2 hung, {:.2} s without ({ratio:.2}x)",
+            hostile.seconds, clean.seconds
+        );
+        assert!(ratio < 2.0, "{ratio:.2}x: {hostile:?}");
+    }
+}

@@ -58,6 +58,15 @@ pub struct SimulateArgs {
     /// Peers with 0 upload slots.
     #[arg(long, default_value_t = 0)]
     zero_upload: usize,
+    /// Extra members that claim every chunk and answer every chunk request "busy".
+    #[arg(long, default_value_t = 0)]
+    liars: usize,
+    /// Extra peers that freeze at 0.3 x the ideal time (dropped by the ping after --hung-detect).
+    #[arg(long, default_value_t = 0)]
+    hung: usize,
+    /// Seconds until a frozen peer is dropped (the control channel's ping timeout).
+    #[arg(long, default_value_t = 7.0)]
+    hung_detect: f64,
     #[arg(long, default_value_t = 4)]
     upload_slots: u32,
     #[arg(long, default_value_t = 4)]
@@ -153,6 +162,9 @@ impl SimulateArgs {
             offline_s: self.offline,
             fail_rate: self.fail_rate,
             zero_upload: self.zero_upload,
+            liars: self.liars,
+            hung: self.hung,
+            hung_detect_s: self.hung_detect,
             upload_slots: self.upload_slots,
             download_slots: self.download_slots,
             master_slots: self.master_slots,

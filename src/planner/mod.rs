@@ -242,7 +242,7 @@ pub struct Tuning {
 impl Default for Tuning {
     fn default() -> Self {
         Tuning {
-            stall_timeout_s: 10.0,
+            stall_timeout_s: 5.0,
             rate_window_s: 2.0,
             min_rate_fraction: 0.2,
             endgame_factor: 2.0,

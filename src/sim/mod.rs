@@ -16,6 +16,10 @@
 //! - Churn: late joins, leave-and-rejoin (keeping data), random transfer failures (half
 //!   connection resets mid-transfer, half bad data detected at verification).
 //!
+//! - Hostile and broken members: liars (claim everything, answer "busy") and hung peers
+//!   (freeze mid-run, dropped by the liveness ping later). Neither counts as a peer that must
+//!   finish nor in the bound; the run measures what they cost the honest peers.
+//!
 //! It also checks the planner's promises on every order (no duplicate (chunk, destination), no
 //! slot overrun, source really has the chunk, 0-slot peers never upload) and reports violations
 //! instead of trusting them.
@@ -55,6 +59,12 @@ pub struct SimConfig {
     pub fail_rate: f64,
     /// Peers with 0 upload slots (pure leechers).
     pub zero_upload: usize,
+    /// Extra members that claim every chunk and answer every request "busy" (503).
+    pub liars: usize,
+    /// Extra peers that freeze (stop sending and answering) at 0.3 x the ideal time; the
+    /// master's control-channel ping drops each `hung_detect_s` later.
+    pub hung: usize,
+    pub hung_detect_s: f64,
     pub upload_slots: u32,
     pub download_slots: u32,
     pub master_slots: u32,
@@ -87,6 +97,9 @@ impl Default for SimConfig {
             offline_s: None,
             fail_rate: 0.0,
             zero_upload: 0,
+            liars: 0,
+            hung: 0,
+            hung_detect_s: 7.0,
             upload_slots: 4,
             download_slots: 4,
             master_slots: 4,

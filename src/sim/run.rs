@@ -10,8 +10,19 @@ use crate::manifest::ChunkHash;
 use crate::planner::rng::Rng;
 use crate::planner::{Event, FailReason, NodeConfig, Planner, TransferId, Tuning};
 
+/// What a simulated member really is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Role {
+    Honest,
+    /// Claims every chunk, answers every request "busy".
+    Liar,
+    /// Honest until it freezes.
+    Hung,
+}
+
 /// Simulated node (ground truth, which the planner only learns through events).
 struct SimNode {
+    role: Role,
     up: f64,
     down: f64,
     upload_slots: u32,
@@ -45,6 +56,8 @@ enum Sched {
     Leave(usize),
     Start(TransferId),
     Report(Event),
+    /// A hung node stops moving bytes (its transfers stall; the planner is not told).
+    Freeze(usize),
 }
 
 fn hash_of(i: u32) -> ChunkHash {
@@ -128,6 +141,7 @@ impl SimNode {
     fn master(cfg: &SimConfig) -> Self {
         let rate = cfg.master_rate.unwrap_or(cfg.rate);
         SimNode {
+            role: Role::Honest,
             up: rate,
             down: rate,
             upload_slots: cfg.master_slots,
@@ -148,6 +162,7 @@ impl SimNode {
         let rate = if p < cfg.slow { cfg.slow_rate } else { cfg.rate };
         let zero = p >= cfg.slow + cfg.leave && p < cfg.slow + cfg.leave + cfg.zero_upload;
         SimNode {
+            role: Role::Honest,
             up: rate,
             down: rate,
             upload_slots: if zero { 0 } else { cfg.upload_slots },
@@ -159,6 +174,20 @@ impl SimNode {
             joined_at: join,
             down_bytes: 0.0,
             complete_at: None,
+        }
+    }
+}
+
+impl SimNode {
+    /// A member that claims everything, offers many slots and downloads nothing.
+    fn liar(cfg: &SimConfig) -> Self {
+        SimNode {
+            role: Role::Liar,
+            upload_slots: 64,
+            download_slots: 0,
+            has: vec![true; cfg.chunks],
+            have: cfg.chunks,
+            ..SimNode::peer(cfg, cfg.peers, 0.0)
         }
     }
 }
@@ -175,6 +204,12 @@ impl<'a> Sim<'a> {
             // The last `late_n` peers join at random times within the late window.
             let join = if p >= cfg.peers - late_n.min(cfg.peers) { rng.unit() * late_window } else { 0.0 };
             nodes.push(SimNode::peer(cfg, p, join));
+        }
+        for _ in 0..cfg.hung {
+            nodes.push(SimNode { role: Role::Hung, ..SimNode::peer(cfg, cfg.peers, 0.0) });
+        }
+        for _ in 0..cfg.liars {
+            nodes.push(SimNode::liar(cfg));
         }
         let n = nodes.len();
         let mut sim = Sim {
@@ -219,6 +254,12 @@ impl<'a> Sim<'a> {
             let at = self.nodes[p + 1].joined_at + (0.1 + 0.4 * self.rng.unit()) * ideal;
             self.schedule(at, Sched::Leave(p + 1));
             self.schedule(at + offline, Sched::Join(p + 1));
+        }
+        for i in 0..self.nodes.len() {
+            if self.nodes[i].role == Role::Hung {
+                self.schedule(0.3 * ideal, Sched::Freeze(i));
+                self.schedule(0.3 * ideal + cfg.hung_detect_s, Sched::Leave(i));
+            }
         }
     }
 
@@ -273,7 +314,7 @@ impl<'a> Sim<'a> {
                 self.planner.handle(self.t, ev);
             }
         }
-        let peers: Vec<&SimNode> = self.nodes.iter().filter(|n| !n.is_master).collect();
+        let peers: Vec<&SimNode> = self.nodes.iter().filter(|n| !n.is_master && n.role == Role::Honest).collect();
         let all = peers.iter().all(|n| n.complete_at.is_some());
         let seconds = if all { peers.iter().filter_map(|n| n.complete_at).fold(0.0, f64::max) } else { self.t };
         let st = self.planner.stats();
@@ -292,7 +333,7 @@ impl<'a> Sim<'a> {
     fn bound(&self) -> f64 {
         let f = self.cfg.data_bytes() as f64;
         let master = &self.nodes[0];
-        let peers = &self.nodes[1..];
+        let peers: Vec<&SimNode> = self.nodes[1..].iter().filter(|n| n.role == Role::Honest).collect();
         if peers.is_empty() {
             return 0.0;
         }
@@ -341,6 +382,11 @@ impl<'a> Sim<'a> {
                 for id in gone {
                     self.untrack(id);
                 }
+                true
+            }
+            Sched::Freeze(i) => {
+                self.nodes[i].up = 0.0;
+                self.nodes[i].down = 0.0;
                 true
             }
             Sched::Start(id) => match self.tracked.get_mut(&id) {
@@ -460,7 +506,9 @@ impl<'a> Sim<'a> {
             if !self.nodes[from].has[chunk as usize] || !self.nodes[from].online || !self.nodes[to].online {
                 self.res.bad_source_orders += 1;
             }
-            let fail_at = if self.rng.unit() < self.cfg.fail_rate {
+            let fail_at = if self.nodes[from].role == Role::Liar {
+                Some((0.0, FailReason::Busy))
+            } else if self.rng.unit() < self.cfg.fail_rate {
                 self.res.injected_failures += 1;
                 if self.rng.unit() < 0.5 {
                     Some((o.size as f64, FailReason::BadData))
@@ -499,7 +547,8 @@ impl<'a> Sim<'a> {
     }
 
     fn done(&self) -> bool {
-        self.churn_pending == 0 && self.nodes.iter().all(|n| n.is_master || (n.online && n.complete_at.is_some()))
+        self.churn_pending == 0
+            && self.nodes.iter().all(|n| n.is_master || n.role != Role::Honest || (n.online && n.complete_at.is_some()))
     }
 
     fn frame(&self) -> Frame {
@@ -523,7 +572,12 @@ impl<'a> Sim<'a> {
             }
             let online_for = (self.t - n.joined_at).max(1e-9);
             rows.push(Row {
-                label: if n.is_master { "M".into() } else { format!("P{:02}", i - 1) },
+                label: match (n.is_master, n.role) {
+                    (true, _) => "M".into(),
+                    (_, Role::Liar) => format!("L{:02}", i - 1),
+                    (_, Role::Hung) => format!("H{:02}", i - 1),
+                    _ => format!("P{:02}", i - 1),
+                },
                 online: n.online,
                 cells,
                 downloads,
