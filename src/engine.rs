@@ -120,6 +120,7 @@ impl Engine {
         match &self.inner {
             Inner::Master(m) => m.set_paused(paused),
             Inner::Peer(p) => p.set_paused(paused),
+            Inner::Proxy(p) => p.set_paused(paused),
         }
     }
 

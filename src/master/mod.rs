@@ -293,7 +293,6 @@ impl Master {
             shutdown: shutdown_tx,
             tasks: vec![coord_task, index_task],
             server: server_task,
-            shared,
         })
     }
 

@@ -228,6 +228,12 @@ impl Proxy {
         self.master.is_running() && self.peer.is_running() && !self.leg.is_finished()
     }
 
+    /// Pause both legs: no fetches upstream, no new transfers downstream.
+    pub fn set_paused(&self, paused: bool) {
+        self.peer.set_paused(paused);
+        self.master.set_paused(paused);
+    }
+
     /// Stop downstream first (its peers keep what they have), then the upstream leg.
     pub async fn shutdown(self) {
         self.leg.abort();
