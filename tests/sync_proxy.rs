@@ -147,6 +147,12 @@ async fn a_proxy_relays_verified_files_and_mid_sync_changes_to_its_peers() {
     let status = api_status(master.local_addr()).await;
     let names: Vec<&str> = status["nodes"].as_array().unwrap().iter().map(|n| n["name"].as_str().unwrap()).collect();
     assert_eq!(names, ["master", "proxy"], "the upstream master sees only the proxy");
+    // The snapshot carrying the leg is published every 0.3 s: wait for the one after the end.
+    let mut prx = proxy.status();
+    wait_status(&mut prx, Duration::from_secs(10), "the proxy's upstream leg up to date in its status", |s| {
+        s.upstream.as_ref().is_some_and(|u| is_done(u))
+    })
+    .await;
     let both = api_status(proxy.local_addr()).await;
     assert_eq!(both["nodes"].as_array().unwrap().len(), 4, "downstream: the proxy and its 3 peers");
     assert_eq!(both["upstream"]["role"], "peer", "the proxy's status shows its upstream leg too");
