@@ -151,6 +151,12 @@ fn system_folder_of(resolved: &Path) -> Option<PathBuf> {
         }
     };
     let me = PathBuf::from(key(resolved));
+    // /dev/shm is a plain tmpfs for anyone's files (bench/lan puts its peers there): a folder
+    // inside it is fine, /dev/shm itself is refused like /tmp.
+    #[cfg(unix)]
+    if me.starts_with("/dev/shm") && me != Path::new("/dev/shm") {
+        return None;
+    }
     system_folders().into_iter().find_map(|(sys, scope)| {
         let s = PathBuf::from(key(&resolve(&sys)));
         let hit = match scope {
@@ -293,11 +299,24 @@ mod tests {
     #[cfg(all(unix, not(target_os = "macos")))]
     #[test]
     fn unix_system_folders_refused_but_dedicated_folders_inside_some_are_fine() {
-        for p in ["/etc", "/usr", "/usr/share/doc", "/bin", "/boot", "/var", "/opt", "/home", "/tmp", "/etc/../usr"] {
+        for p in [
+            "/etc",
+            "/usr",
+            "/usr/share/doc",
+            "/bin",
+            "/boot",
+            "/var",
+            "/opt",
+            "/home",
+            "/tmp",
+            "/etc/../usr",
+            "/dev/shm",
+            "/dev/null",
+        ] {
             let r = check_peer_folder_with(Path::new(p), None, None);
             assert!(matches!(r, Err(FolderError::System(..))), "{p}: {r:?}");
         }
-        for p in ["/var/tmp/mirror", "/opt/game", "/srv/data/x", "/tmp/lanscatter-test-mirror"] {
+        for p in ["/var/tmp/mirror", "/opt/game", "/srv/data/x", "/tmp/lanscatter-test-mirror", "/dev/shm/bench/p0"] {
             assert_eq!(check_peer_folder_with(Path::new(p), None, None), Ok(()), "{p}");
         }
         let msg = check_peer_folder_with(Path::new("/etc/x"), None, None).unwrap_err().to_string();

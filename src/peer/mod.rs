@@ -266,7 +266,15 @@ impl Peer {
             paused: paused_rx,
         });
         let task = tokio::spawn(session::run(ctx));
-        Ok(Peer { layout, local_addr, status: status_rx, shutdown: shutdown_tx, paused: paused_tx, task, server: server_task })
+        Ok(Peer {
+            layout,
+            local_addr,
+            status: status_rx,
+            shutdown: shutdown_tx,
+            paused: paused_tx,
+            task,
+            server: server_task,
+        })
     }
 
     pub fn local_addr(&self) -> SocketAddr {

@@ -26,8 +26,8 @@
 
 pub mod api;
 pub mod channel;
-pub mod fdlimit;
 pub mod discovery;
+pub mod fdlimit;
 pub mod fetch;
 pub mod frames;
 pub mod probe;
