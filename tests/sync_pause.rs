@@ -31,7 +31,10 @@ async fn a_paused_master_orders_nothing_until_resumed() {
     let master = start_master(&mdir, &cache).await;
     master.set_paused(true);
     let mut mrx = master.status();
-    wait_status(&mut mrx, LONG, "the paused master indexed", |s| s.paused && s.bytes_total > 0).await;
+    wait_status(&mut mrx, LONG, "the paused master indexed", |s| {
+        s.paused && matches!(s.state, lanscatter::status::NodeState::UpToDate)
+    })
+    .await;
     let pdir = t.path().join("peer");
     let peer = start_peer(master.local_addr(), &pdir, &cache, "peer").await;
     wait_status(&mut mrx, LONG, "the peer joined", |s| peers_at(s) == 1).await;
@@ -45,7 +48,7 @@ async fn a_paused_master_orders_nothing_until_resumed() {
 
     master.set_paused(false);
     wait_synced(&peer, &master, &mdir, &pdir, LONG).await;
-    assert!(!master.status().borrow().paused);
+    wait_status(&mut mrx, LONG, "the master's snapshot no longer paused", |s| !s.paused).await;
     peer.shutdown().await;
     master.shutdown().await;
 }
