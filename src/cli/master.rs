@@ -84,19 +84,20 @@ pub struct MasterArgs {
     pub node: super::node::NodeArgs,
 }
 
-/// Say how peers join and where the status page is (before the ready line).
-fn announce(addr: SocketAddr, secret: Option<&SwarmSecret>) {
+/// Say how peers join and where the status page is (before the ready line); `prog` is
+/// "master" or "proxy", `swarm` names the swarm it serves ("swarm", "downstream swarm").
+pub(super) fn announce_join(prog: &str, swarm: &str, addr: SocketAddr, secret: Option<&SwarmSecret>) {
     let host = if addr.ip().is_unspecified() { crate::host::host_name() } else { addr.ip().to_string() };
     let hostport = crate::transport::host_port(&host, addr.port());
     match secret {
         Some(s) => {
-            eprintln!("lanscatter master: secured swarm; peers join with:");
+            eprintln!("lanscatter {prog}: secured {swarm}; peers join with:");
             eprintln!("  lanscatter peer {hostport} <dst-dir> --secret {}", s.join_code());
-            eprintln!("lanscatter master: status page: http://{hostport}/?token={}", s.web_token());
+            eprintln!("lanscatter {prog}: status page: http://{hostport}/?token={}", s.web_token());
         }
         None => {
-            eprintln!("lanscatter master: OPEN swarm (--open): anyone on this network can join, fetch and read it");
-            eprintln!("lanscatter master: status page: http://{hostport}/");
+            eprintln!("lanscatter {prog}: OPEN {swarm}: anyone on this network can join, fetch and read it");
+            eprintln!("lanscatter {prog}: status page: http://{hostport}/");
         }
     }
 }
@@ -155,7 +156,7 @@ pub fn run(args: MasterArgs) -> anyhow::Result<ExitCode> {
     let rt = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     rt.block_on(async move {
         let master = Engine::start(cfg).await?;
-        announce(master.local_addr(), secret.as_ref());
+        announce_join("master", "swarm", master.local_addr(), secret.as_ref());
         let mut rx = master.status();
         let mut ready = false;
         let mut last_plain = std::time::Instant::now();

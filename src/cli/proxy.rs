@@ -128,30 +128,13 @@ fn config(args: &ProxyArgs) -> anyhow::Result<(ProxyConfig, Option<SwarmSecret>)
     Ok((cfg, secret))
 }
 
-/// Say how downstream peers join.
-fn announce(addr: SocketAddr, secret: Option<&SwarmSecret>) {
-    let host = if addr.ip().is_unspecified() { crate::host::host_name() } else { addr.ip().to_string() };
-    let hostport = crate::transport::host_port(&host, addr.port());
-    match secret {
-        Some(s) => {
-            eprintln!("lanscatter proxy: downstream peers join with:");
-            eprintln!("  lanscatter peer {hostport} <dst-dir> --secret {}", s.join_code());
-            eprintln!("lanscatter proxy: status page: http://{hostport}/?token={}", s.web_token());
-        }
-        None => {
-            eprintln!("lanscatter proxy: OPEN downstream swarm: anyone on this network can join, fetch and read it");
-            eprintln!("lanscatter proxy: status page: http://{hostport}/");
-        }
-    }
-}
-
 pub fn run(args: ProxyArgs) -> anyhow::Result<ExitCode> {
     let (cfg, secret) = config(&args)?;
     let upstream = cfg.upstream.server.clone();
     let rt = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     rt.block_on(async move {
         let proxy = Engine::start(cfg).await?;
-        announce(proxy.local_addr(), secret.as_ref());
+        super::master::announce_join("proxy", "downstream swarm", proxy.local_addr(), secret.as_ref());
         eprintln!("lanscatter proxy: ready: downstream listening on {}, upstream {upstream}", proxy.local_addr());
         let outcome = tokio::select! {
             r = follow(&proxy, args.node.json) => r.map(|()| None),
