@@ -12,7 +12,11 @@
 //! other side's library answers it while reading), and [`Channel::recv`] fails with
 //! [`ChannelError::Timeout`] once nothing at all arrived for [`DEAD_AFTER`]. Both ends run the
 //! same code, so a frozen peer leaves the master's swarm, and a frozen master is left by its
-//! peers, within seconds instead of when TCP gives up (15-30 minutes).
+//! peers, within seconds instead of when TCP gives up (15-30 minutes). "Nothing arrived" counts
+//! bytes, not whole frames ([`FrameGuard::counting`]): a busy link still carrying a big
+//! message (a manifest of many MB) is alive, and a pong is a 2-byte frame that needs no
+//! bandwidth to speak of, so a peer busy uploading chunks (on other connections) answers in
+//! time.
 //!
 //! The server side does the websocket upgrade itself on the request hyper hands to the router
 //! (no axum extractor), so master and peer run the same tungstenite code.
@@ -20,7 +24,7 @@
 use std::collections::VecDeque;
 use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -71,10 +75,11 @@ pub enum ChannelError {
 }
 
 /// Silence after which a side pings the other.
-pub const PING_AFTER: Duration = Duration::from_secs(2);
-/// Silence after which the other side counts as gone (three pings unanswered, well under the
-/// 10 s a hung node may keep chunks "available").
-pub const DEAD_AFTER: Duration = Duration::from_secs(7);
+pub const PING_AFTER: Duration = Duration::from_secs(1);
+/// Silence after which the other side counts as gone: three pings unanswered, well under the
+/// 10 s a hung node may keep chunks "available". A healthy peer is never that quiet: it
+/// reports every 250 ms, and answers pings while it re-checks its folder.
+pub const DEAD_AFTER: Duration = Duration::from_millis(3500);
 
 /// One end of a control connection.
 pub struct Channel {
@@ -83,6 +88,9 @@ pub struct Channel {
     remote: Option<SocketAddr>,
     /// The limit the [`FrameGuard`] under `ws` applies to messages after the handshake.
     limit: Arc<AtomicUsize>,
+    /// Bytes the [`FrameGuard`] has read, and the count when last looked at.
+    read: Arc<AtomicU64>,
+    read_seen: u64,
     /// When the last frame of any kind arrived, and when we last pinged.
     heard: Instant,
     pinged: Option<Instant>,
@@ -124,8 +132,18 @@ impl Channel {
         local: Option<SocketAddr>,
         remote: Option<SocketAddr>,
         limit: Arc<AtomicUsize>,
+        read: Arc<AtomicU64>,
     ) -> Self {
-        Channel { ws, local, remote, limit, heard: Instant::now(), pinged: None, pending: VecDeque::new() }
+        let (heard, pending) = (Instant::now(), VecDeque::new());
+        Channel { ws, local, remote, limit, read, read_seen: 0, heard, pinged: None, pending }
+    }
+
+    /// Bytes arrived since last looked: part of a frame counts as hearing the other side.
+    fn bytes_arrived(&mut self) -> bool {
+        let n = self.read.load(Ordering::Relaxed);
+        let more = n != self.read_seen;
+        self.read_seen = n;
+        more
     }
 
     /// The local address of the underlying connection (what the peer tells others to use).
@@ -187,6 +205,10 @@ impl Channel {
                 Ok(f) => {
                     self.heard = Instant::now();
                     f
+                }
+                Err(_) if self.bytes_arrived() => {
+                    self.heard = Instant::now();
+                    continue;
                 }
                 Err(_) if Instant::now() >= dead_at => return Err(ChannelError::Timeout(DEAD_AFTER)),
                 Err(_) => {
@@ -261,11 +283,12 @@ pub async fn connect(hostport: &str, timeout: Duration, security: &Security) -> 
         let _ = tcp.set_nodelay(true);
         let (local, remote) = (tcp.local_addr().ok(), tcp.peer_addr().ok());
         let limit = Arc::new(AtomicUsize::new(MAX_FRAME));
+        let read = Arc::default();
         let io: Box<dyn Io> = match security.tls() {
-            None => Box::new(FrameGuard::client(tcp, HANDSHAKE_MAX, limit.clone())),
+            None => guarded(FrameGuard::client(tcp, HANDSHAKE_MAX, limit.clone()), &read),
             Some(tls) => {
                 let tls = tls.connector().connect(Tls::server_name(), tcp).await.map_err(tls_refusal)?;
-                Box::new(FrameGuard::client(tls, HANDSHAKE_MAX, limit.clone()))
+                guarded(FrameGuard::client(tls, HANDSHAKE_MAX, limit.clone()), &read)
             }
         };
         let (ws, _) = tokio_tungstenite::client_async_with_config(super::join_url(hostport), io, Some(ws_config()))
@@ -281,9 +304,17 @@ pub async fn connect(hostport: &str, timeout: Duration, security: &Security) -> 
                 ),
                 e => ChannelError::Io(e.to_string()),
             })?;
-        Ok(Channel::new(ws, local, remote, limit))
+        Ok(Channel::new(ws, local, remote, limit, read))
     };
     tokio::time::timeout(timeout, open).await.map_err(|_| ChannelError::Timeout(timeout))?
+}
+
+/// The guard boxed as the channel's stream, its byte count kept in `read`.
+fn guarded<S: AsyncRead + AsyncWrite + Send + Unpin + 'static>(
+    g: FrameGuard<S>,
+    read: &Arc<AtomicU64>,
+) -> Box<dyn Io> {
+    Box::new(g.counting(read.clone()))
 }
 
 /// A failed TLS handshake with the master, in words that say what to do.
@@ -325,9 +356,10 @@ where
         match on_upgrade.await {
             Ok(up) => {
                 let limit = Arc::new(AtomicUsize::new(MIN_FRAME_LIMIT));
-                let io: Box<dyn Io> = Box::new(FrameGuard::server(TokioIo::new(up), HANDSHAKE_MAX, limit.clone()));
+                let read = Arc::default();
+                let io = guarded(FrameGuard::server(TokioIo::new(up), HANDSHAKE_MAX, limit.clone()), &read);
                 let ws = WebSocketStream::from_raw_socket(io, Role::Server, Some(ws_config())).await;
-                handle(Channel::new(ws, None, remote, limit)).await;
+                handle(Channel::new(ws, None, remote, limit, read)).await;
             }
             Err(e) => tracing::debug!("websocket upgrade from {remote:?} failed: {e}"),
         }
@@ -350,9 +382,10 @@ pub(crate) async fn pair(buffer: usize) -> (Channel, Channel) {
     let (a, b) = tokio::io::duplex(buffer);
     let end = |io, role| async move {
         let limit = Arc::new(AtomicUsize::new(MAX_FRAME));
-        let io: Box<dyn Io> = Box::new(FrameGuard::server(io, MAX_FRAME, limit.clone()));
+        let read = Arc::default();
+        let io = guarded(FrameGuard::server(io, MAX_FRAME, limit.clone()), &read);
         let ws = WebSocketStream::from_raw_socket(io, role, Some(ws_config())).await;
-        Channel::new(ws, None, None, limit)
+        Channel::new(ws, None, None, limit, read)
     };
     (end(a, Role::Server).await, end(b, Role::Client).await)
 }

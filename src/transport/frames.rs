@@ -13,7 +13,7 @@
 
 use std::io;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
@@ -132,17 +132,25 @@ impl Scan {
 pub struct FrameGuard<S> {
     inner: S,
     scan: Scan,
+    /// Bytes read so far: the channel's liveness counts a big frame still arriving as life.
+    read: Arc<AtomicU64>,
 }
 
 impl<S> FrameGuard<S> {
     /// For the server end (the stream starts with frames).
     pub fn server(inner: S, first_limit: usize, limit: Arc<AtomicUsize>) -> Self {
-        FrameGuard { inner, scan: Scan::new(Mode::Header, first_limit, limit) }
+        FrameGuard { inner, scan: Scan::new(Mode::Header, first_limit, limit), read: Arc::default() }
     }
 
     /// For the client end (the stream starts with the server's HTTP upgrade answer).
     pub fn client(inner: S, first_limit: usize, limit: Arc<AtomicUsize>) -> Self {
-        FrameGuard { inner, scan: Scan::new(Mode::HttpHead { matched: 0 }, first_limit, limit) }
+        FrameGuard { inner, scan: Scan::new(Mode::HttpHead { matched: 0 }, first_limit, limit), read: Arc::default() }
+    }
+
+    /// Count the bytes read through this guard in `read` (updated as they arrive).
+    pub fn counting(mut self, read: Arc<AtomicU64>) -> Self {
+        self.read = read;
+        self
     }
 }
 
@@ -166,6 +174,10 @@ impl<S: AsyncRead + Unpin> AsyncRead for FrameGuard<S> {
         let this = &mut *self;
         match Pin::new(&mut this.inner).poll_read(cx, buf) {
             Poll::Ready(Ok(())) => match this.scan.feed(&buf.filled()[before..]) {
+                Ok(()) if buf.filled().len() > before => {
+                    this.read.fetch_add((buf.filled().len() - before) as u64, Ordering::Relaxed);
+                    Poll::Ready(Ok(()))
+                }
                 Ok(()) => Poll::Ready(Ok(())),
                 Err(e) => {
                     // Nothing read in this call reaches the websocket: the connection ends here.
