@@ -32,8 +32,7 @@ enum Lie {
 }
 
 fn swarm_security() -> Security {
-    Security::from_secret(&SwarmSecret::parse("the swarm of the liar test, test only").expect("secret"))
-        .expect("keys")
+    Security::from_secret(&SwarmSecret::parse("the swarm of the liar test, test only").expect("secret")).expect("keys")
 }
 
 /// The liar's chunk "server" (TLS with the swarm's keys, as a member's): counts the GETs it

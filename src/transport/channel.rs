@@ -310,10 +310,7 @@ pub async fn connect(hostport: &str, timeout: Duration, security: &Security) -> 
 }
 
 /// The guard boxed as the channel's stream, its byte count kept in `read`.
-fn guarded<S: AsyncRead + AsyncWrite + Send + Unpin + 'static>(
-    g: FrameGuard<S>,
-    read: &Arc<AtomicU64>,
-) -> Box<dyn Io> {
+fn guarded<S: AsyncRead + AsyncWrite + Send + Unpin + 'static>(g: FrameGuard<S>, read: &Arc<AtomicU64>) -> Box<dyn Io> {
     Box::new(g.counting(read.clone()))
 }
 
