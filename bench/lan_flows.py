@@ -7,7 +7,10 @@ pacing (SO_MAX_PACING_RATE) or fewer flows would help, before anyone changes the
 measures exactly that in bench/lan's lab (lan_net: namespaces, tbf, framing, burst): one sender on
 the master's host, one receiver on a peer, for each congestion control x flow layout:
 aggregate goodput / nominal, the sender's retransmitted segments (/proc/net/snmp of its
-namespace) and tbf drops of the link. Needs root, like bench/lan.
+namespace) and tbf drops of the link. The queue is the receiver's switch port (--queue remote, the
+default: a drop there is a loss TCP must repair) or the sender's own egress (--queue local: like a
+NIC, where tbf hands a dropped whole GSO packet back to TCP, which re-sends it without counting a
+loss). Needs root, like bench/lan.
 
   bench/lan_flows.py --rate 50M --burst 1ms --seconds 8          # reno and bbr, 1 / 8 / 8-paced
   bench/lan_flows.py --cc bbr --flows 8 --pace 0.97              # one layout
@@ -97,7 +100,12 @@ def send(addr, port, n, seconds, pace_bps):
 
 def measure(a, cc, flows, pace):
     """One layout in a fresh two-host lab; returns a result dict."""
-    m, p = Host("m", MASTER_ADDR, a.rate, a.rate), Host("p0", peer_addr(0), a.rate, a.rate)
+    # local: the sender's own egress is the bottleneck (a NIC: tbf drops of whole GSO packets are
+    # back-pressure to TCP, not losses); remote: the sender is unshaped and the receiver's switch
+    # port queues, where a drop is a loss that TCP must repair, as when flows converge on a peer.
+    remote = a.queue == "remote"
+    m = Host("m", MASTER_ADDR, None if remote else a.rate, a.rate)
+    p = Host("p0", peer_addr(0), a.rate, a.rate)
     shape = lan_net.Shape(burst=a.burst, framing=a.framing)
     lab = Lab([m, p], tag=f"lsf{os.getpid() % 65536:04x}", cc=cc, shape=shape)
     out = {}
@@ -124,9 +132,10 @@ def measure(a, cc, flows, pace):
         tcp1, drops1 = lab.tcp_counters(m), lab.tc_drops()
         segs = tcp1.get("OutSegs", 0) - tcp0.get("OutSegs", 0)
         retr = tcp1.get("RetransSegs", 0) - tcp0.get("RetransSegs", 0)
+        link = "p0 down" if remote else "m up"
         return {"cc": cc, "flows": flows, "pace": pace, "goodput_over_nominal": out.get("goodput_bps", 0) / a.rate,
                 "retrans_fraction": retr / segs if segs else None, "out_segs": segs,
-                "tbf_drops_m_up": drops1.get("m up", 0) - drops0.get("m up", 0)}
+                "tbf_drops": drops1.get(link, 0) - drops0.get(link, 0)}
     finally:
         lab.close()
 
@@ -152,6 +161,9 @@ def main(argv):
     ap.add_argument("--flows", type=int, action="append", help="default: 1 and 8")
     ap.add_argument("--pace", type=float, help="cap each flow at PACE x link rate / flows (SO_MAX_PACING_RATE); "
                     "default: both unpaced and 0.97")
+    ap.add_argument("--queue", choices=["local", "remote"], default="remote",
+                    help="where the bottleneck queue is: remote (default) = the receiver's switch port, the "
+                         "sender unshaped; local = the sender's own egress, like a NIC")
     ap.add_argument("--log-dir", default="/var/tmp/lanscatter-bench/flows")
     a = ap.parse_args(argv)
     if os.geteuid() != 0:
@@ -161,8 +173,8 @@ def main(argv):
     lan_net.ensure_iproute2()
     layouts = [(f, p) for f in (a.flows or [1, 8]) for p in ([a.pace] if a.pace is not None else [0, 0.97])
                if not (f == 1 and p)]
-    print(f"link {lan_net.Shape(a.burst, a.framing).describe(a.rate)}; {a.seconds:g} s per layout; loaded machines "
-          f"bias goodput down, not the retransmission counts")
+    print(f"link {lan_net.Shape(a.burst, a.framing).describe(a.rate)}, {a.queue} queue; {a.seconds:g} s per "
+          f"layout; loaded machines bias goodput down, not the retransmission counts")
     print(f"{'cc':5} {'flows':>5} {'pacing':>14} {'goodput/nominal':>15} {'retrans':>8} {'tbf drops':>9}")
     for cc in a.cc or ["reno", "bbr"]:
         for flows, pace in layouts:
@@ -170,7 +182,7 @@ def main(argv):
             rf = r["retrans_fraction"]
             print(f"{cc:5} {flows:5} {(f'{pace:g} x rate/n' if pace else 'none'):>14} "
                   f"{r['goodput_over_nominal']:15.3f} {('-' if rf is None else f'{rf:.2%}'):>8} "
-                  f"{r['tbf_drops_m_up']:9}", flush=True)
+                  f"{r['tbf_drops']:9}", flush=True)
     return 0
 
 

@@ -251,6 +251,8 @@ class Lab:
             if self.cc:
                 run(["ip", "netns", "exec", h.ns, "sysctl", "-qw", f"net.ipv4.tcp_congestion_control={self.cc}"])
             for ns, dev, rate in ((h.ns, "eth0", h.up_bps), (self.switch_ns, sw_if, h.down_bps)):
+                if rate is None:  # unshaped (bench/lan_flows.py: only the switch port queues)
+                    continue
                 burst, limit, mpu = tbf_params(rate, self.shape)
                 run(["tc", "-n", ns, "qdisc", "replace", "dev", dev, "root", "tbf",
                      "rate", f"{int(self.shape.qdisc_rate(rate))}bit", "burst", str(burst), "limit", str(limit)]
