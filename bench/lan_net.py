@@ -11,7 +11,7 @@ Design choices:
 - Every link is shaped in both directions with tbf: the host-side veth egress is the host's upload,
   the switch-side veth egress is its download. The burst is by default ~1 ms of the rate but at
   least one whole GSO packet (see GSO_BURST for why and what it costs otherwise); `Shape(burst=)`
-  sets it exactly (e.g. a real 1 ms), at least one full frame. The queue is a 20 ms tail-drop
+  sets it exactly (e.g. a real 1 ms), at least two full frames. The queue is a 20 ms tail-drop
   queue; the kernel here has no netem/fq/sfq.
 - Framing (`Shape(framing=24)`): a real Ethernet link of rate R also carries preamble, FCS and
   inter-frame gap, 24 B per frame that no qdisc counts. tbf adds its `overhead` once per (GSO)
@@ -109,7 +109,7 @@ class Shape:
 def tbf_params(rate_bps, shape=None):
     """(burst, limit, mpu) in the qdisc's bytes. Default burst ~1 ms of the rate but at least one GSO
     packet; an explicit burst is kept (it may split GSO packets: that is the condition asked for) but
-    never below one frame plus framing, or tbf would drop every full frame. Queue ~20 ms of the rate
+    never below two full frames, or tbf would drop every full frame. Queue ~20 ms of the rate
     but >= 64 KiB and >= 2 bursts."""
     shape = shape or Shape()
     if shape.burst is None:
