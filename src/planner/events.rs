@@ -99,6 +99,9 @@ impl Planner {
             received: 0,
             excluded_until: 0.0,
             suspended: false,
+            bad_report_by: None,
+            last_served: f64::NEG_INFINITY,
+            dest_good: 0,
             dest_streak: 0,
             bars: 0,
             barred_until: 0.0,
@@ -236,7 +239,7 @@ impl Planner {
                     n.hold_strikes = 0;
                 }
                 self.add_have(t.to, c);
-                self.credit_source(t.from);
+                self.credit_source(now, t.from);
                 self.credit_destination(t.to);
             }
             End::Failed(reason) => {
@@ -249,13 +252,15 @@ impl Planner {
                 if reason == FailReason::LocalDisk {
                     self.hold_downloads(now, t.to);
                 }
-                if matches!(reason, FailReason::BadData | FailReason::Stalled | FailReason::TooSlow) {
+                let weight = self.failure_weight(&t, reason);
+                if matches!(reason, FailReason::Stalled | FailReason::TooSlow) || weight >= super::trust::EXCLUDE_AFTER
+                {
                     self.penalise(now, t.from);
                 }
                 if t.from_master && super::trust::blames_destination(reason) {
-                    self.blame_destination(now, t.to);
+                    self.blame_destination(now, &t);
                 }
-                self.blame_source(now, t.from, super::trust::source_weight(reason));
+                self.blame_source(now, t.from, weight);
             }
             End::Aborted { blame } => {
                 self.aborted += 1;
@@ -263,7 +268,7 @@ impl Planner {
                     self.penalise(now, t.from);
                     self.blame_source(now, t.from, blame);
                     if t.from_master {
-                        self.blame_destination(now, t.to);
+                        self.blame_destination(now, &t);
                     }
                 }
             }

@@ -9,7 +9,9 @@
 //! not make its sources look stuck: a stuck source is excluded at once (`trust`), its other
 //! uploads aborted in the same call. Without such reports (a destination that went quiet, or
 //! an engine that does not send [`super::Event::Heard`]) the fixed timeouts still apply: no
-//! first byte after `first_byte_s`, no progress for `stall_timeout_s`, blamed as one failure.
+//! first byte after `first_byte_s` plus the chunk's read time at `slow_read_bps` (a source
+//! reads a whole chunk before it answers, so a big chunk on a slow disk is not a hung
+//! source), no progress for `stall_timeout_s`, blamed as one failure.
 //!
 //! All rates are bytes/second from [`super::Event::Progress`] deltas over a window, never a
 //! fixed per-chunk timeout: a 128 MiB chunk at 10 MB/s is healthy, a 1 MiB chunk stuck for 10 s
@@ -163,7 +165,8 @@ impl Planner {
     /// Whether `t` is stalled, and whose fault that is (see the module doc).
     fn stall_check(&self, now: f64, t: &Transfer, typical: Option<f64>) -> Option<Abort> {
         let tu = &self.tuning;
-        let cap = if t.bytes == 0 { tu.first_byte_s } else { tu.stall_timeout_s };
+        // A source reads (and may compress) the whole chunk before its first byte.
+        let cap = if t.bytes == 0 { tu.first_byte_s + t.size as f64 / tu.slow_read_bps } else { tu.stall_timeout_s };
         let dest = self.nodes[t.to].as_ref()?;
         if self.is_quiet(t.to, now) {
             return Some(Abort::Release);

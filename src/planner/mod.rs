@@ -255,6 +255,10 @@ pub struct Tuning {
     /// above. Such a stall excludes its source at once (see `trust`).
     pub stall_chunks: f64,
     pub min_stall_s: f64,
+    /// Slowest disk read a source is allowed before its first byte (bytes/s): a source reads a
+    /// whole chunk before it answers, so the first-byte timeout is `first_byte_s` plus the
+    /// chunk's size at this rate (a 128 MiB chunk on a busy HDD is not a hung source).
+    pub slow_read_bps: f64,
     /// A node that sends [`Event::Heard`] and then goes quiet this long gets no orders and
     /// its downloads are released (nobody blamed) until it is heard again (seconds; peers
     /// report every 250 ms).
@@ -277,6 +281,7 @@ impl Default for Tuning {
             assumed_bps: 100e6 / 8.0,
             stall_chunks: 4.0,
             min_stall_s: 1.0,
+            slow_read_bps: 20e6,
             silent_after_s: 2.0,
         }
     }
@@ -361,6 +366,14 @@ pub(crate) struct Node {
     pub received: u32,
     pub excluded_until: f64,
     pub suspended: bool,
+    /// The destination that reported bad data from this source, not yet corroborated by a
+    /// second one (a lying destination alone cannot exclude an honest source).
+    pub bad_report_by: Option<NodeId>,
+    /// Last time a transfer from this node finished (a master that delivers to others is not
+    /// why one destination's transfers fail).
+    pub last_served: f64,
+    /// Chunks finished as a destination since the last bar (bars decay after good service).
+    pub dest_good: u32,
     /// Trust as a destination of master slots: failures in a row, bars so far, barred until.
     pub dest_streak: u32,
     pub bars: u32,

@@ -16,8 +16,21 @@
 //! Destinations: consecutive failed or aborted transfers *from a master* (which is never the
 //! one to blame) bar the destination from master slots the same way; finishing any chunk
 //! clears the streak. All of this is pure planner state driven by events and `now`.
+//!
+//! What one report may do, since reports come from members that may lie or break:
+//! - One incident is one exclusion: failures reported while a node is already excluded (its
+//!   other uploads failing in the same incident) count nothing, and exclusions and bars decay
+//!   by one per [`DECAY_AFTER`] chunks of good service, so an old incident is forgiven.
+//! - Bad data needs two witnesses: a destination that reports bad data from a source counts
+//!   one failure; only a second, different destination makes it the source's exclusion. A
+//!   lying destination alone cannot throw an honest seeder out of the swarm.
+//! - "Not held" (404, or a reset) from a source that has served or received chunks drops that
+//!   claim and is no strike: an honest peer answers 404 while it re-checks its folder. From an
+//!   unproven source (all it offers are its own claims) it still counts.
+//! - A master's failed transfer blames its destination only if the master delivered to another
+//!   destination since that transfer started: a slow or stalled master is nobody's fault.
 
-use super::{FailReason, Planner};
+use super::{FailReason, Planner, Transfer};
 
 /// Failures in a row that take a source out (bad data counts as all of them at once).
 pub(crate) const EXCLUDE_AFTER: u32 = 3;
@@ -25,6 +38,8 @@ pub(crate) const EXCLUDE_AFTER: u32 = 3;
 pub(crate) const UNPROVEN_UPLOADS: u32 = 2;
 /// Exclusions double up to this many times.
 const MAX_DOUBLINGS: u32 = 6;
+/// Chunks of good service that take one exclusion (or bar) off a node's record.
+pub(crate) const DECAY_AFTER: u32 = 8;
 
 /// How much one failure counts against the source that was asked to serve it.
 pub(crate) fn source_weight(reason: FailReason) -> u32 {
@@ -41,11 +56,32 @@ pub(crate) fn blames_destination(reason: FailReason) -> bool {
 }
 
 impl Planner {
+    /// How much the failure of transfer `t` counts against its source (see the module doc:
+    /// bad data needs a second witness, "not held" from a proven source is no strike).
+    pub(crate) fn failure_weight(&mut self, t: &Transfer, reason: FailReason) -> u32 {
+        match reason {
+            FailReason::SourceMissing if !self.is_unproven(t.from) => 0,
+            FailReason::BadData => {
+                let to = self.nodes[t.to].as_ref().map(|n| n.id);
+                let Some(src) = self.nodes[t.from].as_mut() else { return 0 };
+                match (src.bad_report_by, to) {
+                    (Some(first), Some(to)) if first != to => EXCLUDE_AFTER,
+                    (_, to) => {
+                        src.bad_report_by = to;
+                        1
+                    }
+                }
+            }
+            _ => source_weight(reason),
+        }
+    }
+
     /// Count `weight` failures against source `slot` (never a master).
     pub(crate) fn blame_source(&mut self, now: f64, slot: usize, weight: u32) {
         let base = self.tuning.penalty_s;
         let Some(n) = self.nodes[slot].as_mut() else { return };
-        if n.cfg.is_master || weight == 0 {
+        // Already out: the rest of the same incident (its other uploads failing) adds nothing.
+        if n.cfg.is_master || weight == 0 || n.excluded_until > now {
             return;
         }
         n.fail_streak += weight;
@@ -57,26 +93,38 @@ impl Planner {
         n.fail_streak = 0;
         n.exclusions += 1;
         n.served_since = 0;
+        n.bad_report_by = None;
         n.excluded_until = now + base * f64::from(1u32 << (n.exclusions - 1).min(MAX_DOUBLINGS));
         tracing::debug!(target: "lanscatter::planner", "node {} excluded as a source until {:.1}", n.id, n.excluded_until);
         self.suspend(slot);
     }
 
     /// A transfer from `slot` arrived intact.
-    pub(crate) fn credit_source(&mut self, slot: usize) {
+    pub(crate) fn credit_source(&mut self, now: f64, slot: usize) {
         if let Some(n) = self.nodes[slot].as_mut() {
             n.fail_streak = 0;
             n.served_since += 1;
+            n.last_served = now;
+            if n.served_since.is_multiple_of(DECAY_AFTER) {
+                n.exclusions = n.exclusions.saturating_sub(1);
+            }
         }
     }
 
-    /// A transfer to `slot` from a master failed for a reason that is not the master's.
-    pub(crate) fn blame_destination(&mut self, now: f64, slot: usize) {
+    /// Transfer `t` from a master failed or was aborted for a reason that may be its
+    /// destination's: counted only if the master delivered to someone else meanwhile (else
+    /// the master itself is slow or stalled), and once per bar.
+    pub(crate) fn blame_destination(&mut self, now: f64, t: &Transfer) {
         let base = self.tuning.penalty_s;
-        let Some(n) = self.nodes[slot].as_mut() else { return };
+        let master_delivered = self.nodes[t.from].as_ref().is_some_and(|m| m.last_served > t.started);
+        let Some(n) = self.nodes[t.to].as_mut() else { return };
+        if !master_delivered || n.barred_until > now {
+            return;
+        }
         n.dest_streak += 1;
         if n.dest_streak >= EXCLUDE_AFTER {
             n.dest_streak = 0;
+            n.dest_good = 0;
             n.bars += 1;
             n.barred_until = now + base * f64::from(1u32 << (n.bars - 1).min(MAX_DOUBLINGS));
         }
@@ -85,6 +133,10 @@ impl Planner {
     pub(crate) fn credit_destination(&mut self, slot: usize) {
         if let Some(n) = self.nodes[slot].as_mut() {
             n.dest_streak = 0;
+            n.dest_good += 1;
+            if n.dest_good.is_multiple_of(DECAY_AFTER) {
+                n.bars = n.bars.saturating_sub(1);
+            }
         }
     }
 
@@ -237,12 +289,15 @@ mod tests {
     }
 
     #[test]
-    fn bad_data_excludes_at_once_and_serving_restores_trust() {
+    fn bad_data_from_two_destinations_excludes_and_serving_restores_trust() {
         let mut p = swarm_with_liar();
         let o = p.plan(0.0);
-        let x = o.iter().find(|o| o.from == 9).expect("an order from the liar");
-        p.handle(0.1, Event::Failed { id: x.id, reason: FailReason::BadData });
-        assert!(excluded(&p, 9));
+        let xs: Vec<_> = o.iter().filter(|o| o.from == 9).cloned().collect();
+        assert_ne!(xs[0].to, xs[1].to);
+        p.handle(0.1, Event::Failed { id: xs[0].id, reason: FailReason::BadData });
+        assert!(!excluded(&p, 9), "one destination's word is not enough");
+        p.handle(0.1, Event::Failed { id: xs[1].id, reason: FailReason::BadData });
+        assert!(excluded(&p, 9), "a second destination corroborates it");
         // An honest source that fails twice and then serves is never excluded.
         let mut p = swarm_with_liar();
         let o = p.plan(0.0);
@@ -255,6 +310,112 @@ mod tests {
         p.handle(0.3, Event::Failed { id: ys[0], reason: FailReason::Busy });
         p.handle(0.3, Event::Failed { id: ys[1], reason: FailReason::Busy });
         assert!(!excluded(&p, 9), "the streak restarted after it served");
+    }
+
+    #[test]
+    fn a_lying_destination_alone_cannot_exclude_an_honest_source() {
+        let mut p = Planner::new(19);
+        p.handle(0.0, Event::NewManifest { chunks: (0..40).map(|i| (h(i), 1000)).collect() });
+        p.handle(0.0, Event::Join { node: 0, config: NodeConfig::new(true, 0, 0), has: all(40) });
+        p.handle(0.0, Event::Join { node: 9, config: NodeConfig::new(false, 4, 0), has: all(40) });
+        for n in 1..=3 {
+            p.handle(0.0, Event::Join { node: n, config: NodeConfig::new(false, 0, 1), has: vec![] });
+        }
+        // Node 1 reports bad data from 9 every time; the others receive 9's chunks intact.
+        let mut lies = 0;
+        for k in 0..12 {
+            let t = f64::from(k);
+            for o in p.plan(t) {
+                if o.to == 1 {
+                    lies += 1;
+                    p.handle(t + 0.1, Event::Failed { id: o.id, reason: FailReason::BadData });
+                } else {
+                    p.handle(t + 0.1, Event::Finished { id: o.id });
+                }
+            }
+            assert!(!excluded(&p, 9), "excluded on one destination's word at {t}");
+        }
+        assert!(lies >= 3, "node 1 was served (and lied) {lies} times");
+    }
+
+    /// Node 9 has served one chunk (it is proven) and gets uploads to several destinations.
+    fn proven_source() -> (Planner, Vec<crate::planner::Order>) {
+        let mut p = Planner::new(16);
+        p.handle(0.0, Event::NewManifest { chunks: (0..40).map(|i| (h(i), 1000)).collect() });
+        p.handle(0.0, Event::Join { node: 0, config: NodeConfig::new(true, 0, 0), has: all(40) });
+        p.handle(0.0, Event::Join { node: 9, config: NodeConfig::new(false, 8, 0), has: all(40) });
+        for n in 1..=4 {
+            p.handle(0.0, Event::Join { node: n, config: NodeConfig::new(false, 2, 2), has: vec![] });
+        }
+        let first = p.plan(0.0);
+        p.handle(0.1, Event::Finished { id: first[0].id });
+        let more: Vec<_> = p.plan(0.1).into_iter().filter(|o| o.from == 9).collect();
+        assert!(more.len() >= 5, "a proven source gets its full slots: {more:?}");
+        (p, more)
+    }
+
+    #[test]
+    fn one_incident_is_one_exclusion_and_exclusions_decay_with_good_service() {
+        let (mut p, up) = proven_source();
+        // All its uploads fail in one incident, reported one after the other.
+        for o in &up {
+            p.handle(0.2, Event::Failed { id: o.id, reason: FailReason::Busy });
+        }
+        assert!(excluded(&p, 9));
+        let slot = p.node_index[&9];
+        assert_eq!(p.nodes[slot].as_ref().map(|n| n.exclusions), Some(1), "one incident, one exclusion");
+        let back: Vec<_> = p.plan(0.2 + 15.1).into_iter().filter(|o| o.from == 9).collect();
+        assert!(!back.is_empty(), "back after the first penalty (15 s)");
+        for o in back {
+            p.handle(15.3, Event::Finished { id: o.id });
+        }
+        // Good service takes the exclusion off its record.
+        let mut t = 15.4;
+        while p.nodes[slot].as_ref().is_some_and(|n| n.served_since < super::super::trust::DECAY_AFTER) {
+            let o: Vec<_> = p.plan(t).into_iter().filter(|o| o.from == 9).collect();
+            assert!(!o.is_empty(), "more work for 9 at {t}");
+            for o in o {
+                p.handle(t, Event::Finished { id: o.id });
+            }
+            t += 0.1;
+        }
+        assert_eq!(p.nodes[slot].as_ref().map(|n| n.exclusions), Some(0), "decayed after good service");
+    }
+
+    #[test]
+    fn not_held_from_a_proven_source_drops_the_claim_without_a_strike() {
+        let (mut p, up) = proven_source();
+        // It re-checks its folder and answers 404 to everything meanwhile.
+        let chunks: Vec<_> = up.iter().map(|o| o.chunk).collect();
+        for o in &up {
+            p.handle(0.2, Event::Failed { id: o.id, reason: FailReason::SourceMissing });
+        }
+        assert!(!excluded(&p, 9), "an honest re-check is no strike");
+        assert!(chunks.iter().all(|c| !p.node_has(9, c)), "but those claims are dropped");
+        let again = p.plan(0.3);
+        assert!(again.iter().all(|o| o.from != 9 || !chunks.contains(&o.chunk)), "{again:?}");
+        // The re-check ends and it announces them again: it serves them again.
+        p.handle(0.4, Event::Have { node: 9, chunks: chunks.clone() });
+        assert!(chunks.iter().all(|c| p.node_has(9, c)));
+    }
+
+    #[test]
+    fn a_slow_master_is_not_blamed_on_its_destinations() {
+        let mut p = Planner::new(17);
+        p.handle(0.0, Event::NewManifest { chunks: (0..20).map(|i| (h(i), 1000)).collect() });
+        p.handle(0.0, Event::Join { node: 0, config: NodeConfig::new(true, 2, 0), has: all(20) });
+        for n in [1, 2] {
+            p.handle(0.0, Event::Join { node: n, config: NodeConfig::new(false, 0, 1), has: vec![] });
+        }
+        // Nothing the master sends arrives anywhere: it is the slow one.
+        for k in 0..6 {
+            let t = f64::from(k);
+            let o = p.plan(t);
+            assert_eq!(o.len(), 2, "both destinations still get master slots at {t}");
+            for o in o {
+                p.handle(t + 0.5, Event::Failed { id: o.id, reason: FailReason::TooSlow });
+            }
+        }
     }
 
     #[test]
@@ -276,23 +437,43 @@ mod tests {
     #[test]
     fn a_downloader_that_never_finishes_loses_its_master_slots_for_a_while() {
         let mut p = Planner::new(13);
-        p.handle(0.0, Event::NewManifest { chunks: (0..10).map(|i| (h(i), 1000)).collect() });
-        p.handle(0.0, Event::Join { node: 0, config: NodeConfig::new(true, 4, 0), has: all(10) });
-        p.handle(0.0, Event::Join { node: 1, config: NodeConfig::new(false, 1, 1), has: vec![] });
+        p.handle(0.0, Event::NewManifest { chunks: (0..40).map(|i| (h(i), 1000)).collect() });
+        p.handle(0.0, Event::Join { node: 0, config: NodeConfig::new(true, 4, 0), has: all(40) });
+        p.handle(0.0, Event::Join { node: 1, config: NodeConfig::new(false, 0, 1), has: vec![] });
+        // Node 2 receives what the master sends it: the master is fine, node 1 is not.
+        p.handle(0.0, Event::Join { node: 2, config: NodeConfig::new(false, 0, 1), has: vec![] });
         for k in 0..3 {
-            let o = p.plan(f64::from(k));
-            assert_eq!(o.len(), 1);
-            p.handle(f64::from(k) + 0.5, Event::Failed { id: o[0].id, reason: FailReason::Other });
+            let t = f64::from(k);
+            let o = p.plan(t);
+            let (mine, theirs): (Vec<_>, Vec<_>) = o.into_iter().partition(|o| o.to == 1);
+            assert_eq!(mine.len(), 1);
+            for o in theirs {
+                p.handle(t + 0.2, Event::Finished { id: o.id });
+            }
+            p.handle(t + 0.5, Event::Failed { id: mine[0].id, reason: FailReason::Other });
         }
-        assert!(p.plan(3.0).is_empty(), "barred from the master after three failures in a row");
+        assert!(p.plan(3.0).iter().all(|o| o.to != 1), "barred from the master after three failures in a row");
         // A cancel (manifest change) is nobody's fault and does not count.
-        let o = p.plan(18.0);
+        let o: Vec<_> = p.plan(18.0).into_iter().filter(|o| o.to == 1).collect();
         assert_eq!(o.len(), 1, "the bar runs out");
         p.handle(18.1, Event::Failed { id: o[0].id, reason: FailReason::Cancelled });
-        let o = p.plan(18.2);
+        let o: Vec<_> = p.plan(18.2).into_iter().filter(|o| o.to == 1).collect();
         assert_eq!(o.len(), 1);
         p.handle(18.3, Event::Finished { id: o[0].id });
         assert!(!p.is_barred(p.node_index[&1], 18.3));
+    }
+
+    #[test]
+    fn a_big_chunk_gets_time_to_be_read_before_its_first_byte() {
+        let mut p = Planner::new(18);
+        let size = 128u64 << 20;
+        p.handle(0.0, Event::NewManifest { chunks: vec![(h(0), size)] });
+        p.handle(0.0, Event::Join { node: 0, config: NodeConfig::new(true, 1, 0), has: all(1) });
+        p.handle(0.0, Event::Join { node: 1, config: NodeConfig::new(false, 0, 1), has: vec![] });
+        assert_eq!(p.plan(0.0).len(), 1);
+        // 128 MiB at 20 MB/s is 6.7 s of reading on a busy HDD: no first byte at 6 s is fine.
+        assert!(p.check_timeouts(6.0).is_empty(), "a fixed first-byte time would abort it");
+        assert_eq!(p.check_timeouts(11.0).len(), 1, "but not forever");
     }
 
     #[test]

@@ -29,6 +29,10 @@ use crate::transfer::compress::{decompress_exact, max_compressed_len};
 use crate::transfer::ratelimit::RateLimiter;
 use crate::transfer::LZ4_ENCODING;
 
+/// The slowest disk read a source may take before it answers (bytes/s; the planner's
+/// `Tuning::slow_read_bps` is the same figure).
+pub const SLOW_READ_BPS: f64 = 20e6;
+
 #[derive(Debug, thiserror::Error)]
 pub enum FetchError {
     #[error("source sent bad data: {0}")]
@@ -94,7 +98,7 @@ impl Fetcher {
     ) -> Result<Vec<u8>, FetchError> {
         let size = usize::try_from(size).map_err(|_| FetchError::BadData("chunk too large".into()))?;
         let start = Instant::now();
-        let resp = self.request(base, hash).await?;
+        let resp = self.request(base, hash, self.first_byte_timeout(size as u64)).await?;
         let compressed = resp
             .headers()
             .get(header::CONTENT_ENCODING)
@@ -117,17 +121,29 @@ impl Fetcher {
         verify(base, *hash, data).await
     }
 
+    /// How long the answer to a GET for a chunk of `size` bytes may take: the stall timeout
+    /// plus the chunk's read at [`SLOW_READ_BPS`], since a source reads (and may compress)
+    /// the whole chunk before it answers; a fixed time would abort big chunks on a busy HDD.
+    pub fn first_byte_timeout(&self, size: u64) -> Duration {
+        self.stall_timeout + Duration::from_secs_f64(size as f64 / SLOW_READ_BPS)
+    }
+
     /// Send the GET and check the answer's status.
-    async fn request(&self, base: &str, hash: &ChunkHash) -> Result<hyper::Response<Incoming>, FetchError> {
+    async fn request(
+        &self,
+        base: &str,
+        hash: &ChunkHash,
+        first_byte: Duration,
+    ) -> Result<hyper::Response<Incoming>, FetchError> {
         let uri = super::chunk_uri(base, hash).map_err(|e| FetchError::Network(format!("bad source URL: {e}")))?;
         let mut req = hyper::Request::get(uri);
         if self.compress {
             req = req.header(header::ACCEPT_ENCODING, LZ4_ENCODING);
         }
         let req = req.body(Empty::new()).map_err(|e| FetchError::Network(e.to_string()))?;
-        let resp = tokio::time::timeout(self.stall_timeout, self.client.request(req))
+        let resp = tokio::time::timeout(first_byte, self.client.request(req))
             .await
-            .map_err(|_| FetchError::TooSlow(format!("no response from {base} within {:?}", self.stall_timeout)))?
+            .map_err(|_| FetchError::TooSlow(format!("no response from {base} within {first_byte:?}")))?
             .map_err(|e| FetchError::Network(format!("{base}: {e}")))?;
         if resp.status() == hyper::StatusCode::SERVICE_UNAVAILABLE {
             // All upload slots taken (e.g. the previous upload's slot not yet released): the
@@ -282,5 +298,19 @@ impl hyper::rt::Write for Conn {
             Conn::Plain(s) => Pin::new(s).poll_shutdown(cx),
             Conn::Tls(s) => Pin::new(&mut **s).poll_shutdown(cx),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn the_first_byte_may_take_longer_for_a_bigger_chunk() {
+        let f = Fetcher::new(None, false, &Security::Open);
+        assert!(f.first_byte_timeout(1 << 20) < f.stall_timeout + Duration::from_millis(100));
+        // 128 MiB at the slowest allowed read: the answer may take ~6.7 s more than a small one.
+        let big = f.first_byte_timeout(128 << 20);
+        assert!(big > f.stall_timeout + Duration::from_secs(6), "{big:?}");
     }
 }
