@@ -226,22 +226,22 @@ fn a_departed_peers_transfers_are_released_and_replanned() {
 }
 
 /// Peer a holds chunk 0 of manifest 1, peer b holds nothing and is ordered to fetch it.
-fn a_feeds_b(c: &mut Coord) -> (NodeId, NodeId, Inbox, Vec<Fetch>) {
+fn a_feeds_b(c: &mut Coord) -> (NodeId, NodeId, Inbox, Inbox, Vec<Fetch>) {
     c.on_msg(CoordMsg::Manifest(manifest(1, &[0])));
-    let (a, _a_rx) = join(c, "10.0.0.1", 1, 1);
+    let (a, a_rx) = join(c, "10.0.0.1", 1, 1);
     let (b, mut b_rx) = join(c, "10.0.0.2", 1, 1);
     have_all(c, a, 1, &[0]);
     have_all(c, b, 1, &[]);
     c.round();
     let f = fetches(&mut b_rx);
     assert_eq!(f.len(), 1);
-    (a, b, b_rx, f)
+    (a, b, a_rx, b_rx, f)
 }
 
 #[test]
 fn bad_data_makes_the_source_lose_the_chunk() {
     let mut c = coord(1);
-    let (a, b, mut b_rx, f) = a_feeds_b(&mut c);
+    let (a, b, mut a_rx, mut b_rx, f) = a_feeds_b(&mut c);
     assert_eq!(f[0].2.as_deref(), Some("http://10.0.0.1:7000"), "peers serve before the master");
     peer(&mut c, b, PeerMsg::Failed { id: f[0].0, reason: FailKind::BadData, message: "hash mismatch".into() });
     let s = c.snapshot();
@@ -252,17 +252,21 @@ fn bad_data_makes_the_source_lose_the_chunk() {
     // Re-planned from the master, and a newcomer is never sent to the bad source either.
     let (n, mut n_rx) = join(&mut c, "10.0.0.3", 1, 1);
     have_all(&mut c, n, 1, &[]);
+    let _ = fetches(&mut a_rx);
     c.round();
-    let again = fetches(&mut b_rx);
-    assert_eq!(again.len(), 1);
+    // The master's one slot serves one of the three (one bad-data report is no proof against
+    // a, which wants its chunk back too); nobody is sent to a for it.
+    let mut again = fetches(&mut a_rx);
+    again.extend(fetches(&mut b_rx));
+    again.extend(fetches(&mut n_rx));
+    assert_eq!(again.len(), 1, "{again:?}");
     assert_eq!(again[0].2, None, "from the master");
-    assert!(fetches(&mut n_rx).iter().all(|f| f.2.as_deref() != Some("http://10.0.0.1:7000")));
 }
 
 #[test]
 fn a_slow_source_keeps_the_chunk() {
     let mut c = coord(0);
-    let (a, b, mut b_rx, f) = a_feeds_b(&mut c);
+    let (a, b, _a_rx, mut b_rx, f) = a_feeds_b(&mut c);
     peer(&mut c, b, PeerMsg::Failed { id: f[0].0, reason: FailKind::TooSlow, message: "slow".into() });
     assert!(c.planner.node_has(a, &hash(0)));
     c.round();
