@@ -12,7 +12,16 @@
 //! other side's library answers it while reading), and [`Channel::recv`] fails with
 //! [`ChannelError::Timeout`] once nothing at all arrived for [`DEAD_AFTER`]. Both ends run the
 //! same code, so a frozen peer leaves the master's swarm, and a frozen master is left by its
-//! peers, within seconds instead of when TCP gives up (15-30 minutes).
+//! peers, within seconds instead of when TCP gives up (15-30 minutes). "Heard" counts bytes,
+//! not messages ([`frames::Liveness`]): a 40 MB manifest arriving over a slow link for minutes
+//! is a live connection, although no whole message arrives meanwhile.
+//!
+//! Neither end stops reading while it writes: [`Channel::send`] keeps taking in frames (kept
+//! for the next [`Channel::recv`], pings answered) while its message drains, so two ends that
+//! send big messages at once (a manifest one way, a have-set the other) cannot block each
+//! other. A send fails once no byte moved either way for [`DEAD_AFTER`]. Text a message carries
+//! is cut before it leaves ([`Bounded::truncate_text`]), so a long error cannot push a message
+//! over its kind's limit at the receiver.
 //!
 //! The server side does the websocket upgrade itself on the request hyper hands to the router
 //! (no axum extractor), so master and peer run the same tungstenite code.
@@ -20,8 +29,10 @@
 use std::collections::VecDeque;
 use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -30,7 +41,7 @@ use axum::body::Body;
 use axum::extract::{ConnectInfo, Request};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use futures_util::{SinkExt, StreamExt};
+use futures_util::{Sink, SinkExt, StreamExt};
 use hyper_util::rt::TokioIo;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -40,7 +51,7 @@ use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 use tokio_tungstenite::WebSocketStream;
 
-use super::frames::{self, FrameGuard};
+use super::frames::{self, FrameGuard, Liveness};
 use super::tls::Tls;
 use super::Security;
 use crate::protocol::{self, Bounded, HANDSHAKE_MAX, MAX_FRAME, MIN_FRAME_LIMIT};
@@ -83,7 +94,10 @@ pub struct Channel {
     remote: Option<SocketAddr>,
     /// The limit the [`FrameGuard`] under `ws` applies to messages after the handshake.
     limit: Arc<AtomicUsize>,
-    /// When the last frame of any kind arrived, and when we last pinged.
+    /// When bytes last moved through the [`FrameGuard`] under `ws`.
+    live: Arc<Liveness>,
+    /// When the last frame of any kind arrived (or the handshake ended), and when we last
+    /// pinged; bytes arriving since count too ([`Channel::heard`]).
     heard: Instant,
     pinged: Option<Instant>,
     /// Frames read by [`Channel::keep_alive`] while the owner was busy, in arrival order.
@@ -123,9 +137,15 @@ impl Channel {
         ws: WebSocketStream<Box<dyn Io>>,
         local: Option<SocketAddr>,
         remote: Option<SocketAddr>,
-        limit: Arc<AtomicUsize>,
+        guard: (Arc<AtomicUsize>, Arc<Liveness>),
     ) -> Self {
-        Channel { ws, local, remote, limit, heard: Instant::now(), pinged: None, pending: VecDeque::new() }
+        let (limit, live) = guard;
+        Channel { ws, local, remote, limit, live, heard: Instant::now(), pinged: None, pending: VecDeque::new() }
+    }
+
+    /// When the other side was last heard from: a whole frame, or any byte of one.
+    fn heard(&self) -> Instant {
+        self.heard.max(self.live.last_read())
     }
 
     /// The local address of the underlying connection (what the peer tells others to use).
@@ -146,7 +166,11 @@ impl Channel {
     /// Send a handshake value as one JSON text frame.
     pub async fn send_handshake<T: Serialize>(&mut self, v: &T) -> Result<(), ChannelError> {
         let text = serde_json::to_string(v).map_err(|e| ChannelError::Io(e.to_string()))?;
-        self.ws.send(Message::Text(text.into())).await.map_err(|e| ChannelError::Io(e.to_string()))
+        self.ws.send(Message::Text(text.into())).await.map_err(|e| ChannelError::Io(e.to_string()))?;
+        // The handshake may take a while (the master checks an advertised name): silence is
+        // measured from its end.
+        self.heard = Instant::now();
+        Ok(())
     }
 
     /// The other side's handshake text frame, within `timeout`.
@@ -155,7 +179,10 @@ impl Channel {
             let frame =
                 tokio::time::timeout(timeout, self.ws.next()).await.map_err(|_| ChannelError::Timeout(timeout))?;
             match frame {
-                Some(Ok(Message::Text(t))) => return Ok(t.as_str().to_owned()),
+                Some(Ok(Message::Text(t))) => {
+                    self.heard = Instant::now();
+                    return Ok(t.as_str().to_owned());
+                }
                 Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
                 Some(Ok(Message::Binary(_))) => return Err(ChannelError::Unexpected("binary")),
                 Some(Ok(_)) | None => return Err(ChannelError::Closed),
@@ -164,16 +191,54 @@ impl Channel {
         }
     }
 
-    /// Send one message as a binary frame.
-    pub async fn send<T: Serialize>(&mut self, msg: &T) -> Result<(), ChannelError> {
-        self.ws.send(Message::Binary(protocol::encode(msg).into())).await.map_err(|e| ChannelError::Io(e.to_string()))
+    /// Send one message as a binary frame, its text cut to the documented lengths first,
+    /// reading what arrives meanwhile (see the module doc).
+    pub async fn send<T: Serialize + Bounded + Clone>(&mut self, msg: &T) -> Result<(), ChannelError> {
+        self.send_frame(Message::Binary(outgoing(msg).into())).await
+    }
+
+    /// Send `frame` while taking in incoming frames into `pending`; fails once no byte moved
+    /// either way for [`DEAD_AFTER`].
+    async fn send_frame(&mut self, frame: Message) -> Result<(), ChannelError> {
+        self.drive(|ws, cx| Pin::new(ws).poll_ready(cx)).await?;
+        Pin::new(&mut self.ws).start_send(frame).map_err(|e| ChannelError::Io(e.to_string()))?;
+        self.drive(|ws, cx| Pin::new(ws).poll_flush(cx)).await
+    }
+
+    /// Poll `op` on the socket to completion, reading frames into `pending` whenever it waits.
+    async fn drive<F>(&mut self, mut op: F) -> Result<(), ChannelError>
+    where
+        F: FnMut(&mut WebSocketStream<Box<dyn Io>>, &mut std::task::Context<'_>) -> Poll<Result<(), WsError>>,
+    {
+        loop {
+            let moved = self.live.last_moved().max(self.heard);
+            let step = std::future::poll_fn(|cx| {
+                if let Poll::Ready(r) = op(&mut self.ws, cx) {
+                    return Poll::Ready(Some(r));
+                }
+                let room = self.pending.len() < MAX_PENDING && !self.pending.back().is_some_and(is_terminal);
+                if room {
+                    if let Poll::Ready(frame) = self.ws.poll_next_unpin(cx) {
+                        self.pending.push_back(frame);
+                        return Poll::Ready(None);
+                    }
+                }
+                Poll::Pending
+            });
+            match tokio::time::timeout_at(moved + DEAD_AFTER, step).await {
+                Ok(Some(r)) => return r.map_err(|e| ChannelError::Io(e.to_string())),
+                Ok(None) => self.heard = Instant::now(),
+                Err(_) if self.live.last_moved() <= moved => return Err(ChannelError::Timeout(DEAD_AFTER)),
+                Err(_) => {}
+            }
+        }
     }
 
     /// The next message (pings are answered by the library and skipped here), within its
     /// kind's frame limit and with its text cut to the documented lengths; pings the other
     /// side after [`PING_AFTER`] of silence and gives up after [`DEAD_AFTER`]. Cancel-safe, so
     /// it can sit in a `select!`: the silence is measured from the last frame, not the call.
-    pub async fn recv<T: DeserializeOwned + Bounded>(&mut self) -> Result<T, ChannelError> {
+    pub async fn recv<T: DeserializeOwned + Serialize + Bounded>(&mut self) -> Result<T, ChannelError> {
         loop {
             if let Some(frame) = self.pending.pop_front() {
                 match Self::message(frame)? {
@@ -181,20 +246,19 @@ impl Channel {
                     None => continue,
                 }
             }
-            let ping_due = self.pinged.map_or(self.heard, |p| p.max(self.heard)) + PING_AFTER;
-            let dead_at = self.heard + DEAD_AFTER;
+            let heard = self.heard();
+            let ping_due = self.pinged.map_or(heard, |p| p.max(heard)) + PING_AFTER;
+            let dead_at = heard + DEAD_AFTER;
             let frame = match tokio::time::timeout_at(ping_due.min(dead_at), self.ws.next()).await {
                 Ok(f) => {
                     self.heard = Instant::now();
                     f
                 }
-                Err(_) if Instant::now() >= dead_at => return Err(ChannelError::Timeout(DEAD_AFTER)),
+                Err(_) if Instant::now() >= self.heard() + DEAD_AFTER => return Err(ChannelError::Timeout(DEAD_AFTER)),
+                Err(_) if Instant::now() < self.heard() + PING_AFTER => continue,
                 Err(_) => {
                     self.pinged = Some(Instant::now());
-                    self.ws
-                        .send(Message::Ping(Vec::new().into()))
-                        .await
-                        .map_err(|e| ChannelError::Io(e.to_string()))?;
+                    self.send_frame(Message::Ping(Vec::new().into())).await?;
                     continue;
                 }
             };
@@ -206,18 +270,22 @@ impl Channel {
 
     /// A read frame as a message (`None` for control frames), within its kind's frame limit
     /// and with its text cut to the documented lengths.
-    fn message<T: DeserializeOwned + Bounded>(frame: Frame) -> Result<Option<T>, ChannelError> {
+    fn message<T: DeserializeOwned + Serialize + Bounded>(frame: Frame) -> Result<Option<T>, ChannelError> {
         match frame {
             Some(Ok(Message::Binary(b))) => {
                 let mut msg = protocol::decode::<T>(&b).map_err(|e| ChannelError::Malformed(e.to_string()))?;
-                if let Some(limit) = msg.frame_limit().filter(|l| b.len() > *l) {
-                    let what = format!("{} message", msg.kind());
-                    return Err(ChannelError::Malformed(format!(
-                        "a {what} of {} bytes exceeds its {limit} byte limit",
-                        b.len()
-                    )));
-                }
                 msg.truncate_text();
+                // Over its kind's limit only by its text (an older sender that does not cut
+                // it): the cut message is taken; otherwise the sender is not speaking the protocol.
+                if let Some(limit) = msg.frame_limit().filter(|l| b.len() > *l) {
+                    let cut = protocol::encode(&msg).len();
+                    if cut > limit {
+                        let what = format!("{} message", msg.kind());
+                        return Err(ChannelError::Malformed(format!(
+                            "a {what} of {cut} bytes (text cut) exceeds its {limit} byte limit"
+                        )));
+                    }
+                }
                 Ok(Some(msg))
             }
             Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => Ok(None),
@@ -253,6 +321,18 @@ impl Channel {
     }
 }
 
+/// `msg` encoded, its text cut first: the receiver would cut it anyway, and a long text (an
+/// error listing hundreds of paths) must not push the message over its kind's limit there.
+fn outgoing<T: Serialize + Bounded + Clone>(msg: &T) -> Vec<u8> {
+    // Only messages with a kind limit carry text; have-sets and manifests are not copied.
+    if msg.frame_limit().is_none() {
+        return protocol::encode(msg);
+    }
+    let mut cut = msg.clone();
+    cut.truncate_text();
+    protocol::encode(&cut)
+}
+
 /// Open a channel to the master at `hostport` (see [`super::normalize_addr`]), over TLS with the
 /// swarm identity when `security` says so.
 pub async fn connect(hostport: &str, timeout: Duration, security: &Security) -> Result<Channel, ChannelError> {
@@ -260,12 +340,12 @@ pub async fn connect(hostport: &str, timeout: Duration, security: &Security) -> 
         let tcp = tokio::net::TcpStream::connect(hostport).await.map_err(|e| ChannelError::Io(e.to_string()))?;
         let _ = tcp.set_nodelay(true);
         let (local, remote) = (tcp.local_addr().ok(), tcp.peer_addr().ok());
-        let limit = Arc::new(AtomicUsize::new(MAX_FRAME));
+        let (limit, live) = (Arc::new(AtomicUsize::new(MAX_FRAME)), Liveness::new());
         let io: Box<dyn Io> = match security.tls() {
-            None => Box::new(FrameGuard::client(tcp, HANDSHAKE_MAX, limit.clone())),
+            None => Box::new(FrameGuard::client(tcp, HANDSHAKE_MAX, limit.clone(), live.clone())),
             Some(tls) => {
                 let tls = tls.connector().connect(Tls::server_name(), tcp).await.map_err(tls_refusal)?;
-                Box::new(FrameGuard::client(tls, HANDSHAKE_MAX, limit.clone()))
+                Box::new(FrameGuard::client(tls, HANDSHAKE_MAX, limit.clone(), live.clone()))
             }
         };
         let (ws, _) = tokio_tungstenite::client_async_with_config(super::join_url(hostport), io, Some(ws_config()))
@@ -281,7 +361,7 @@ pub async fn connect(hostport: &str, timeout: Duration, security: &Security) -> 
                 ),
                 e => ChannelError::Io(e.to_string()),
             })?;
-        Ok(Channel::new(ws, local, remote, limit))
+        Ok(Channel::new(ws, local, remote, (limit, live)))
     };
     tokio::time::timeout(timeout, open).await.map_err(|_| ChannelError::Timeout(timeout))?
 }
@@ -324,10 +404,11 @@ where
     tokio::spawn(async move {
         match on_upgrade.await {
             Ok(up) => {
-                let limit = Arc::new(AtomicUsize::new(MIN_FRAME_LIMIT));
-                let io: Box<dyn Io> = Box::new(FrameGuard::server(TokioIo::new(up), HANDSHAKE_MAX, limit.clone()));
+                let (limit, live) = (Arc::new(AtomicUsize::new(MIN_FRAME_LIMIT)), Liveness::new());
+                let guard = FrameGuard::server(TokioIo::new(up), HANDSHAKE_MAX, limit.clone(), live.clone());
+                let io: Box<dyn Io> = Box::new(guard);
                 let ws = WebSocketStream::from_raw_socket(io, Role::Server, Some(ws_config())).await;
-                handle(Channel::new(ws, None, remote, limit)).await;
+                handle(Channel::new(ws, None, remote, (limit, live))).await;
             }
             Err(e) => tracing::debug!("websocket upgrade from {remote:?} failed: {e}"),
         }
@@ -348,12 +429,19 @@ where
 #[cfg(test)]
 pub(crate) async fn pair(buffer: usize) -> (Channel, Channel) {
     let (a, b) = tokio::io::duplex(buffer);
-    let end = |io, role| async move {
-        let limit = Arc::new(AtomicUsize::new(MAX_FRAME));
-        let io: Box<dyn Io> = Box::new(FrameGuard::server(io, MAX_FRAME, limit.clone()));
+    pair_over(a, b).await
+}
+
+/// Two ends of a channel over the streams `a` and `b` (connected to each other), past the
+/// handshake.
+#[cfg(test)]
+pub(crate) async fn pair_over(a: impl Io, b: impl Io) -> (Channel, Channel) {
+    async fn end(io: impl Io, role: Role) -> Channel {
+        let (limit, live) = (Arc::new(AtomicUsize::new(MAX_FRAME)), Liveness::new());
+        let io: Box<dyn Io> = Box::new(FrameGuard::server(io, MAX_FRAME, limit.clone(), live.clone()));
         let ws = WebSocketStream::from_raw_socket(io, role, Some(ws_config())).await;
-        Channel::new(ws, None, None, limit)
-    };
+        Channel::new(ws, None, None, (limit, live))
+    }
     (end(a, Role::Server).await, end(b, Role::Client).await)
 }
 
@@ -432,6 +520,133 @@ mod tests {
         eprintln!("silent side given up after {:?}", t0.elapsed());
         stop.send(()).expect("server running");
         server.await.expect("server stops");
+    }
+
+    /// A reader that takes at most `per_tick` bytes every `tick`: a slow link.
+    struct Throttled<S> {
+        inner: S,
+        per_tick: usize,
+        tick: Duration,
+        wait: Option<Pin<Box<tokio::time::Sleep>>>,
+    }
+
+    impl<S: AsyncRead + Unpin> AsyncRead for Throttled<S> {
+        fn poll_read(
+            mut self: Pin<&mut Self>,
+            cx: &mut std::task::Context<'_>,
+            buf: &mut tokio::io::ReadBuf<'_>,
+        ) -> Poll<std::io::Result<()>> {
+            if let Some(w) = self.wait.as_mut() {
+                std::task::ready!(w.as_mut().poll(cx));
+                self.wait = None;
+            }
+            let n = buf.remaining().min(self.per_tick);
+            let got = {
+                let mut small = tokio::io::ReadBuf::new(buf.initialize_unfilled_to(n));
+                std::task::ready!(Pin::new(&mut self.inner).poll_read(cx, &mut small))?;
+                small.filled().len()
+            };
+            buf.advance(got);
+            if got > 0 {
+                let tick = self.tick;
+                self.wait = Some(Box::pin(tokio::time::sleep(tick)));
+            }
+            Poll::Ready(Ok(()))
+        }
+    }
+
+    impl<S: AsyncWrite + Unpin> AsyncWrite for Throttled<S> {
+        fn poll_write(
+            mut self: Pin<&mut Self>,
+            cx: &mut std::task::Context<'_>,
+            data: &[u8],
+        ) -> Poll<std::io::Result<usize>> {
+            Pin::new(&mut self.inner).poll_write(cx, data)
+        }
+        fn poll_flush(mut self: Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> Poll<std::io::Result<()>> {
+            Pin::new(&mut self.inner).poll_flush(cx)
+        }
+        fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> Poll<std::io::Result<()>> {
+            Pin::new(&mut self.inner).poll_shutdown(cx)
+        }
+    }
+
+    /// A connected TCP pair on loopback.
+    async fn tcp_pair() -> (tokio::net::TcpStream, tokio::net::TcpStream) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let (a, b) = tokio::join!(tokio::net::TcpStream::connect(addr), listener.accept());
+        (a.expect("connect"), b.expect("accept").0)
+    }
+
+    /// A manifest that takes longer than `DEAD_AFTER` to arrive over a slow link is a live
+    /// connection: its bytes count as hearing from the sender, whole message or not.
+    #[tokio::test]
+    async fn a_message_slower_than_dead_after_keeps_the_channel() {
+        let (a, b) = tcp_pair().await;
+        let tick = Duration::from_millis(100);
+        let slow = Throttled { inner: b, per_tick: 16 << 10, tick, wait: None };
+        let (mut master, mut peer) = pair_over(a, slow).await;
+        // At 16 KiB per 100 ms this takes at least 8.4 s, more than DEAD_AFTER.
+        let size = 84 * (16 << 10);
+        let sender = tokio::spawn(async move {
+            master.send(&MasterMsg::Manifest { id: 1, bytes: vec![7; size] }).await.expect("sent");
+            // Stay connected and reading (answering pings) until the peer is done.
+            let _ = master.recv::<PeerMsg>().await;
+        });
+        let t0 = std::time::Instant::now();
+        let got = tokio::time::timeout(Duration::from_secs(60), peer.recv::<MasterMsg>()).await.expect("no hang");
+        match got {
+            Ok(MasterMsg::Manifest { bytes, .. }) => assert_eq!(bytes.len(), size),
+            other => panic!("the slow manifest was not received: {other:?}"),
+        }
+        assert!(t0.elapsed() > DEAD_AFTER, "the test must outlast DEAD_AFTER, took {:?}", t0.elapsed());
+        drop(peer);
+        sender.await.expect("sender task");
+    }
+
+    /// Both ends send a message far larger than the pipe at once (a manifest one way, a
+    /// have-set the other): each send keeps reading, so both complete and both arrive.
+    #[tokio::test]
+    async fn two_ends_sending_big_messages_at_once_both_complete() {
+        let (mut master, mut peer) = pair(64 << 10).await;
+        let manifest = MasterMsg::Manifest { id: 1, bytes: vec![7; 4 << 20] };
+        let have = PeerMsg::HaveAll { manifest_id: 1, chunks: vec![crate::manifest::ChunkHash([3; 16]); 200_000] };
+        // Each end reads once its own send is done, as the engines do.
+        let m = async {
+            master.send(&manifest).await.expect("manifest sent");
+            master.recv::<PeerMsg>().await.expect("have-set")
+        };
+        let p = async {
+            peer.send(&have).await.expect("have-set sent");
+            peer.recv::<MasterMsg>().await.expect("manifest")
+        };
+        let both = async { tokio::join!(m, p) };
+        let (got_have, got_manifest) =
+            tokio::time::timeout(Duration::from_secs(60), both).await.expect("neither send blocks the other");
+        assert_eq!(got_have, have);
+        assert_eq!(got_manifest, manifest);
+    }
+
+    /// A long error (hundreds of paths the peer's OS cannot create) is cut by the sender, and
+    /// a message over its kind's limit only by its text is cut by the receiver, not refused.
+    #[tokio::test]
+    async fn long_text_is_cut_not_refused() {
+        let (mut master, mut peer) = pair(1 << 20).await;
+        let long = "x:y.log: cannot exist on Windows; ".repeat(4000);
+        let stats = PeerMsg::Stats { download_bps: 1.0, upload_bps: 2.0, error: Some(long.clone()) };
+        peer.send(&stats).await.expect("sent");
+        match master.recv::<PeerMsg>().await.expect("taken, not refused") {
+            PeerMsg::Stats { error: Some(e), .. } => assert!(e.len() <= protocol::MAX_TEXT_LEN, "{}", e.len()),
+            other => panic!("{other:?}"),
+        }
+        // An older sender that does not cut: the receiver cuts instead of closing.
+        let raw = PeerMsg::Failed { id: 1, reason: protocol::FailKind::LocalDisk, message: long };
+        peer.ws.send(Message::Binary(protocol::encode(&raw).into())).await.expect("raw send");
+        match master.recv::<PeerMsg>().await.expect("taken, not refused") {
+            PeerMsg::Failed { message, .. } => assert!(message.len() <= protocol::MAX_TEXT_LEN),
+            other => panic!("{other:?}"),
+        }
     }
 
     #[tokio::test]
