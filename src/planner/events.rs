@@ -13,9 +13,9 @@ use crate::planner::NodeId;
 pub(crate) enum End {
     Finished,
     Failed(FailReason),
-    /// Aborted by the planner; `penalise` blames the source.
+    /// Aborted by the planner; `blame` failures count against the source (0: nobody's fault).
     Aborted {
-        penalise: bool,
+        blame: u32,
     },
     /// An endpoint left.
     Dropped,
@@ -56,6 +56,12 @@ impl Planner {
                 self.end_transfer(now, id, End::Failed(reason));
             }
             Event::NewManifest { chunks } => self.new_manifest(chunks),
+            Event::Heard { node } => {
+                if let Some(n) = self.node_index.get(&node).and_then(|&i| self.nodes[i].as_mut()) {
+                    n.heard = n.heard.max(now);
+                    n.reports = true;
+                }
+            }
         }
     }
 
@@ -96,6 +102,8 @@ impl Planner {
             dest_streak: 0,
             bars: 0,
             barred_until: 0.0,
+            heard: now,
+            reports: false,
         };
         let slot = match self.free_slots.pop() {
             Some(s) => {
@@ -174,6 +182,9 @@ impl Planner {
         if bytes_done <= t.bytes {
             return;
         }
+        if let Some(n) = self.nodes[t.to].as_mut() {
+            n.heard = n.heard.max(now); // the destination is alive and receiving
+        }
         let delta = bytes_done - t.bytes;
         t.bytes = bytes_done;
         t.last_change = now;
@@ -210,9 +221,13 @@ impl Planner {
         }
         self.inflight[c as usize] -= 1;
         self.refresh_fresh(c);
+        if let (End::Finished | End::Failed(_), Some(n)) = (how, self.nodes[t.to].as_mut()) {
+            n.heard = n.heard.max(now);
+        }
         match how {
             End::Finished => {
                 self.finished += 1;
+                self.note_rate(t.size, now - t.started);
                 if let Some(n) = self.nodes[t.to].as_mut() {
                     n.received += 1;
                     if t.from_master {
@@ -242,11 +257,11 @@ impl Planner {
                 }
                 self.blame_source(now, t.from, super::trust::source_weight(reason));
             }
-            End::Aborted { penalise } => {
+            End::Aborted { blame } => {
                 self.aborted += 1;
-                if penalise {
+                if blame > 0 {
                     self.penalise(now, t.from);
-                    self.blame_source(now, t.from, 1);
+                    self.blame_source(now, t.from, blame);
                     if t.from_master {
                         self.blame_destination(now, t.to);
                     }
@@ -349,6 +364,7 @@ impl Planner {
                 anchor_b: 0,
                 rate: None,
                 from_master,
+                started: now,
             },
         );
         super::Order { id, chunk: self.hashes[c as usize], from: from_id, to: to_id, size, min_rate_bps: min_rate }

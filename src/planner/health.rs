@@ -1,17 +1,48 @@
 //! Rate measurement, expectations and aborts (stalled, too slow, endgame replacement).
 //!
-//! A transfer that never received a byte is stalled after `first_byte_s`; one that did, after
-//! `stall_timeout_s` without progress.
+//! Stalls are judged relative to the swarm: a transfer is *stuck* once its destination, still
+//! reporting, has seen no progress on it for [`super::Tuning::stall_chunks`] typical chunk
+//! times (the median rate of the last [`RECENT`] finished transfers, order to finish, applied
+//! to this chunk's size), at least `min_stall_s`. On loopback that is about a second where a
+//! fixed timeout waited 4-5 s, and on a slow link it grows with the link. Measured against the
+//! destination's own reports (not the master's clock), so a loaded or frozen destination does
+//! not make its sources look stuck: a stuck source is excluded at once (`trust`), its other
+//! uploads aborted in the same call. Without such reports (a destination that went quiet, or
+//! an engine that does not send [`super::Event::Heard`]) the fixed timeouts still apply: no
+//! first byte after `first_byte_s`, no progress for `stall_timeout_s`, blamed as one failure.
 //!
 //! All rates are bytes/second from [`super::Event::Progress`] deltas over a window, never a
 //! fixed per-chunk timeout: a 128 MiB chunk at 10 MB/s is healthy, a 1 MiB chunk stuck for 10 s
 //! is not, and only a rate tells them apart.
 
 use super::events::End;
-use super::{Order, Planner, TransferId};
+use super::{Order, Planner, Transfer, TransferId};
 
 /// Per-window decay of capacity estimates, so a node that became slower is re-learned.
 const PEAK_DECAY: f64 = 0.97;
+/// Finished transfers whose rates make the typical chunk time.
+pub(crate) const RECENT: usize = 32;
+
+/// Why the planner aborts a transfer, which sets how much the source is blamed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Abort {
+    /// Nobody's fault (chunk gone, source excluded, destination quiet, endgame replacement).
+    Release,
+    /// Slow, or silent by the fixed timeouts: one failure.
+    Soft,
+    /// Stuck while its destination reports: the source is out at once.
+    Stuck,
+}
+
+impl Abort {
+    fn blame(self) -> u32 {
+        match self {
+            Abort::Release => 0,
+            Abort::Soft => 1,
+            Abort::Stuck => super::trust::EXCLUDE_AFTER,
+        }
+    }
+}
 
 impl Planner {
     /// Close rate windows that are due: aggregate node rates and capacity estimates.
@@ -76,54 +107,97 @@ impl Planner {
 
     /// Transfers to abort now (they are released immediately; treat them as failed).
     pub fn check_timeouts(&mut self, now: f64) -> Vec<TransferId> {
-        let due = self.due_aborts(now);
-        for &(id, penalise) in &due {
-            self.end_transfer(now, id, End::Aborted { penalise });
-        }
-        due.into_iter().map(|(id, _)| id).collect()
+        self.check_timeouts_orders(now).into_iter().map(|o| o.id).collect()
     }
 
     /// [`Self::check_timeouts`], answering with the aborted orders rather than their ids, for
     /// an engine that must tell each destination to cancel and keeps no transfer table of its
-    /// own.
+    /// own. A source excluded by one of these aborts loses its other uploads in the same call.
     pub fn check_timeouts_orders(&mut self, now: f64) -> Vec<Order> {
-        let due = self.due_aborts(now);
-        let orders = due.iter().filter_map(|&(id, _)| self.order(id)).collect();
-        for &(id, penalise) in &due {
-            self.end_transfer(now, id, End::Aborted { penalise });
+        let mut due = self.due_aborts(now);
+        let mut orders = Vec::new();
+        while !due.is_empty() {
+            for (id, why) in due {
+                if let Some(o) = self.order(id) {
+                    orders.push(o);
+                    self.end_transfer(now, id, End::Aborted { blame: why.blame() });
+                }
+            }
+            // Exclusions just now queued their sources' other uploads.
+            due = std::mem::take(&mut self.pending_aborts).into_iter().map(|id| (id, Abort::Release)).collect();
         }
         orders
     }
 
-    /// Transfers due for an abort, each with whether the source is to blame.
-    fn due_aborts(&mut self, now: f64) -> Vec<(TransferId, bool)> {
+    /// Transfers due for an abort, each with why.
+    fn due_aborts(&mut self, now: f64) -> Vec<(TransferId, Abort)> {
         self.update_rates(now);
-        let mut out: Vec<(TransferId, bool)> = Vec::new();
+        let mut out: Vec<(TransferId, Abort)> = Vec::new();
         for id in std::mem::take(&mut self.pending_aborts) {
             if self.transfers.contains_key(&id) && !out.iter().any(|(i, _)| *i == id) {
-                out.push((id, false));
+                out.push((id, Abort::Release));
             }
         }
+        let typical = self.typical_rate();
         let window = self.tuning.rate_window_s;
         for (&id, t) in &self.transfers {
             if out.iter().any(|(i, _)| *i == id) {
                 continue;
             }
-            let silent = now - t.last_change;
-            if silent > self.tuning.stall_timeout_s || (t.bytes == 0 && silent > self.tuning.first_byte_s) {
-                out.push((id, true));
+            if let Some(why) = self.stall_check(now, t, typical) {
+                out.push((id, why));
                 continue;
             }
             let Some(rate) = t.rate else { continue };
             if t.min_rate > 0.0 && rate < t.min_rate && now - t.anchor_t < 2.0 * window {
-                out.push((id, true));
+                out.push((id, Abort::Soft));
                 continue;
             }
             if self.endgame_replace(t.to, t.from, t.chunk, t.size - t.bytes, t.size, rate) {
-                out.push((id, false));
+                out.push((id, Abort::Release));
             }
         }
         out
+    }
+
+    /// Whether `t` is stalled, and whose fault that is (see the module doc).
+    fn stall_check(&self, now: f64, t: &Transfer, typical: Option<f64>) -> Option<Abort> {
+        let tu = &self.tuning;
+        let cap = if t.bytes == 0 { tu.first_byte_s } else { tu.stall_timeout_s };
+        let dest = self.nodes[t.to].as_ref()?;
+        if self.is_quiet(t.to, now) {
+            return Some(Abort::Release);
+        }
+        if let Some(rate) = typical {
+            let limit = (tu.stall_chunks * t.size as f64 / rate).clamp(tu.min_stall_s, cap);
+            if dest.heard - t.last_change > limit {
+                return Some(Abort::Stuck);
+            }
+        }
+        (now - t.last_change > cap).then_some(Abort::Soft)
+    }
+
+    /// A node that reports liveness and has not been heard for `silent_after_s`.
+    pub(crate) fn is_quiet(&self, slot: usize, now: f64) -> bool {
+        self.nodes[slot].as_ref().is_some_and(|n| n.reports && now - n.heard > self.tuning.silent_after_s)
+    }
+
+    /// Remember a finished transfer's rate (size over order-to-finish time).
+    pub(crate) fn note_rate(&mut self, size: u64, took: f64) {
+        if size == 0 || took <= 0.0 {
+            return;
+        }
+        if self.recent_rates.len() >= RECENT {
+            self.recent_rates.pop_front();
+        }
+        self.recent_rates.push_back(size as f64 / took);
+    }
+
+    /// The median of the recent transfer rates (bytes/s), if any finished yet.
+    pub(crate) fn typical_rate(&self) -> Option<f64> {
+        let mut v: Vec<f64> = self.recent_rates.iter().copied().collect();
+        v.sort_by(f64::total_cmp);
+        v.get(v.len() / 2).copied()
     }
 
     /// Endgame: the destination waits only on what is in flight, and this transfer would end

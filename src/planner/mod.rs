@@ -34,13 +34,18 @@
 //! # Slow sources, stalls, endgame
 //! Rates are bytes/second measured from [`Event::Progress`], never a fixed time per chunk (the
 //! original aborted big chunks from peers because its timeout ignored size). A transfer is
-//! aborted by [`Planner::check_timeouts`] when (a) no progress for `stall_timeout_s`,
+//! aborted by [`Planner::check_timeouts`] when (a) it is stuck: its destination, still
+//! reporting, saw no progress for a few typical chunk times (relative to the chunk's size and
+//! what recent transfers took, at least `min_stall_s`), or in any case for `stall_timeout_s`,
 //! (b) its rate over the last `rate_window_s` is below its order's `min_rate_bps` (a fraction of
 //! what that source/destination pair was measured to sustain), or (c) **endgame**: the
 //! destination has nothing else left to request and the transfer would finish far later than
 //! re-fetching from an idle, faster holder. (a) and (b) penalise the source (exponential
 //! back-off in ranking); consistent but slow sources are simply ranked low, not aborted.
-//! (a) fires after `first_byte_s` for a transfer that never received a byte.
+//! The fixed (a) fires after `first_byte_s` for a transfer that never received a byte. A
+//! source stuck while its destination reports is excluded at once and its other uploads are
+//! aborted in the same call (see `trust`); a destination that goes quiet ([`Event::Heard`]
+//! stops) has its downloads released, nobody blamed.
 //!
 //! # Trust
 //! Failures count against the source (busy, missing, stalled, slow, bad data) and, for master
@@ -198,6 +203,13 @@ pub enum Event {
     NewManifest {
         chunks: Vec<(ChunkHash, u64)>,
     },
+    /// The node said something (any control message): it is alive. An engine that sends this
+    /// regularly (the master: every peer message) lets the planner tell a stuck source from a
+    /// frozen destination, and pause a node that went quiet before its connection is given up
+    /// (see `health`). Nodes never heard this way are judged by their transfers alone.
+    Heard {
+        node: NodeId,
+    },
 }
 
 /// Strategy policy; `Naive` exists to measure the planner against "everyone downloads from
@@ -237,6 +249,16 @@ pub struct Tuning {
     pub first_byte_s: f64,
     /// Upload rate assumed for an unmeasured source while no peer is measured yet (bytes/s).
     pub assumed_bps: f64,
+    /// A transfer is stuck once its destination, still reporting, has seen no progress on it
+    /// for `stall_chunks` × the time a chunk of its size typically takes (the median of recent
+    /// transfers, order to finish), at least `min_stall_s` and at most the fixed timeouts
+    /// above. Such a stall excludes its source at once (see `trust`).
+    pub stall_chunks: f64,
+    pub min_stall_s: f64,
+    /// A node that sends [`Event::Heard`] and then goes quiet this long gets no orders and
+    /// its downloads are released (nobody blamed) until it is heard again (seconds; peers
+    /// report every 250 ms).
+    pub silent_after_s: f64,
 }
 
 impl Default for Tuning {
@@ -253,6 +275,9 @@ impl Default for Tuning {
             max_examined: 64,
             first_byte_s: 4.0,
             assumed_bps: 100e6 / 8.0,
+            stall_chunks: 4.0,
+            min_stall_s: 1.0,
+            silent_after_s: 2.0,
         }
     }
 }
@@ -340,6 +365,10 @@ pub(crate) struct Node {
     pub dest_streak: u32,
     pub bars: u32,
     pub barred_until: f64,
+    /// Last time the node was heard (an [`Event::Heard`], or a report about one of its
+    /// downloads), and whether it sends [`Event::Heard`] at all.
+    pub heard: f64,
+    pub reports: bool,
 }
 
 /// One active transfer.
@@ -358,6 +387,8 @@ pub(crate) struct Transfer {
     /// Rate over the last complete window (bytes/s).
     pub rate: Option<f64>,
     pub from_master: bool,
+    /// Order time: order-to-finish durations feed the typical chunk time (`health`).
+    pub started: f64,
 }
 
 /// The planner. See the module doc for the strategy.
@@ -390,6 +421,8 @@ pub struct Planner {
     pub(crate) pending_aborts: Vec<TransferId>,
     /// Upload rate assumed for unmeasured sources this round (see `trust`).
     pub(crate) assumed_bps: f64,
+    /// Rates (size / order-to-finish time) of the last finished transfers, oldest first.
+    pub(crate) recent_rates: std::collections::VecDeque<f64>,
     // counters
     pub(crate) master_upload_bytes: u64,
     pub(crate) total_upload_bytes: u64,
@@ -427,6 +460,7 @@ impl Planner {
             next_id: 1,
             pending_aborts: Vec::new(),
             assumed_bps,
+            recent_rates: std::collections::VecDeque::new(),
             master_upload_bytes: 0,
             total_upload_bytes: 0,
             orders: 0,

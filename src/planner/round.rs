@@ -44,6 +44,7 @@ impl Planner {
         self.nodes[i].as_ref().is_some_and(|n| {
             !n.cfg.is_master
                 && n.hold_until <= now
+                && !self.is_quiet(i, now)
                 && n.active_down < n.cfg.download_slots
                 && n.have_in_manifest + n.active_down < self.manifest_count
         })
@@ -129,6 +130,9 @@ impl Planner {
                         continue;
                     }
                     probes += 1;
+                    if self.is_unproven(s) && self.waits_on_unproven(d) {
+                        continue;
+                    }
                     if let Some((c, rarity)) = self.best_chunk(s, d) {
                         hits.push((rarity, f64::from_bits(key.0), s, c));
                     }

@@ -101,13 +101,28 @@ impl Planner {
         let Some(n) = self.nodes[slot].as_ref() else { return 0 };
         if n.cfg.is_master {
             n.cfg.upload_slots
-        } else if n.excluded_until > now {
+        } else if n.excluded_until > now || self.is_quiet(slot, now) {
             0
-        } else if n.served_since == 0 && (n.exclusions > 0 || n.received == 0) {
+        } else if self.is_unproven(slot) {
             n.cfg.upload_slots.min(UNPROVEN_UPLOADS)
         } else {
             n.cfg.upload_slots
         }
+    }
+
+    /// A peer source whose chunks nobody has verified yet: it served nothing and (before any
+    /// exclusion) received nothing through the swarm either.
+    pub(crate) fn is_unproven(&self, slot: usize) -> bool {
+        self.nodes[slot]
+            .as_ref()
+            .is_some_and(|n| !n.cfg.is_master && n.served_since == 0 && (n.exclusions > 0 || n.received == 0))
+    }
+
+    /// Whether destination `d` already waits on a transfer from an unproven source: it gets
+    /// at most one at a time, so a liar can hold one of its slots, never all of them.
+    pub(crate) fn waits_on_unproven(&self, d: usize) -> bool {
+        let Some(n) = self.nodes[d].as_ref() else { return false };
+        n.downloads.iter().any(|id| self.transfers.get(id).is_some_and(|t| self.is_unproven(t.from)))
     }
 
     /// Stop counting the node's claims as holders and abort its uploads.
@@ -297,5 +312,91 @@ mod tests {
         assert!(!more.is_empty());
         p.check_timeouts(8.3);
         assert!(excluded(&p, 9), "the third stall in a row excludes it");
+    }
+
+    /// Every peer's engine says it is alive at `t`.
+    fn heard(p: &mut Planner, t: f64, peers: &[u32]) {
+        for &node in peers {
+            p.handle(t, Event::Heard { node });
+        }
+    }
+
+    #[test]
+    fn a_stuck_source_is_out_after_a_few_typical_chunk_times_and_loses_all_its_uploads_at_once() {
+        let mut p = swarm_with_liar();
+        let o = p.plan(0.0);
+        let liar: Vec<_> = o.iter().filter(|o| o.from == 9).cloned().collect();
+        assert_eq!(liar.len(), 2);
+        assert_ne!(liar[0].to, liar[1].to, "one unproven source per destination at a time");
+        // The master's chunk arrives in 0.1 s: a chunk takes 0.1 s, four of them 0.4 s, so
+        // the floor `min_stall_s` (1 s) applies, not the fixed 4 s first-byte timeout.
+        let master = o.iter().find(|o| o.from == 0).expect("a master order");
+        p.handle(0.1, Event::Finished { id: master.id });
+        assert_eq!(p.typical_rate(), Some(10_000.0));
+        // Only the first liar destination reports liveness; the other says nothing at all.
+        let (a, b) = (liar[0].to, liar[1].to);
+        let mut t = 0.0;
+        while t < 0.95 {
+            t += 0.25;
+            heard(&mut p, t, &[a]);
+            assert!(p.check_timeouts(t).is_empty(), "not stuck yet at {t}");
+        }
+        heard(&mut p, 1.25, &[a]);
+        let mut aborted = p.check_timeouts(1.25);
+        aborted.sort();
+        let mut want = vec![liar[0].id, liar[1].id];
+        want.sort();
+        assert_eq!(aborted, want, "the stuck one, and at once the liar's other upload (to {b})");
+        assert!(excluded(&p, 9), "one stuck transfer is enough while its destination reports");
+        assert!(p.plan(1.3).iter().all(|o| o.from != 9));
+    }
+
+    #[test]
+    fn a_quiet_destination_is_released_without_blaming_its_sources() {
+        let mut p = Planner::new(14);
+        p.handle(0.0, Event::NewManifest { chunks: (0..4).map(|i| (h(i), 1000)).collect() });
+        p.handle(0.0, Event::Join { node: 0, config: NodeConfig::new(true, 1, 0), has: all(4) });
+        p.handle(0.0, Event::Join { node: 2, config: NodeConfig::new(false, 2, 2), has: all(4) });
+        p.handle(0.0, Event::Join { node: 1, config: NodeConfig::new(false, 2, 2), has: vec![] });
+        let o = p.plan(0.0);
+        assert!(!o.is_empty() && o.iter().all(|o| o.to == 1));
+        let first = o[0].id;
+        p.handle(0.1, Event::Finished { id: first });
+        heard(&mut p, 0.1, &[1, 2]);
+        // Node 1 freezes: it stops reporting. Its transfers are not its sources' fault, and
+        // nothing counts as stuck (that needs the destination to report).
+        for k in 1..8 {
+            let t = 0.1 + 0.25 * f64::from(k);
+            heard(&mut p, t, &[2]);
+            assert!(p.check_timeouts(t).is_empty(), "nothing aborted at {t}");
+        }
+        let released = p.check_timeouts(2.2);
+        assert_eq!(released.len(), o.len() - 1, "quiet for 2 s: its downloads are released");
+        assert!(!excluded(&p, 2) && !p.stats().nodes.iter().any(|n| n.penalized));
+        assert!(p.plan(2.2).is_empty(), "no orders to a quiet node");
+        heard(&mut p, 2.3, &[1, 2]);
+        assert!(!p.plan(2.3).is_empty(), "heard again: served again");
+    }
+
+    #[test]
+    fn a_destination_waits_on_at_most_one_unproven_source() {
+        let mut p = Planner::new(15);
+        p.handle(0.0, Event::NewManifest { chunks: (0..8).map(|i| (h(i), 1000)).collect() });
+        p.handle(0.0, Event::Join { node: 0, config: NodeConfig::new(true, 0, 0), has: all(8) });
+        for liar in [9, 10] {
+            p.handle(0.0, Event::Join { node: liar, config: NodeConfig::new(false, 8, 0), has: all(8) });
+        }
+        for n in [1, 2] {
+            p.handle(0.0, Event::Join { node: n, config: NodeConfig::new(false, 2, 4), has: vec![] });
+        }
+        let o = p.plan(0.0);
+        for d in [1, 2] {
+            assert_eq!(o.iter().filter(|o| o.to == d).count(), 1, "{o:?}");
+        }
+        // Once a source served, it is proven and the destination may use more of it.
+        let x = o.iter().find(|o| o.to == 1).expect("an order");
+        p.handle(0.1, Event::Finished { id: x.id });
+        let more = p.plan(0.1);
+        assert!(more.iter().filter(|m| m.to == 1 && m.from == x.from).count() >= 2, "{more:?}");
     }
 }

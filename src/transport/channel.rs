@@ -14,7 +14,8 @@
 //! same code, so a frozen peer leaves the master's swarm, and a frozen master is left by its
 //! peers, within seconds instead of when TCP gives up (15-30 minutes). "Heard" counts bytes,
 //! not messages ([`frames::Liveness`]): a 40 MB manifest arriving over a slow link for minutes
-//! is a live connection, although no whole message arrives meanwhile.
+//! is a live connection, although no whole message arrives meanwhile, and a pong is a 2-byte
+//! frame, so a peer busy uploading chunks on other connections answers in time.
 //!
 //! Neither end stops reading while it writes: [`Channel::send`] keeps taking in frames (kept
 //! for the next [`Channel::recv`], pings answered) while its message drains, so two ends that
@@ -82,10 +83,12 @@ pub enum ChannelError {
 }
 
 /// Silence after which a side pings the other.
-pub const PING_AFTER: Duration = Duration::from_secs(2);
-/// Silence after which the other side counts as gone (three pings unanswered, well under the
-/// 10 s a hung node may keep chunks "available").
-pub const DEAD_AFTER: Duration = Duration::from_secs(7);
+pub const PING_AFTER: Duration = Duration::from_secs(1);
+/// Silence after which the other side counts as gone: three pings unanswered, well under the
+/// 10 s a hung node may keep chunks "available". A healthy peer is never that quiet: it
+/// reports every 250 ms, and answers pings while it re-checks its folder. Silence is counted
+/// in bytes, so a slow link still carrying a big frame is never silent.
+pub const DEAD_AFTER: Duration = Duration::from_millis(3500);
 
 /// One end of a control connection.
 pub struct Channel {
@@ -100,6 +103,8 @@ pub struct Channel {
     /// pinged; bytes arriving since count too ([`Channel::heard`]).
     heard: Instant,
     pinged: Option<Instant>,
+    /// When we last told the other side we are reading its unfinished frame ([`Channel::recv`]).
+    acked: Instant,
     /// Frames read by [`Channel::keep_alive`] while the owner was busy, in arrival order.
     pending: VecDeque<Frame>,
 }
@@ -140,7 +145,8 @@ impl Channel {
         guard: (Arc<AtomicUsize>, Arc<Liveness>),
     ) -> Self {
         let (limit, live) = guard;
-        Channel { ws, local, remote, limit, live, heard: Instant::now(), pinged: None, pending: VecDeque::new() }
+        let (heard, pending) = (Instant::now(), VecDeque::new());
+        Channel { ws, local, remote, limit, live, heard, pinged: None, acked: heard, pending }
     }
 
     /// When the other side was last heard from: a whole frame, or any byte of one.
@@ -246,19 +252,13 @@ impl Channel {
                     None => continue,
                 }
             }
-            let heard = self.heard();
-            let ping_due = self.pinged.map_or(heard, |p| p.max(heard)) + PING_AFTER;
-            let dead_at = heard + DEAD_AFTER;
-            let frame = match tokio::time::timeout_at(ping_due.min(dead_at), self.ws.next()).await {
+            let frame = match tokio::time::timeout_at(self.next_timer(), self.ws.next()).await {
                 Ok(f) => {
                     self.heard = Instant::now();
                     f
                 }
-                Err(_) if Instant::now() >= self.heard() + DEAD_AFTER => return Err(ChannelError::Timeout(DEAD_AFTER)),
-                Err(_) if Instant::now() < self.heard() + PING_AFTER => continue,
                 Err(_) => {
-                    self.pinged = Some(Instant::now());
-                    self.send_frame(Message::Ping(Vec::new().into())).await?;
+                    self.on_timer().await?;
                     continue;
                 }
             };
@@ -266,6 +266,42 @@ impl Channel {
                 return Ok(msg);
             }
         }
+    }
+
+    /// Bytes arrived since the last whole frame: a frame is still coming in.
+    fn partial(&self) -> bool {
+        self.live.last_read() > self.heard
+    }
+
+    /// When [`Channel::recv`] must next act without a frame: ping, acknowledge, or give up.
+    fn next_timer(&self) -> Instant {
+        let heard = self.heard();
+        let ping_due = self.pinged.map_or(heard, |p| p.max(heard)) + PING_AFTER;
+        let mut due = ping_due.min(heard + DEAD_AFTER);
+        if self.partial() {
+            due = due.min(self.acked.max(self.heard) + PING_AFTER);
+        }
+        due
+    }
+
+    /// The timer of [`Channel::recv`] fired. While a big frame is still arriving we send an
+    /// unsolicited pong every [`PING_AFTER`]: the sender's own message may sit in buffers
+    /// ahead of any pong to its pings for longer than [`DEAD_AFTER`] on a slow link, and it
+    /// must not take a reader for gone. Otherwise: ping after silence, give up after more.
+    async fn on_timer(&mut self) -> Result<(), ChannelError> {
+        let now = Instant::now();
+        if now >= self.heard() + DEAD_AFTER {
+            return Err(ChannelError::Timeout(DEAD_AFTER));
+        }
+        if self.partial() && now >= self.acked.max(self.heard) + PING_AFTER {
+            self.acked = now;
+            return self.send_frame(Message::Pong(Vec::new().into())).await;
+        }
+        if now >= self.heard() + PING_AFTER && now >= self.pinged.map_or(now, |p| p + PING_AFTER) {
+            self.pinged = Some(now);
+            return self.send_frame(Message::Ping(Vec::new().into())).await;
+        }
+        Ok(())
     }
 
     /// A read frame as a message (`None` for control frames), within its kind's frame limit
@@ -591,8 +627,9 @@ mod tests {
         let size = 84 * (16 << 10);
         let sender = tokio::spawn(async move {
             master.send(&MasterMsg::Manifest { id: 1, bytes: vec![7; size] }).await.expect("sent");
-            // Stay connected and reading (answering pings) until the peer is done.
-            let _ = master.recv::<PeerMsg>().await;
+            // The sender waits for the answer the whole time, as the engines do: it must not
+            // take the slow reader for gone while the tail of its message is still queued.
+            master.recv::<PeerMsg>().await
         });
         let t0 = std::time::Instant::now();
         let got = tokio::time::timeout(Duration::from_secs(60), peer.recv::<MasterMsg>()).await.expect("no hang");
@@ -601,8 +638,27 @@ mod tests {
             other => panic!("the slow manifest was not received: {other:?}"),
         }
         assert!(t0.elapsed() > DEAD_AFTER, "the test must outlast DEAD_AFTER, took {:?}", t0.elapsed());
-        drop(peer);
-        sender.await.expect("sender task");
+        let done = PeerMsg::Stats { download_bps: 1.0, upload_bps: 0.0, error: None };
+        peer.send(&done).await.expect("answer sent");
+        let answer = sender.await.expect("sender task");
+        assert_eq!(answer.expect("the sender kept the channel"), done);
+    }
+
+    /// The same with the whole message absorbed by buffers at once (the sender's send ends
+    /// at once, then only the reader's acknowledgements can tell it the reader is alive).
+    #[tokio::test]
+    async fn a_sender_whose_message_is_buffered_keeps_a_slow_reader() {
+        let (a, b) = tokio::io::duplex(4 << 20);
+        let slow = Throttled { inner: b, per_tick: 16 << 10, tick: Duration::from_millis(100), wait: None };
+        let (mut master, mut peer) = pair_over(a, slow).await;
+        let size = 84 * (16 << 10);
+        master.send(&MasterMsg::Manifest { id: 1, bytes: vec![7; size] }).await.expect("buffered");
+        let sender = tokio::spawn(async move { master.recv::<PeerMsg>().await });
+        let got = tokio::time::timeout(Duration::from_secs(60), peer.recv::<MasterMsg>()).await.expect("no hang");
+        assert!(matches!(got, Ok(MasterMsg::Manifest { .. })), "{got:?}");
+        let done = PeerMsg::Stats { download_bps: 1.0, upload_bps: 0.0, error: None };
+        peer.send(&done).await.expect("answer sent");
+        assert_eq!(sender.await.expect("sender task").expect("the sender kept the channel"), done);
     }
 
     /// Both ends send a message far larger than the pipe at once (a manifest one way, a

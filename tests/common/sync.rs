@@ -238,3 +238,18 @@ pub fn tmp() -> tempfile::TempDir {
 pub fn paths(t: &tempfile::TempDir) -> (PathBuf, PathBuf) {
     (t.path().join("master"), t.path().join("cache"))
 }
+
+/// `LANSCATTER_TRUST_BENCH=1`: the swarm tests that compare a run with a bad node against one
+/// without (`swarm_liar`, `swarm_frozen`) run at a size where a sync takes ~10 s, so fixed
+/// detection delays cannot hide behind a short baseline; `bench/trust` runs them in release.
+pub fn trust_bench() -> bool {
+    std::env::var("LANSCATTER_TRUST_BENCH").is_ok_and(|v| v == "1")
+}
+
+/// Log to the test's output as `RUST_LOG` says (e.g. `lanscatter=debug`); once per process.
+pub fn trace_from_env() {
+    if std::env::var_os("RUST_LOG").is_some() {
+        let filter = tracing_subscriber::EnvFilter::from_default_env();
+        let _ = tracing_subscriber::fmt().with_env_filter(filter).with_test_writer().try_init();
+    }
+}

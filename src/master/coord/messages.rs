@@ -160,6 +160,9 @@ impl Coord {
 
     fn on_peer(&mut self, node: NodeId, msg: PeerMsg) {
         let now = self.now();
+        // Peers report every 250 ms: the planner tells a stuck source from a frozen
+        // destination by these, and releases a node that went quiet (planner::health).
+        self.planner.handle(now, Event::Heard { node });
         let Some(cur) = self.current.clone() else { return };
         match msg {
             PeerMsg::HaveAll { manifest_id, chunks } if manifest_id == cur.id => {
