@@ -113,7 +113,7 @@ pub struct Channel {
 type Frame = Option<Result<Message, WsError>>;
 
 /// Frames [`Channel::keep_alive`] holds before it stops reading (the other side then sees
-/// back-pressure, as it would without it).
+/// back-pressure, as it would without it, and our pongs say we are alive).
 const MAX_PENDING: usize = 4096;
 
 fn is_terminal(f: &Frame) -> bool {
@@ -337,9 +337,17 @@ impl Channel {
     pub async fn keep_alive<F: Future>(&mut self, work: F) -> F::Output {
         tokio::pin!(work);
         loop {
-            let stop = self.pending.len() >= MAX_PENDING || self.pending.back().is_some_and(is_terminal);
-            if stop {
+            if self.pending.back().is_some_and(is_terminal) {
                 return work.await;
+            }
+            if self.pending.len() >= MAX_PENDING {
+                // Full: stop reading, so the other side feels back-pressure, but keep telling
+                // it we are here, or its send would take the stall for a dead peer.
+                tokio::select! {
+                    out = &mut work => return out,
+                    _ = self.pong_after_quiet() => {}
+                }
+                continue;
             }
             tokio::select! {
                 out = &mut work => return out,
@@ -349,6 +357,13 @@ impl Channel {
                 }
             }
         }
+    }
+
+    /// Wait [`PING_AFTER`], then send an unsolicited pong (a sign of life that needs no
+    /// answer); a failure shows at the next [`Channel::recv`].
+    async fn pong_after_quiet(&mut self) {
+        tokio::time::sleep(PING_AFTER).await;
+        let _ = self.send_frame(Message::Pong(Vec::new().into())).await;
     }
 
     /// Close politely (errors are irrelevant: the connection is going away either way).
@@ -682,6 +697,29 @@ mod tests {
             tokio::time::timeout(Duration::from_secs(60), both).await.expect("neither send blocks the other");
         assert_eq!(got_have, have);
         assert_eq!(got_manifest, manifest);
+    }
+
+    /// A side busy for longer than `DEAD_AFTER` (a long re-check) while the other sends more
+    /// frames than it buffers stops reading, but is not taken for dead: the sender's sends
+    /// wait (back-pressure) and complete once the busy side reads again.
+    #[tokio::test]
+    async fn a_busy_side_with_a_full_buffer_is_not_taken_for_dead() {
+        let (mut master, mut peer) = pair(64 << 10).await;
+        let n = MAX_PENDING + 1000;
+        let sender = tokio::spawn(async move {
+            for i in 0..n as u64 {
+                master.send(&MasterMsg::Cancel { id: i }).await.map_err(|e| format!("send {i}: {e}"))?;
+            }
+            master.recv::<PeerMsg>().await.map_err(|e| format!("answer: {e}"))
+        });
+        peer.keep_alive(tokio::time::sleep(DEAD_AFTER + Duration::from_secs(2))).await;
+        for i in 0..n as u64 {
+            let got = tokio::time::timeout(Duration::from_secs(30), peer.recv::<MasterMsg>()).await.expect("in time");
+            assert_eq!(got.expect("open"), MasterMsg::Cancel { id: i });
+        }
+        let done = PeerMsg::Finished { id: 1 };
+        peer.send(&done).await.expect("answer sent");
+        assert_eq!(sender.await.expect("sender task"), Ok(done));
     }
 
     /// A long error (hundreds of paths the peer's OS cannot create) is cut by the sender, and
