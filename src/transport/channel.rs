@@ -722,6 +722,26 @@ mod tests {
         assert_eq!(sender.await.expect("sender task"), Ok(done));
     }
 
+    /// The sending side cuts every peer -> master text (`Stats.error`, `Failed.message`) before
+    /// encoding: what leaves fits its kind's limit, so an older, strict master never
+    /// disconnects the peer for it (it did after every connect, over a 64 KiB error).
+    #[test]
+    fn outgoing_text_is_cut_to_fit_its_kinds_limit() {
+        let long = "x:y.log: cannot exist on Windows; ".repeat(4000);
+        let stats = PeerMsg::Stats { download_bps: 1.0, upload_bps: 2.0, error: Some(long.clone()) };
+        let failed = PeerMsg::Failed { id: 1, reason: protocol::FailKind::LocalDisk, message: long };
+        for msg in [stats, failed] {
+            let limit = msg.frame_limit().expect("a text message has a limit");
+            assert!(protocol::encode(&msg).len() > limit, "the test text is too long uncut");
+            let sent = outgoing(&msg);
+            assert!(sent.len() <= limit, "{} bytes sent for a {limit} byte limit", sent.len());
+            let back: PeerMsg = protocol::decode(&sent).expect("decodes");
+            assert_eq!(back.frame_limit(), Some(limit), "same kind");
+        }
+        let manifest = MasterMsg::Manifest { id: 1, bytes: vec![7; 1 << 20] };
+        assert_eq!(outgoing(&manifest), protocol::encode(&manifest), "no text: sent as it is");
+    }
+
     /// A long error (hundreds of paths the peer's OS cannot create) is cut by the sender, and
     /// a message over its kind's limit only by its text is cut by the receiver, not refused.
     #[tokio::test]
