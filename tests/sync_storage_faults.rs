@@ -1,11 +1,12 @@
 //! Disk faults through the peer's storage seam, as plain tests (no root, no tmpfs): a disk that
-//! fills up mid-sync and gets space back, writes that fail and recover, and a slow disk. One
+//! fills up mid-sync and gets space back, writes that fail and recover, fsyncs that fail, and a
+//! slow disk. One
 //! test runs the real binary on a real full file system (a 1 MiB tmpfs in a user namespace, on
 //! Linux) to check what its plain output says.
 
 mod common;
 
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -166,6 +167,29 @@ async fn a_slow_disk_slows_the_peer_but_it_completes() {
     let s = peer.status().borrow().clone();
     assert_eq!(s.counters.verify_failures, 0);
     assert!(disk.written.load(Ordering::SeqCst) >= 3 << 20, "every chunk went through the slow disk");
+    peer.shutdown().await;
+    master.shutdown().await;
+    assert_same_tree(&mdir, &dst);
+}
+
+/// The fsync after a file's last chunk fails (a few times): the file is finished again later,
+/// not left counted as done while its data and the master's mtime never reached the disk (no
+/// fetch would ever finish it, since all its chunks are in). Periodic re-checks are off, so
+/// only that retry can end the sync.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_failed_fsync_of_a_finished_file_is_retried() {
+    let t = tmp();
+    let (mdir, cache) = paths(&t);
+    source_tree(&mdir, 17);
+    let dst = t.path().join("dst");
+    let disk = Arc::new(FaultyDisk { fail_syncs: AtomicU64::new(3), ..Default::default() });
+    let master = start_master(&mdir, &cache).await;
+    let mut pcfg = peer_config(master.local_addr(), &dst, &cache, "peer");
+    pcfg.storage = disk.clone();
+    pcfg.rescan_interval = Duration::from_secs(3600);
+    let peer = Engine::start(pcfg).await.expect("peer starts");
+    wait_synced(&peer, &master, &mdir, &dst, Duration::from_secs(90)).await;
+    assert_eq!(disk.fail_syncs.load(Ordering::SeqCst), 0, "the injected fsync errors happened");
     peer.shutdown().await;
     master.shutdown().await;
     assert_same_tree(&mdir, &dst);

@@ -71,10 +71,18 @@ pub struct PeerArgs {
 }
 
 pub fn run(args: PeerArgs) -> anyhow::Result<ExitCode> {
-    let cfg = config(&args)?;
+    let (server, swarm) = server(&args)?;
+    let cfg = config(&args, server)?;
     let rt = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     rt.block_on(async move {
         let peer = Engine::start(cfg).await?;
+        // Only now: the engine has checked the folder (never a root, home or system folder).
+        if let Some(swarm) = swarm {
+            let folder = peer.status().borrow().folder.clone();
+            if let Err(e) = remember_swarm(&folder, &swarm) {
+                eprintln!("lanscatter peer: cannot note swarm {swarm:?} in {}: {e}", folder.display());
+            }
+        }
         // Dropping `follow` mid-report is fine: it only reads snapshots and prints.
         let outcome = tokio::select! {
             code = follow(&peer, &args) => Err(code),
@@ -98,8 +106,8 @@ fn advertise_arg(arg: &str) -> Result<String, String> {
     crate::transport::validate_host(arg.trim()).map_err(|e| e.to_string())
 }
 
-fn config(args: &PeerArgs) -> anyhow::Result<PeerConfig> {
-    let mut cfg = PeerConfig::new(server(args)?, args.dst_dir.clone());
+fn config(args: &PeerArgs, server: String) -> anyhow::Result<PeerConfig> {
+    let mut cfg = PeerConfig::new(server, args.dst_dir.clone());
     cfg.bind = SocketAddr::new(args.bind.unwrap_or(IpAddr::from([0, 0, 0, 0])), args.port);
     cfg.advertise = args.advertise.clone();
     cfg.upload_slots = args.upload_slots;
@@ -115,17 +123,49 @@ fn config(args: &PeerArgs) -> anyhow::Result<PeerConfig> {
     Ok(cfg)
 }
 
-/// The master's address: as given, or found on the LAN for `auto`.
-fn server(args: &PeerArgs) -> anyhow::Result<String> {
+/// The master's address: as given, or found on the LAN for `auto` (with the swarm it
+/// belongs to, to remember in the folder).
+fn server(args: &PeerArgs) -> anyhow::Result<(String, Option<String>)> {
     use crate::transport::discovery;
     if !args.server.eq_ignore_ascii_case("auto") {
-        return Ok(args.server.clone());
+        return Ok((args.server.clone(), None));
     }
+    let want = auto_swarm(args.swarm.as_deref(), &args.dst_dir);
     eprintln!("lanscatter peer: looking for masters on the LAN (mDNS)…");
     let found = discovery::browse(discovery::BROWSE_TIME)?;
-    let m = discovery::choose(&found, args.swarm.as_deref())?;
+    let m = discovery::choose(&found, want.as_deref())?;
     eprintln!("lanscatter peer: found master {} at {}", m.swarm, m.addr);
-    Ok(m.addr)
+    Ok((m.addr, Some(m.swarm)))
+}
+
+/// Where `auto` notes the swarm it joined, beside the peer's marker.
+const SWARM_FILE: &str = "swarm.txt";
+
+/// The swarm `auto` looks for: `--swarm`, else the one this folder was synced from before.
+/// In an open swarm no secret tells masters apart, so without this a later `auto` would follow
+/// any other master that happens to be the only one answering, and sync the folder to it.
+fn auto_swarm(given: Option<&str>, dst: &std::path::Path) -> Option<String> {
+    if let Some(g) = given {
+        return Some(g.to_owned());
+    }
+    let path = dst.join(crate::paths::STATE_DIR).join(SWARM_FILE);
+    let text = std::fs::read_to_string(path).ok()?;
+    let name = text.trim();
+    (!name.is_empty() && name.len() <= crate::protocol::MAX_NAME_LEN).then(|| name.to_owned())
+}
+
+/// Note `swarm` in `folder` for the next `auto` ([`auto_swarm`]).
+fn remember_swarm(folder: &std::path::Path, swarm: &str) -> std::io::Result<()> {
+    let dir = folder.join(crate::paths::STATE_DIR);
+    let file = dir.join(SWARM_FILE);
+    // Never through a link planted in the folder.
+    for p in [&dir, &file] {
+        if std::fs::symlink_metadata(p).is_ok_and(|m| m.file_type().is_symlink()) {
+            return Err(std::io::Error::other(format!("{} is a symbolic link", p.display())));
+        }
+    }
+    std::fs::create_dir_all(&dir)?;
+    std::fs::write(file, format!("{swarm}\n"))
 }
 
 /// Report the engine's progress until it is done (with `--exit-when-done`) or fails.
@@ -270,5 +310,34 @@ impl Reporter {
         if let Some(b) = &self.bar {
             b.finish_with_message("up to date");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::transport::discovery::{choose, ChoiceError, Found};
+
+    /// `auto` into a folder synced from swarm "lab" looks for "lab" again: a foreign open
+    /// master that is the only one answering is refused, not followed.
+    #[test]
+    fn auto_remembers_the_swarm_of_the_folder() {
+        let dst = tempfile::tempdir().unwrap();
+        assert_eq!(auto_swarm(None, dst.path()), None, "a new folder takes any single master");
+        remember_swarm(dst.path(), "lab").unwrap();
+        assert_eq!(auto_swarm(None, dst.path()).as_deref(), Some("lab"));
+        assert_eq!(auto_swarm(Some("office"), dst.path()).as_deref(), Some("office"), "--swarm wins");
+        let foreign = [Found { swarm: "someone-else".into(), addr: "198.18.0.9:10564".into() }];
+        let want = auto_swarm(None, dst.path());
+        assert!(matches!(choose(&foreign, want.as_deref()), Err(ChoiceError::NoSuchSwarm { .. })));
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn the_swarm_note_is_never_written_through_a_link() {
+        let (dst, outside) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        std::os::unix::fs::symlink(outside.path(), dst.path().join(crate::paths::STATE_DIR)).unwrap();
+        assert!(remember_swarm(dst.path(), "lab").is_err());
+        assert!(!outside.path().join(SWARM_FILE).exists());
     }
 }

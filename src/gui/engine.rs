@@ -124,7 +124,24 @@ pub fn peer_config(s: &Settings, server: String) -> Result<(PeerConfig, Access),
 /// Start the engine the settings ask for. The error text is shown to the user as is.
 /// `config_dir`: see [`master_config`]. `adopt`: the user confirmed syncing a peer into its
 /// non-empty folder (see `crate::peer::adopt`).
-pub async fn start(settings: Settings, config_dir: PathBuf, adopt: bool) -> Result<RunningEngine, String> {
+/// What saving the settings does to the engine: one that runs (or is starting) restarts in
+/// the saved mode to pick them up, paused if the user had paused it (saving is not "resume");
+/// `None`: nothing runs, nothing starts.
+pub fn restart_after_save(running: bool, paused: bool) -> Option<StartPaused> {
+    running.then_some(StartPaused(paused))
+}
+
+/// Whether an engine starts with its transfers paused ([`Engine::set_paused`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StartPaused(pub bool);
+
+/// Start the engine `settings` describe, paused if `paused` says so.
+pub async fn start(
+    settings: Settings,
+    config_dir: PathBuf,
+    adopt: bool,
+    paused: StartPaused,
+) -> Result<RunningEngine, String> {
     settings.validate_for_start().map_err(|e| e.to_string())?;
     let mode = settings.mode;
     let (cfg, access) = match mode {
@@ -139,6 +156,9 @@ pub async fn start(settings: Settings, config_dir: PathBuf, adopt: bool) -> Resu
         }
     };
     let engine = Engine::start(cfg).await.map_err(start_error)?;
+    if paused.0 {
+        engine.set_paused(true);
+    }
     let rx = engine.status();
     let first = convert(mode, &rx.borrow());
     let (tx, status) = watch::channel(first);
@@ -197,6 +217,33 @@ pub fn convert(mode: Mode, s: &Snapshot) -> EngineStatus {
 mod tests {
     use super::*;
     use crate::status::{NodeState, Role};
+
+    /// Saving the settings of a paused engine restarts it paused (it used to resume it).
+    #[test]
+    fn saving_settings_keeps_a_pause() {
+        assert_eq!(restart_after_save(true, true), Some(StartPaused(true)));
+        assert_eq!(restart_after_save(true, false), Some(StartPaused(false)));
+        assert_eq!(restart_after_save(false, false), None, "nothing running: nothing starts");
+    }
+
+    /// An engine started paused says so in its snapshots.
+    #[tokio::test]
+    async fn an_engine_started_paused_is_paused() {
+        let (dir, folder) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        // A peer (port 0 is its own) of a master that is not there: it need not connect.
+        let s = Settings {
+            mode: Mode::Peer,
+            peer_folder: Some(folder.path().join("mirror")),
+            server: "127.0.0.1:9".into(),
+            open: true,
+            ..Settings::default()
+        };
+        let run = start(s, dir.path().to_path_buf(), false, StartPaused(true)).await.expect("starts");
+        let mut rx = run.engine.status();
+        let paused = tokio::time::timeout(std::time::Duration::from_secs(10), rx.wait_for(|s| s.paused)).await;
+        assert!(paused.is_ok(), "the engine runs paused");
+        run.shutdown().await;
+    }
 
     #[test]
     fn settings_map_to_engine_configs() {

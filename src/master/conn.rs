@@ -62,7 +62,8 @@ async fn join(State(shared): State<Arc<Shared>>, req: Request) -> Response {
 /// it advertises if that is an IP or DNS name ([`crate::transport::validate_host`]; anything
 /// else is refused) the peer could plausibly own: one that resolves to the source address (or
 /// to loopback when the peer connects over loopback), or any with `--trust-advertised-hosts`.
-/// Otherwise the source address is used and the log says why.
+/// A name that passes is replaced by the address it resolved to. Otherwise the source address
+/// is used and the log says why.
 pub(crate) async fn serving_host(
     advertised: Option<&str>,
     remote: SocketAddr,
@@ -83,8 +84,10 @@ pub(crate) async fn serving_host(
             _ => Vec::new(),
         },
     };
-    if resolved.into_iter().any(owns) {
-        return Ok(host);
+    // The address the name had when checked, not the name: a name looked up again by every
+    // other peer could by then point anywhere (DNS rebinding), the check would mean nothing.
+    if let Some(ip) = resolved.into_iter().find(|ip| owns(*ip)) {
+        return Ok(ip.to_canonical().to_string());
     }
     tracing::warn!(
         "peer at {source} advertises {host:?}, which does not resolve to its own address: other peers fetch from \
@@ -241,7 +244,10 @@ mod tests {
         assert_eq!(host(Some("10.9.9.9"), lan, false).await.unwrap(), "192.168.1.7");
         assert_eq!(host(Some("10.9.9.9"), lan, true).await.unwrap(), "10.9.9.9");
         assert_eq!(host(Some("127.0.0.2"), local, false).await.unwrap(), "127.0.0.2");
-        assert_eq!(host(Some("localhost"), local, false).await.unwrap(), "localhost");
+        // A name is checked once and pinned to the address it had then (no DNS rebinding).
+        let pinned = host(Some("localhost"), local, false).await.unwrap();
+        assert!(pinned.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback()), "{pinned}");
+        assert_eq!(host(Some("localhost"), local, true).await.unwrap(), "localhost", "trusted: as given");
         let mapped: SocketAddr = "[::ffff:192.168.1.7]:1".parse().unwrap();
         assert_eq!(host(Some("192.168.1.7"), mapped, false).await.unwrap(), "192.168.1.7");
         // Not an address at all: refused whatever the trust.

@@ -28,7 +28,9 @@
 //!
 //! Before the upstream leg has its first manifest the downstream index is not published (the
 //! scanner reports why), so downstream peers wait and keep their copies; while the upstream
-//! leg lays out a new manifest, the last published index stays.
+//! leg lays out a new manifest, the last published index stays. That index is also kept in
+//! the folder's `.lanscatter/` ([`INDEX_FILE`]) so a restarted proxy still knows the previous
+//! version of a file it was rewriting; without it, downstream peers would delete their copy.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -42,6 +44,7 @@ use crate::master::{Master, MasterConfig, MasterError, Scanner};
 use crate::peer::layout::Layout;
 use crate::peer::{Peer, PeerConfig, PeerError};
 use crate::status::Snapshot;
+use crate::storage::Storage;
 
 /// How often the downstream index is recomputed from the upstream leg's verified files.
 pub const POLL: Duration = Duration::from_millis(500);
@@ -76,9 +79,52 @@ pub enum ProxyError {
     Folder { path: PathBuf, source: std::io::Error },
 }
 
+/// The downstream index as last published, in the folder's state dir (length-prefixed
+/// [`Manifest::to_bytes`]).
+pub const INDEX_FILE: &str = "proxy-index.bin";
+
+fn index_path(root: &Path) -> PathBuf {
+    root.join(crate::paths::STATE_DIR).join(INDEX_FILE)
+}
+
+/// Keep `m` as the published index, through the folder's storage; a failure is only logged (a
+/// restart then starts without the previous versions).
+fn save_index(storage: &dyn Storage, root: &Path, m: &Manifest) {
+    let (path, bytes) = (index_path(root), m.to_bytes());
+    let mut data = (bytes.len() as u64).to_le_bytes().to_vec();
+    data.extend_from_slice(&bytes);
+    if let Err(e) = write_synced(storage, &path, &data) {
+        tracing::warn!("cannot keep the downstream index in {}: {e}", path.display());
+    }
+}
+
+fn write_synced(storage: &dyn Storage, path: &Path, data: &[u8]) -> std::io::Result<()> {
+    if let Some(dir) = path.parent() {
+        storage.create_dir_all(dir)?;
+    }
+    storage.set_len(path, data.len() as u64)?;
+    storage.write_at(path, 0, data)?;
+    storage.sync(path)
+}
+
+/// The index a previous run kept, if it is there and valid (bounded by what the wire carries).
+fn load_index(storage: &dyn Storage, root: &Path) -> Option<Manifest> {
+    let path = index_path(root);
+    let head = storage.read_at(&path, 0, 8).ok()?;
+    let len = u64::from_le_bytes(head.try_into().ok()?);
+    if len > crate::protocol::MAX_FRAME as u64 {
+        return None;
+    }
+    let bytes = storage.read_at(&path, 8, len).ok()?;
+    Manifest::from_bytes(&bytes).map_err(|e| tracing::warn!("ignoring {}: {e}", path.display())).ok()
+}
+
 /// The downstream master's [`Scanner`]: the upstream layout's complete files.
 struct VerifiedFiles {
     layout: Arc<Mutex<Option<Layout>>>,
+    /// The folder's storage (the upstream leg's) and root, where the index is kept.
+    storage: Arc<dyn Storage>,
+    root: PathBuf,
     /// What the last scan returned: kept while a new upstream manifest is laid out, and the
     /// source of the previous version of a file being rewritten.
     last: Mutex<Option<Manifest>>,
@@ -110,6 +156,9 @@ impl Scanner for VerifiedFiles {
                 })
             }
         };
+        if last.as_ref().is_none_or(|l| l.files != manifest.files || l.dirs != manifest.dirs) {
+            save_index(&*self.storage, &self.root, &manifest);
+        }
         *last = Some(manifest.clone());
         Ok(Scanned { manifest, skipped: Vec::new(), unsettled: Vec::new() })
     }
@@ -180,6 +229,7 @@ async fn leg(
 
 impl Proxy {
     pub(crate) async fn start(cfg: ProxyConfig) -> Result<Proxy, ProxyError> {
+        let storage = cfg.upstream.storage.clone();
         let peer = Peer::start(cfg.upstream).await?;
         // The peer checked the folder (not a file, root, dangerous or foreign folder) and
         // resolved it; the downstream master needs it to exist now, before the upstream
@@ -190,8 +240,9 @@ impl Proxy {
             return Err(ProxyError::Folder { path: root, source });
         }
         let mut down = cfg.downstream;
+        let last = Mutex::new(load_index(&*storage, &root));
+        down.scanner = Arc::new(VerifiedFiles { layout: peer.layout(), storage, root: root.clone(), last });
         down.source_dir = root;
-        down.scanner = Arc::new(VerifiedFiles { layout: peer.layout(), last: Mutex::new(None) });
         down.watch = false;
         down.rescan_interval = POLL;
         down.allow_shrink = true;
@@ -274,5 +325,33 @@ mod tests {
         let l = Layout::prepare(dst.path(), 2, v2, &CacheMode::Disabled, storage).unwrap();
         let m = verified_manifest(&l, Some(&published));
         assert_eq!(m.files, v1.files, "the rewritten file keeps version 1, the new one waits");
+    }
+
+    /// A restarted proxy still publishes the old version of a file it was rewriting: the
+    /// published index is kept in the folder and read back at start.
+    #[test]
+    fn a_restart_keeps_the_previous_version_of_a_file_being_rewritten() {
+        let (src, dst) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        std::fs::write(src.path().join("a.txt"), b"version 1").unwrap();
+        let v1 = manifest_of(src.path());
+        let storage: Arc<dyn crate::storage::Storage> = Arc::new(crate::storage::Disk);
+        let l = Layout::prepare(dst.path(), 1, v1.clone(), &CacheMode::Disabled, storage.clone()).unwrap();
+        let layout = Arc::new(Mutex::new(Some(l)));
+        crate::peer::layout::write_chunk(&layout, &v1.files[0].chunks[0].hash, b"version 1").unwrap();
+        let root = dst.path().to_path_buf();
+        let scanner = |layout| VerifiedFiles {
+            layout,
+            storage: storage.clone(),
+            root: root.clone(),
+            last: Mutex::new(load_index(&*storage, &root)),
+        };
+        let opts = ScanOptions::default();
+        assert_eq!(scanner(layout).scan(&root, &opts).unwrap().manifest.files, v1.files);
+        // "Restart" while version 2 is being written: a new scanner over a new layout.
+        std::fs::write(src.path().join("a.txt"), b"version 2, longer").unwrap();
+        let v2 = manifest_of(src.path());
+        let l = Layout::prepare(dst.path(), 2, v2, &CacheMode::Disabled, storage.clone()).unwrap();
+        let again = scanner(Arc::new(Mutex::new(Some(l)))).scan(&root, &opts).unwrap().manifest;
+        assert_eq!(again.files, v1.files, "version 1 is still published after the restart");
     }
 }

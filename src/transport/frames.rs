@@ -10,12 +10,19 @@
 //! soon as a data message's announced size, fragments added up, exceeds its limit. Which limit
 //! applies is decided by position in the stream (first data message or later), so raising the
 //! later limit after the handshake cannot race frames already read ahead.
+//!
+//! It also stamps a shared [`Liveness`] whenever bytes move either way: a websocket yields a
+//! message only after its last byte, so a channel that measured liveness from whole messages
+//! would take a big manifest arriving slowly for a dead peer.
 
 use std::io;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
@@ -127,30 +134,52 @@ impl Scan {
     }
 }
 
+/// When bytes last arrived and last left through one [`FrameGuard`] (milliseconds since the
+/// guard was made, so the stamps are plain atomics the channel reads without a lock).
+#[derive(Debug)]
+pub struct Liveness {
+    base: Instant,
+    read_ms: AtomicU64,
+    wrote_ms: AtomicU64,
+}
+
+impl Liveness {
+    pub fn new() -> Arc<Self> {
+        Arc::new(Liveness { base: Instant::now(), read_ms: AtomicU64::new(0), wrote_ms: AtomicU64::new(0) })
+    }
+
+    fn stamp(&self, at: &AtomicU64) {
+        at.fetch_max(self.base.elapsed().as_millis() as u64, Ordering::Relaxed);
+    }
+
+    /// When the last byte arrived (the guard's creation if none did yet).
+    pub fn last_read(&self) -> Instant {
+        self.base + Duration::from_millis(self.read_ms.load(Ordering::Relaxed))
+    }
+
+    /// When bytes last moved either way.
+    pub fn last_moved(&self) -> Instant {
+        self.last_read().max(self.base + Duration::from_millis(self.wrote_ms.load(Ordering::Relaxed)))
+    }
+}
+
 /// `inner` with incoming websocket messages bounded: the first data message by `first_limit`,
-/// every later one by the current value of `limit`.
+/// every later one by the current value of `limit`; every byte moved stamps `live`.
 pub struct FrameGuard<S> {
     inner: S,
     scan: Scan,
-    /// Bytes read so far: the channel's liveness counts a big frame still arriving as life.
-    read: Arc<AtomicU64>,
+    live: Arc<Liveness>,
 }
 
 impl<S> FrameGuard<S> {
     /// For the server end (the stream starts with frames).
-    pub fn server(inner: S, first_limit: usize, limit: Arc<AtomicUsize>) -> Self {
-        FrameGuard { inner, scan: Scan::new(Mode::Header, first_limit, limit), read: Arc::default() }
+    pub fn server(inner: S, first_limit: usize, limit: Arc<AtomicUsize>, live: Arc<Liveness>) -> Self {
+        FrameGuard { inner, scan: Scan::new(Mode::Header, first_limit, limit), live }
     }
 
     /// For the client end (the stream starts with the server's HTTP upgrade answer).
-    pub fn client(inner: S, first_limit: usize, limit: Arc<AtomicUsize>) -> Self {
-        FrameGuard { inner, scan: Scan::new(Mode::HttpHead { matched: 0 }, first_limit, limit), read: Arc::default() }
-    }
-
-    /// Count the bytes read through this guard in `read` (updated as they arrive).
-    pub fn counting(mut self, read: Arc<AtomicU64>) -> Self {
-        self.read = read;
-        self
+    pub fn client(inner: S, first_limit: usize, limit: Arc<AtomicUsize>, live: Arc<Liveness>) -> Self {
+        FrameGuard { inner, scan: Scan::new(Mode::HttpHead { matched: 0 }, first_limit, limit), live }
     }
 }
 
@@ -174,11 +203,12 @@ impl<S: AsyncRead + Unpin> AsyncRead for FrameGuard<S> {
         let this = &mut *self;
         match Pin::new(&mut this.inner).poll_read(cx, buf) {
             Poll::Ready(Ok(())) => match this.scan.feed(&buf.filled()[before..]) {
-                Ok(()) if buf.filled().len() > before => {
-                    this.read.fetch_add((buf.filled().len() - before) as u64, Ordering::Relaxed);
+                Ok(()) => {
+                    if buf.filled().len() > before {
+                        this.live.stamp(&this.live.read_ms);
+                    }
                     Poll::Ready(Ok(()))
                 }
-                Ok(()) => Poll::Ready(Ok(())),
                 Err(e) => {
                     // Nothing read in this call reaches the websocket: the connection ends here.
                     buf.set_filled(before);
@@ -192,7 +222,11 @@ impl<S: AsyncRead + Unpin> AsyncRead for FrameGuard<S> {
 
 impl<S: AsyncWrite + Unpin> AsyncWrite for FrameGuard<S> {
     fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, data: &[u8]) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write(cx, data)
+        let r = Pin::new(&mut self.inner).poll_write(cx, data);
+        if matches!(r, Poll::Ready(Ok(n)) if n > 0) {
+            self.live.stamp(&self.live.wrote_ms);
+        }
+        r
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {

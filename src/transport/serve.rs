@@ -12,11 +12,14 @@
 //! (hyper arms it before the first byte), so a connection that sends nothing is closed like
 //! one that sends half a header; at most `max_connections` connections are served at once,
 //! and at most `max_pre_auth` of them may still be waiting for their first request head (or
-//! TLS handshake). A connection over either cap is closed at once, unread, instead of queueing:
-//! 10,000 idle sockets cost the node a few hundred pre-auth tasks, not 10,000.
+//! TLS handshake), at most `max_pre_auth_per_ip` of those from one address, so one host
+//! holding idle sockets cannot lock the others out. A connection over a cap is closed at
+//! once, unread, instead of queueing: 10,000 idle sockets cost the node a few hundred pre-auth
+//! tasks, not 10,000.
 
+use std::collections::HashMap;
 use std::future::Future;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -50,16 +53,22 @@ pub struct ServeLimits {
     pub max_connections: usize,
     /// Connections still waiting for their first request head.
     pub max_pre_auth: usize,
+    /// Of those, from one IP address.
+    pub max_pre_auth_per_ip: usize,
 }
 
 impl ServeLimits {
     /// The limits of a node serving `max_peers` peers: each peer keeps a control connection
     /// and a few chunk connections, and a whole swarm may (re)connect at once.
     pub fn for_peers(max_peers: usize) -> Self {
+        let max_pre_auth = max_peers / 2 + 64;
         ServeLimits {
             header_timeout: HEADER_READ_TIMEOUT,
             max_connections: max_peers.saturating_mul(2).saturating_add(256),
-            max_pre_auth: max_peers / 2 + 64,
+            max_pre_auth,
+            // An honest host opens its control channel and a few chunk connections at once
+            // (more on a proxy, or many test peers on loopback): far under an eighth.
+            max_pre_auth_per_ip: (max_pre_auth / 8).max(32),
         }
     }
 }
@@ -120,7 +129,7 @@ pub async fn serve_secured(
             },
             _ = &mut shutdown => break,
         };
-        let Some(permits) = caps.admit(what) else { continue };
+        let Some(permits) = caps.admit(what, addr.ip()) else { continue };
         // Chunk answers end with a small final write; Nagle would hold it back.
         let _ = stream.set_nodelay(true);
         let conn = Conn { router: router.clone(), builder: builder.clone(), addr, what, header_timeout, permits };
@@ -152,6 +161,8 @@ pub enum Access {
 struct Caps {
     conns: Arc<Semaphore>,
     pre_auth: Arc<Semaphore>,
+    /// Pre-auth connections per address (entries removed at zero).
+    per_ip: Arc<Mutex<HashMap<IpAddr, usize>>>,
     limits: ServeLimits,
     /// When a refusal was last logged (a flood must not become a flood of log lines).
     warned: Mutex<Option<Instant>>,
@@ -161,7 +172,26 @@ struct Caps {
 /// its pre-auth place until its first request head arrives.
 struct Permits {
     conn: OwnedSemaphorePermit,
-    pre_auth: Arc<Mutex<Option<OwnedSemaphorePermit>>>,
+    pre_auth: Arc<Mutex<Option<PreAuth>>>,
+}
+
+/// A pre-auth place: one of all, and one of its address's (given back when dropped).
+struct PreAuth {
+    _permit: OwnedSemaphorePermit,
+    ip: IpAddr,
+    per_ip: Arc<Mutex<HashMap<IpAddr, usize>>>,
+}
+
+impl Drop for PreAuth {
+    fn drop(&mut self) {
+        let mut m = self.per_ip.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = m.get_mut(&self.ip) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                m.remove(&self.ip);
+            }
+        }
+    }
 }
 
 impl Caps {
@@ -169,33 +199,48 @@ impl Caps {
         Caps {
             conns: Arc::new(Semaphore::new(limits.max_connections.max(1))),
             pre_auth: Arc::new(Semaphore::new(limits.max_pre_auth.max(1))),
+            per_ip: Arc::default(),
             limits: *limits,
             warned: Mutex::new(None),
         }
     }
 
-    /// Places for one more connection, or `None` (it is then dropped unread).
-    fn admit(&self, what: &str) -> Option<Permits> {
+    /// Places for one more connection from `ip`, or `None` (it is then dropped unread).
+    fn admit(&self, what: &str, ip: IpAddr) -> Option<Permits> {
         let conn = self.conns.clone().try_acquire_owned();
         let pre = self.pre_auth.clone().try_acquire_owned();
-        match (conn, pre) {
-            (Ok(c), Ok(p)) => Some(Permits { conn: c, pre_auth: Arc::new(Mutex::new(Some(p))) }),
-            (c, _) => {
-                let mut warned = self.warned.lock().unwrap_or_else(|p| p.into_inner());
-                if warned.is_none_or(|t| t.elapsed() > Duration::from_secs(10)) {
-                    *warned = Some(Instant::now());
-                    let (n, which) = match c {
-                        Err(_) => (self.limits.max_connections, "connections"),
-                        Ok(_) => (self.limits.max_pre_auth, "connections that have not sent a request yet"),
-                    };
-                    tracing::warn!(
-                        "{what}: {n} {which} open, the most it serves; closing new ones until some end \
-                         (more peers need a higher --max-peers)"
-                    );
-                }
-                None
+        let refused = match (conn, pre) {
+            (Ok(c), Ok(p)) if self.take_ip(ip) => {
+                let pre = PreAuth { _permit: p, ip, per_ip: self.per_ip.clone() };
+                return Some(Permits { conn: c, pre_auth: Arc::new(Mutex::new(Some(pre))) });
             }
+            (Ok(_), Ok(_)) => {
+                (self.limits.max_pre_auth_per_ip, "connections from one address that have not sent a request yet")
+            }
+            (Err(_), _) => (self.limits.max_connections, "connections"),
+            (Ok(_), Err(_)) => (self.limits.max_pre_auth, "connections that have not sent a request yet"),
+        };
+        let mut warned = self.warned.lock().unwrap_or_else(|p| p.into_inner());
+        if warned.is_none_or(|t| t.elapsed() > Duration::from_secs(10)) {
+            *warned = Some(Instant::now());
+            let (n, which) = refused;
+            tracing::warn!(
+                "{what}: {n} {which} open ({ip} now), the most it serves; closing new ones until some end \
+                 (more peers need a higher --max-peers)"
+            );
         }
+        None
+    }
+
+    /// Count one more pre-auth connection from `ip`, unless it has its share already.
+    fn take_ip(&self, ip: IpAddr) -> bool {
+        let mut m = self.per_ip.lock().unwrap_or_else(|p| p.into_inner());
+        let n = m.entry(ip).or_insert(0);
+        if *n >= self.limits.max_pre_auth_per_ip.max(1) {
+            return false;
+        }
+        *n += 1;
+        true
     }
 }
 
@@ -334,6 +379,14 @@ mod tests {
         header_timeout: Duration,
         security: Security,
     ) -> (SocketAddr, tokio::sync::oneshot::Sender<()>, tokio::task::JoinHandle<()>) {
+        let limits = ServeLimits { header_timeout, max_connections: 8, max_pre_auth: 4, max_pre_auth_per_ip: 4 };
+        start_limits(limits, security).await
+    }
+
+    async fn start_limits(
+        limits: ServeLimits,
+        security: Security,
+    ) -> (SocketAddr, tokio::sync::oneshot::Sender<()>, tokio::task::JoinHandle<()>) {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");
         // A response that never ends, like the status page's event stream.
@@ -348,7 +401,6 @@ mod tests {
             .route("/who", get(|ConnectInfo(a): ConnectInfo<SocketAddr>| async move { a.to_string() }))
             .route("/endless", get(endless));
         let (tx, rx) = tokio::sync::oneshot::channel();
-        let limits = ServeLimits { header_timeout, max_connections: 8, max_pre_auth: 4 };
         let task = tokio::spawn(serve_secured(listener, app, limits, "test", security, async move {
             let _ = rx.await;
         }));
@@ -432,6 +484,35 @@ mod tests {
         let mut out = String::new();
         next.read_to_string(&mut out).await.expect("read");
         assert!(out.starts_with("HTTP/1.1 200"), "a place freed up: {out}");
+    }
+
+    /// One host holding idle connections uses up its own pre-auth share, not everyone's: its
+    /// next one is closed unread while another host (127.0.0.2, also loopback) is served.
+    #[tokio::test]
+    async fn one_host_cannot_take_every_pre_auth_place() {
+        let limits = ServeLimits {
+            header_timeout: Duration::from_secs(60),
+            max_connections: 16,
+            max_pre_auth: 8,
+            max_pre_auth_per_ip: 2,
+        };
+        let (addr, _stop, _task) = start_limits(limits, Security::Open).await;
+        let mut idle = Vec::new();
+        for _ in 0..2 {
+            idle.push(TcpStream::connect(addr).await.expect("connect"));
+        }
+        let mut extra = TcpStream::connect(addr).await.expect("connect");
+        let mut buf = [0u8; 64];
+        let n = tokio::time::timeout(Duration::from_secs(10), extra.read(&mut buf)).await;
+        assert!(matches!(n, Ok(Ok(0) | Err(_))), "the host's third idle connection is closed at once: {n:?}");
+        let other = tokio::net::TcpSocket::new_v4().expect("socket");
+        other.bind("127.0.0.2:0".parse().expect("addr")).expect("bind 127.0.0.2");
+        let mut other = other.connect(addr).await.expect("connect from 127.0.0.2");
+        other.write_all(b"GET /who HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").await.expect("write");
+        let mut out = String::new();
+        other.read_to_string(&mut out).await.expect("read");
+        assert!(out.starts_with("HTTP/1.1 200"), "another host is served: {out}");
+        assert!(out.contains("127.0.0.2:"), "{out}");
     }
 
     #[tokio::test]

@@ -23,6 +23,8 @@ pub struct FaultyDisk {
     pub corrupt_uploads: bool,
     /// Bytes written so far.
     pub written: AtomicU64,
+    /// How many more file fsyncs ([`Storage::sync`]) fail with an I/O error.
+    pub fail_syncs: AtomicU64,
 }
 
 impl Default for FaultyDisk {
@@ -33,6 +35,7 @@ impl Default for FaultyDisk {
             write_delay: Duration::ZERO,
             corrupt_uploads: false,
             written: AtomicU64::new(0),
+            fail_syncs: AtomicU64::new(0),
         }
     }
 }
@@ -91,6 +94,10 @@ impl Storage for FaultyDisk {
         Disk.remove(path)
     }
     fn sync(&self, path: &Path) -> io::Result<()> {
+        let fail = self.fail_syncs.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1)).is_ok();
+        if fail {
+            return Err(io::Error::other("injected fsync error (test)"));
+        }
         Disk.sync(path)
     }
     fn free_space(&self, path: &Path) -> io::Result<u64> {

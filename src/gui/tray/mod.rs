@@ -444,10 +444,15 @@ impl Tray {
     }
 
     fn start(&mut self, mode: Mode) {
+        self.start_paused(mode, engine::StartPaused(false));
+    }
+
+    /// Start (or restart) the engine in `mode`, its transfers paused if `paused` says so.
+    fn start_paused(&mut self, mode: Mode, paused: engine::StartPaused) {
         if self.engine.is_some() || self.starting {
             self.stop();
         }
-        self.paused = false;
+        self.paused = paused.0;
         let r = self.update_settings(|s| s.mode = mode);
         if let Err(e) = r {
             self.report_error(&e);
@@ -470,7 +475,7 @@ impl Tray {
             if let Some(previous) = stopping {
                 let _ = previous.await;
             }
-            let r = engine::start(s, dir, adopt).await;
+            let r = engine::start(s, dir, adopt, paused).await;
             let _ = proxy.send_event(UserEvent::Started(gen, r));
         });
     }
@@ -546,10 +551,9 @@ impl Tray {
         }
         self.refresh_server_menu();
         // A running engine picks up new settings by restarting in the (possibly new) mode.
-        if self.engine.is_some() || self.starting {
-            self.start(new.mode);
-        } else {
-            self.view.mode = new.mode;
+        match engine::restart_after_save(self.engine.is_some() || self.starting, self.paused) {
+            Some(paused) => self.start_paused(new.mode, paused),
+            None => self.view.mode = new.mode,
         }
     }
 

@@ -52,7 +52,7 @@ mod prepare;
 mod tests;
 mod write;
 
-pub use write::write_chunk;
+pub use write::{retry_finish, write_chunk};
 
 #[derive(Debug, thiserror::Error)]
 pub enum LayoutError {
@@ -167,6 +167,11 @@ impl Layout {
                 }
             }
         }
+    }
+
+    /// Files whose last chunk is in but whose finishing failed: [`retry_finish`] is due.
+    pub fn needs_finish(&self) -> bool {
+        !self.to_finish.is_empty() && self.syncing == 0
     }
 
     pub fn has(&self, h: &ChunkHash) -> bool {

@@ -128,6 +128,12 @@ impl Layout {
         let done = synced.and_then(|set| if set { self.storage.set_mtime(path, mtime) } else { Ok(()) });
         if let Err(e) = done {
             self.foreign |= storage::is_link_in_path(&e);
+            let refused = storage::is_locked(&e) || storage::is_name_rejected(&e) || self.foreign;
+            if !refused {
+                // Not finished, so not complete: [`retry_finish`] tries again (a lost fsync
+                // must not leave a file counted as done that never reached the disk).
+                self.to_finish.push(fi);
+            }
             return self.skip_or_fail(fi, path, e);
         }
         self.written.remove(&fi);
@@ -148,19 +154,43 @@ pub fn write_chunk(layout: &Mutex<Option<Layout>>, h: &ChunkHash, data: &[u8]) -
     // The layout lock is held during the writes: per-chunk writes are short, and the caller
     // additionally holds the engine's relayout read lock, so a new manifest waits for them and
     // for the fsyncs below.
-    let lock = || layout.lock().unwrap_or_else(|p| p.into_inner());
     let (placed, storage, files) = {
-        let mut guard = lock();
+        let mut guard = lock(layout);
         let Some(l) = guard.as_mut() else { return Ok(()) };
         let placed = if l.pending.get(h).is_some_and(|p| !p.is_empty()) { l.place(h, data) } else { Ok(()) };
         (placed, l.storage.clone(), l.take_to_finish())
     };
+    let finished = finish_files(layout, &*storage, files);
+    placed.and(finished)
+}
+
+/// Finish again the files whose finishing failed (an fsync or mtime error), blocking; the
+/// session calls it now and then until none is left ([`Layout::needs_finish`]).
+pub fn retry_finish(layout: &Mutex<Option<Layout>>) -> Result<(), LayoutError> {
+    let (storage, files) = {
+        let mut guard = lock(layout);
+        let Some(l) = guard.as_mut() else { return Ok(()) };
+        (l.storage.clone(), l.take_to_finish())
+    };
+    finish_files(layout, &*storage, files)
+}
+
+fn lock(layout: &Mutex<Option<Layout>>) -> std::sync::MutexGuard<'_, Option<Layout>> {
+    layout.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Sync `files` (taken by [`Layout::take_to_finish`]) outside the lock, then finish them.
+fn finish_files(
+    layout: &Mutex<Option<Layout>>,
+    storage: &dyn Storage,
+    files: Vec<(usize, PathBuf, Mtime)>,
+) -> Result<(), LayoutError> {
     if files.is_empty() {
-        return placed;
+        return Ok(());
     }
-    let synced: Vec<_> = files.into_iter().map(|(fi, p, m)| (fi, sync_unless_finished(&*storage, &p, m), p)).collect();
-    let mut guard = lock();
-    let Some(l) = guard.as_mut() else { return placed };
+    let synced: Vec<_> = files.into_iter().map(|(fi, p, m)| (fi, sync_unless_finished(storage, &p, m), p)).collect();
+    let mut guard = lock(layout);
+    let Some(l) = guard.as_mut() else { return Ok(()) };
     let mut first_err = None;
     for (fi, r, path) in synced {
         l.syncing -= 1;
@@ -168,7 +198,7 @@ pub fn write_chunk(layout: &Mutex<Option<Layout>>, h: &ChunkHash, data: &[u8]) -
             first_err.get_or_insert(e);
         }
     }
-    placed.and(first_err.map_or(Ok(()), Err))
+    first_err.map_or(Ok(()), Err)
 }
 
 /// Put a file's data on the disk unless its mtime already is the master's (finished earlier);

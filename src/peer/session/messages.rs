@@ -185,7 +185,12 @@ impl Session {
         let _w = ctx.relayout.write().await;
         // Stop serving the old layout while the folder changes.
         let old = ctx.layout.lock().ok().and_then(|mut g| g.take());
-        self.publish_state(NodeState::Indexing { done: 0, total: manifest.total_bytes() });
+        // A re-check of the manifest we hold (the periodic one, a locked-file retry) is not
+        // news: publishing "indexing" would make the tray announce a finished sync and a
+        // proxy resend its manifest every time. What it finds shows once it is done.
+        if old.as_ref().is_none_or(|l| l.manifest_id != id) {
+            self.publish_state(NodeState::Indexing { done: 0, total: manifest.total_bytes() });
+        }
         let (root, cache, storage) = (ctx.root.clone(), ctx.cfg.cache.clone(), ctx.cfg.storage.clone());
         let space = storage.clone();
         let res = tokio::task::spawn_blocking(move || {

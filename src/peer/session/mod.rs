@@ -89,6 +89,8 @@ struct Session {
     down_meter: RateMeter,
     up_meter: RateMeter,
     last_rescan: Instant,
+    /// When files whose finishing failed (an fsync error) were last tried again.
+    last_finish_retry: Instant,
     /// Fetches a new manifest cancelled, and fetches that went on across one (`Counters`).
     fetches_cancelled: u64,
     fetches_kept: u64,
@@ -112,6 +114,7 @@ pub(crate) async fn run(ctx: Arc<Ctx>) {
         down_meter: RateMeter::default(),
         up_meter: RateMeter::default(),
         last_rescan: Instant::now(),
+        last_finish_retry: Instant::now(),
         fetches_cancelled: 0,
         fetches_kept: 0,
     };

@@ -48,10 +48,16 @@ async fn scripted_master() -> (SocketAddr, UnboundedReceiver<Channel>) {
 
 /// A peer mirroring into `dst`, joined to a scripted master: the master's end of its channel.
 async fn joined_peer(dst: &std::path::Path) -> (Peer, Channel) {
+    joined_peer_with(dst, |_| {}).await
+}
+
+/// [`joined_peer`] with its config changed by `tweak` first.
+async fn joined_peer_with(dst: &std::path::Path, tweak: impl FnOnce(&mut PeerConfig)) -> (Peer, Channel) {
     let (addr, mut joined) = scripted_master().await;
     let mut cfg = PeerConfig::new(addr.to_string(), dst.to_path_buf());
     cfg.bind = "127.0.0.1:0".parse().unwrap();
     cfg.cache = CacheMode::Disabled;
+    tweak(&mut cfg);
     let peer = Peer::start(cfg).await.unwrap();
     let ch = tokio::time::timeout(WAIT, joined.recv()).await.unwrap().unwrap();
     (peer, ch)
@@ -131,5 +137,45 @@ async fn an_invalid_manifest_ends_the_session_and_nothing_is_created() {
         tokio::time::timeout(WAIT, rx.wait_for(|s| s.events.iter().any(|e| e.message.contains("invalid manifest"))))
             .await;
     assert!(why.is_ok(), "the reason is in the event log");
+    peer.shutdown().await;
+}
+
+/// A periodic re-check that finds the folder as it was changes nothing anyone watches: the
+/// published state stays "up to date" throughout (an "indexing" flash made the tray announce
+/// a finished sync, and a proxy resend its manifest, after every re-check).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_recheck_that_finds_no_change_keeps_the_published_state() {
+    let (src, dst) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let content = b"the one chunk of this file".to_vec();
+    std::fs::write(src.path().join("f.txt"), &content).unwrap();
+    let opts = ScanOptions { chunk_rule: ChunkRule::Fixed(4096), cache: CacheMode::Disabled, ..Default::default() };
+    let manifest = crate::manifest::scan(src.path(), &opts).unwrap();
+    let chunk = manifest.files[0].chunks[0].hash;
+    let mirror = dst.path().join("mirror");
+    let (peer, mut ch) = joined_peer_with(&mirror, |c| c.rescan_interval = Duration::from_millis(300)).await;
+    ch.send(&MasterMsg::Manifest { id: 1, bytes: manifest.to_bytes() }).await.unwrap();
+    assert!(matches!(next(&mut ch).await, PeerMsg::HaveAll { .. }));
+    let url = Some(chunk_source(content.clone()).await);
+    ch.send(&MasterMsg::Fetch { id: 1, chunk, size: content.len() as u64, url, min_rate_bps: 0 }).await.unwrap();
+    assert_eq!(next(&mut ch).await, PeerMsg::Finished { id: 1 });
+    let mut rx = peer.status();
+    tokio::time::timeout(WAIT, rx.wait_for(is_done)).await.expect("up to date in time").unwrap();
+    let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let record = seen.clone();
+    let watcher = tokio::spawn(async move {
+        while rx.changed().await.is_ok() {
+            let state = rx.borrow_and_update().state.clone();
+            record.lock().unwrap().push(state);
+        }
+    });
+    // Every re-check ends with a fresh have-set: three of them.
+    for _ in 0..3 {
+        assert!(matches!(next(&mut ch).await, PeerMsg::HaveAll { manifest_id: 1, .. }));
+    }
+    watcher.abort();
+    let seen = seen.lock().unwrap().clone();
+    assert!(!seen.is_empty(), "the peer publishes its status while it re-checks");
+    let moved: Vec<_> = seen.iter().filter(|s| !matches!(s, crate::status::NodeState::UpToDate)).collect();
+    assert!(moved.is_empty(), "a re-check finding no change published {moved:?}");
     peer.shutdown().await;
 }

@@ -33,6 +33,7 @@ impl Session {
             self.last_rescan = Instant::now() - self.ctx.cfg.rescan_interval; // re-check the folder now
         }
         self.retry_locked(ch, tr).await?;
+        self.retry_finish().await;
         let snap = self.publish();
         send(
             ch,
@@ -81,6 +82,45 @@ impl Session {
             self.send_have_all(ch).await?;
         }
         Ok(())
+    }
+
+    /// Every [`LOCKED_RETRY`], finish again the files whose fsync failed: their last chunk is
+    /// in, so no fetch would ever do it, and the peer is not complete until they are on disk.
+    async fn retry_finish(&mut self) {
+        let due = self.last_finish_retry.elapsed() >= LOCKED_RETRY;
+        if !due || !self.with_layout(|l| l.needs_finish()).unwrap_or(false) {
+            return;
+        }
+        self.last_finish_retry = Instant::now();
+        let guard = self.ctx.relayout.clone().read_owned().await;
+        let layout = self.ctx.layout.clone();
+        let r = tokio::task::spawn_blocking(move || {
+            let r = crate::peer::layout::retry_finish(&layout);
+            drop(guard);
+            r
+        })
+        .await;
+        let failed = match r {
+            Ok(Ok(())) => None,
+            Ok(Err(e)) => Some(e.to_string()),
+            Err(e) => Some(format!("finishing files failed: {e}")),
+        };
+        // As a failed or working chunk write says it (the same `disk_error`).
+        match failed {
+            None if self.disk_error => {
+                self.disk_error = false;
+                self.error = None;
+                self.events.push("writing works again");
+            }
+            None => {}
+            Some(message) => {
+                if self.error.as_ref() != Some(&message) {
+                    self.events.push(message.clone());
+                }
+                self.error = Some(message);
+                self.disk_error = true;
+            }
+        }
     }
 
     pub(super) fn publish_state(&mut self, state: NodeState) {

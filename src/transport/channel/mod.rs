@@ -12,11 +12,17 @@
 //! other side's library answers it while reading), and [`Channel::recv`] fails with
 //! [`ChannelError::Timeout`] once nothing at all arrived for [`DEAD_AFTER`]. Both ends run the
 //! same code, so a frozen peer leaves the master's swarm, and a frozen master is left by its
-//! peers, within seconds instead of when TCP gives up (15-30 minutes). "Nothing arrived" counts
-//! bytes, not whole frames ([`FrameGuard::counting`]): a busy link still carrying a big
-//! message (a manifest of many MB) is alive, and a pong is a 2-byte frame that needs no
-//! bandwidth to speak of, so a peer busy uploading chunks (on other connections) answers in
-//! time.
+//! peers, within seconds instead of when TCP gives up (15-30 minutes). "Heard" counts bytes,
+//! not messages ([`frames::Liveness`]): a 40 MB manifest arriving over a slow link for minutes
+//! is a live connection, although no whole message arrives meanwhile, and a pong is a 2-byte
+//! frame, so a peer busy uploading chunks on other connections answers in time.
+//!
+//! Neither end stops reading while it writes: [`Channel::send`] keeps taking in frames (kept
+//! for the next [`Channel::recv`], pings answered) while its message drains, so two ends that
+//! send big messages at once (a manifest one way, a have-set the other) cannot block each
+//! other. A send fails once no byte moved either way for [`DEAD_AFTER`]. Text a message carries
+//! is cut before it leaves ([`Bounded::truncate_text`]), so a long error cannot push a message
+//! over its kind's limit at the receiver.
 //!
 //! The server side does the websocket upgrade itself on the request hyper hands to the router
 //! (no axum extractor), so master and peer run the same tungstenite code.
@@ -24,8 +30,10 @@
 use std::collections::VecDeque;
 use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -34,7 +42,7 @@ use axum::body::Body;
 use axum::extract::{ConnectInfo, Request};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use futures_util::{SinkExt, StreamExt};
+use futures_util::{Sink, SinkExt, StreamExt};
 use hyper_util::rt::TokioIo;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -44,7 +52,7 @@ use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 use tokio_tungstenite::WebSocketStream;
 
-use super::frames::{self, FrameGuard};
+use super::frames::{self, FrameGuard, Liveness};
 use super::tls::Tls;
 use super::Security;
 use crate::protocol::{self, Bounded, HANDSHAKE_MAX, MAX_FRAME, MIN_FRAME_LIMIT};
@@ -78,7 +86,8 @@ pub enum ChannelError {
 pub const PING_AFTER: Duration = Duration::from_secs(1);
 /// Silence after which the other side counts as gone: three pings unanswered, well under the
 /// 10 s a hung node may keep chunks "available". A healthy peer is never that quiet: it
-/// reports every 250 ms, and answers pings while it re-checks its folder.
+/// reports every 250 ms, and answers pings while it re-checks its folder. Silence is counted
+/// in bytes, so a slow link still carrying a big frame is never silent.
 pub const DEAD_AFTER: Duration = Duration::from_millis(3500);
 
 /// One end of a control connection.
@@ -88,12 +97,14 @@ pub struct Channel {
     remote: Option<SocketAddr>,
     /// The limit the [`FrameGuard`] under `ws` applies to messages after the handshake.
     limit: Arc<AtomicUsize>,
-    /// Bytes the [`FrameGuard`] has read, and the count when last looked at.
-    read: Arc<AtomicU64>,
-    read_seen: u64,
-    /// When the last frame of any kind arrived, and when we last pinged.
+    /// When bytes last moved through the [`FrameGuard`] under `ws`.
+    live: Arc<Liveness>,
+    /// When the last frame of any kind arrived (or the handshake ended), and when we last
+    /// pinged; bytes arriving since count too ([`Channel::heard`]).
     heard: Instant,
     pinged: Option<Instant>,
+    /// When we last told the other side we are reading its unfinished frame ([`Channel::recv`]).
+    acked: Instant,
     /// Frames read by [`Channel::keep_alive`] while the owner was busy, in arrival order.
     pending: VecDeque<Frame>,
 }
@@ -102,7 +113,7 @@ pub struct Channel {
 type Frame = Option<Result<Message, WsError>>;
 
 /// Frames [`Channel::keep_alive`] holds before it stops reading (the other side then sees
-/// back-pressure, as it would without it).
+/// back-pressure, as it would without it, and our pongs say we are alive).
 const MAX_PENDING: usize = 4096;
 
 fn is_terminal(f: &Frame) -> bool {
@@ -131,19 +142,16 @@ impl Channel {
         ws: WebSocketStream<Box<dyn Io>>,
         local: Option<SocketAddr>,
         remote: Option<SocketAddr>,
-        limit: Arc<AtomicUsize>,
-        read: Arc<AtomicU64>,
+        guard: (Arc<AtomicUsize>, Arc<Liveness>),
     ) -> Self {
+        let (limit, live) = guard;
         let (heard, pending) = (Instant::now(), VecDeque::new());
-        Channel { ws, local, remote, limit, read, read_seen: 0, heard, pinged: None, pending }
+        Channel { ws, local, remote, limit, live, heard, pinged: None, acked: heard, pending }
     }
 
-    /// Bytes arrived since last looked: part of a frame counts as hearing the other side.
-    fn bytes_arrived(&mut self) -> bool {
-        let n = self.read.load(Ordering::Relaxed);
-        let more = n != self.read_seen;
-        self.read_seen = n;
-        more
+    /// When the other side was last heard from: a whole frame, or any byte of one.
+    fn heard(&self) -> Instant {
+        self.heard.max(self.live.last_read())
     }
 
     /// The local address of the underlying connection (what the peer tells others to use).
@@ -164,7 +172,11 @@ impl Channel {
     /// Send a handshake value as one JSON text frame.
     pub async fn send_handshake<T: Serialize>(&mut self, v: &T) -> Result<(), ChannelError> {
         let text = serde_json::to_string(v).map_err(|e| ChannelError::Io(e.to_string()))?;
-        self.ws.send(Message::Text(text.into())).await.map_err(|e| ChannelError::Io(e.to_string()))
+        self.ws.send(Message::Text(text.into())).await.map_err(|e| ChannelError::Io(e.to_string()))?;
+        // The handshake may take a while (the master checks an advertised name): silence is
+        // measured from its end.
+        self.heard = Instant::now();
+        Ok(())
     }
 
     /// The other side's handshake text frame, within `timeout`.
@@ -173,7 +185,10 @@ impl Channel {
             let frame =
                 tokio::time::timeout(timeout, self.ws.next()).await.map_err(|_| ChannelError::Timeout(timeout))?;
             match frame {
-                Some(Ok(Message::Text(t))) => return Ok(t.as_str().to_owned()),
+                Some(Ok(Message::Text(t))) => {
+                    self.heard = Instant::now();
+                    return Ok(t.as_str().to_owned());
+                }
                 Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
                 Some(Ok(Message::Binary(_))) => return Err(ChannelError::Unexpected("binary")),
                 Some(Ok(_)) | None => return Err(ChannelError::Closed),
@@ -182,16 +197,54 @@ impl Channel {
         }
     }
 
-    /// Send one message as a binary frame.
-    pub async fn send<T: Serialize>(&mut self, msg: &T) -> Result<(), ChannelError> {
-        self.ws.send(Message::Binary(protocol::encode(msg).into())).await.map_err(|e| ChannelError::Io(e.to_string()))
+    /// Send one message as a binary frame, its text cut to the documented lengths first,
+    /// reading what arrives meanwhile (see the module doc).
+    pub async fn send<T: Serialize + Bounded + Clone>(&mut self, msg: &T) -> Result<(), ChannelError> {
+        self.send_frame(Message::Binary(outgoing(msg).into())).await
+    }
+
+    /// Send `frame` while taking in incoming frames into `pending`; fails once no byte moved
+    /// either way for [`DEAD_AFTER`].
+    async fn send_frame(&mut self, frame: Message) -> Result<(), ChannelError> {
+        self.drive(|ws, cx| Pin::new(ws).poll_ready(cx)).await?;
+        Pin::new(&mut self.ws).start_send(frame).map_err(|e| ChannelError::Io(e.to_string()))?;
+        self.drive(|ws, cx| Pin::new(ws).poll_flush(cx)).await
+    }
+
+    /// Poll `op` on the socket to completion, reading frames into `pending` whenever it waits.
+    async fn drive<F>(&mut self, mut op: F) -> Result<(), ChannelError>
+    where
+        F: FnMut(&mut WebSocketStream<Box<dyn Io>>, &mut std::task::Context<'_>) -> Poll<Result<(), WsError>>,
+    {
+        loop {
+            let moved = self.live.last_moved().max(self.heard);
+            let step = std::future::poll_fn(|cx| {
+                if let Poll::Ready(r) = op(&mut self.ws, cx) {
+                    return Poll::Ready(Some(r));
+                }
+                let room = self.pending.len() < MAX_PENDING && !self.pending.back().is_some_and(is_terminal);
+                if room {
+                    if let Poll::Ready(frame) = self.ws.poll_next_unpin(cx) {
+                        self.pending.push_back(frame);
+                        return Poll::Ready(None);
+                    }
+                }
+                Poll::Pending
+            });
+            match tokio::time::timeout_at(moved + DEAD_AFTER, step).await {
+                Ok(Some(r)) => return r.map_err(|e| ChannelError::Io(e.to_string())),
+                Ok(None) => self.heard = Instant::now(),
+                Err(_) if self.live.last_moved() <= moved => return Err(ChannelError::Timeout(DEAD_AFTER)),
+                Err(_) => {}
+            }
+        }
     }
 
     /// The next message (pings are answered by the library and skipped here), within its
     /// kind's frame limit and with its text cut to the documented lengths; pings the other
     /// side after [`PING_AFTER`] of silence and gives up after [`DEAD_AFTER`]. Cancel-safe, so
     /// it can sit in a `select!`: the silence is measured from the last frame, not the call.
-    pub async fn recv<T: DeserializeOwned + Bounded>(&mut self) -> Result<T, ChannelError> {
+    pub async fn recv<T: DeserializeOwned + Serialize + Bounded>(&mut self) -> Result<T, ChannelError> {
         loop {
             if let Some(frame) = self.pending.pop_front() {
                 match Self::message(frame)? {
@@ -199,24 +252,13 @@ impl Channel {
                     None => continue,
                 }
             }
-            let ping_due = self.pinged.map_or(self.heard, |p| p.max(self.heard)) + PING_AFTER;
-            let dead_at = self.heard + DEAD_AFTER;
-            let frame = match tokio::time::timeout_at(ping_due.min(dead_at), self.ws.next()).await {
+            let frame = match tokio::time::timeout_at(self.next_timer(), self.ws.next()).await {
                 Ok(f) => {
                     self.heard = Instant::now();
                     f
                 }
-                Err(_) if self.bytes_arrived() => {
-                    self.heard = Instant::now();
-                    continue;
-                }
-                Err(_) if Instant::now() >= dead_at => return Err(ChannelError::Timeout(DEAD_AFTER)),
                 Err(_) => {
-                    self.pinged = Some(Instant::now());
-                    self.ws
-                        .send(Message::Ping(Vec::new().into()))
-                        .await
-                        .map_err(|e| ChannelError::Io(e.to_string()))?;
+                    self.on_timer().await?;
                     continue;
                 }
             };
@@ -226,20 +268,60 @@ impl Channel {
         }
     }
 
+    /// Bytes arrived since the last whole frame: a frame is still coming in.
+    fn partial(&self) -> bool {
+        self.live.last_read() > self.heard
+    }
+
+    /// When [`Channel::recv`] must next act without a frame: ping, acknowledge, or give up.
+    fn next_timer(&self) -> Instant {
+        let heard = self.heard();
+        let ping_due = self.pinged.map_or(heard, |p| p.max(heard)) + PING_AFTER;
+        let mut due = ping_due.min(heard + DEAD_AFTER);
+        if self.partial() {
+            due = due.min(self.acked.max(self.heard) + PING_AFTER);
+        }
+        due
+    }
+
+    /// The timer of [`Channel::recv`] fired. While a big frame is still arriving we send an
+    /// unsolicited pong every [`PING_AFTER`]: the sender's own message may sit in buffers
+    /// ahead of any pong to its pings for longer than [`DEAD_AFTER`] on a slow link, and it
+    /// must not take a reader for gone. Otherwise: ping after silence, give up after more.
+    async fn on_timer(&mut self) -> Result<(), ChannelError> {
+        let now = Instant::now();
+        if now >= self.heard() + DEAD_AFTER {
+            return Err(ChannelError::Timeout(DEAD_AFTER));
+        }
+        if self.partial() && now >= self.acked.max(self.heard) + PING_AFTER {
+            self.acked = now;
+            return self.send_frame(Message::Pong(Vec::new().into())).await;
+        }
+        if now >= self.heard() + PING_AFTER && now >= self.pinged.map_or(now, |p| p + PING_AFTER) {
+            self.pinged = Some(now);
+            return self.send_frame(Message::Ping(Vec::new().into())).await;
+        }
+        Ok(())
+    }
+
     /// A read frame as a message (`None` for control frames), within its kind's frame limit
     /// and with its text cut to the documented lengths.
-    fn message<T: DeserializeOwned + Bounded>(frame: Frame) -> Result<Option<T>, ChannelError> {
+    fn message<T: DeserializeOwned + Serialize + Bounded>(frame: Frame) -> Result<Option<T>, ChannelError> {
         match frame {
             Some(Ok(Message::Binary(b))) => {
                 let mut msg = protocol::decode::<T>(&b).map_err(|e| ChannelError::Malformed(e.to_string()))?;
-                if let Some(limit) = msg.frame_limit().filter(|l| b.len() > *l) {
-                    let what = format!("{} message", msg.kind());
-                    return Err(ChannelError::Malformed(format!(
-                        "a {what} of {} bytes exceeds its {limit} byte limit",
-                        b.len()
-                    )));
-                }
                 msg.truncate_text();
+                // Over its kind's limit only by its text (an older sender that does not cut
+                // it): the cut message is taken; otherwise the sender is not speaking the protocol.
+                if let Some(limit) = msg.frame_limit().filter(|l| b.len() > *l) {
+                    let cut = protocol::encode(&msg).len();
+                    if cut > limit {
+                        let what = format!("{} message", msg.kind());
+                        return Err(ChannelError::Malformed(format!(
+                            "a {what} of {cut} bytes (text cut) exceeds its {limit} byte limit"
+                        )));
+                    }
+                }
                 Ok(Some(msg))
             }
             Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => Ok(None),
@@ -255,9 +337,17 @@ impl Channel {
     pub async fn keep_alive<F: Future>(&mut self, work: F) -> F::Output {
         tokio::pin!(work);
         loop {
-            let stop = self.pending.len() >= MAX_PENDING || self.pending.back().is_some_and(is_terminal);
-            if stop {
+            if self.pending.back().is_some_and(is_terminal) {
                 return work.await;
+            }
+            if self.pending.len() >= MAX_PENDING {
+                // Full: stop reading, so the other side feels back-pressure, but keep telling
+                // it we are here, or its send would take the stall for a dead peer.
+                tokio::select! {
+                    out = &mut work => return out,
+                    _ = self.pong_after_quiet() => {}
+                }
+                continue;
             }
             tokio::select! {
                 out = &mut work => return out,
@@ -269,10 +359,29 @@ impl Channel {
         }
     }
 
+    /// Wait [`PING_AFTER`], then send an unsolicited pong (a sign of life that needs no
+    /// answer); a failure shows at the next [`Channel::recv`].
+    async fn pong_after_quiet(&mut self) {
+        tokio::time::sleep(PING_AFTER).await;
+        let _ = self.send_frame(Message::Pong(Vec::new().into())).await;
+    }
+
     /// Close politely (errors are irrelevant: the connection is going away either way).
     pub async fn close(&mut self) {
         let _ = self.ws.close(None).await;
     }
+}
+
+/// `msg` encoded, its text cut first: the receiver would cut it anyway, and a long text (an
+/// error listing hundreds of paths) must not push the message over its kind's limit there.
+fn outgoing<T: Serialize + Bounded + Clone>(msg: &T) -> Vec<u8> {
+    // Only messages with a kind limit carry text; have-sets and manifests are not copied.
+    if msg.frame_limit().is_none() {
+        return protocol::encode(msg);
+    }
+    let mut cut = msg.clone();
+    cut.truncate_text();
+    protocol::encode(&cut)
 }
 
 /// Open a channel to the master at `hostport` (see [`super::normalize_addr`]), over TLS with the
@@ -282,13 +391,12 @@ pub async fn connect(hostport: &str, timeout: Duration, security: &Security) -> 
         let tcp = tokio::net::TcpStream::connect(hostport).await.map_err(|e| ChannelError::Io(e.to_string()))?;
         let _ = tcp.set_nodelay(true);
         let (local, remote) = (tcp.local_addr().ok(), tcp.peer_addr().ok());
-        let limit = Arc::new(AtomicUsize::new(MAX_FRAME));
-        let read = Arc::default();
+        let (limit, live) = (Arc::new(AtomicUsize::new(MAX_FRAME)), Liveness::new());
         let io: Box<dyn Io> = match security.tls() {
-            None => guarded(FrameGuard::client(tcp, HANDSHAKE_MAX, limit.clone()), &read),
+            None => Box::new(FrameGuard::client(tcp, HANDSHAKE_MAX, limit.clone(), live.clone())),
             Some(tls) => {
                 let tls = tls.connector().connect(Tls::server_name(), tcp).await.map_err(tls_refusal)?;
-                guarded(FrameGuard::client(tls, HANDSHAKE_MAX, limit.clone()), &read)
+                Box::new(FrameGuard::client(tls, HANDSHAKE_MAX, limit.clone(), live.clone()))
             }
         };
         let (ws, _) = tokio_tungstenite::client_async_with_config(super::join_url(hostport), io, Some(ws_config()))
@@ -304,14 +412,9 @@ pub async fn connect(hostport: &str, timeout: Duration, security: &Security) -> 
                 ),
                 e => ChannelError::Io(e.to_string()),
             })?;
-        Ok(Channel::new(ws, local, remote, limit, read))
+        Ok(Channel::new(ws, local, remote, (limit, live)))
     };
     tokio::time::timeout(timeout, open).await.map_err(|_| ChannelError::Timeout(timeout))?
-}
-
-/// The guard boxed as the channel's stream, its byte count kept in `read`.
-fn guarded<S: AsyncRead + AsyncWrite + Send + Unpin + 'static>(g: FrameGuard<S>, read: &Arc<AtomicU64>) -> Box<dyn Io> {
-    Box::new(g.counting(read.clone()))
 }
 
 /// A failed TLS handshake with the master, in words that say what to do.
@@ -352,11 +455,11 @@ where
     tokio::spawn(async move {
         match on_upgrade.await {
             Ok(up) => {
-                let limit = Arc::new(AtomicUsize::new(MIN_FRAME_LIMIT));
-                let read = Arc::default();
-                let io = guarded(FrameGuard::server(TokioIo::new(up), HANDSHAKE_MAX, limit.clone()), &read);
+                let (limit, live) = (Arc::new(AtomicUsize::new(MIN_FRAME_LIMIT)), Liveness::new());
+                let guard = FrameGuard::server(TokioIo::new(up), HANDSHAKE_MAX, limit.clone(), live.clone());
+                let io: Box<dyn Io> = Box::new(guard);
                 let ws = WebSocketStream::from_raw_socket(io, Role::Server, Some(ws_config())).await;
-                handle(Channel::new(ws, None, remote, limit, read)).await;
+                handle(Channel::new(ws, None, remote, (limit, live))).await;
             }
             Err(e) => tracing::debug!("websocket upgrade from {remote:?} failed: {e}"),
         }
@@ -377,97 +480,21 @@ where
 #[cfg(test)]
 pub(crate) async fn pair(buffer: usize) -> (Channel, Channel) {
     let (a, b) = tokio::io::duplex(buffer);
-    let end = |io, role| async move {
-        let limit = Arc::new(AtomicUsize::new(MAX_FRAME));
-        let read = Arc::default();
-        let io = guarded(FrameGuard::server(io, MAX_FRAME, limit.clone()), &read);
+    pair_over(a, b).await
+}
+
+/// Two ends of a channel over the streams `a` and `b` (connected to each other), past the
+/// handshake.
+#[cfg(test)]
+pub(crate) async fn pair_over(a: impl Io, b: impl Io) -> (Channel, Channel) {
+    async fn end(io: impl Io, role: Role) -> Channel {
+        let (limit, live) = (Arc::new(AtomicUsize::new(MAX_FRAME)), Liveness::new());
+        let io: Box<dyn Io> = Box::new(FrameGuard::server(io, MAX_FRAME, limit.clone(), live.clone()));
         let ws = WebSocketStream::from_raw_socket(io, role, Some(ws_config())).await;
-        Channel::new(ws, None, None, limit, read)
-    };
+        Channel::new(ws, None, None, (limit, live))
+    }
     (end(a, Role::Server).await, end(b, Role::Client).await)
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::protocol::{MasterMsg, PeerMsg};
-
-    /// A real server (the project's serve loop) and a real client exchange a handshake and
-    /// messages both ways, then a malformed frame is reported as such.
-    #[tokio::test]
-    async fn handshake_and_messages_cross_both_ways() {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let addr = listener.local_addr().expect("addr");
-        let app = axum::Router::new().route(
-            super::super::JOIN_ROUTE,
-            axum::routing::get(|req: Request| async move {
-                upgrade(req, |mut ch| async move {
-                    let hello = ch.recv_handshake(Duration::from_secs(5)).await.expect("hello");
-                    ch.send_handshake(&format!("welcome {hello}")).await.expect("welcome");
-                    let m: PeerMsg = ch.recv().await.expect("peer message");
-                    assert!(matches!(m, PeerMsg::Finished { id: 7 }), "{m:?}");
-                    assert!(ch.remote_addr().is_some());
-                    ch.send(&MasterMsg::Cancel { id: 9 }).await.expect("send");
-                    ch.ws.send(Message::Binary(vec![0xff; 3].into())).await.expect("raw send");
-                })
-            }),
-        );
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let server = tokio::spawn(super::super::serve(listener, app, Duration::from_secs(5), "test", async move {
-            let _ = stopped.await;
-        }));
-        let mut ch = connect(&addr.to_string(), Duration::from_secs(5), &Security::Open).await.expect("connect");
-        assert_eq!(ch.local_addr().map(|a| a.ip()), Some("127.0.0.1".parse().unwrap()));
-        ch.send_handshake(&"hi").await.expect("hello");
-        assert_eq!(ch.recv_handshake(Duration::from_secs(5)).await.expect("welcome"), "\"welcome \\\"hi\\\"\"");
-        ch.send(&PeerMsg::Finished { id: 7 }).await.expect("send");
-        assert!(matches!(ch.recv::<MasterMsg>().await.expect("cancel"), MasterMsg::Cancel { id: 9 }));
-        assert!(matches!(ch.recv::<MasterMsg>().await, Err(ChannelError::Malformed(_))));
-        stop.send(()).expect("server running");
-        server.await.expect("server stops");
-    }
-
-    /// The other side stops reading (a frozen process keeps its socket open): `recv` pings,
-    /// hears nothing and gives up after `DEAD_AFTER`, not when TCP would.
-    #[tokio::test]
-    async fn a_side_that_stops_answering_is_given_up() {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let addr = listener.local_addr().expect("addr");
-        let (frozen_tx, frozen_rx) = tokio::sync::oneshot::channel::<Channel>();
-        let frozen_tx = std::sync::Mutex::new(Some(frozen_tx));
-        let frozen_tx = std::sync::Arc::new(frozen_tx);
-        let app = axum::Router::new().route(
-            super::super::JOIN_ROUTE,
-            axum::routing::get(move |req: Request| {
-                let frozen_tx = frozen_tx.clone();
-                async move {
-                    upgrade(req, move |ch| async move {
-                        // Park the channel unread, like a process under SIGSTOP.
-                        if let Some(tx) = frozen_tx.lock().ok().and_then(|mut g| g.take()) {
-                            let _ = tx.send(ch);
-                        }
-                    })
-                }
-            }),
-        );
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let server = tokio::spawn(super::super::serve(listener, app, Duration::from_secs(5), "test", async move {
-            let _ = stopped.await;
-        }));
-        let mut ch = connect(&addr.to_string(), Duration::from_secs(5), &Security::Open).await.expect("connect");
-        let _parked = frozen_rx.await.expect("server side parked");
-        let t0 = std::time::Instant::now();
-        let r = tokio::time::timeout(DEAD_AFTER * 3, ch.recv::<MasterMsg>()).await.expect("gives up by itself");
-        assert!(matches!(r, Err(ChannelError::Timeout(_))), "{:?}", r.err());
-        eprintln!("silent side given up after {:?}", t0.elapsed());
-        stop.send(()).expect("server running");
-        server.await.expect("server stops");
-    }
-
-    #[tokio::test]
-    async fn a_plain_get_is_not_upgraded() {
-        let req = Request::builder().uri("/join").body(Body::empty()).expect("request");
-        let resp = upgrade(req, |_| async {});
-        assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
-    }
-}
+mod tests;
