@@ -28,7 +28,8 @@ use crate::manifest::ChunkHash;
 /// 3: `PeerMsg::Have` removed (peers announce local copies in a new `HaveAll`), and
 /// `PeerMsg::Stats` lost `bytes_uploaded` and `complete` (the master counts uploads from
 /// finished transfers and completeness from the planner).
-pub const PROTOCOL_VERSION: u32 = 3;
+/// 4: `MasterMsg::FetchBatch` and `PeerMsg::FinishedExcept` (small chunks travel in batches).
+pub const PROTOCOL_VERSION: u32 = 4;
 
 /// Upper bound for one control frame. A manifest of a 1 TB folder at 1 MiB chunks is ~40 MB.
 pub const MAX_FRAME: usize = 128 << 20;
@@ -60,6 +61,11 @@ pub const FIXED_FRAME: usize = 64;
 
 /// Frame limit of a `Fetch` order (a hash, numbers and a base URL of a checked host).
 pub const FETCH_FRAME: usize = 1024;
+
+/// Frame limit of a batch order (`FetchBatch`: at most [`crate::transfer::batch::BATCH_MAX`]
+/// hashes with sizes, ~26 bytes each, and a base URL) or a batch's partial result
+/// (`FinishedExcept`: as many hashes and a text).
+pub const BATCH_FRAME: usize = 64 << 10;
 
 /// The largest have-set (`HaveAll`, `Lost`) a peer can honestly send for a manifest encoded in
 /// `manifest_len` bytes: every unique chunk takes at least its 32-byte hash in the manifest.
@@ -191,6 +197,14 @@ pub enum PeerMsg {
         reason: FailKind,
         message: String,
     },
+    /// A batch order arrived in part: every chunk but `failed` is verified and written;
+    /// those failed for `reason`.
+    FinishedExcept {
+        id: u64,
+        failed: Vec<ChunkHash>,
+        reason: FailKind,
+        message: String,
+    },
     /// Periodic figures for the master's status page.
     Stats {
         download_bps: f64,
@@ -214,6 +228,10 @@ pub enum MasterMsg {
     Fetch { id: u64, chunk: ChunkHash, size: u64, url: Option<String>, min_rate_bps: u64 },
     /// Abandon transfer `id` (re-planned elsewhere); the peer answers nothing.
     Cancel { id: u64 },
+    /// Fetch a batch of small chunks (hash, size) from one source in one request, like
+    /// `Fetch` otherwise; at most [`crate::transfer::batch::BATCH_MAX`] chunks. The peer
+    /// answers `Finished`, `Failed` (none usable) or `FinishedExcept`.
+    FetchBatch { id: u64, chunks: Vec<(ChunkHash, u64)>, url: Option<String>, min_rate_bps: u64 },
     /// Something the peer sent was rejected.
     Error { message: String },
 }
@@ -224,12 +242,15 @@ impl Bounded for PeerMsg {
             PeerMsg::HaveAll { .. } | PeerMsg::Lost { .. } => None,
             PeerMsg::Progress { .. } | PeerMsg::Finished { .. } => Some(FIXED_FRAME),
             PeerMsg::Failed { .. } | PeerMsg::Stats { .. } => Some(TEXT_FRAME),
+            PeerMsg::FinishedExcept { .. } => Some(BATCH_FRAME),
         }
     }
 
     fn truncate_text(&mut self) {
         match self {
-            PeerMsg::Failed { message, .. } => truncate_text(message, MAX_TEXT_LEN),
+            PeerMsg::Failed { message, .. } | PeerMsg::FinishedExcept { message, .. } => {
+                truncate_text(message, MAX_TEXT_LEN)
+            }
             PeerMsg::Stats { error: Some(e), .. } => truncate_text(e, MAX_TEXT_LEN),
             _ => {}
         }
@@ -243,6 +264,7 @@ impl Bounded for PeerMsg {
             PeerMsg::Finished { .. } => "Finished",
             PeerMsg::Failed { .. } => "Failed",
             PeerMsg::Stats { .. } => "Stats",
+            PeerMsg::FinishedExcept { .. } => "FinishedExcept",
         }
     }
 }
@@ -253,6 +275,7 @@ impl Bounded for MasterMsg {
             MasterMsg::Manifest { .. } => None,
             MasterMsg::Fetch { .. } => Some(FETCH_FRAME),
             MasterMsg::Cancel { .. } => Some(FIXED_FRAME),
+            MasterMsg::FetchBatch { .. } => Some(BATCH_FRAME),
             MasterMsg::Wait { .. } | MasterMsg::Error { .. } => Some(TEXT_FRAME),
         }
     }
@@ -269,6 +292,7 @@ impl Bounded for MasterMsg {
             MasterMsg::Manifest { .. } => "Manifest",
             MasterMsg::Fetch { .. } => "Fetch",
             MasterMsg::Cancel { .. } => "Cancel",
+            MasterMsg::FetchBatch { .. } => "FetchBatch",
             MasterMsg::Error { .. } => "Error",
         }
     }

@@ -65,6 +65,9 @@ pub struct MasterConfig {
     pub watch: bool,
     /// Planner seed.
     pub seed: u64,
+    /// Small chunks travel in batches of up to 1 MiB per order and request
+    /// (`planner::batch`); off only for tests that count orders chunk by chunk.
+    pub batch: bool,
     /// Open swarm, or members only (see [`Security`]). The CLI makes it secured by default.
     pub security: Security,
     /// Publish a scan even when the folder emptied or lost more than half its files or bytes
@@ -105,6 +108,7 @@ impl MasterConfig {
             name: crate::host::host_name(),
             watch: true,
             seed: 0x5eed,
+            batch: true,
             security: Security::Open,
             allow_shrink: false,
             expect: None,

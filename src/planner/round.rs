@@ -94,7 +94,7 @@ impl Planner {
                         (weak, n.active_down, n.active_up, n.from_master)
                     });
                 let Some(d) = best else { break };
-                orders.push(self.start_transfer(now, c, m, d));
+                orders.push(self.start_transfer(now, c, m, d, true));
             }
         }
     }
@@ -141,7 +141,7 @@ impl Planner {
                     }
                 }
                 if let Some((s, c)) = choice {
-                    orders.push(self.start_transfer(now, c, s, d));
+                    orders.push(self.start_transfer(now, c, s, d, false));
                     if self.free_up(s, now) {
                         let key = self.source_key(s, now);
                         heap.push(key);
@@ -187,7 +187,7 @@ impl Planner {
                         continue;
                     }
                     if let Some(c) = pick(self, m, d) {
-                        orders.push(self.start_transfer(now, c, m, d));
+                        orders.push(self.start_transfer(now, c, m, d, false));
                         next.push(d);
                     }
                 }

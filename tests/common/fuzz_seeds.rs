@@ -28,6 +28,7 @@ pub fn seeds(name: &str) -> Vec<Vec<u8>> {
         }
         "hash_cache" => vec![hash_cache_body()],
         "lz4" => lz4_blocks(),
+        "chunk_batch" => batch_seeds(),
         "wire_path" => {
             texts(&["a", "a/b/c.txt", "../x", "a/./b", "C:x", "\\\\s\\x", "ü/日本", ".lanscatter/x", "a//b"])
         }
@@ -43,6 +44,22 @@ pub fn seeds(name: &str) -> Vec<Vec<u8>> {
     }
 }
 
+/// A request of two hashes, and an answer (raw, missing, LZ4) after its sizes.
+fn batch_seeds() -> Vec<Vec<u8>> {
+    use lanscatter::transfer::{batch, compress};
+    let hashes = [lanscatter::manifest::ChunkHash::of(b"a"), lanscatter::manifest::ChunkHash::of(b"b")];
+    let text = vec![b'x'; 3000];
+    let lz = compress::compress_if_worth(&text).unwrap_or_default();
+    let mut answer = vec![3u8];
+    for size in [3u16, 7, 3000] {
+        answer.extend_from_slice(&size.to_le_bytes());
+    }
+    batch::encode_entry(&mut answer, Some((b"abc", false)));
+    batch::encode_entry(&mut answer, None);
+    batch::encode_entry(&mut answer, Some((&lz, true)));
+    vec![batch::encode_request(&hashes), answer]
+}
+
 fn peer_msgs() -> Vec<PeerMsg> {
     let h = ChunkHash::of(b"seed");
     vec![
@@ -52,6 +69,7 @@ fn peer_msgs() -> Vec<PeerMsg> {
         PeerMsg::Finished { id: 7 },
         PeerMsg::Failed { id: 7, reason: FailKind::Busy, message: "busy".into() },
         PeerMsg::Stats { download_bps: 1.5e6, upload_bps: 0.0, error: Some("disk full".into()) },
+        PeerMsg::FinishedExcept { id: 8, failed: vec![h], reason: FailKind::BadData, message: "bad".into() },
     ]
 }
 
@@ -62,6 +80,7 @@ fn master_msgs() -> Vec<MasterMsg> {
         MasterMsg::Manifest { id: 1, bytes: sample_manifest().to_bytes() },
         MasterMsg::Fetch { id: 9, chunk, size: 4096, url: Some("http://10.0.0.2:7001".into()), min_rate_bps: 10 },
         MasterMsg::Cancel { id: 9 },
+        MasterMsg::FetchBatch { id: 10, chunks: vec![(chunk, 100), (chunk, 7)], url: None, min_rate_bps: 0 },
         MasterMsg::Error { message: "no".into() },
     ]
 }

@@ -41,6 +41,7 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("units", units_target),
     ("chunk_rule", chunk_rule),
     ("chunk_route", chunk_route),
+    ("chunk_batch", chunk_batch),
     ("config", config),
     ("planner_events", planner_events),
 ];
@@ -321,6 +322,33 @@ pub fn chunk_route(data: &[u8]) {
     let text = String::from_utf8_lossy(data);
     if let Ok(h) = text.parse::<ChunkHash>() {
         assert!(text.len() == 32 && h.to_hex().eq_ignore_ascii_case(&text), "{text:?} parsed as {h}");
+    }
+}
+
+/// The batch route (`POST /chunks`): a request body as the serving node reads it, and an
+/// answer as the downloader reads it against the sizes it expects (input: a count byte, then
+/// that many little-endian u16 sizes, then the answer). Every accepted request re-encodes to
+/// itself; an accepted answer has one entry per size, none longer than its size.
+pub fn chunk_batch(data: &[u8]) {
+    use lanscatter::transfer::batch;
+    if let Ok(hashes) = batch::decode_request(data) {
+        assert_eq!(batch::encode_request(&hashes), data, "request does not re-encode to itself");
+        assert!(!hashes.is_empty() && hashes.len() <= batch::BATCH_MAX);
+    }
+    let Some((&n, rest)) = data.split_first() else { return };
+    let n = usize::from(n % 16);
+    if rest.len() < 2 * n {
+        return;
+    }
+    let (head, body) = rest.split_at(2 * n);
+    let sizes: Vec<u64> = head.chunks_exact(2).map(|s| u64::from(u16::from_le_bytes([s[0], s[1]]))).collect();
+    if let Ok(entries) = batch::decode_answer(body, &sizes) {
+        assert_eq!(entries.len(), sizes.len(), "one entry per chunk asked for");
+        for (e, &size) in entries.iter().zip(&sizes) {
+            if let Ok(batch::Entry::Data(d)) = e {
+                assert!(d.len() as u64 <= size, "entry of {} bytes for a {size} byte chunk", d.len());
+            }
+        }
     }
 }
 
