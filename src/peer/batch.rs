@@ -59,14 +59,13 @@ pub(crate) async fn fetch_and_write_batch(
     progress: &AtomicU64,
 ) -> Result<Done, Failure> {
     ctx.counters.gets_made.fetch_add(1, Ordering::Relaxed);
-    let results = ctx
-        .fetcher
-        .fetch_batch(base, &chunks, min_rate_bps, progress, &ctx.counters.bytes_downloaded)
-        .await
-        .map_err(|e| {
-            count_failure(ctx, &e, &format!("batch of {}", chunks.len()));
-            (e.kind(), e.to_string())
-        })?;
+    let results =
+        ctx.fetcher.fetch_batch(base, &chunks, min_rate_bps, progress, &ctx.counters.bytes_downloaded).await.map_err(
+            |e| {
+                count_failure(ctx, &e, &format!("batch of {}", chunks.len()));
+                (e.kind(), e.to_string())
+            },
+        )?;
     let mut good = Vec::with_capacity(results.len());
     let mut failed = Vec::new();
     for ((hash, _), r) in chunks.into_iter().zip(results) {

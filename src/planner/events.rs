@@ -201,7 +201,8 @@ impl Planner {
     /// its have-set).
     fn finished_except(&mut self, now: f64, id: TransferId, failed: &[ChunkHash], reason: FailReason) {
         let Some(t) = self.transfers.get(&id) else { return };
-        let bad: Vec<u32> = failed.iter().filter_map(|h| self.index.get(h).copied()).filter(|&c| t.carries(c)).collect();
+        let bad: Vec<u32> =
+            failed.iter().filter_map(|h| self.index.get(h).copied()).filter(|&c| t.carries(c)).collect();
         let good: Vec<u32> = t.all().filter(|c| !bad.contains(c)).collect();
         let (to, from_master) = (t.to, t.from_master);
         self.end_transfer_with(now, id, End::Failed(reason), Some(&bad));
@@ -346,7 +347,14 @@ impl Planner {
 
     /// Register a new transfer (the round's single way to create one).
     /// `fresh_only`: a super-seeding order, whose batch takes fresh chunks only (see `batch`).
-    pub(crate) fn start_transfer(&mut self, now: f64, c: u32, from: usize, to: usize, fresh_only: bool) -> super::Order {
+    pub(crate) fn start_transfer(
+        &mut self,
+        now: f64,
+        c: u32,
+        from: usize,
+        to: usize,
+        fresh_only: bool,
+    ) -> super::Order {
         let id = self.next_id;
         self.next_id += 1;
         self.orders += 1;
@@ -394,6 +402,14 @@ impl Planner {
             },
         );
         let chunk = self.hashes[c as usize];
-        super::Order { id, chunk, from: from_id, to: to_id, size: self.sizes[c as usize], min_rate_bps: min_rate, batch }
+        super::Order {
+            id,
+            chunk,
+            from: from_id,
+            to: to_id,
+            size: self.sizes[c as usize],
+            min_rate_bps: min_rate,
+            batch,
+        }
     }
 }

@@ -532,10 +532,8 @@ impl<'a> Sim<'a> {
             } else {
                 None
             };
-            self.tracked.insert(
-                o.id,
-                Tracked { chunks, from, to, size, done: None, rate: 0.0, fail_at, stopped: false },
-            );
+            self.tracked
+                .insert(o.id, Tracked { chunks, from, to, size, done: None, rate: 0.0, fail_at, stopped: false });
             self.schedule(self.t + self.cfg.latency_s + self.cfg.request_cost_s, Sched::Start(o.id));
         }
         changed

@@ -326,7 +326,7 @@ fn syncfs_many(files: &[&Path], dirs: &[&Path]) -> io::Result<()> {
     use std::os::fd::AsRawFd;
     use std::os::unix::fs::MetadataExt;
     let mut devices: Vec<(u64, File)> = Vec::new();
-    let opened = files.iter().map(|f| open_leaf(f, Access::Read)).chain(dirs.iter().map(|d| File::open(d)));
+    let opened = files.iter().map(|f| open_leaf(f, Access::Read)).chain(dirs.iter().map(File::open));
     for file in opened {
         let file = file?;
         let dev = file.metadata()?.dev();

@@ -58,7 +58,7 @@ pub fn encode_request(hashes: &[ChunkHash]) -> Vec<u8> {
 
 /// The hashes of a request body, refused unless 1 to [`BATCH_MAX`] whole hashes.
 pub fn decode_request(body: &[u8]) -> Result<Vec<ChunkHash>, BatchError> {
-    if body.is_empty() || body.len() % HASH_LEN != 0 || body.len() > MAX_REQUEST {
+    if body.is_empty() || !body.len().is_multiple_of(HASH_LEN) || body.len() > MAX_REQUEST {
         return Err(BatchError::BadRequest(body.len()));
     }
     Ok(body
@@ -85,7 +85,10 @@ pub fn encode_entry(out: &mut Vec<u8>, entry: Option<(&[u8], bool)>) {
 
 /// Most bytes an honest answer for chunks of `sizes` can take (the downloader's body limit).
 pub fn max_answer_len(sizes: &[u64]) -> usize {
-    sizes.iter().map(|&s| 5 + max_compressed_len(usize::try_from(s).unwrap_or(usize::MAX))).fold(0, usize::saturating_add)
+    sizes
+        .iter()
+        .map(|&s| 5 + max_compressed_len(usize::try_from(s).unwrap_or(usize::MAX)))
+        .fold(0, usize::saturating_add)
 }
 
 /// One decoded entry: the chunk's bytes as sent (unverified), or not held by the source.
@@ -112,7 +115,8 @@ pub fn decode_answer(body: &[u8], sizes: &[u64]) -> Result<Vec<Result<Entry, Str
         if tag != RAW && tag != LZ4 {
             return Err(BatchError::BadTag { at, tag });
         }
-        let len_bytes: [u8; 4] = body.get(pos..pos + 4).and_then(|b| b.try_into().ok()).ok_or(BatchError::Truncated(at))?;
+        let len_bytes: [u8; 4] =
+            body.get(pos..pos + 4).and_then(|b| b.try_into().ok()).ok_or(BatchError::Truncated(at))?;
         pos += 4;
         let len = u32::from_le_bytes(len_bytes) as usize;
         let size = usize::try_from(size).unwrap_or(usize::MAX);

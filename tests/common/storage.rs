@@ -105,7 +105,7 @@ impl Storage for FaultyDisk {
         let Some(mut data) = lanscatter::storage::read_verified(self, path, offset, len, hash)? else {
             return Ok(None);
         };
-        let picked = self.corrupt_one_in > 0 && hash.0[0] % self.corrupt_one_in == 0;
+        let picked = self.corrupt_one_in > 0 && hash.0[0].is_multiple_of(self.corrupt_one_in);
         if self.corrupt_uploads || picked {
             for b in data.iter_mut().step_by(997) {
                 *b ^= 0x5a;

@@ -180,6 +180,10 @@ impl Coord {
             }
             PeerMsg::Finished { id } => self.on_finished(now, node, id),
             PeerMsg::Failed { id, reason, message } => self.on_failed(now, node, id, reason, &message),
+            PeerMsg::FinishedExcept { id, failed, reason, message } => {
+                tracing::debug!("transfer {id} to {node} arrived in part ({reason:?}): {message}");
+                self.on_finished_except(now, node, id, failed, reason);
+            }
             PeerMsg::Stats { download_bps, upload_bps, error } => {
                 if let Some(n) = self.nodes.get_mut(&node) {
                     n.download_bps = download_bps.max(0.0);
@@ -236,15 +240,41 @@ impl Coord {
     /// An ordered transfer arrived: credit its source's upload and tell the planner.
     fn on_finished(&mut self, now: f64, node: NodeId, id: TransferId) {
         let Some(o) = self.owned_order(node, id) else { return };
-        if o.from == MASTER {
-            self.master_uploaded += o.size;
+        self.credit_upload(o.from, o.total_size());
+        self.planner.handle(now, Event::Finished { id });
+    }
+
+    fn credit_upload(&mut self, from: NodeId, bytes: u64) {
+        if from == MASTER {
+            self.master_uploaded += bytes;
         } else {
-            self.peers_uploaded += o.size;
-            if let Some(src) = self.nodes.get_mut(&o.from) {
-                src.bytes_uploaded += o.size;
+            self.peers_uploaded += bytes;
+            if let Some(src) = self.nodes.get_mut(&from) {
+                src.bytes_uploaded += bytes;
             }
         }
-        self.planner.handle(now, Event::Finished { id });
+    }
+
+    /// A batch arrived in part: credit what was used, count the failure against the source
+    /// once, and (bad data from a peer) never order the rejected chunks from it again.
+    fn on_finished_except(&mut self, now: f64, node: NodeId, id: TransferId, failed: Vec<ChunkHash>, reason: FailKind) {
+        let Some(o) = self.owned_order(node, id) else { return };
+        let failed: HashSet<ChunkHash> = failed.into_iter().collect();
+        let chunks = std::iter::once((o.chunk, o.size)).chain(o.batch.iter().copied());
+        let used: u64 = chunks.filter(|(h, _)| !failed.contains(h)).map(|c| c.1).sum();
+        self.credit_upload(o.from, used);
+        let failed: Vec<ChunkHash> = o.chunks().filter(|h| failed.contains(h)).collect();
+        if reason == FailKind::BadData {
+            self.verify_failures += 1;
+            let src = if o.from == MASTER { "the master".to_string() } else { self.node_name(o.from) };
+            let n = failed.len();
+            self.events.push(format!("{} rejected {n} chunks of a batch from {src}", self.node_name(node)));
+        }
+        let lost = failed.clone();
+        self.planner.handle(now, Event::FinishedExcept { id, failed, reason: Self::fail_reason(reason) });
+        if o.from != MASTER && reason == FailKind::BadData {
+            self.planner.handle(now, Event::Lost { node: o.from, chunks: lost });
+        }
     }
 
     fn on_failed(&mut self, now: f64, node: NodeId, id: TransferId, reason: FailKind, message: &str) {
@@ -262,7 +292,7 @@ impl Coord {
         // lower, so the engine also reports the chunk lost there and it is never ordered from
         // that source again. A master is never forgotten.
         if o.from != MASTER && reason == FailKind::BadData {
-            self.planner.handle(now, Event::Lost { node: o.from, chunks: vec![o.chunk] });
+            self.planner.handle(now, Event::Lost { node: o.from, chunks: o.chunks().collect() });
         }
     }
 

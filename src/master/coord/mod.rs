@@ -27,7 +27,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot, watch};
 
 use super::{ManifestState, Shared};
-use crate::planner::{Event, FailReason, NodeId, Planner};
+use crate::planner::{Event, FailReason, NodeId, Planner, Policy, Tuning};
 use crate::protocol::{Hello, MasterMsg, PeerMsg};
 use crate::status::{EventLog, HeldShrink, RateMeter, Snapshot};
 use crate::transfer::server::ChunkServer;
@@ -166,7 +166,10 @@ impl Coord {
         let expect = shared.cfg.expect.clone().map(super::expect::Tracker::new);
         let upstream_done = shared.cfg.upstream.is_none();
         Coord {
-            planner: Planner::new(shared.cfg.seed),
+            planner: match shared.cfg.batch {
+                true => Planner::with_options(shared.cfg.seed, Policy::Swarm, Tuning::batched()),
+                false => Planner::new(shared.cfg.seed),
+            },
             shared,
             start: Instant::now(),
             nodes: HashMap::new(),
@@ -252,8 +255,13 @@ impl Coord {
                 self.planner.handle(now, Event::Failed { id: o.id, reason: FailReason::Other });
                 continue;
             };
-            let msg =
-                MasterMsg::Fetch { id: o.id, chunk: o.chunk, size: o.size, url, min_rate_bps: o.min_rate_bps as u64 };
+            let min_rate_bps = o.min_rate_bps as u64;
+            let msg = if o.batch.is_empty() {
+                MasterMsg::Fetch { id: o.id, chunk: o.chunk, size: o.size, url, min_rate_bps }
+            } else {
+                let chunks = std::iter::once((o.chunk, o.size)).chain(o.batch.iter().copied()).collect();
+                MasterMsg::FetchBatch { id: o.id, chunks, url, min_rate_bps }
+            };
             if dst.tx.send(msg).is_err() {
                 self.planner.handle(now, Event::Failed { id: o.id, reason: FailReason::Other });
             }

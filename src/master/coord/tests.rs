@@ -37,6 +37,8 @@ fn coord(master_upload_slots: u32) -> Coord {
     let mut cfg = MasterConfig::new(PathBuf::from("/nonexistent"));
     cfg.upload_slots = master_upload_slots;
     cfg.name = "master".into();
+    // These tests count orders chunk by chunk (their 100-byte chunks would be batched).
+    cfg.batch = false;
     let (rescan, _) = mpsc::channel(1);
     let (coord, _) = mpsc::unbounded_channel();
     let (_, shutdown) = watch::channel(false);

@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::{send, Active, End, Session, Transfers};
+use super::{send, Active, Done, End, Failure, Session, Transfers};
 use crate::manifest::{ChunkHash, Manifest};
 use crate::peer::layout::{write_chunk, Layout, LayoutError};
 use crate::peer::Ctx;
@@ -55,20 +55,23 @@ impl Session {
         &mut self,
         ch: &mut Channel,
         id: u64,
-        res: Result<(), (FailKind, String)>,
+        res: Result<Done, Failure>,
         tr: &mut Transfers,
     ) -> Result<(), End> {
         if tr.active.remove(&id).is_none() {
             return Ok(()); // cancelled meanwhile
         }
         let msg = match res {
-            Ok(()) => {
+            Ok(done) => {
                 if self.disk_error {
                     self.disk_error = false;
                     self.error = None;
                     self.events.push(String::from("writing works again"));
                 }
-                PeerMsg::Finished { id }
+                match done {
+                    Done::All => PeerMsg::Finished { id },
+                    Done::Except { failed, reason, message } => PeerMsg::FinishedExcept { id, failed, reason, message },
+                }
             }
             Err((reason, message)) => {
                 if reason == FailKind::LocalDisk {
@@ -110,6 +113,10 @@ impl Session {
                 let base = url.unwrap_or_else(|| crate::transport::chunk_base(&self.ctx.master));
                 self.on_fetch(ch, id, chunk, size, base, min_rate_bps, tr).await.map_err(End::Disconnected)?
             }
+            MasterMsg::FetchBatch { id, chunks, url, min_rate_bps } => {
+                let base = url.unwrap_or_else(|| crate::transport::chunk_base(&self.ctx.master));
+                self.on_fetch_batch(ch, id, chunks, base, min_rate_bps, tr).await.map_err(End::Disconnected)?
+            }
         }
         Ok(())
     }
@@ -120,7 +127,8 @@ impl Session {
             .map_err(|e| End::Disconnected(format!("the master sent an invalid manifest: {e}")))?;
         let still: std::collections::HashSet<ChunkHash> =
             manifest.files.iter().flat_map(|f| f.chunks.iter().map(|c| c.hash)).collect();
-        let gone: Vec<u64> = tr.active.iter().filter(|(_, a)| !still.contains(&a.chunk)).map(|(&id, _)| id).collect();
+        let gone: Vec<u64> =
+            tr.active.iter().filter(|(_, a)| !a.chunks.iter().all(|c| still.contains(c))).map(|(&id, _)| id).collect();
         self.fetches_kept += (tr.active.len() - gone.len()) as u64;
         for tid in gone {
             if let Some(a) = tr.active.remove(&tid) {
@@ -174,9 +182,43 @@ impl Session {
         let (p, tx, c) = (progress.clone(), tr.tx.clone(), self.ctx.clone());
         let task = tokio::spawn(async move {
             let r = fetch_and_write(&c, &base, chunk, size, min_rate_bps, &p).await;
+            let _ = tx.send((id, r.map(|()| Done::All)));
+        });
+        tr.active.insert(id, Active { task, chunks: vec![chunk], progress, reported: 0 });
+        Ok(())
+    }
+
+    /// Start a batch fetch (`FetchBatch`) of the chunks the layout still needs, in one request;
+    /// a batch with a chunk the current manifest lacks is refused whole, like a single order.
+    async fn on_fetch_batch(
+        &mut self,
+        ch: &mut Channel,
+        id: u64,
+        chunks: Vec<(ChunkHash, u64)>,
+        base: String,
+        min_rate_bps: u64,
+        tr: &mut Transfers,
+    ) -> Result<(), String> {
+        let checked = self.with_layout(|l| {
+            let known = chunks.iter().all(|(h, size)| l.chunk_size(h) == Some(*size));
+            (known, chunks.iter().filter(|(h, _)| !l.has(h)).copied().collect::<Vec<_>>())
+        });
+        let bounded = !chunks.is_empty() && chunks.len() <= crate::transfer::batch::BATCH_MAX;
+        let Some((true, needed)) = checked.filter(|_| bounded) else {
+            let message = "batch not in the current manifest".into();
+            return send(ch, &PeerMsg::Failed { id, reason: FailKind::Cancelled, message }).await;
+        };
+        if needed.is_empty() {
+            return send(ch, &PeerMsg::Finished { id }).await;
+        }
+        let progress = Arc::new(AtomicU64::new(0));
+        let (p, tx, c) = (progress.clone(), tr.tx.clone(), self.ctx.clone());
+        let hashes = chunks.iter().map(|c| c.0).collect();
+        let task = tokio::spawn(async move {
+            let r = crate::peer::batch::fetch_and_write_batch(&c, &base, needed, min_rate_bps, &p).await;
             let _ = tx.send((id, r));
         });
-        tr.active.insert(id, Active { task, chunk, progress, reported: 0 });
+        tr.active.insert(id, Active { task, chunks: hashes, progress, reported: 0 });
         Ok(())
     }
 

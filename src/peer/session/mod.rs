@@ -25,9 +25,10 @@ use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
+use super::batch::{Done, Failure};
 use super::Ctx;
 use crate::manifest::ChunkHash;
-use crate::protocol::{self, FailKind, Hello, MasterGreeting, PeerMsg, PROTOCOL_VERSION};
+use crate::protocol::{self, Hello, MasterGreeting, PeerMsg, PROTOCOL_VERSION};
 use crate::status::{EventLog, RateMeter};
 use crate::transport::channel::{self, Channel, ChannelError};
 
@@ -37,7 +38,7 @@ mod tests;
 mod tick;
 
 /// A finished transfer as its task reports it: order id, and why it failed if it did.
-type TransferResult = (u64, Result<(), (FailKind, String)>);
+type TransferResult = (u64, Result<Done, Failure>);
 
 enum End {
     Shutdown,
@@ -49,7 +50,8 @@ enum End {
 
 struct Active {
     task: JoinHandle<()>,
-    chunk: ChunkHash,
+    /// Its chunk, or a batch's chunks.
+    chunks: Vec<ChunkHash>,
     progress: Arc<AtomicU64>,
     reported: u64,
 }
