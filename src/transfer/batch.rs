@@ -152,24 +152,24 @@ mod tests {
 
     #[test]
     fn answers_decode_per_chunk_and_bad_framing_is_refused() {
-        let text = vec![b'a'; 4000];
+        let text = vec![b'a'; 5000];
         let lz = crate::transfer::compress::compress_if_worth(&text).expect("repetitive text compresses");
         let mut body = Vec::new();
         encode_entry(&mut body, Some((b"abc", false)));
         encode_entry(&mut body, None);
         encode_entry(&mut body, Some((&lz, true)));
         encode_entry(&mut body, Some((b"xy", false)));
-        let got = decode_answer(&body, &[3, 9, 4000, 5]).unwrap();
+        let got = decode_answer(&body, &[3, 9, 5000, 5]).unwrap();
         assert_eq!(got[0], Ok(Entry::Data(b"abc".to_vec())));
         assert_eq!(got[1], Ok(Entry::Missing));
         assert_eq!(got[2], Ok(Entry::Data(text)));
         assert_eq!(got[3], Ok(Entry::Data(b"xy".to_vec())), "short raw data decodes; its hash check fails it");
-        assert!(body.len() <= max_answer_len(&[3, 9, 4000, 5]));
-        assert_eq!(decode_answer(&body[..body.len() - 1], &[3, 9, 4000, 2]), Err(BatchError::Truncated(3)));
+        assert!(body.len() <= max_answer_len(&[3, 9, 5000, 5]));
+        assert_eq!(decode_answer(&body[..body.len() - 1], &[3, 9, 5000, 2]), Err(BatchError::Truncated(3)));
         let mut extra = body.clone();
         extra.push(0);
-        assert_eq!(decode_answer(&extra, &[3, 9, 4000, 2]), Err(BatchError::Trailing(1)));
-        assert!(matches!(decode_answer(&body, &[2, 9, 4000, 2]), Err(BatchError::TooLong { at: 0, .. })));
+        assert_eq!(decode_answer(&extra, &[3, 9, 5000, 2]), Err(BatchError::Trailing(1)));
+        assert!(matches!(decode_answer(&body, &[2, 9, 5000, 2]), Err(BatchError::TooLong { at: 0, .. })));
         assert_eq!(decode_answer(&[7], &[1]), Err(BatchError::BadTag { at: 0, tag: 7 }));
     }
 }

@@ -48,10 +48,10 @@ pub fn seeds(name: &str) -> Vec<Vec<u8>> {
 fn batch_seeds() -> Vec<Vec<u8>> {
     use lanscatter::transfer::{batch, compress};
     let hashes = [lanscatter::manifest::ChunkHash::of(b"a"), lanscatter::manifest::ChunkHash::of(b"b")];
-    let text = vec![b'x'; 3000];
+    let text = vec![b'x'; 5000];
     let lz = compress::compress_if_worth(&text).unwrap_or_default();
     let mut answer = vec![3u8];
-    for size in [3u16, 7, 3000] {
+    for size in [3u16, 7, 5000] {
         answer.extend_from_slice(&size.to_le_bytes());
     }
     batch::encode_entry(&mut answer, Some((b"abc", false)));
