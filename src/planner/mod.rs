@@ -85,6 +85,7 @@ pub mod batch;
 mod bitset;
 mod events;
 mod health;
+mod map;
 pub mod rng;
 mod round;
 mod trust;
@@ -95,6 +96,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::manifest::ChunkHash;
 pub use bitset::BitSet;
+pub use map::MapCell;
 use rng::Rng;
 
 /// Identity of a node, chosen by the caller; the master itself is a node too.

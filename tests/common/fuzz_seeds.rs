@@ -21,6 +21,11 @@ pub fn seeds(name: &str) -> Vec<Vec<u8>> {
         "hello" => hellos(),
         "greeting" => greetings(),
         "manifest" => vec![sample_manifest().to_bytes(), Manifest::empty(ChunkRule::Fixed(4096)).to_bytes()],
+        "manifest_delta" => {
+            let empty = Manifest::empty(ChunkRule::Auto);
+            let d = lanscatter::manifest::delta::Delta::between(&empty, &sample_manifest());
+            vec![d.to_bytes(), lanscatter::manifest::delta::Delta::between(&sample_manifest(), &empty).to_bytes()]
+        }
         "manifest_json" => vec![serde_json::to_vec(&sample_manifest()).unwrap_or_default()],
         "manifest_gen" | "planner_events" => {
             let mut rng = Rng::new(7);
@@ -77,7 +82,16 @@ fn master_msgs() -> Vec<MasterMsg> {
     let chunk = ChunkHash::of(b"seed");
     vec![
         MasterMsg::Wait { message: "indexing".into() },
-        MasterMsg::Manifest { id: 1, bytes: sample_manifest().to_bytes() },
+        MasterMsg::Manifest { id: 1, bytes: std::sync::Arc::new(sample_manifest().to_bytes()) },
+        MasterMsg::ManifestDelta {
+            id: 2,
+            base: 1,
+            hash: ChunkHash::of(b"m"),
+            delta: std::sync::Arc::new(
+                lanscatter::manifest::delta::Delta::between(&sample_manifest(), &Manifest::empty(ChunkRule::Auto))
+                    .to_bytes(),
+            ),
+        },
         MasterMsg::Fetch { id: 9, chunk, size: 4096, url: Some("http://10.0.0.2:7001".into()), min_rate_bps: 10 },
         MasterMsg::Cancel { id: 9 },
         MasterMsg::FetchBatch { id: 10, chunks: vec![(chunk, 100), (chunk, 7)], url: None, min_rate_bps: 0 },

@@ -16,6 +16,7 @@ use std::path::{Component, Path};
 
 use lanscatter::manifest::cache::{FileStamp, HashCache};
 use lanscatter::manifest::chunking::{self, FIXED_MAX_CHUNK};
+use lanscatter::manifest::delta::Delta;
 use lanscatter::manifest::{CacheMode, Chunk, ChunkHash, ChunkRule, DirEntry, FileEntry, Manifest, Mtime};
 use lanscatter::paths;
 use lanscatter::planner::{Event, FailReason, NodeConfig, NodeId, Order, Planner, TransferId};
@@ -33,6 +34,7 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("hello", hello),
     ("greeting", greeting),
     ("manifest", manifest),
+    ("manifest_delta", manifest_delta),
     ("manifest_gen", manifest_gen),
     ("manifest_json", manifest_json),
     ("hash_cache", hash_cache),
@@ -63,6 +65,9 @@ pub fn master_msg(data: &[u8]) {
     if let Ok(m) = protocol::decode::<MasterMsg>(data) {
         if let MasterMsg::Manifest { bytes, .. } = &m {
             manifest(bytes);
+        }
+        if let MasterMsg::ManifestDelta { delta, .. } = &m {
+            manifest_delta(delta);
         }
         stable_encoding(&m, |b| protocol::decode::<MasterMsg>(b));
     }
@@ -100,6 +105,22 @@ pub fn greeting(data: &[u8]) {
 pub fn manifest(data: &[u8]) {
     if let Ok(m) = Manifest::from_bytes(data) {
         check_accepted_manifest(&m);
+    }
+}
+
+/// A manifest delta from the master (`MasterMsg::ManifestDelta`): whatever decodes re-encodes to
+/// itself, and applied to a manifest it either is refused or gives a manifest that passed the
+/// same validation as a full one (paths under the root).
+pub fn manifest_delta(data: &[u8]) {
+    let Ok(d) = Delta::from_bytes(data) else { return };
+    assert_eq!(Delta::from_bytes(&d.to_bytes()).expect("re-decodes"), d);
+    let mut base = Manifest::empty(ChunkRule::Auto);
+    base.dirs.push(DirEntry { path: "d".into() });
+    for b in [Manifest::empty(ChunkRule::Auto), base] {
+        if let Ok(m) = d.apply(&b) {
+            check_accepted_manifest(&m);
+            assert_eq!(Delta::between(&b, &m).apply(&b).expect("a delta of two valid manifests applies"), m);
+        }
     }
 }
 

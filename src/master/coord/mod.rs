@@ -84,6 +84,10 @@ struct PeerNode {
     upload_bps: f64,
     bytes_uploaded: u64,
     error: Option<String>,
+    /// Ids of the first and the last manifest sent on this connection (the last one is the
+    /// peer's base for a delta).
+    first_sent: Option<u64>,
+    sent: Option<u64>,
 }
 
 struct Coord {
@@ -109,6 +113,8 @@ struct Coord {
     rounds: (u64, f64),
     /// `--expect`: classifies the expected peers in each snapshot.
     expect: Option<super::expect::Tracker>,
+    /// Status rows' chunk maps, rebuilt only for the nodes something touched.
+    maps: crate::master::maps::Maps,
     /// A proxy's upstream leg is up to date (always true for a plain master): until it is, each
     /// manifest is followed by [`MORE_COMING`], so downstream peers do not count as done.
     upstream_done: bool,
@@ -190,6 +196,7 @@ impl Coord {
             rounds: (0, 0.0),
             expect,
             upstream_done,
+            maps: Default::default(),
         }
     }
 
@@ -227,6 +234,7 @@ impl Coord {
     fn round(&mut self) {
         let now = self.now();
         for o in self.planner.check_timeouts_orders(now) {
+            self.maps.touch([o.from, o.to]);
             // Transfers of chunks that left the manifest were cancelled by the peers already.
             if !self.current.as_ref().is_some_and(|cur| cur.index.contains_key(&o.chunk)) {
                 continue;
@@ -240,6 +248,7 @@ impl Coord {
             return;
         }
         for o in self.planner.plan(now) {
+            self.maps.touch([o.to]);
             let url = if o.from == MASTER {
                 None
             } else {

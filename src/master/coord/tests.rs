@@ -292,7 +292,7 @@ fn a_new_manifest_ends_stale_transfers_and_replans() {
     // The peer cancels the other on the manifest change; both chunks are re-planned, and
     // the stale transfer is not cancelled again (the peer dropped it itself).
     peer(&mut c, b, PeerMsg::Failed { id: kept, reason: FailKind::Cancelled, message: "new manifest".into() });
-    have_all(&mut c, b, 1, &[1]); // for the old manifest: ignored
+    have_all(&mut c, b, 1, &[1]); // for the old manifest: its latest word, replaced below
     have_all(&mut c, b, 2, &[]);
     c.round();
     let msgs = drain(&mut b_rx);

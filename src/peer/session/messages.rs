@@ -4,11 +4,13 @@
 //! Part of the peer session (`session/mod.rs` connects and shakes hands, then hands the channel
 //! to [`Session::serve`] here; the periodic tick is in `tick`).
 
+use std::collections::HashSet;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::{send, Active, Done, End, Failure, Session, Transfers};
+use crate::manifest::delta::{manifest_hash, Delta};
 use crate::manifest::{ChunkHash, Manifest};
 use crate::peer::layout::{write_chunk, Layout, LayoutError};
 use crate::peer::Ctx;
@@ -108,7 +110,19 @@ impl Session {
                     a.task.abort();
                 }
             }
-            MasterMsg::Manifest { id, bytes } => self.on_manifest(ch, id, &bytes, tr).await?,
+            MasterMsg::Manifest { id, bytes } => {
+                (self.manifests_full, self.manifest_bytes) =
+                    (self.manifests_full + 1, self.manifest_bytes + bytes.len() as u64);
+                let manifest = Manifest::from_bytes(&bytes)
+                    .map_err(|e| End::Disconnected(format!("the master sent an invalid manifest: {e}")))?;
+                self.on_manifest(ch, id, manifest, false, tr).await?
+            }
+            MasterMsg::ManifestDelta { id, base, hash, delta } => {
+                (self.manifest_deltas, self.manifest_bytes) =
+                    (self.manifest_deltas + 1, self.manifest_bytes + delta.len() as u64);
+                let manifest = self.apply_delta(base, hash, &delta)?;
+                self.on_manifest(ch, id, manifest, true, tr).await?
+            }
             MasterMsg::Fetch { id, chunk, size, url, min_rate_bps } => {
                 let base = url.unwrap_or_else(|| crate::transport::chunk_base(&self.ctx.master));
                 self.on_fetch(ch, id, chunk, size, base, min_rate_bps, tr).await.map_err(End::Disconnected)?
@@ -121,10 +135,41 @@ impl Session {
         Ok(())
     }
 
-    async fn on_manifest(&mut self, ch: &mut Channel, id: u64, bytes: &[u8], tr: &mut Transfers) -> Result<(), End> {
+    /// The master's change (`delta`) of manifest `base` applied to the manifest held, checked
+    /// against the master's `hash`. Anything off drops the connection: the next one starts
+    /// with the whole manifest.
+    fn apply_delta(&self, base: u64, hash: ChunkHash, delta: &[u8]) -> Result<Manifest, End> {
+        let again = "; reconnecting for the whole manifest";
+        let held = self.with_layout(|l| (l.manifest_id, l.manifest.clone()));
+        let Some((_, m)) = held.as_ref().filter(|(id, _)| *id == base) else {
+            let have = held.map_or("none".to_string(), |(id, _)| id.to_string());
+            return Err(End::Disconnected(format!(
+                "the master sent a change of manifest {base}, this peer holds {have}{again}"
+            )));
+        };
+        let new = Delta::from_bytes(delta)
+            .and_then(|d| d.apply(m))
+            .map_err(|e| End::Disconnected(format!("the master sent a bad manifest change: {e}{again}")))?;
+        if manifest_hash(&new.to_bytes()) != hash {
+            return Err(End::Disconnected(format!(
+                "the manifest rebuilt from the master's change is not the master's{again}"
+            )));
+        }
+        Ok(new)
+    }
+
+    /// A new manifest (`delta`: rebuilt from a change of the one held): cancel what left it,
+    /// lay the folder out for it, tell the master what is held.
+    async fn on_manifest(
+        &mut self,
+        ch: &mut Channel,
+        id: u64,
+        manifest: Manifest,
+        delta: bool,
+        tr: &mut Transfers,
+    ) -> Result<(), End> {
         self.waiting = None;
-        let manifest = Manifest::from_bytes(bytes)
-            .map_err(|e| End::Disconnected(format!("the master sent an invalid manifest: {e}")))?;
+        let before = if delta { self.with_layout(|l| l.held_chunks()) } else { None };
         let still: std::collections::HashSet<ChunkHash> =
             manifest.files.iter().flat_map(|f| f.chunks.iter().map(|c| c.hash)).collect();
         let gone: Vec<u64> =
@@ -152,7 +197,28 @@ impl Session {
             // a big folder must not read as a hung peer.
             ch.keep_alive(self.relayout(id, Arc::new(manifest))).await?;
         }
-        self.send_have_all(ch).await.map_err(End::Disconnected)
+        match before {
+            Some(before) => self.report_change(ch, before).await,
+            None => self.send_have_all(ch).await,
+        }
+        .map_err(End::Disconnected)
+    }
+
+    /// After a delta, what the master's planner must learn: it keeps this peer's have-set
+    /// across manifests, so chunks lost on the way are a `Lost`, and only chunks found that
+    /// were not held before (copies made outside lanscatter) need a whole `HaveAll`. Usually
+    /// nothing: a one-file change costs the peer no upload at all.
+    async fn report_change(&mut self, ch: &mut Channel, before: Vec<ChunkHash>) -> Result<(), String> {
+        let after: HashSet<ChunkHash> = self.with_layout(|l| l.held_chunks()).unwrap_or_default().into_iter().collect();
+        let before: HashSet<ChunkHash> = before.into_iter().collect();
+        if after.iter().any(|h| !before.contains(h)) {
+            return self.send_have_all(ch).await;
+        }
+        let lost: Vec<ChunkHash> = before.into_iter().filter(|h| !after.contains(h)).collect();
+        match lost.is_empty() {
+            true => Ok(()),
+            false => send(ch, &PeerMsg::Lost { chunks: lost }).await,
+        }
     }
 
     /// Start a fetch task for an order (or answer at once when there is nothing to fetch).

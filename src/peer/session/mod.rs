@@ -94,6 +94,10 @@ struct Session {
     /// Fetches a new manifest cancelled, and fetches that went on across one (`Counters`).
     fetches_cancelled: u64,
     fetches_kept: u64,
+    /// Manifests received whole and as deltas, and their bytes (`Counters`).
+    manifests_full: u64,
+    manifest_deltas: u64,
+    manifest_bytes: u64,
 }
 
 /// How often files skipped as locked by another program are tried again.
@@ -116,6 +120,9 @@ pub(crate) async fn run(ctx: Arc<Ctx>) {
         last_rescan: Instant::now(),
         fetches_cancelled: 0,
         fetches_kept: 0,
+        manifests_full: 0,
+        manifest_deltas: 0,
+        manifest_bytes: 0,
     };
     let mut backoff = Duration::from_millis(200);
     let mut shutdown = ctx.shutdown.clone();

@@ -87,7 +87,7 @@ async fn orders_are_answered_and_only_verified_bytes_are_written() {
     let chunk = manifest.files[0].chunks[0].hash;
     let (peer, mut ch) = joined_peer(&dst.path().join("mirror")).await;
 
-    ch.send(&MasterMsg::Manifest { id: 1, bytes: manifest.to_bytes() }).await.unwrap();
+    ch.send(&MasterMsg::Manifest { id: 1, bytes: std::sync::Arc::new(manifest.to_bytes()) }).await.unwrap();
     assert_eq!(next(&mut ch).await, PeerMsg::HaveAll { manifest_id: 1, chunks: vec![] });
     let stranger = ChunkHash::of(b"not in the manifest");
     ch.send(&MasterMsg::Fetch { id: 1, chunk: stranger, size: 3, url: None, min_rate_bps: 0 }).await.unwrap();
@@ -115,7 +115,7 @@ async fn orders_are_answered_and_only_verified_bytes_are_written() {
 async fn an_invalid_manifest_ends_the_session_and_nothing_is_created() {
     let dst = tempfile::tempdir().unwrap();
     let (peer, mut ch) = joined_peer(&dst.path().join("mirror")).await;
-    ch.send(&MasterMsg::Manifest { id: 1, bytes: vec![1, 2, 3] }).await.unwrap();
+    ch.send(&MasterMsg::Manifest { id: 1, bytes: std::sync::Arc::new(vec![1, 2, 3]) }).await.unwrap();
     let closed = tokio::time::timeout(WAIT, async {
         loop {
             if ch.recv::<PeerMsg>().await.is_err() {
