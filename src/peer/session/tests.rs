@@ -159,7 +159,7 @@ async fn a_batch_keeps_its_verified_chunks_and_names_the_bad_one() {
     };
     let (a, b, c) = (chunk_of("a.txt"), chunk_of("b.txt"), chunk_of("c.txt"));
     let (peer, mut ch) = joined_peer(&dst.path().join("mirror")).await;
-    ch.send(&MasterMsg::Manifest { id: 1, bytes: manifest.to_bytes() }).await.unwrap();
+    ch.send(&MasterMsg::Manifest { id: 1, bytes: std::sync::Arc::new(manifest.to_bytes()) }).await.unwrap();
     assert_eq!(next(&mut ch).await, PeerMsg::HaveAll { manifest_id: 1, chunks: vec![] });
 
     let mut answer = Vec::new();
