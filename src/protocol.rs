@@ -19,6 +19,8 @@
 //! the manifest's internal layout; the peer decodes and validates it (paths go through
 //! `crate::paths`).
 
+use std::sync::Arc;
+
 use serde::{Deserialize, Serialize};
 
 use crate::manifest::ChunkHash;
@@ -28,7 +30,9 @@ use crate::manifest::ChunkHash;
 /// 3: `PeerMsg::Have` removed (peers announce local copies in a new `HaveAll`), and
 /// `PeerMsg::Stats` lost `bytes_uploaded` and `complete` (the master counts uploads from
 /// finished transfers and completeness from the planner).
-pub const PROTOCOL_VERSION: u32 = 3;
+/// 4: `MasterMsg::FetchBatch` and `PeerMsg::FinishedExcept` (small chunks travel in batches),
+/// and `MasterMsg::ManifestDelta` (a change travels as what changed, not the whole manifest).
+pub const PROTOCOL_VERSION: u32 = 4;
 
 /// Upper bound for one control frame. A manifest of a 1 TB folder at 1 MiB chunks is ~40 MB.
 pub const MAX_FRAME: usize = 128 << 20;
@@ -60,6 +64,11 @@ pub const FIXED_FRAME: usize = 64;
 
 /// Frame limit of a `Fetch` order (a hash, numbers and a base URL of a checked host).
 pub const FETCH_FRAME: usize = 1024;
+
+/// Frame limit of a batch order (`FetchBatch`: at most [`crate::transfer::batch::BATCH_MAX`]
+/// hashes with sizes, ~26 bytes each, and a base URL) or a batch's partial result
+/// (`FinishedExcept`: as many hashes and a text).
+pub const BATCH_FRAME: usize = 64 << 10;
 
 /// The largest have-set (`HaveAll`, `Lost`) a peer can honestly send for a manifest encoded in
 /// `manifest_len` bytes: every unique chunk takes at least its 32-byte hash in the manifest.
@@ -191,6 +200,14 @@ pub enum PeerMsg {
         reason: FailKind,
         message: String,
     },
+    /// A batch order arrived in part: every chunk but `failed` is verified and written;
+    /// those failed for `reason`.
+    FinishedExcept {
+        id: u64,
+        failed: Vec<ChunkHash>,
+        reason: FailKind,
+        message: String,
+    },
     /// Periodic figures for the master's status page.
     Stats {
         download_bps: f64,
@@ -206,16 +223,52 @@ pub enum MasterMsg {
     /// whose upstream leg is still fetching): more files follow, so the peer is not done yet.
     /// The next manifest clears it. Older peers ignore it after a manifest.
     Wait { message: String },
-    /// The folder's full description (`Manifest::to_bytes`). Replaces any earlier one.
-    Manifest { id: u64, bytes: Vec<u8> },
+    /// The folder's full description (`Manifest::to_bytes`). Replaces any earlier one. Shared:
+    /// encoded once by the master and queued to every peer without a copy.
+    Manifest {
+        id: u64,
+        #[serde(with = "shared_bytes")]
+        bytes: Arc<Vec<u8>>,
+    },
     /// Fetch `chunk` (`size` bytes of content) from `source`; `url` is the source's base URL
     /// (`http://host:port`), or `None` for the master itself (reach it at the address used for
     /// the control channel).
     Fetch { id: u64, chunk: ChunkHash, size: u64, url: Option<String>, min_rate_bps: u64 },
     /// Abandon transfer `id` (re-planned elsewhere); the peer answers nothing.
     Cancel { id: u64 },
+    /// Fetch a batch of small chunks (hash, size) from one source in one request, like
+    /// `Fetch` otherwise; at most [`crate::transfer::batch::BATCH_MAX`] chunks. The peer
+    /// answers `Finished`, `Failed` (none usable) or `FinishedExcept`.
+    FetchBatch { id: u64, chunks: Vec<(ChunkHash, u64)>, url: Option<String>, min_rate_bps: u64 },
     /// Something the peer sent was rejected.
     Error { message: String },
+    /// Manifest `id` as a change (`manifest::delta::Delta::to_bytes`) of manifest `base`, the
+    /// last one the master sent on this connection (`base == id`: the same manifest again).
+    /// The peer applies it to the manifest it holds and checks the result against `hash`
+    /// (`manifest::delta::manifest_hash` of the full encoding); a peer that cannot drops the
+    /// connection, and the master sends the full manifest on the next one.
+    ManifestDelta {
+        id: u64,
+        base: u64,
+        hash: ChunkHash,
+        #[serde(with = "shared_bytes")]
+        delta: Arc<Vec<u8>>,
+    },
+}
+
+/// Shared bytes on the wire exactly as a `Vec<u8>` (a length, then the bytes).
+mod shared_bytes {
+    use std::sync::Arc;
+
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    pub fn serialize<S: Serializer>(b: &Arc<Vec<u8>>, s: S) -> Result<S::Ok, S::Error> {
+        b.as_slice().serialize(s)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Arc<Vec<u8>>, D::Error> {
+        Vec::<u8>::deserialize(d).map(Arc::new)
+    }
 }
 
 impl Bounded for PeerMsg {
@@ -224,12 +277,15 @@ impl Bounded for PeerMsg {
             PeerMsg::HaveAll { .. } | PeerMsg::Lost { .. } => None,
             PeerMsg::Progress { .. } | PeerMsg::Finished { .. } => Some(FIXED_FRAME),
             PeerMsg::Failed { .. } | PeerMsg::Stats { .. } => Some(TEXT_FRAME),
+            PeerMsg::FinishedExcept { .. } => Some(BATCH_FRAME),
         }
     }
 
     fn truncate_text(&mut self) {
         match self {
-            PeerMsg::Failed { message, .. } => truncate_text(message, MAX_TEXT_LEN),
+            PeerMsg::Failed { message, .. } | PeerMsg::FinishedExcept { message, .. } => {
+                truncate_text(message, MAX_TEXT_LEN)
+            }
             PeerMsg::Stats { error: Some(e), .. } => truncate_text(e, MAX_TEXT_LEN),
             _ => {}
         }
@@ -243,6 +299,7 @@ impl Bounded for PeerMsg {
             PeerMsg::Finished { .. } => "Finished",
             PeerMsg::Failed { .. } => "Failed",
             PeerMsg::Stats { .. } => "Stats",
+            PeerMsg::FinishedExcept { .. } => "FinishedExcept",
         }
     }
 }
@@ -250,9 +307,10 @@ impl Bounded for PeerMsg {
 impl Bounded for MasterMsg {
     fn frame_limit(&self) -> Option<usize> {
         match self {
-            MasterMsg::Manifest { .. } => None,
+            MasterMsg::Manifest { .. } | MasterMsg::ManifestDelta { .. } => None,
             MasterMsg::Fetch { .. } => Some(FETCH_FRAME),
             MasterMsg::Cancel { .. } => Some(FIXED_FRAME),
+            MasterMsg::FetchBatch { .. } => Some(BATCH_FRAME),
             MasterMsg::Wait { .. } | MasterMsg::Error { .. } => Some(TEXT_FRAME),
         }
     }
@@ -267,8 +325,10 @@ impl Bounded for MasterMsg {
         match self {
             MasterMsg::Wait { .. } => "Wait",
             MasterMsg::Manifest { .. } => "Manifest",
+            MasterMsg::ManifestDelta { .. } => "ManifestDelta",
             MasterMsg::Fetch { .. } => "Fetch",
             MasterMsg::Cancel { .. } => "Cancel",
+            MasterMsg::FetchBatch { .. } => "FetchBatch",
             MasterMsg::Error { .. } => "Error",
         }
     }

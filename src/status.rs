@@ -127,6 +127,14 @@ pub struct Counters {
     pub fetches_cancelled: u64,
     #[serde(default)]
     pub fetches_kept: u64,
+    /// Peer: manifests received whole and as deltas, and their bytes on the wire (a one-file
+    /// change should cost a delta of about one file's entry).
+    #[serde(default)]
+    pub manifests_full: u64,
+    #[serde(default)]
+    pub manifest_deltas: u64,
+    #[serde(default)]
+    pub manifest_bytes: u64,
 }
 
 /// A shrink of the master's folder held back by the shrink guard, as the status page offers it

@@ -22,6 +22,11 @@ fn generated_hostile_manifests() {
 }
 
 #[test]
+fn manifest_delta_from_the_master() {
+    fuzz::run("manifest_delta", cases(2000), seeds("manifest_delta"), fuzz::per_byte(64));
+}
+
+#[test]
 fn manifest_json() {
     fuzz::run("manifest_json", cases(2000), seeds("manifest_json"), fuzz::per_byte(64));
 }

@@ -28,6 +28,13 @@ fn chunk_route_hash() {
 }
 
 #[test]
+fn chunk_batch_request_and_answer() {
+    // Decoding allocates the entries it returns: at most the answer, or the sizes it expects
+    // when an entry is LZ4 (u16 sizes here, 16 of them at most).
+    fuzz::run("chunk_batch", cases(4000), seeds("chunk_batch"), Box::new(|input: &[u8]| input.len() * 8 + (2 << 20)));
+}
+
+#[test]
 fn chunk_rule() {
     fuzz::run("chunk_rule", cases(4000), seeds("chunk_rule"), fuzz::per_byte(32));
 }

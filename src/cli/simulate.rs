@@ -88,6 +88,13 @@ pub struct SimulateArgs {
     /// One-way control latency in seconds (order to start, finish to report).
     #[arg(long, default_value_t = 0.005)]
     latency: f64,
+    /// Fixed cost of one order before its bytes flow, in seconds (control message and HTTP
+    /// request at both ends); what batching small chunks amortises.
+    #[arg(long, default_value_t = 0.0)]
+    request_cost: f64,
+    /// Plan small chunks in batches, as the master engine does (`planner::batch`).
+    #[arg(long)]
+    batch: bool,
     /// Print the summary as one JSON object (no drawing).
     #[arg(long)]
     json: bool,
@@ -173,6 +180,8 @@ impl SimulateArgs {
             round_interval_s: self.round_interval,
             event_round_gap_s: self.event_round_gap,
             latency_s: self.latency,
+            request_cost_s: self.request_cost,
+            batch: self.batch,
             ..SimConfig::default()
         })
     }

@@ -27,6 +27,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 pub mod cache;
 pub mod chunking;
+pub mod delta;
 pub mod diff;
 mod error;
 pub mod hash;

@@ -160,9 +160,15 @@ async fn pump(
         tokio::select! {
             out = rx.recv() => match out {
                 Some(msg) => {
-                    if let MasterMsg::Manifest { bytes, .. } = &msg {
-                        // Raised before the manifest leaves, so the have-set it prompts fits.
-                        largest_manifest = largest_manifest.max(bytes.len());
+                    // Raised before the manifest leaves, so the have-set it prompts fits (a delta's
+                    // manifest is at most as large as the newest one published).
+                    let size = match &msg {
+                        MasterMsg::Manifest { bytes, .. } => Some(bytes.len()),
+                        MasterMsg::ManifestDelta { .. } => shared.current().map(|c| c.bytes.len()),
+                        _ => None,
+                    };
+                    if let Some(size) = size {
+                        largest_manifest = largest_manifest.max(size);
                         ch.set_frame_limit(protocol::have_set_limit(largest_manifest));
                     }
                     if let Err(why) = send_or_give_up(ch, &msg, rx.len(), SEND_GRACE).await {
@@ -202,6 +208,7 @@ async fn send_or_give_up(ch: &mut Channel, msg: &MasterMsg, queued: usize, grace
     }
     let size = match msg {
         MasterMsg::Manifest { bytes, .. } => bytes.len() as u64,
+        MasterMsg::ManifestDelta { delta, .. } => delta.len() as u64,
         _ => 0,
     };
     let allowed = grace + Duration::from_secs(size / MIN_SEND_RATE);
@@ -225,7 +232,7 @@ mod tests {
         let small = MasterMsg::Cancel { id: 1 };
         assert!(send_or_give_up(&mut master, &small, 0, grace).await.is_ok(), "a small message fits the pipe");
         // 32 KiB: no time on top of the grace at the minimum rate, and far more than the pipe holds.
-        let big = MasterMsg::Manifest { id: 1, bytes: vec![7; 32 << 10] };
+        let big = MasterMsg::Manifest { id: 1, bytes: Arc::new(vec![7; 32 << 10]) };
         let gave_up = tokio::time::timeout(Duration::from_secs(30), send_or_give_up(&mut master, &big, 0, grace));
         let why = gave_up.await.expect("the send is given up, not left waiting").expect_err("nobody reads");
         assert!(why.contains("stopped reading"), "{why}");

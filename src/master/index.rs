@@ -208,7 +208,7 @@ pub(super) fn publish(shared: &Shared, m: Manifest) -> u64 {
         tracing::warn!("{w}");
     }
     let id = shared.next_manifest.fetch_add(1, Ordering::Relaxed);
-    let st = Arc::new(ManifestState::new(id, m));
+    let st = Arc::new(ManifestState::after(shared.current().as_deref(), id, m));
     if let Ok(mut c) = shared.current.write() {
         *c = Some(st.clone());
     }

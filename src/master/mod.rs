@@ -14,6 +14,8 @@
 //!   swarm state is a message to it, so there are no locks around planner state and event
 //!   order is the order of arrival. It ticks every 100 ms: timeouts, a planning round, orders
 //!   out, and a status snapshot every few ticks.
+//! - [`outbox`] picks what a peer is sent of a new manifest (a delta when it holds the one
+//!   before), [`maps`] keeps the status rows' chunk maps and rebuilds only those that changed.
 //! - [`conn`]: one task per peer websocket: handshake (version check), then frames in and
 //!   out; malformed input closes that connection, nothing else.
 //! - the chunk route (`crate::transfer::server`) reads from the source folder, re-verifying
@@ -31,6 +33,7 @@ use std::time::Duration;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
+use crate::manifest::delta::Delta;
 use crate::manifest::{CacheMode, ChunkHash, ChunkRule, Manifest};
 use crate::status::{NodeState, Role, Snapshot};
 use crate::transfer::ratelimit::RateLimiter;
@@ -41,6 +44,8 @@ pub mod conn;
 pub mod coord;
 pub mod expect;
 pub mod index;
+pub mod maps;
+pub mod outbox;
 pub mod shrink;
 
 pub use index::{FolderScanner, Scanner};
@@ -65,6 +70,9 @@ pub struct MasterConfig {
     pub watch: bool,
     /// Planner seed.
     pub seed: u64,
+    /// Small chunks travel in batches of up to 1 MiB per order and request
+    /// (`planner::batch`); off only for tests that count orders chunk by chunk.
+    pub batch: bool,
     /// Open swarm, or members only (see [`Security`]). The CLI makes it secured by default.
     pub security: Security,
     /// Publish a scan even when the folder emptied or lost more than half its files or bytes
@@ -105,6 +113,7 @@ impl MasterConfig {
             name: crate::host::host_name(),
             watch: true,
             seed: 0x5eed,
+            batch: true,
             security: Security::Open,
             allow_shrink: false,
             expect: None,
@@ -137,9 +146,21 @@ pub struct ManifestState {
     pub index: HashMap<ChunkHash, usize>,
     /// One place in the folder holding each chunk.
     pub locs: HashMap<ChunkHash, (usize, u64, u64)>,
+    /// What a peer checks a manifest rebuilt from a delta against (`delta::manifest_hash`).
+    pub hash: ChunkHash,
+    /// The change from the manifest published before this one: that one's id and the
+    /// encoded [`Delta`], built once for every peer that holds it.
+    pub delta: Option<(u64, Arc<Vec<u8>>)>,
 }
 
 impl ManifestState {
+    /// Manifest `id` published after `prev`: with the delta from it.
+    pub fn after(prev: Option<&ManifestState>, id: u64, manifest: Manifest) -> Self {
+        let mut st = Self::new(id, manifest);
+        st.delta = prev.map(|p| (p.id, Arc::new(Delta::between(&p.manifest, &st.manifest).to_bytes())));
+        st
+    }
+
     pub fn new(id: u64, manifest: Manifest) -> Self {
         let unique = manifest.unique_chunks();
         let index = unique.iter().enumerate().map(|(i, (h, _))| (*h, i)).collect();
@@ -149,7 +170,9 @@ impl ManifestState {
                 locs.entry(c.hash).or_insert((fi, c.offset, u64::from(c.size)));
             }
         }
-        ManifestState { id, bytes: Arc::new(manifest.to_bytes()), manifest: Arc::new(manifest), unique, index, locs }
+        let bytes = Arc::new(manifest.to_bytes());
+        let hash = crate::manifest::delta::manifest_hash(&bytes);
+        ManifestState { id, bytes, manifest: Arc::new(manifest), unique, index, locs, hash, delta: None }
     }
 
     pub fn unique_bytes(&self) -> u64 {

@@ -34,6 +34,7 @@ use crate::transport::fetch::Fetcher;
 use crate::transport::Security;
 
 pub mod adopt;
+pub(crate) mod batch;
 pub mod layout;
 pub mod names;
 pub mod session;

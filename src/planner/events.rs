@@ -55,6 +55,7 @@ impl Planner {
             Event::Failed { id, reason } => {
                 self.end_transfer(now, id, End::Failed(reason));
             }
+            Event::FinishedExcept { id, failed, reason } => self.finished_except(now, id, &failed, reason),
             Event::NewManifest { chunks } => self.new_manifest(chunks),
             Event::Heard { node } => {
                 if let Some(n) = self.node_index.get(&node).and_then(|&i| self.nodes[i].as_mut()) {
@@ -171,7 +172,7 @@ impl Planner {
         let counted = !n.cfg.is_master && !n.suspended;
         // Its uploads of that chunk can no longer succeed (a node's uploads are few: its slots).
         let doomed: Vec<TransferId> =
-            n.uploads.iter().copied().filter(|id| self.transfers.get(id).is_some_and(|t| t.chunk == c)).collect();
+            n.uploads.iter().copied().filter(|id| self.transfers.get(id).is_some_and(|t| t.carries(c))).collect();
         if counted {
             self.holders[c as usize] -= 1;
             self.refresh_fresh(c);
@@ -209,21 +210,51 @@ impl Planner {
         }
     }
 
-    /// Release a transfer's slots and counts; on `Finished` the destination gains the chunk.
+    /// A batch arrived except `failed`: the destination gains the rest, and the transfer ends
+    /// as failed (the source is blamed once; `SourceMissing` drops only the failed chunks from
+    /// its have-set).
+    fn finished_except(&mut self, now: f64, id: TransferId, failed: &[ChunkHash], reason: FailReason) {
+        let Some(t) = self.transfers.get(&id) else { return };
+        let bad: Vec<u32> =
+            failed.iter().filter_map(|h| self.index.get(h).copied()).filter(|&c| t.carries(c)).collect();
+        let good: Vec<u32> = t.all().filter(|c| !bad.contains(c)).collect();
+        let (to, from_master) = (t.to, t.from_master);
+        self.end_transfer_with(now, id, End::Failed(reason), Some(&bad));
+        for c in good {
+            if let Some(n) = self.nodes[to].as_mut() {
+                n.received += 1;
+                if from_master {
+                    n.from_master += 1;
+                }
+            }
+            self.add_have(to, c);
+        }
+    }
+
+    /// Release a transfer's slots and counts; on `Finished` the destination gains its chunks.
     pub(crate) fn end_transfer(&mut self, now: f64, id: TransferId, how: End) {
+        self.end_transfer_with(now, id, how, None);
+    }
+
+    /// [`Self::end_transfer`]; `failed`: the chunks a `Failed` end is about (`None`: all).
+    fn end_transfer_with(&mut self, now: f64, id: TransferId, how: End, failed: Option<&[u32]>) {
         let Some(t) = self.transfers.remove(&id) else { return };
-        let c = t.chunk;
+        let chunks: Vec<u32> = t.all().collect();
         if let Some(n) = self.nodes[t.from].as_mut() {
             n.active_up -= 1;
             n.uploads.retain(|&u| u != id);
         }
         if let Some(n) = self.nodes[t.to].as_mut() {
             n.active_down -= 1;
-            n.incoming.remove(c);
+            for &c in &chunks {
+                n.incoming.remove(c);
+            }
             n.downloads.retain(|&d| d != id);
         }
-        self.inflight[c as usize] -= 1;
-        self.refresh_fresh(c);
+        for &c in &chunks {
+            self.inflight[c as usize] -= 1;
+            self.refresh_fresh(c);
+        }
         if let (End::Finished | End::Failed(_), Some(n)) = (how, self.nodes[t.to].as_mut()) {
             n.heard = n.heard.max(now);
         }
@@ -232,13 +263,15 @@ impl Planner {
                 self.finished += 1;
                 self.note_rate(t.size, now - t.started);
                 if let Some(n) = self.nodes[t.to].as_mut() {
-                    n.received += 1;
+                    n.received += chunks.len() as u32;
                     if t.from_master {
-                        n.from_master += 1;
+                        n.from_master += chunks.len() as u32;
                     }
                     n.hold_strikes = 0;
                 }
-                self.add_have(t.to, c);
+                for &c in &chunks {
+                    self.add_have(t.to, c);
+                }
                 self.credit_source(now, t.from);
                 self.credit_destination(t.to);
             }
@@ -247,7 +280,9 @@ impl Planner {
                 // A master always holds its whole manifest (a changed file brings a new
                 // manifest), and forgetting that could leave a chunk with no source.
                 if reason == FailReason::SourceMissing && !t.from_master {
-                    self.remove_have(t.from, c);
+                    for &c in failed.unwrap_or(&chunks) {
+                        self.remove_have(t.from, c);
+                    }
                 }
                 if reason == FailReason::LocalDisk {
                     self.hold_downloads(now, t.to);
@@ -326,16 +361,25 @@ impl Planner {
             n.have_in_manifest = n.has.count_and(manifest) as u32;
         }
         let stale: Vec<TransferId> =
-            self.transfers.iter().filter(|(_, t)| !self.manifest.get(t.chunk)).map(|(&i, _)| i).collect();
+            self.transfers.iter().filter(|(_, t)| !t.all().all(|c| self.manifest.get(c))).map(|(&i, _)| i).collect();
         self.pending_aborts.extend(stale);
     }
 
     /// Register a new transfer (the round's single way to create one).
-    pub(crate) fn start_transfer(&mut self, now: f64, c: u32, from: usize, to: usize) -> super::Order {
+    /// `fresh_only`: a super-seeding order, whose batch takes fresh chunks only (see `batch`).
+    pub(crate) fn start_transfer(
+        &mut self,
+        now: f64,
+        c: u32,
+        from: usize,
+        to: usize,
+        fresh_only: bool,
+    ) -> super::Order {
         let id = self.next_id;
         self.next_id += 1;
         self.orders += 1;
-        let size = self.sizes[c as usize];
+        let extra = self.batch_more(c, from, to, fresh_only);
+        let size = self.sizes[c as usize] + extra.iter().map(|&b| self.sizes[b as usize]).sum::<u64>();
         let min_rate = self.expected_rate(from, to) * self.tuning.min_rate_fraction;
         let from_master;
         let (from_id, to_id);
@@ -349,16 +393,22 @@ impl Planner {
         {
             let d = self.nodes[to].as_mut().expect("destination is online");
             d.active_down += 1;
-            d.incoming.insert(c);
+            for &b in std::iter::once(&c).chain(&extra) {
+                d.incoming.insert(b);
+            }
             d.downloads.push(id);
             to_id = d.id;
         }
-        self.inflight[c as usize] += 1;
-        self.fresh.remove(c);
+        for &b in std::iter::once(&c).chain(&extra) {
+            self.inflight[b as usize] += 1;
+            self.fresh.remove(b);
+        }
+        let batch = extra.iter().map(|&b| (self.hashes[b as usize], self.sizes[b as usize])).collect();
         self.transfers.insert(
             id,
             Transfer {
                 chunk: c,
+                extra,
                 from,
                 to,
                 size,
@@ -372,6 +422,15 @@ impl Planner {
                 started: now,
             },
         );
-        super::Order { id, chunk: self.hashes[c as usize], from: from_id, to: to_id, size, min_rate_bps: min_rate }
+        let chunk = self.hashes[c as usize];
+        super::Order {
+            id,
+            chunk,
+            from: from_id,
+            to: to_id,
+            size: self.sizes[c as usize],
+            min_rate_bps: min_rate,
+            batch,
+        }
     }
 }

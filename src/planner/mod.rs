@@ -86,9 +86,11 @@
 //! the peers × chunks matrix. Event handling is O(chunks in the event × the node's slots);
 //! `Leave` and an exclusion are O(chunks/64 + held chunks).
 
+pub mod batch;
 mod bitset;
 mod events;
 mod health;
+mod map;
 pub mod rng;
 mod round;
 mod trust;
@@ -99,6 +101,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::manifest::ChunkHash;
 pub use bitset::BitSet;
+pub use map::MapCell;
 use rng::Rng;
 
 /// Identity of a node, chosen by the caller; the master itself is a node too.
@@ -137,6 +140,22 @@ pub struct Order {
     /// Bytes/second below which (measured over the planner's rate window) the planner will
     /// abort and re-plan; 0 when nothing is known yet (only stall detection applies).
     pub min_rate_bps: f64,
+    /// More small chunks (hash, size) this transfer carries after `chunk`, same source and
+    /// destination (empty unless [`Tuning::batch_bytes`] is on). `size` is `chunk`'s alone;
+    /// progress counts the whole batch ([`Order::total_size`]).
+    pub batch: Vec<(ChunkHash, u64)>,
+}
+
+impl Order {
+    /// Bytes of every chunk the transfer carries.
+    pub fn total_size(&self) -> u64 {
+        self.size + self.batch.iter().map(|b| b.1).sum::<u64>()
+    }
+
+    /// Every chunk the transfer carries, `chunk` first.
+    pub fn chunks(&self) -> impl Iterator<Item = ChunkHash> + '_ {
+        std::iter::once(self.chunk).chain(self.batch.iter().map(|b| b.0))
+    }
 }
 
 /// Why a transfer failed, as reported by the engine.
@@ -196,6 +215,14 @@ pub enum Event {
     },
     Failed {
         id: TransferId,
+        reason: FailReason,
+    },
+    /// A batch arrived in part: the destination verified and holds every chunk of the transfer
+    /// except `failed`, which failed for `reason` (counted against the source once, as a
+    /// `Failed` transfer is).
+    FinishedExcept {
+        id: TransferId,
+        failed: Vec<ChunkHash>,
         reason: FailReason,
     },
     /// Unique chunks of the master's current manifest with their sizes. Have-sets keep all
@@ -263,6 +290,27 @@ pub struct Tuning {
     /// its downloads are released (nobody blamed) until it is heard again (seconds; peers
     /// report every 250 ms).
     pub silent_after_s: f64,
+    /// Small-chunk batching (0 = off): an order for a chunk of at most [`Tuning::batch_chunk_max`]
+    /// bytes carries more such chunks from the same source to the same destination, up to this
+    /// many bytes in all, so a tree of tiny files costs one order, one control message and one
+    /// request per batch instead of per file (see `batch`).
+    pub batch_bytes: u64,
+    /// Largest chunk a batch takes.
+    pub batch_chunk_max: u64,
+    /// Most chunks in one order (bounds the order's wire size and the request's).
+    pub batch_max: usize,
+}
+
+impl Tuning {
+    /// The defaults with small-chunk batching on, as the master engine runs it.
+    pub fn batched() -> Self {
+        Tuning {
+            batch_bytes: batch::BATCH_BYTES,
+            batch_chunk_max: batch::BATCH_CHUNK_MAX,
+            batch_max: batch::BATCH_MAX,
+            ..Tuning::default()
+        }
+    }
 }
 
 impl Default for Tuning {
@@ -283,6 +331,9 @@ impl Default for Tuning {
             min_stall_s: 1.0,
             slow_read_bps: 20e6,
             silent_after_s: 2.0,
+            batch_bytes: 0,
+            batch_chunk_max: 0,
+            batch_max: 1,
         }
     }
 }
@@ -388,6 +439,8 @@ pub(crate) struct Node {
 #[derive(Debug, Clone)]
 pub(crate) struct Transfer {
     pub chunk: u32,
+    /// Batched chunks after `chunk` (see [`Tuning::batch_bytes`]).
+    pub extra: Vec<u32>,
     pub from: usize,
     pub to: usize,
     pub size: u64,
@@ -402,6 +455,17 @@ pub(crate) struct Transfer {
     pub from_master: bool,
     /// Order time: order-to-finish durations feed the typical chunk time (`health`).
     pub started: f64,
+}
+
+impl Transfer {
+    /// Every chunk it carries, `chunk` first.
+    pub(crate) fn all(&self) -> impl Iterator<Item = u32> + '_ {
+        std::iter::once(self.chunk).chain(self.extra.iter().copied())
+    }
+
+    pub(crate) fn carries(&self, c: u32) -> bool {
+        self.chunk == c || self.extra.contains(&c)
+    }
 }
 
 /// The planner. See the module doc for the strategy.
@@ -536,7 +600,9 @@ impl Planner {
         let from = self.nodes[t.from].as_ref()?.id;
         let to = self.nodes[t.to].as_ref()?.id;
         let chunk = self.hashes[t.chunk as usize];
-        Some(Order { id, chunk, from, to, size: t.size, min_rate_bps: t.min_rate })
+        let batch = t.extra.iter().map(|&c| (self.hashes[c as usize], self.sizes[c as usize])).collect();
+        let size = self.sizes[t.chunk as usize];
+        Some(Order { id, chunk, from, to, size, min_rate_bps: t.min_rate, batch })
     }
 
     pub fn stats(&self) -> PlannerStats {

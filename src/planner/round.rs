@@ -95,7 +95,7 @@ impl Planner {
                         (weak, n.active_down, n.active_up, n.from_master)
                     });
                 let Some(d) = best else { break };
-                orders.push(self.start_transfer(now, c, m, d));
+                orders.push(self.start_transfer(now, c, m, d, true));
             }
         }
     }
@@ -145,7 +145,7 @@ impl Planner {
                     }
                 }
                 if let Some((s, c)) = choice {
-                    orders.push(self.start_transfer(now, c, s, d));
+                    orders.push(self.start_transfer(now, c, s, d, false));
                     if self.free_up(s, now) {
                         let key = self.source_key(s, now);
                         heap.push(key);
@@ -191,7 +191,7 @@ impl Planner {
                         continue;
                     }
                     if let Some(c) = pick(self, m, d) {
-                        orders.push(self.start_transfer(now, c, m, d));
+                        orders.push(self.start_transfer(now, c, m, d, false));
                         next.push(d);
                     }
                 }

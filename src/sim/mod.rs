@@ -12,7 +12,10 @@
 //!   previous round, so bursts of reports coalesce into one round); an order starts
 //!   `latency_s` after its round; a finished chunk is verified (`verify_bps`) and reported
 //!   `latency_s` later, and only then can it be relayed (the real peer serves only verified
-//!   chunks). Progress is reported every `progress_interval_s`.
+//!   chunks). Progress is reported every `progress_interval_s`. Each order also costs
+//!   `request_cost_s` before its bytes flow (the fixed work of an order, its control message
+//!   and its HTTP request at both ends): negligible for MiB chunks, the whole cost for tiny
+//!   files, which is what `batch` (the planner's small-chunk batches) amortises.
 //! - Churn: late joins, leave-and-rejoin (keeping data), random transfer failures (half
 //!   connection resets mid-transfer, half bad data detected at verification).
 //!
@@ -79,6 +82,10 @@ pub struct SimConfig {
     pub verify_rate: f64,
     /// Give up (all_complete = false) after this many times the bound.
     pub max_time_factor: f64,
+    /// Fixed cost of one order before its bytes flow (seconds; see the model above).
+    pub request_cost_s: f64,
+    /// Plan with small-chunk batching on (`Tuning::batched`, as the master engine does).
+    pub batch: bool,
 }
 
 impl Default for SimConfig {
@@ -111,6 +118,8 @@ impl Default for SimConfig {
             progress_interval_s: 0.5,
             verify_rate: 1e9,
             max_time_factor: 200.0,
+            request_cost_s: 0.0,
+            batch: false,
         }
     }
 }

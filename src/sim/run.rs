@@ -38,7 +38,8 @@ struct SimNode {
 
 /// A transfer the planner ordered and still considers active.
 struct Tracked {
-    chunk: u32,
+    /// The chunks it carries (one, or a planner batch).
+    chunks: Vec<u32>,
     from: usize,
     to: usize,
     size: f64,
@@ -195,7 +196,8 @@ impl SimNode {
 impl<'a> Sim<'a> {
     fn new(cfg: &'a SimConfig) -> Self {
         let mut rng = Rng::new(cfg.seed);
-        let planner = Planner::with_options(rng.next_u64(), cfg.policy, Tuning::default());
+        let tuning = if cfg.batch { Tuning::batched() } else { Tuning::default() };
+        let planner = Planner::with_options(rng.next_u64(), cfg.policy, tuning);
         let ideal = cfg.ideal_seconds();
         let late_n = ((cfg.peers as f64) * cfg.late_fraction).round() as usize;
         let late_window = cfg.late_window_s.unwrap_or(0.5 * ideal);
@@ -412,7 +414,9 @@ impl<'a> Sim<'a> {
 
     fn untrack(&mut self, id: TransferId) {
         if let Some(tr) = self.tracked.remove(&id) {
-            self.active_pairs.remove(&(tr.chunk, tr.to));
+            for c in &tr.chunks {
+                self.active_pairs.remove(&(*c, tr.to));
+            }
             self.ul[tr.from] -= 1;
             self.dl[tr.to] -= 1;
         }
@@ -421,7 +425,6 @@ impl<'a> Sim<'a> {
     /// Flows that reached their end (or failure point); returns whether any stopped.
     fn complete_flows(&mut self) -> bool {
         let mut changed = false;
-        let verify = self.cfg.chunk_size as f64 / self.cfg.verify_rate;
         let lat = self.cfg.latency_s;
         let mut reports = Vec::new();
         for (&id, tr) in self.tracked.iter_mut() {
@@ -434,6 +437,7 @@ impl<'a> Sim<'a> {
             tr.rate = 0.0;
             tr.stopped = true;
             changed = true;
+            let verify = tr.size / self.cfg.verify_rate;
             match tr.fail_at {
                 Some((_, reason)) => {
                     let delay = if reason == FailReason::BadData { verify + lat } else { lat };
@@ -441,8 +445,11 @@ impl<'a> Sim<'a> {
                 }
                 None => {
                     let n = &mut self.nodes[tr.to];
-                    let c = tr.chunk as usize;
-                    if !n.has[c] {
+                    for &c in &tr.chunks {
+                        let c = c as usize;
+                        if n.has[c] {
+                            continue;
+                        }
                         if !self.seeded[c] {
                             self.seeded[c] = true;
                             self.seeded_count += 1;
@@ -490,10 +497,16 @@ impl<'a> Sim<'a> {
             self.untrack(id);
         }
         for o in orders {
-            let (from, to, chunk) =
-                (o.from as usize, o.to as usize, u32::from_le_bytes(o.chunk.0[..4].try_into().unwrap_or([0; 4])));
-            if !self.active_pairs.insert((chunk, to)) {
-                self.res.duplicate_orders += 1;
+            let (from, to) = (o.from as usize, o.to as usize);
+            let chunks: Vec<u32> =
+                o.chunks().map(|h| u32::from_le_bytes(h.0[..4].try_into().unwrap_or([0; 4]))).collect();
+            for &chunk in &chunks {
+                if !self.active_pairs.insert((chunk, to)) {
+                    self.res.duplicate_orders += 1;
+                }
+                if !self.nodes[from].has[chunk as usize] {
+                    self.res.bad_source_orders += 1;
+                }
             }
             self.ul[from] += 1;
             self.dl[to] += 1;
@@ -503,26 +516,25 @@ impl<'a> Sim<'a> {
             if self.nodes[from].upload_slots == 0 {
                 self.res.zero_slot_uploads += 1;
             }
-            if !self.nodes[from].has[chunk as usize] || !self.nodes[from].online || !self.nodes[to].online {
+            if !self.nodes[from].online || !self.nodes[to].online {
                 self.res.bad_source_orders += 1;
             }
+            let size = o.total_size() as f64;
             let fail_at = if self.nodes[from].role == Role::Liar {
                 Some((0.0, FailReason::Busy))
             } else if self.rng.unit() < self.cfg.fail_rate {
                 self.res.injected_failures += 1;
                 if self.rng.unit() < 0.5 {
-                    Some((o.size as f64, FailReason::BadData))
+                    Some((size, FailReason::BadData))
                 } else {
-                    Some((o.size as f64 * (0.05 + 0.9 * self.rng.unit()), FailReason::Other))
+                    Some((size * (0.05 + 0.9 * self.rng.unit()), FailReason::Other))
                 }
             } else {
                 None
             };
-            self.tracked.insert(
-                o.id,
-                Tracked { chunk, from, to, size: o.size as f64, done: None, rate: 0.0, fail_at, stopped: false },
-            );
-            self.schedule(self.t + self.cfg.latency_s, Sched::Start(o.id));
+            self.tracked
+                .insert(o.id, Tracked { chunks, from, to, size, done: None, rate: 0.0, fail_at, stopped: false });
+            self.schedule(self.t + self.cfg.latency_s + self.cfg.request_cost_s, Sched::Start(o.id));
         }
         changed
     }
@@ -561,8 +573,10 @@ impl<'a> Sim<'a> {
                 if tr.done.is_some() {
                     if tr.to == i {
                         downloads += 1;
-                        if cells[tr.chunk as usize] == 0 {
-                            cells[tr.chunk as usize] = 1;
+                        for &c in &tr.chunks {
+                            if cells[c as usize] == 0 {
+                                cells[c as usize] = 1;
+                            }
                         }
                     }
                     if tr.from == i {

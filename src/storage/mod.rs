@@ -52,6 +52,14 @@ pub trait Storage: Send + Sync + Debug + 'static {
     fn sync_dir(&self, path: &Path) -> io::Result<()> {
         disk::sync_dir(path)
     }
+    /// Flush the data of `files`, then the entries of `dirs`, to the device: what `sync` and
+    /// `sync_dir` do one by one (the default, [`sync_each`]), but a real disk may do it at once
+    /// ([`Disk`] on Linux: one `syncfs` per file system), which for a batch of small files is
+    /// one journal commit instead of one per file. An error says nothing about which of them
+    /// is durable: the caller falls back to `sync` per file.
+    fn sync_many(&self, files: &[&Path], dirs: &[&Path]) -> io::Result<()> {
+        sync_each(self, files, dirs)
+    }
     /// Bytes available to this process on the file system holding `path`.
     fn free_space(&self, path: &Path) -> io::Result<u64>;
 
@@ -61,6 +69,17 @@ pub trait Storage: Send + Sync + Debug + 'static {
     fn read_for_upload(&self, path: &Path, offset: u64, len: u64, hash: &ChunkHash) -> io::Result<Option<Vec<u8>>> {
         read_verified(self, path, offset, len, hash)
     }
+}
+
+/// [`Storage::sync_many`] one file and one directory at a time.
+pub fn sync_each<S: Storage + ?Sized>(s: &S, files: &[&Path], dirs: &[&Path]) -> io::Result<()> {
+    for f in files {
+        s.sync(f)?;
+    }
+    for d in dirs {
+        s.sync_dir(d)?;
+    }
+    Ok(())
 }
 
 /// Read a chunk through `storage` and return it only if its content hashes to `hash`.

@@ -17,6 +17,7 @@
 //! Content negotiation uses `Accept-Encoding: lz4` / `Content-Encoding: lz4`; the chunk size is
 //! known to both sides from the manifest, so no length framing beyond HTTP's is needed.
 
+pub mod batch;
 pub mod compress;
 pub mod ratelimit;
 pub mod server;

@@ -75,9 +75,21 @@ impl ChunkServer {
     }
 }
 
-/// Router with the chunk route, to be merged into the engine's router.
+/// Router with the chunk and batch routes, to be merged into the engine's router.
 pub fn router(server: Arc<ChunkServer>) -> axum::Router {
-    axum::Router::new().route("/chunk/{hash}", axum::routing::get(get_chunk)).with_state(server)
+    axum::Router::new()
+        .route("/chunk/{hash}", axum::routing::get(get_chunk))
+        .route(super::batch::BATCH_ROUTE, axum::routing::post(get_batch))
+        .with_state(server)
+}
+
+fn accepts_lz4(s: &ChunkServer, headers: &HeaderMap) -> bool {
+    s.cfg.compress
+        && headers
+            .get_all(header::ACCEPT_ENCODING)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .any(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case(LZ4_ENCODING)))
 }
 
 fn plain(status: StatusCode, msg: &'static str) -> Response {
@@ -95,12 +107,7 @@ async fn get_chunk(State(s): State<Arc<ChunkServer>>, Path(hex): Path<String>, h
     let Some(loc) = s.source.locate(&hash) else {
         return plain(StatusCode::NOT_FOUND, "chunk not held by this node\n");
     };
-    let accept_lz4 = s.cfg.compress
-        && headers
-            .get_all(header::ACCEPT_ENCODING)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .any(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case(LZ4_ENCODING)));
+    let accept_lz4 = accepts_lz4(&s, &headers);
     let storage = s.cfg.storage.clone();
     let read = tokio::task::spawn_blocking(move || -> std::io::Result<Option<(Vec<u8>, bool)>> {
         let Some(data) = storage.read_for_upload(&loc.path, loc.offset, loc.size, &hash)? else {
@@ -128,6 +135,16 @@ async fn get_chunk(State(s): State<Arc<ChunkServer>>, Path(hex): Path<String>, h
         Err(_) => return plain(StatusCode::INTERNAL_SERVER_ERROR, "internal error\n"),
     };
     s.stats.gets_served.fetch_add(1, Ordering::Relaxed);
+    let mut resp = stream(&s, body, permit);
+    if compressed {
+        resp.headers_mut().insert(header::CONTENT_ENCODING, header::HeaderValue::from_static(LZ4_ENCODING));
+    }
+    resp
+}
+
+/// The body in [`PIECE`]s through the upload limiter; the upload slot is held until the last
+/// piece is sent.
+fn stream(s: &Arc<ChunkServer>, body: Vec<u8>, permit: tokio::sync::OwnedSemaphorePermit) -> Response {
     let len = body.len();
     let bytes = Bytes::from(body);
     let stream = futures_util::stream::unfold((bytes, 0usize, permit, s.clone()), |(b, pos, permit, s)| async move {
@@ -145,8 +162,67 @@ async fn get_chunk(State(s): State<Arc<ChunkServer>>, Path(hex): Path<String>, h
     let h = resp.headers_mut();
     h.insert(header::CONTENT_TYPE, header::HeaderValue::from_static("application/octet-stream"));
     h.insert(header::CONTENT_LENGTH, header::HeaderValue::from(len));
-    if compressed {
-        h.insert(header::CONTENT_ENCODING, header::HeaderValue::from_static(LZ4_ENCODING));
-    }
     resp
+}
+
+/// `POST /chunks`: a run of chunks in one answer (format: [`super::batch`]), one upload slot
+/// for all of them. Each chunk is re-hashed as it is read, like a single GET; one that is not
+/// held or changed on disk is answered "missing" and the rest are still sent.
+async fn get_batch(State(s): State<Arc<ChunkServer>>, headers: HeaderMap, body: Bytes) -> Response {
+    let hashes = match super::batch::decode_request(&body) {
+        Ok(h) => h,
+        Err(e) => return (StatusCode::BAD_REQUEST, format!("{e}\n")).into_response(),
+    };
+    let Ok(permit) = s.slots.clone().try_acquire_owned() else {
+        s.stats.busy_rejections.fetch_add(1, Ordering::Relaxed);
+        return plain(StatusCode::SERVICE_UNAVAILABLE, "no free upload slot\n");
+    };
+    let accept_lz4 = accepts_lz4(&s, &headers);
+    let locs: Vec<Option<ChunkLoc>> = hashes.iter().map(|h| s.source.locate(h)).collect();
+    let storage = s.cfg.storage.clone();
+    let read = tokio::task::spawn_blocking(move || read_batch(&*storage, &hashes, locs, accept_lz4)).await;
+    let Ok((answer, stale, served)) = read else {
+        return plain(StatusCode::INTERNAL_SERVER_ERROR, "internal error\n");
+    };
+    for h in &stale {
+        s.source.stale(h);
+    }
+    s.stats.gets_served.fetch_add(served, Ordering::Relaxed);
+    stream(&s, answer, permit)
+}
+
+/// The batch answer, the chunks found changed or unreadable, and how many were sent.
+fn read_batch(
+    storage: &dyn Storage,
+    hashes: &[ChunkHash],
+    locs: Vec<Option<ChunkLoc>>,
+    accept_lz4: bool,
+) -> (Vec<u8>, Vec<ChunkHash>, u64) {
+    use super::batch::encode_entry;
+    let mut out = Vec::new();
+    let (mut stale, mut served) = (Vec::new(), 0);
+    for (hash, loc) in hashes.iter().zip(locs) {
+        let data = loc.and_then(|loc| match storage.read_for_upload(&loc.path, loc.offset, loc.size, hash) {
+            Ok(Some(d)) => Some(d),
+            Ok(None) => {
+                stale.push(*hash);
+                None
+            }
+            Err(e) => {
+                tracing::warn!("reading chunk {hash} failed: {e}");
+                stale.push(*hash);
+                None
+            }
+        });
+        let Some(data) = data else {
+            encode_entry(&mut out, None);
+            continue;
+        };
+        served += 1;
+        match accept_lz4.then(|| compress_if_worth(&data)).flatten() {
+            Some(c) => encode_entry(&mut out, Some((&c, true))),
+            None => encode_entry(&mut out, Some((&data, false))),
+        }
+    }
+    (out, stale, served)
 }

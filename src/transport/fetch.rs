@@ -5,6 +5,11 @@
 //! reports so the planner penalises the source. A transfer that makes no progress for the
 //! stall timeout, or stays below the planner's minimum rate after a grace period, is aborted
 //! with [`FetchError::TooSlow`] so it can be re-planned from a better source.
+//!
+//! [`Fetcher::fetch_batch`] fetches a planner batch of small chunks in one `POST /chunks`
+//! (format: [`crate::transfer::batch`]): the same stall, rate and size rules apply to the
+//! whole answer, and every chunk in it is verified on its own, so one bad or missing chunk
+//! fails alone while the others are used.
 
 use std::future::Future;
 use std::io;
@@ -15,7 +20,7 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Empty};
+use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::header;
 use hyper_util::client::legacy::connect::{Connected, Connection, HttpConnector};
@@ -59,7 +64,7 @@ impl FetchError {
 /// Shared HTTP client of one node, with its download limiter.
 #[derive(Clone)]
 pub struct Fetcher {
-    client: Client<Connector, Empty<Bytes>>,
+    client: Client<Connector, Full<Bytes>>,
     limiter: Option<Arc<RateLimiter>>,
     compress: bool,
     /// No byte for this long aborts the transfer.
@@ -140,7 +145,17 @@ impl Fetcher {
         if self.compress {
             req = req.header(header::ACCEPT_ENCODING, LZ4_ENCODING);
         }
-        let req = req.body(Empty::new()).map_err(|e| FetchError::Network(e.to_string()))?;
+        let req = req.body(Full::new(Bytes::new())).map_err(|e| FetchError::Network(e.to_string()))?;
+        self.send(base, req, first_byte).await
+    }
+
+    /// Send a request and check the answer's status; the answer's head may take `first_byte`.
+    async fn send(
+        &self,
+        base: &str,
+        req: hyper::Request<Full<Bytes>>,
+        first_byte: Duration,
+    ) -> Result<hyper::Response<Incoming>, FetchError> {
         let resp = tokio::time::timeout(first_byte, self.client.request(req))
             .await
             .map_err(|_| FetchError::TooSlow(format!("no response from {base} within {first_byte:?}")))?
@@ -192,6 +207,71 @@ impl Fetcher {
             }
         }
     }
+}
+
+/// Per chunk of a batch: its verified bytes, or why it cannot be used.
+pub type BatchResult = Vec<Result<Vec<u8>, FetchError>>;
+
+impl Fetcher {
+    /// Fetch a batch of `chunks` (hash, size) from `base` in one request. `Err` when the answer
+    /// as a whole is unusable (network, busy, too slow, broken framing); otherwise one result
+    /// per chunk in order: its verified bytes, `BadData` (wrong bytes) or `Network` (the
+    /// source does not hold it).
+    pub async fn fetch_batch(
+        &self,
+        base: &str,
+        chunks: &[(ChunkHash, u64)],
+        min_rate_bps: u64,
+        progress: &AtomicU64,
+        net_total: &AtomicU64,
+    ) -> Result<BatchResult, FetchError> {
+        use crate::transfer::batch;
+        if chunks.is_empty() || chunks.len() > batch::BATCH_MAX {
+            return Err(FetchError::Network(format!("a batch of {} chunks cannot be asked for", chunks.len())));
+        }
+        let sizes: Vec<u64> = chunks.iter().map(|c| c.1).collect();
+        let total = sizes.iter().copied().fold(0u64, u64::saturating_add);
+        let size = usize::try_from(total).map_err(|_| FetchError::BadData("batch too large".into()))?;
+        let start = Instant::now();
+        let hashes: Vec<ChunkHash> = chunks.iter().map(|c| c.0).collect();
+        let uri = super::batch_uri(base).map_err(|e| FetchError::Network(format!("bad source URL: {e}")))?;
+        let mut req = hyper::Request::post(uri).header(header::CONTENT_TYPE, "application/octet-stream");
+        if self.compress {
+            req = req.header(header::ACCEPT_ENCODING, LZ4_ENCODING);
+        }
+        let body = Full::new(Bytes::from(batch::encode_request(&hashes)));
+        let req = req.body(body).map_err(|e| FetchError::Network(e.to_string()))?;
+        let resp = self.send(base, req, self.first_byte_timeout(total)).await?;
+        let limit = batch::max_answer_len(&sizes);
+        let b = Body { base, start, size, limit, min_rate_bps, progress, net_total };
+        let buf = self.read_body(resp.into_body(), &b).await?;
+        let owner = base.to_string();
+        tokio::task::spawn_blocking(move || check_batch(&owner, &buf, &hashes, &sizes))
+            .await
+            .map_err(|e| FetchError::Network(e.to_string()))?
+    }
+}
+
+/// Decode a batch answer and verify each chunk (blocking: it hashes).
+fn check_batch(base: &str, buf: &[u8], hashes: &[ChunkHash], sizes: &[u64]) -> Result<BatchResult, FetchError> {
+    use crate::transfer::batch::{decode_answer, Entry};
+    let entries = decode_answer(buf, sizes).map_err(|e| FetchError::BadData(format!("{base}: {e}")))?;
+    Ok(entries
+        .into_iter()
+        .zip(hashes)
+        .map(|(e, &want)| match e {
+            Ok(Entry::Data(data)) => {
+                let got = ChunkHash::of(&data);
+                if got == want {
+                    Ok(data)
+                } else {
+                    Err(FetchError::BadData(format!("{base} sent content hashing to {got}, expected {want}")))
+                }
+            }
+            Ok(Entry::Missing) => Err(FetchError::Network(format!("{base} does not hold chunk {want}"))),
+            Err(e) => Err(FetchError::BadData(format!("{base}: chunk {want}: {e}"))),
+        })
+        .collect())
 }
 
 /// One transfer's body limits and counters.

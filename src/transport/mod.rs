@@ -216,6 +216,14 @@ pub fn chunk_uri(base: &str, hash: &crate::manifest::ChunkHash) -> Result<hyper:
         .map_err(|_| bad("is not a valid URL"))
 }
 
+/// URI of the batch route (`POST /chunks`) at a source's base URL, checked like [`chunk_uri`].
+pub fn batch_uri(base: &str) -> Result<hyper::Uri, HostError> {
+    let any = crate::manifest::ChunkHash([0; crate::manifest::HASH_LEN]);
+    let mut parts = chunk_uri(base, &any)?.into_parts();
+    parts.path_and_query = Some(hyper::http::uri::PathAndQuery::from_static(crate::transfer::batch::BATCH_ROUTE));
+    hyper::Uri::from_parts(parts).map_err(|_| HostError(base.chars().take(80).collect(), "is not a valid URL"))
+}
+
 /// URL of a master's control websocket, from [`host_port`]'s form.
 pub fn join_url(hostport: &str) -> String {
     format!("ws://{hostport}{JOIN_ROUTE}")

@@ -337,7 +337,11 @@ const TOKEN_COOKIE: &str = "lanscatter_token";
 fn gate<B>(req: &hyper::Request<B>, access: Access, token: Option<&str>) -> Gate {
     let (Access::Web, Some(token)) = (access, token) else { return Gate::Pass { set_cookie: None } };
     let path = req.uri().path();
-    if path.starts_with(super::JOIN_ROUTE) || path.starts_with(crate::transfer::CHUNK_ROUTE) {
+    let data_route = |r: &str| path.starts_with(r);
+    if data_route(super::JOIN_ROUTE)
+        || data_route(crate::transfer::CHUNK_ROUTE)
+        || data_route(crate::transfer::batch::BATCH_ROUTE)
+    {
         let msg = "this swarm is secured: members connect with the swarm secret (--secret)\n";
         return Gate::Refuse((StatusCode::FORBIDDEN, msg).into_response());
     }

@@ -21,6 +21,11 @@ pub fn seeds(name: &str) -> Vec<Vec<u8>> {
         "hello" => hellos(),
         "greeting" => greetings(),
         "manifest" => vec![sample_manifest().to_bytes(), Manifest::empty(ChunkRule::Fixed(4096)).to_bytes()],
+        "manifest_delta" => {
+            let empty = Manifest::empty(ChunkRule::Auto);
+            let d = lanscatter::manifest::delta::Delta::between(&empty, &sample_manifest());
+            vec![d.to_bytes(), lanscatter::manifest::delta::Delta::between(&sample_manifest(), &empty).to_bytes()]
+        }
         "manifest_json" => vec![serde_json::to_vec(&sample_manifest()).unwrap_or_default()],
         "manifest_gen" | "planner_events" => {
             let mut rng = Rng::new(7);
@@ -28,6 +33,7 @@ pub fn seeds(name: &str) -> Vec<Vec<u8>> {
         }
         "hash_cache" => vec![hash_cache_body()],
         "lz4" => lz4_blocks(),
+        "chunk_batch" => batch_seeds(),
         "wire_path" => {
             texts(&["a", "a/b/c.txt", "../x", "a/./b", "C:x", "\\\\s\\x", "ü/日本", ".lanscatter/x", "a//b"])
         }
@@ -43,6 +49,22 @@ pub fn seeds(name: &str) -> Vec<Vec<u8>> {
     }
 }
 
+/// A request of two hashes, and an answer (raw, missing, LZ4) after its sizes.
+fn batch_seeds() -> Vec<Vec<u8>> {
+    use lanscatter::transfer::{batch, compress};
+    let hashes = [lanscatter::manifest::ChunkHash::of(b"a"), lanscatter::manifest::ChunkHash::of(b"b")];
+    let text = vec![b'x'; 5000];
+    let lz = compress::compress_if_worth(&text).unwrap_or_default();
+    let mut answer = vec![3u8];
+    for size in [3u16, 7, 5000] {
+        answer.extend_from_slice(&size.to_le_bytes());
+    }
+    batch::encode_entry(&mut answer, Some((b"abc", false)));
+    batch::encode_entry(&mut answer, None);
+    batch::encode_entry(&mut answer, Some((&lz, true)));
+    vec![batch::encode_request(&hashes), answer]
+}
+
 fn peer_msgs() -> Vec<PeerMsg> {
     let h = ChunkHash::of(b"seed");
     vec![
@@ -52,6 +74,7 @@ fn peer_msgs() -> Vec<PeerMsg> {
         PeerMsg::Finished { id: 7 },
         PeerMsg::Failed { id: 7, reason: FailKind::Busy, message: "busy".into() },
         PeerMsg::Stats { download_bps: 1.5e6, upload_bps: 0.0, error: Some("disk full".into()) },
+        PeerMsg::FinishedExcept { id: 8, failed: vec![h], reason: FailKind::BadData, message: "bad".into() },
     ]
 }
 
@@ -59,9 +82,19 @@ fn master_msgs() -> Vec<MasterMsg> {
     let chunk = ChunkHash::of(b"seed");
     vec![
         MasterMsg::Wait { message: "indexing".into() },
-        MasterMsg::Manifest { id: 1, bytes: sample_manifest().to_bytes() },
+        MasterMsg::Manifest { id: 1, bytes: std::sync::Arc::new(sample_manifest().to_bytes()) },
+        MasterMsg::ManifestDelta {
+            id: 2,
+            base: 1,
+            hash: ChunkHash::of(b"m"),
+            delta: std::sync::Arc::new(
+                lanscatter::manifest::delta::Delta::between(&sample_manifest(), &Manifest::empty(ChunkRule::Auto))
+                    .to_bytes(),
+            ),
+        },
         MasterMsg::Fetch { id: 9, chunk, size: 4096, url: Some("http://10.0.0.2:7001".into()), min_rate_bps: 10 },
         MasterMsg::Cancel { id: 9 },
+        MasterMsg::FetchBatch { id: 10, chunks: vec![(chunk, 100), (chunk, 7)], url: None, min_rate_bps: 0 },
         MasterMsg::Error { message: "no".into() },
     ]
 }

@@ -16,6 +16,7 @@ use std::path::{Component, Path};
 
 use lanscatter::manifest::cache::{FileStamp, HashCache};
 use lanscatter::manifest::chunking::{self, FIXED_MAX_CHUNK};
+use lanscatter::manifest::delta::Delta;
 use lanscatter::manifest::{CacheMode, Chunk, ChunkHash, ChunkRule, DirEntry, FileEntry, Manifest, Mtime};
 use lanscatter::paths;
 use lanscatter::planner::{Event, FailReason, NodeConfig, NodeId, Order, Planner, TransferId};
@@ -33,6 +34,7 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("hello", hello),
     ("greeting", greeting),
     ("manifest", manifest),
+    ("manifest_delta", manifest_delta),
     ("manifest_gen", manifest_gen),
     ("manifest_json", manifest_json),
     ("hash_cache", hash_cache),
@@ -41,6 +43,7 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("units", units_target),
     ("chunk_rule", chunk_rule),
     ("chunk_route", chunk_route),
+    ("chunk_batch", chunk_batch),
     ("config", config),
     ("planner_events", planner_events),
 ];
@@ -62,6 +65,9 @@ pub fn master_msg(data: &[u8]) {
     if let Ok(m) = protocol::decode::<MasterMsg>(data) {
         if let MasterMsg::Manifest { bytes, .. } = &m {
             manifest(bytes);
+        }
+        if let MasterMsg::ManifestDelta { delta, .. } = &m {
+            manifest_delta(delta);
         }
         stable_encoding(&m, |b| protocol::decode::<MasterMsg>(b));
     }
@@ -99,6 +105,22 @@ pub fn greeting(data: &[u8]) {
 pub fn manifest(data: &[u8]) {
     if let Ok(m) = Manifest::from_bytes(data) {
         check_accepted_manifest(&m);
+    }
+}
+
+/// A manifest delta from the master (`MasterMsg::ManifestDelta`): whatever decodes re-encodes to
+/// itself, and applied to a manifest it either is refused or gives a manifest that passed the
+/// same validation as a full one (paths under the root).
+pub fn manifest_delta(data: &[u8]) {
+    let Ok(d) = Delta::from_bytes(data) else { return };
+    assert_eq!(Delta::from_bytes(&d.to_bytes()).expect("re-decodes"), d);
+    let mut base = Manifest::empty(ChunkRule::Auto);
+    base.dirs.push(DirEntry { path: "d".into() });
+    for b in [Manifest::empty(ChunkRule::Auto), base] {
+        if let Ok(m) = d.apply(&b) {
+            check_accepted_manifest(&m);
+            assert_eq!(Delta::between(&b, &m).apply(&b).expect("a delta of two valid manifests applies"), m);
+        }
     }
 }
 
@@ -321,6 +343,33 @@ pub fn chunk_route(data: &[u8]) {
     let text = String::from_utf8_lossy(data);
     if let Ok(h) = text.parse::<ChunkHash>() {
         assert!(text.len() == 32 && h.to_hex().eq_ignore_ascii_case(&text), "{text:?} parsed as {h}");
+    }
+}
+
+/// The batch route (`POST /chunks`): a request body as the serving node reads it, and an
+/// answer as the downloader reads it against the sizes it expects (input: a count byte, then
+/// that many little-endian u16 sizes, then the answer). Every accepted request re-encodes to
+/// itself; an accepted answer has one entry per size, none longer than its size.
+pub fn chunk_batch(data: &[u8]) {
+    use lanscatter::transfer::batch;
+    if let Ok(hashes) = batch::decode_request(data) {
+        assert_eq!(batch::encode_request(&hashes), data, "request does not re-encode to itself");
+        assert!(!hashes.is_empty() && hashes.len() <= batch::BATCH_MAX);
+    }
+    let Some((&n, rest)) = data.split_first() else { return };
+    let n = usize::from(n % 16);
+    if rest.len() < 2 * n {
+        return;
+    }
+    let (head, body) = rest.split_at(2 * n);
+    let sizes: Vec<u64> = head.chunks_exact(2).map(|s| u64::from(u16::from_le_bytes([s[0], s[1]]))).collect();
+    if let Ok(entries) = batch::decode_answer(body, &sizes) {
+        assert_eq!(entries.len(), sizes.len(), "one entry per chunk asked for");
+        for (e, &size) in entries.iter().zip(&sizes) {
+            if let Ok(batch::Entry::Data(d)) = e {
+                assert!(d.len() as u64 <= size, "entry of {} bytes for a {size} byte chunk", d.len());
+            }
+        }
     }
 }
 

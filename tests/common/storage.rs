@@ -21,6 +21,9 @@ pub struct FaultyDisk {
     pub write_delay: Duration,
     /// Uploads are served with flipped bits (after the node's own check): a lying node.
     pub corrupt_uploads: bool,
+    /// With n > 0, only uploads of chunks whose hash's first byte is a multiple of n are served
+    /// corrupt (about one in n): a node that lies about some chunks of every batch.
+    pub corrupt_one_in: u8,
     /// Bytes written so far.
     pub written: AtomicU64,
     /// How many more file fsyncs ([`Storage::sync`]) fail with an I/O error.
@@ -34,6 +37,7 @@ impl Default for FaultyDisk {
             fail_writes: AtomicBool::new(false),
             write_delay: Duration::ZERO,
             corrupt_uploads: false,
+            corrupt_one_in: 0,
             written: AtomicU64::new(0),
             fail_syncs: AtomicU64::new(0),
         }
@@ -108,7 +112,8 @@ impl Storage for FaultyDisk {
         let Some(mut data) = lanscatter::storage::read_verified(self, path, offset, len, hash)? else {
             return Ok(None);
         };
-        if self.corrupt_uploads {
+        let picked = self.corrupt_one_in > 0 && hash.0[0].is_multiple_of(self.corrupt_one_in);
+        if self.corrupt_uploads || picked {
             for b in data.iter_mut().step_by(997) {
                 *b ^= 0x5a;
             }

@@ -26,7 +26,7 @@ impl Coord {
                 self.events.push(format!("{} joined from {remote} (serves at {address})", hello.name));
                 match &self.current {
                     Some(cur) => {
-                        let _ = tx.send(MasterMsg::Manifest { id: cur.id, bytes: cur.bytes.to_vec() });
+                        let _ = tx.send(crate::master::outbox::manifest_msg(cur, None));
                         if !self.upstream_done {
                             let _ = tx.send(MasterMsg::Wait { message: MORE_COMING.into() });
                         }
@@ -47,6 +47,8 @@ impl Coord {
                         upload_bps: 0.0,
                         bytes_uploaded: 0,
                         error: None,
+                        first_sent: self.current.as_ref().map(|c| c.id),
+                        sent: self.current.as_ref().map(|c| c.id),
                     },
                 );
                 let _ = reply.send(id);
@@ -83,7 +85,9 @@ impl Coord {
     fn on_left(&mut self, node: NodeId) {
         let Some(n) = self.nodes.remove(&node) else { return };
         self.events.push(format!("{} left", n.hello.name));
+        self.maps.remove(node);
         let serving: Vec<Order> = self.planner.orders().filter(|o| o.from == node).collect();
+        self.maps.touch(serving.iter().map(|o| o.to));
         for o in serving {
             if let Some(dst) = self.nodes.get(&o.to) {
                 let _ = dst.tx.send(MasterMsg::Cancel { id: o.id });
@@ -120,8 +124,11 @@ impl Coord {
             self.planner.handle(now, Event::Join { node: MASTER, config, has: all });
             self.master_in_planner = true;
         }
-        for n in self.nodes.values() {
-            let _ = n.tx.send(MasterMsg::Manifest { id: st.id, bytes: st.bytes.to_vec() });
+        self.maps.clear();
+        for n in self.nodes.values_mut() {
+            let _ = n.tx.send(crate::master::outbox::manifest_msg(&st, n.sent));
+            n.sent = Some(st.id);
+            n.first_sent = n.first_sent.or(n.sent);
             if !self.upstream_done {
                 let _ = n.tx.send(MasterMsg::Wait { message: MORE_COMING.into() });
             }
@@ -139,11 +146,15 @@ impl Coord {
         }
         self.upstream_done = done;
         let Some(cur) = &self.current else { return };
-        for n in self.nodes.values() {
-            let _ = n.tx.send(match done {
-                true => MasterMsg::Manifest { id: cur.id, bytes: cur.bytes.to_vec() },
+        for n in self.nodes.values_mut() {
+            let msg = match done {
+                true => crate::master::outbox::manifest_msg(cur, n.sent),
                 false => MasterMsg::Wait { message: MORE_COMING.into() },
-            });
+            };
+            if done {
+                n.sent = Some(cur.id);
+            }
+            let _ = n.tx.send(msg);
         }
     }
 
@@ -165,14 +176,18 @@ impl Coord {
         self.planner.handle(now, Event::Heard { node });
         let Some(cur) = self.current.clone() else { return };
         match msg {
-            PeerMsg::HaveAll { manifest_id, chunks } if manifest_id == cur.id => {
+            // A have-set for a manifest sent on this connection is the peer's latest word even if
+            // a newer one is on its way: a peer brought up to date by a delta sends no new
+            // have-set, only what it lost (see `peer::session`).
+            PeerMsg::HaveAll { manifest_id, chunks } if self.sent_here(node, manifest_id, &cur) => {
+                self.maps.touch([node]);
                 self.on_have_all(now, node, &cur, chunks);
             }
-            // A have-set for an older manifest: the peer sends another once it has the new one.
             PeerMsg::HaveAll { .. } => {}
             PeerMsg::Lost { chunks } => {
                 let Some(n) = self.nodes.get(&node) else { return };
                 if n.in_planner {
+                    self.maps.touch([node]);
                     self.planner.handle(now, Event::Lost { node, chunks });
                 }
             }
@@ -183,6 +198,10 @@ impl Coord {
             }
             PeerMsg::Finished { id } => self.on_finished(now, node, id),
             PeerMsg::Failed { id, reason, message } => self.on_failed(now, node, id, reason, &message),
+            PeerMsg::FinishedExcept { id, failed, reason, message } => {
+                tracing::debug!("transfer {id} to {node} arrived in part ({reason:?}): {message}");
+                self.on_finished_except(now, node, id, failed, reason);
+            }
             PeerMsg::Stats { download_bps, upload_bps, error } => {
                 if let Some(n) = self.nodes.get_mut(&node) {
                     n.download_bps = download_bps.max(0.0);
@@ -191,6 +210,11 @@ impl Coord {
                 }
             }
         }
+    }
+
+    /// Whether manifest `id` was sent to `node` on this connection (and is not from the future).
+    fn sent_here(&self, node: NodeId, id: u64, cur: &ManifestState) -> bool {
+        id <= cur.id && self.nodes.get(&node).and_then(|n| n.first_sent).is_some_and(|first| id >= first)
     }
 
     /// The order behind transfer `id` while it still counts. The planner keeps transfers of
@@ -239,19 +263,48 @@ impl Coord {
     /// An ordered transfer arrived: credit its source's upload and tell the planner.
     fn on_finished(&mut self, now: f64, node: NodeId, id: TransferId) {
         let Some(o) = self.owned_order(node, id) else { return };
-        if o.from == MASTER {
-            self.master_uploaded += o.size;
+        self.maps.touch([o.from, o.to]);
+        self.credit_upload(o.from, o.total_size());
+        self.planner.handle(now, Event::Finished { id });
+    }
+
+    fn credit_upload(&mut self, from: NodeId, bytes: u64) {
+        if from == MASTER {
+            self.master_uploaded += bytes;
         } else {
-            self.peers_uploaded += o.size;
-            if let Some(src) = self.nodes.get_mut(&o.from) {
-                src.bytes_uploaded += o.size;
+            self.peers_uploaded += bytes;
+            if let Some(src) = self.nodes.get_mut(&from) {
+                src.bytes_uploaded += bytes;
             }
         }
-        self.planner.handle(now, Event::Finished { id });
+    }
+
+    /// A batch arrived in part: credit what was used, count the failure against the source
+    /// once, and (bad data from a peer) never order the rejected chunks from it again.
+    fn on_finished_except(&mut self, now: f64, node: NodeId, id: TransferId, failed: Vec<ChunkHash>, reason: FailKind) {
+        let Some(o) = self.owned_order(node, id) else { return };
+        self.maps.touch([o.from, o.to]);
+        let failed: HashSet<ChunkHash> = failed.into_iter().collect();
+        let chunks = std::iter::once((o.chunk, o.size)).chain(o.batch.iter().copied());
+        let used: u64 = chunks.filter(|(h, _)| !failed.contains(h)).map(|c| c.1).sum();
+        self.credit_upload(o.from, used);
+        let failed: Vec<ChunkHash> = o.chunks().filter(|h| failed.contains(h)).collect();
+        if reason == FailKind::BadData {
+            self.verify_failures += 1;
+            let src = if o.from == MASTER { "the master".to_string() } else { self.node_name(o.from) };
+            let n = failed.len();
+            self.events.push(format!("{} rejected {n} chunks of a batch from {src}", self.node_name(node)));
+        }
+        let lost = failed.clone();
+        self.planner.handle(now, Event::FinishedExcept { id, failed, reason: Self::fail_reason(reason) });
+        if o.from != MASTER && reason == FailKind::BadData {
+            self.planner.handle(now, Event::Lost { node: o.from, chunks: lost });
+        }
     }
 
     fn on_failed(&mut self, now: f64, node: NodeId, id: TransferId, reason: FailKind, message: &str) {
         let Some(o) = self.owned_order(node, id) else { return };
+        self.maps.touch([o.from, o.to]);
         if reason == FailKind::BadData {
             self.verify_failures += 1;
             let src = if o.from == MASTER { "the master".to_string() } else { self.node_name(o.from) };
@@ -265,7 +318,7 @@ impl Coord {
         // lower, so the engine also reports the chunk lost there and it is never ordered from
         // that source again. A master is never forgotten.
         if o.from != MASTER && reason == FailKind::BadData {
-            self.planner.handle(now, Event::Lost { node: o.from, chunks: vec![o.chunk] });
+            self.planner.handle(now, Event::Lost { node: o.from, chunks: o.chunks().collect() });
         }
     }
 

@@ -27,7 +27,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot, watch};
 
 use super::{ManifestState, Shared};
-use crate::planner::{Event, FailReason, NodeId, Planner};
+use crate::planner::{Event, FailReason, NodeId, Planner, Policy, Tuning};
 use crate::protocol::{Hello, MasterMsg, PeerMsg};
 use crate::status::{EventLog, HeldShrink, RateMeter, Snapshot};
 use crate::transfer::server::ChunkServer;
@@ -84,6 +84,10 @@ struct PeerNode {
     upload_bps: f64,
     bytes_uploaded: u64,
     error: Option<String>,
+    /// Ids of the first and the last manifest sent on this connection (the last one is the
+    /// peer's base for a delta).
+    first_sent: Option<u64>,
+    sent: Option<u64>,
 }
 
 struct Coord {
@@ -109,6 +113,8 @@ struct Coord {
     rounds: (u64, f64),
     /// `--expect`: classifies the expected peers in each snapshot.
     expect: Option<super::expect::Tracker>,
+    /// Status rows' chunk maps, rebuilt only for the nodes something touched.
+    maps: crate::master::maps::Maps,
     /// A proxy's upstream leg is up to date (always true for a plain master): until it is, each
     /// manifest is followed by [`MORE_COMING`], so downstream peers do not count as done.
     upstream_done: bool,
@@ -166,7 +172,10 @@ impl Coord {
         let expect = shared.cfg.expect.clone().map(super::expect::Tracker::new);
         let upstream_done = shared.cfg.upstream.is_none();
         Coord {
-            planner: Planner::new(shared.cfg.seed),
+            planner: match shared.cfg.batch {
+                true => Planner::with_options(shared.cfg.seed, Policy::Swarm, Tuning::batched()),
+                false => Planner::new(shared.cfg.seed),
+            },
             shared,
             start: Instant::now(),
             nodes: HashMap::new(),
@@ -187,6 +196,7 @@ impl Coord {
             rounds: (0, 0.0),
             expect,
             upstream_done,
+            maps: Default::default(),
         }
     }
 
@@ -224,6 +234,7 @@ impl Coord {
     fn round(&mut self) {
         let now = self.now();
         for o in self.planner.check_timeouts_orders(now) {
+            self.maps.touch([o.from, o.to]);
             // Transfers of chunks that left the manifest were cancelled by the peers already.
             if !self.current.as_ref().is_some_and(|cur| cur.index.contains_key(&o.chunk)) {
                 continue;
@@ -237,6 +248,7 @@ impl Coord {
             return;
         }
         for o in self.planner.plan(now) {
+            self.maps.touch([o.to]);
             let url = if o.from == MASTER {
                 None
             } else {
@@ -252,8 +264,13 @@ impl Coord {
                 self.planner.handle(now, Event::Failed { id: o.id, reason: FailReason::Other });
                 continue;
             };
-            let msg =
-                MasterMsg::Fetch { id: o.id, chunk: o.chunk, size: o.size, url, min_rate_bps: o.min_rate_bps as u64 };
+            let min_rate_bps = o.min_rate_bps as u64;
+            let msg = if o.batch.is_empty() {
+                MasterMsg::Fetch { id: o.id, chunk: o.chunk, size: o.size, url, min_rate_bps }
+            } else {
+                let chunks = std::iter::once((o.chunk, o.size)).chain(o.batch.iter().copied()).collect();
+                MasterMsg::FetchBatch { id: o.id, chunks, url, min_rate_bps }
+            };
             if dst.tx.send(msg).is_err() {
                 self.planner.handle(now, Event::Failed { id: o.id, reason: FailReason::Other });
             }

@@ -11,7 +11,7 @@ use super::{Coord, PeerNode, MASTER};
 use crate::manifest::ChunkHash;
 use crate::master::ManifestState;
 use crate::planner::NodeId;
-use crate::status::{Counters, NodeState, NodeStatus, Snapshot, CELL_HAS, CELL_INCOMING, CELL_MISSING};
+use crate::status::{Counters, NodeState, NodeStatus, Snapshot, CELL_HAS};
 
 impl Coord {
     pub(super) fn snapshot(&mut self) -> Snapshot {
@@ -39,7 +39,7 @@ impl Coord {
             upload_bps: s.upload_bps,
             active_uploads: self.server.active_uploads(),
             bytes_uploaded: self.master_uploaded,
-            chunk_map: vec![CELL_HAS; cur.unique.len()],
+            chunk_map: vec![CELL_HAS; crate::master::maps::cells(&cur)],
             ..Default::default()
         });
         let mut all_done = true;
@@ -90,7 +90,7 @@ impl Coord {
 
     /// Every peer's row, by node id, with its chunk map over `cur`, and whether the planner
     /// counts it complete (an erroring peer can still be complete).
-    fn peer_statuses(&self, cur: &ManifestState, unique_bytes: u64) -> Vec<(NodeStatus, bool)> {
+    fn peer_statuses(&mut self, cur: &ManifestState, unique_bytes: u64) -> Vec<(NodeStatus, bool)> {
         let mut incoming: HashMap<NodeId, Vec<ChunkHash>> = HashMap::new();
         let mut ups: HashMap<NodeId, u32> = HashMap::new();
         for o in self.planner.orders().filter(|o| cur.index.contains_key(&o.chunk)) {
@@ -99,40 +99,33 @@ impl Coord {
         }
         let mut ids: Vec<_> = self.nodes.keys().copied().collect();
         ids.sort();
-        ids.into_iter()
+        let rows: Vec<_> = ids
+            .iter()
             .map(|id| {
-                let inc = incoming.get(&id).map(|v| v.as_slice()).unwrap_or(&[]);
+                let inc = incoming.get(id).map(|v| v.as_slice()).unwrap_or(&[]);
+                self.maps.row(&self.planner, *id, cur, inc)
+            })
+            .collect();
+        ids.into_iter()
+            .zip(rows)
+            .map(|(id, row)| {
                 let up = ups.get(&id).copied().unwrap_or(0);
-                self.peer_status(id, &self.nodes[&id], cur, inc, up, unique_bytes)
+                let down = incoming.get(&id).map_or(0, |v| v.len() as u32);
+                self.peer_status(id, &self.nodes[&id], row, (down, up), unique_bytes)
             })
             .collect()
     }
 
-    /// One peer's row; `inc` are the chunks on their way to it, `ups` the uploads it serves.
+    /// One peer's row; `row` is its chunk map and held bytes ([`crate::master::maps`]), then the
+    /// downloads it receives and the uploads it serves.
     fn peer_status(
         &self,
         id: NodeId,
         n: &PeerNode,
-        cur: &ManifestState,
-        inc: &[ChunkHash],
-        ups: u32,
+        (map, done): (Vec<u8>, u64),
+        (downs, ups): (u32, u32),
         unique_bytes: u64,
     ) -> (NodeStatus, bool) {
-        let mut map = vec![CELL_MISSING; cur.unique.len()];
-        let mut done = 0;
-        for h in self.planner.node_chunks(id) {
-            if let Some(&i) = cur.index.get(&h) {
-                map[i] = CELL_HAS;
-                done += cur.unique[i].1;
-            }
-        }
-        for h in inc {
-            if let Some(&i) = cur.index.get(h) {
-                if map[i] == CELL_MISSING {
-                    map[i] = CELL_INCOMING;
-                }
-            }
-        }
         let complete = n.in_planner && self.planner.is_complete(id);
         let state = match (&n.error, complete, n.in_planner) {
             (Some(e), _, _) => NodeState::Error { message: e.clone() },
@@ -150,7 +143,7 @@ impl Coord {
             bytes_total: unique_bytes,
             download_bps: n.download_bps,
             upload_bps: n.upload_bps,
-            active_downloads: inc.len() as u32,
+            active_downloads: downs,
             active_uploads: ups,
             bytes_uploaded: n.bytes_uploaded,
             chunk_map: map,

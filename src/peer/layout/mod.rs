@@ -52,7 +52,7 @@ mod prepare;
 mod tests;
 mod write;
 
-pub use write::{retry_finish, write_chunk};
+pub use write::{retry_finish, write_chunk, write_chunks};
 
 #[derive(Debug, thiserror::Error)]
 pub enum LayoutError {

@@ -185,11 +185,9 @@ impl Layout {
         // Files already complete (or completed by the copies above): make sure their mtime is
         // right, inline, as nothing is being downloaded yet.
         layout.to_finish.clear();
-        for fi in 0..layout.manifest.files.len() {
-            if layout.file_pending[fi] == 0 {
-                layout.finish_file(fi)?;
-            }
-        }
+        let complete: Vec<usize> =
+            (0..layout.manifest.files.len()).filter(|&fi| layout.file_pending[fi] == 0).collect();
+        layout.finish_files(&complete)?;
         Ok(layout)
     }
 

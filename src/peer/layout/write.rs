@@ -1,6 +1,14 @@
 //! Putting verified chunk bytes in place and finishing files: local copies during `prepare`,
-//! chunks from the network through [`write_chunk`], and the fsync that must come before a
-//! file counts as done.
+//! chunks from the network through [`write_chunk`] or a batch of them through
+//! [`write_chunks`], and the fsync that must come before a file counts as done.
+//!
+//! Durable before done, for many files at once: the files a call completes are flushed
+//! together (`Storage::sync_many`: on Linux one `syncfs` for all of them instead of one
+//! `fsync` each, which for tiny files was the cost of a file), then each gets the master's
+//! mtime, then the new directory entries above all of them are flushed together, and only
+//! then does any of them count as done. A file is never marked done before its data is on the
+//! disk; if the shared flush fails, each file is synced on its own, so one bad file does not
+//! hold the others back.
 //!
 //! Part of the peer layout (`layout/mod.rs` holds the state; the durability rules are in its
 //! module doc).
@@ -103,15 +111,16 @@ impl Layout {
         Ok(())
     }
 
-    /// The file's last chunk is in: data on the disk, then the master's mtime, then the new
-    /// directory entries above it on the disk (see "Durable before done" in the module doc).
-    pub(super) fn finish_file(&mut self, fi: usize) -> Result<(), LayoutError> {
-        let Some(path) = self.paths[fi].clone() else { return Ok(()) };
-        let synced = sync_unless_finished(&*self.storage, &path, self.manifest.files[fi].mtime);
-        self.finish_synced(fi, &path, synced)
+    /// Finish files whose last chunk is in, inline (blocking: `prepare`, before anything is
+    /// downloaded), all together as [`write_chunks`] does.
+    pub(super) fn finish_files(&mut self, fis: &[usize]) -> Result<(), LayoutError> {
+        let files: Vec<_> =
+            fis.iter().filter_map(|&fi| Some((fi, self.paths[fi].clone()?, self.manifest.files[fi].mtime))).collect();
+        let synced = sync_unless_finished(&*self.storage, &files);
+        self.finish_synced(files, synced)
     }
 
-    /// Files whose data [`write_chunk`] syncs outside the lock: (index, path, master's mtime).
+    /// Files whose data [`write_chunks`] syncs outside the lock: (index, path, master's mtime).
     fn take_to_finish(&mut self) -> Vec<(usize, PathBuf, Mtime)> {
         let files: Vec<_> = std::mem::take(&mut self.to_finish)
             .into_iter()
@@ -121,28 +130,53 @@ impl Layout {
         files
     }
 
-    /// The second half of finishing a file, after [`sync_unless_finished`] (`Ok(true)`: it was
-    /// synced now and needs the master's mtime).
-    fn finish_synced(&mut self, fi: usize, path: &Path, synced: io::Result<bool>) -> Result<(), LayoutError> {
-        let mtime = self.manifest.files[fi].mtime;
-        let done = synced.and_then(|set| if set { self.storage.set_mtime(path, mtime) } else { Ok(()) });
-        if let Err(e) = done {
-            self.foreign |= storage::is_link_in_path(&e);
-            let refused = storage::is_locked(&e) || storage::is_name_rejected(&e) || self.foreign;
-            if !refused {
-                // Not finished, so not complete: [`retry_finish`] tries again (a lost fsync
-                // must not leave a file counted as done that never reached the disk).
-                self.to_finish.push(fi);
+    /// The second half of finishing files, after [`sync_unless_finished`] (`Ok(true)`: synced
+    /// now, needs the master's mtime): mtimes, then the new directory entries above them on
+    /// the disk (one flush for all), then they count as done. A file whose finishing failed
+    /// for a reason that may pass (an fsync error, say) is not complete: it goes back on
+    /// `to_finish` for [`retry_finish`] (a lost fsync must not leave a file counted as done
+    /// that never reached the disk).
+    fn finish_synced(
+        &mut self,
+        files: Vec<(usize, PathBuf, Mtime)>,
+        synced: Vec<io::Result<bool>>,
+    ) -> Result<(), LayoutError> {
+        let mut first_err = None;
+        let mut ok = Vec::with_capacity(files.len());
+        for ((fi, path, mtime), r) in files.into_iter().zip(synced) {
+            match r.and_then(|set| if set { self.storage.set_mtime(&path, mtime) } else { Ok(()) }) {
+                Ok(()) => ok.push((fi, path)),
+                Err(e) => {
+                    self.foreign |= storage::is_link_in_path(&e);
+                    let refused = storage::is_locked(&e) || storage::is_name_rejected(&e) || self.foreign;
+                    if !refused {
+                        self.to_finish.push(fi);
+                    }
+                    if let Err(e) = self.skip_or_fail(fi, &path, e) {
+                        first_err.get_or_insert(e);
+                    }
+                }
             }
-            return self.skip_or_fail(fi, path, e);
         }
-        self.written.remove(&fi);
-        for dir in path.ancestors().skip(1) {
-            if self.unsynced_dirs.remove(dir) {
-                self.storage.sync_dir(dir).map_err(|e| io_err(dir, e))?;
+        let mut dirs: Vec<PathBuf> = Vec::new();
+        for (_, path) in &ok {
+            dirs.extend(path.ancestors().skip(1).filter(|d| self.unsynced_dirs.remove(*d)).map(Path::to_path_buf));
+        }
+        if !dirs.is_empty() {
+            let list: Vec<&Path> = dirs.iter().map(PathBuf::as_path).collect();
+            if let Err(e) = self.storage.sync_many(&[], &list) {
+                let err = io_err(&dirs[0], e);
+                self.unsynced_dirs.extend(dirs);
+                // Their data and mtimes are in: a retry finds them finished and flushes the
+                // directories again.
+                self.to_finish.extend(ok.into_iter().map(|(fi, _)| fi));
+                return Err(first_err.unwrap_or(err));
             }
         }
-        Ok(())
+        for (fi, _) in ok {
+            self.written.remove(&fi);
+        }
+        first_err.map_or(Ok(()), Err)
     }
 }
 
@@ -151,13 +185,31 @@ impl Layout {
 /// is dropped. A file this completes is fsynced after the layout lock is released, so other
 /// chunks keep being written meanwhile.
 pub fn write_chunk(layout: &Mutex<Option<Layout>>, h: &ChunkHash, data: &[u8]) -> Result<(), LayoutError> {
+    write_chunks(layout, &[(*h, data)])
+}
+
+/// [`write_chunk`] for a batch of verified chunks: all placed under one lock, the files they
+/// complete made durable together (see the module doc). On a write error the chunks before it
+/// are kept, the rest stay pending.
+pub fn write_chunks<D: AsRef<[u8]>>(
+    layout: &Mutex<Option<Layout>>,
+    chunks: &[(ChunkHash, D)],
+) -> Result<(), LayoutError> {
     // The layout lock is held during the writes: per-chunk writes are short, and the caller
     // additionally holds the engine's relayout read lock, so a new manifest waits for them and
     // for the fsyncs below.
     let (placed, storage, files) = {
         let mut guard = lock(layout);
         let Some(l) = guard.as_mut() else { return Ok(()) };
-        let placed = if l.pending.get(h).is_some_and(|p| !p.is_empty()) { l.place(h, data) } else { Ok(()) };
+        let mut placed = Ok(());
+        for (h, data) in chunks {
+            if l.pending.get(h).is_some_and(|p| !p.is_empty()) {
+                placed = l.place(h, data.as_ref());
+                if placed.is_err() {
+                    break;
+                }
+            }
+        }
         (placed, l.storage.clone(), l.take_to_finish())
     };
     let finished = finish_files(layout, &*storage, files);
@@ -188,25 +240,28 @@ fn finish_files(
     if files.is_empty() {
         return Ok(());
     }
-    let synced: Vec<_> = files.into_iter().map(|(fi, p, m)| (fi, sync_unless_finished(storage, &p, m), p)).collect();
+    let synced = sync_unless_finished(storage, &files);
     let mut guard = lock(layout);
     let Some(l) = guard.as_mut() else { return Ok(()) };
-    let mut first_err = None;
-    for (fi, r, path) in synced {
-        l.syncing -= 1;
-        if let Err(e) = l.finish_synced(fi, &path, r) {
-            first_err.get_or_insert(e);
-        }
-    }
-    first_err.map_or(Ok(()), Err)
+    l.syncing -= files.len();
+    l.finish_synced(files, synced)
 }
 
-/// Put a file's data on the disk unless its mtime already is the master's (finished earlier);
-/// `Ok(true)` if it was synced now.
-fn sync_unless_finished(storage: &dyn Storage, path: &Path, mtime: Mtime) -> io::Result<bool> {
-    if storage.mtime(path)? == mtime {
-        return Ok(false);
+/// Put the data of files on the disk unless their mtime already is the master's (finished
+/// earlier): per file `Ok(true)` if it was synced now. Together when there are several.
+fn sync_unless_finished(storage: &dyn Storage, files: &[(usize, PathBuf, Mtime)]) -> Vec<io::Result<bool>> {
+    let mut out: Vec<io::Result<bool>> = files.iter().map(|(_, p, m)| storage.mtime(p).map(|t| t != *m)).collect();
+    let todo: Vec<&Path> =
+        files.iter().zip(&out).filter(|(_, r)| matches!(r, Ok(true))).map(|(f, _)| f.1.as_path()).collect();
+    if todo.len() > 1 && storage.sync_many(&todo, &[]).is_ok() {
+        return out;
     }
-    storage.sync(path)?;
-    Ok(true)
+    for ((_, path, _), r) in files.iter().zip(out.iter_mut()) {
+        if matches!(r, Ok(true)) {
+            if let Err(e) = storage.sync(path) {
+                *r = Err(e);
+            }
+        }
+    }
+    out
 }

@@ -4,11 +4,13 @@
 //! Part of the peer session (`session/mod.rs` connects and shakes hands, then hands the channel
 //! to [`Session::serve`] here; the periodic tick is in `tick`).
 
+use std::collections::HashSet;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::{send, Active, End, Session, Transfers};
+use super::{send, Active, Done, End, Failure, Session, Transfers};
+use crate::manifest::delta::{manifest_hash, Delta};
 use crate::manifest::{ChunkHash, Manifest};
 use crate::peer::layout::{write_chunk, Layout, LayoutError};
 use crate::peer::Ctx;
@@ -55,20 +57,23 @@ impl Session {
         &mut self,
         ch: &mut Channel,
         id: u64,
-        res: Result<(), (FailKind, String)>,
+        res: Result<Done, Failure>,
         tr: &mut Transfers,
     ) -> Result<(), End> {
         if tr.active.remove(&id).is_none() {
             return Ok(()); // cancelled meanwhile
         }
         let msg = match res {
-            Ok(()) => {
+            Ok(done) => {
                 if self.disk_error {
                     self.disk_error = false;
                     self.error = None;
                     self.events.push(String::from("writing works again"));
                 }
-                PeerMsg::Finished { id }
+                match done {
+                    Done::All => PeerMsg::Finished { id },
+                    Done::Except { failed, reason, message } => PeerMsg::FinishedExcept { id, failed, reason, message },
+                }
             }
             Err((reason, message)) => {
                 if reason == FailKind::LocalDisk {
@@ -105,22 +110,70 @@ impl Session {
                     a.task.abort();
                 }
             }
-            MasterMsg::Manifest { id, bytes } => self.on_manifest(ch, id, &bytes, tr).await?,
+            MasterMsg::Manifest { id, bytes } => {
+                (self.manifests_full, self.manifest_bytes) =
+                    (self.manifests_full + 1, self.manifest_bytes + bytes.len() as u64);
+                let manifest = Manifest::from_bytes(&bytes)
+                    .map_err(|e| End::Disconnected(format!("the master sent an invalid manifest: {e}")))?;
+                self.on_manifest(ch, id, manifest, false, tr).await?
+            }
+            MasterMsg::ManifestDelta { id, base, hash, delta } => {
+                (self.manifest_deltas, self.manifest_bytes) =
+                    (self.manifest_deltas + 1, self.manifest_bytes + delta.len() as u64);
+                let manifest = self.apply_delta(base, hash, &delta)?;
+                self.on_manifest(ch, id, manifest, true, tr).await?
+            }
             MasterMsg::Fetch { id, chunk, size, url, min_rate_bps } => {
                 let base = url.unwrap_or_else(|| crate::transport::chunk_base(&self.ctx.master));
                 self.on_fetch(ch, id, chunk, size, base, min_rate_bps, tr).await.map_err(End::Disconnected)?
+            }
+            MasterMsg::FetchBatch { id, chunks, url, min_rate_bps } => {
+                let base = url.unwrap_or_else(|| crate::transport::chunk_base(&self.ctx.master));
+                self.on_fetch_batch(ch, id, chunks, base, min_rate_bps, tr).await.map_err(End::Disconnected)?
             }
         }
         Ok(())
     }
 
-    async fn on_manifest(&mut self, ch: &mut Channel, id: u64, bytes: &[u8], tr: &mut Transfers) -> Result<(), End> {
+    /// The master's change (`delta`) of manifest `base` applied to the manifest held, checked
+    /// against the master's `hash`. Anything off drops the connection: the next one starts
+    /// with the whole manifest.
+    fn apply_delta(&self, base: u64, hash: ChunkHash, delta: &[u8]) -> Result<Manifest, End> {
+        let again = "; reconnecting for the whole manifest";
+        let held = self.with_layout(|l| (l.manifest_id, l.manifest.clone()));
+        let Some((_, m)) = held.as_ref().filter(|(id, _)| *id == base) else {
+            let have = held.map_or("none".to_string(), |(id, _)| id.to_string());
+            return Err(End::Disconnected(format!(
+                "the master sent a change of manifest {base}, this peer holds {have}{again}"
+            )));
+        };
+        let new = Delta::from_bytes(delta)
+            .and_then(|d| d.apply(m))
+            .map_err(|e| End::Disconnected(format!("the master sent a bad manifest change: {e}{again}")))?;
+        if manifest_hash(&new.to_bytes()) != hash {
+            return Err(End::Disconnected(format!(
+                "the manifest rebuilt from the master's change is not the master's{again}"
+            )));
+        }
+        Ok(new)
+    }
+
+    /// A new manifest (`delta`: rebuilt from a change of the one held): cancel what left it,
+    /// lay the folder out for it, tell the master what is held.
+    async fn on_manifest(
+        &mut self,
+        ch: &mut Channel,
+        id: u64,
+        manifest: Manifest,
+        delta: bool,
+        tr: &mut Transfers,
+    ) -> Result<(), End> {
         self.waiting = None;
-        let manifest = Manifest::from_bytes(bytes)
-            .map_err(|e| End::Disconnected(format!("the master sent an invalid manifest: {e}")))?;
+        let before = if delta { self.with_layout(|l| l.held_chunks()) } else { None };
         let still: std::collections::HashSet<ChunkHash> =
             manifest.files.iter().flat_map(|f| f.chunks.iter().map(|c| c.hash)).collect();
-        let gone: Vec<u64> = tr.active.iter().filter(|(_, a)| !still.contains(&a.chunk)).map(|(&id, _)| id).collect();
+        let gone: Vec<u64> =
+            tr.active.iter().filter(|(_, a)| !a.chunks.iter().all(|c| still.contains(c))).map(|(&id, _)| id).collect();
         self.fetches_kept += (tr.active.len() - gone.len()) as u64;
         for tid in gone {
             if let Some(a) = tr.active.remove(&tid) {
@@ -144,7 +197,28 @@ impl Session {
             // a big folder must not read as a hung peer.
             ch.keep_alive(self.relayout(id, Arc::new(manifest))).await?;
         }
-        self.send_have_all(ch).await.map_err(End::Disconnected)
+        match before {
+            Some(before) => self.report_change(ch, before).await,
+            None => self.send_have_all(ch).await,
+        }
+        .map_err(End::Disconnected)
+    }
+
+    /// After a delta, what the master's planner must learn: it keeps this peer's have-set
+    /// across manifests, so chunks lost on the way are a `Lost`, and only chunks found that
+    /// were not held before (copies made outside lanscatter) need a whole `HaveAll`. Usually
+    /// nothing: a one-file change costs the peer no upload at all.
+    async fn report_change(&mut self, ch: &mut Channel, before: Vec<ChunkHash>) -> Result<(), String> {
+        let after: HashSet<ChunkHash> = self.with_layout(|l| l.held_chunks()).unwrap_or_default().into_iter().collect();
+        let before: HashSet<ChunkHash> = before.into_iter().collect();
+        if after.iter().any(|h| !before.contains(h)) {
+            return self.send_have_all(ch).await;
+        }
+        let lost: Vec<ChunkHash> = before.into_iter().filter(|h| !after.contains(h)).collect();
+        match lost.is_empty() {
+            true => Ok(()),
+            false => send(ch, &PeerMsg::Lost { chunks: lost }).await,
+        }
     }
 
     /// Start a fetch task for an order (or answer at once when there is nothing to fetch).
@@ -174,9 +248,43 @@ impl Session {
         let (p, tx, c) = (progress.clone(), tr.tx.clone(), self.ctx.clone());
         let task = tokio::spawn(async move {
             let r = fetch_and_write(&c, &base, chunk, size, min_rate_bps, &p).await;
+            let _ = tx.send((id, r.map(|()| Done::All)));
+        });
+        tr.active.insert(id, Active { task, chunks: vec![chunk], progress, reported: 0 });
+        Ok(())
+    }
+
+    /// Start a batch fetch (`FetchBatch`) of the chunks the layout still needs, in one request;
+    /// a batch with a chunk the current manifest lacks is refused whole, like a single order.
+    async fn on_fetch_batch(
+        &mut self,
+        ch: &mut Channel,
+        id: u64,
+        chunks: Vec<(ChunkHash, u64)>,
+        base: String,
+        min_rate_bps: u64,
+        tr: &mut Transfers,
+    ) -> Result<(), String> {
+        let checked = self.with_layout(|l| {
+            let known = chunks.iter().all(|(h, size)| l.chunk_size(h) == Some(*size));
+            (known, chunks.iter().filter(|(h, _)| !l.has(h)).copied().collect::<Vec<_>>())
+        });
+        let bounded = !chunks.is_empty() && chunks.len() <= crate::transfer::batch::BATCH_MAX;
+        let Some((true, needed)) = checked.filter(|_| bounded) else {
+            let message = "batch not in the current manifest".into();
+            return send(ch, &PeerMsg::Failed { id, reason: FailKind::Cancelled, message }).await;
+        };
+        if needed.is_empty() {
+            return send(ch, &PeerMsg::Finished { id }).await;
+        }
+        let progress = Arc::new(AtomicU64::new(0));
+        let (p, tx, c) = (progress.clone(), tr.tx.clone(), self.ctx.clone());
+        let hashes = chunks.iter().map(|c| c.0).collect();
+        let task = tokio::spawn(async move {
+            let r = crate::peer::batch::fetch_and_write_batch(&c, &base, needed, min_rate_bps, &p).await;
             let _ = tx.send((id, r));
         });
-        tr.active.insert(id, Active { task, chunk, progress, reported: 0 });
+        tr.active.insert(id, Active { task, chunks: hashes, progress, reported: 0 });
         Ok(())
     }
 

@@ -25,9 +25,10 @@ use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
+use super::batch::{Done, Failure};
 use super::Ctx;
 use crate::manifest::ChunkHash;
-use crate::protocol::{self, FailKind, Hello, MasterGreeting, PeerMsg, PROTOCOL_VERSION};
+use crate::protocol::{self, Hello, MasterGreeting, PeerMsg, PROTOCOL_VERSION};
 use crate::status::{EventLog, RateMeter};
 use crate::transport::channel::{self, Channel, ChannelError};
 
@@ -37,7 +38,7 @@ mod tests;
 mod tick;
 
 /// A finished transfer as its task reports it: order id, and why it failed if it did.
-type TransferResult = (u64, Result<(), (FailKind, String)>);
+type TransferResult = (u64, Result<Done, Failure>);
 
 enum End {
     Shutdown,
@@ -49,7 +50,8 @@ enum End {
 
 struct Active {
     task: JoinHandle<()>,
-    chunk: ChunkHash,
+    /// Its chunk, or a batch's chunks.
+    chunks: Vec<ChunkHash>,
     progress: Arc<AtomicU64>,
     reported: u64,
 }
@@ -94,6 +96,10 @@ struct Session {
     /// Fetches a new manifest cancelled, and fetches that went on across one (`Counters`).
     fetches_cancelled: u64,
     fetches_kept: u64,
+    /// Manifests received whole and as deltas, and their bytes (`Counters`).
+    manifests_full: u64,
+    manifest_deltas: u64,
+    manifest_bytes: u64,
 }
 
 /// How often files skipped as locked by another program are tried again.
@@ -117,6 +123,9 @@ pub(crate) async fn run(ctx: Arc<Ctx>) {
         last_finish_retry: Instant::now(),
         fetches_cancelled: 0,
         fetches_kept: 0,
+        manifests_full: 0,
+        manifest_deltas: 0,
+        manifest_bytes: 0,
     };
     let mut backoff = Duration::from_millis(200);
     let mut shutdown = ctx.shutdown.clone();

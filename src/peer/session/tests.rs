@@ -4,7 +4,7 @@ use super::*;
 use crate::engine::is_done;
 use crate::manifest::{CacheMode, ChunkRule, ScanOptions};
 use crate::peer::{Peer, PeerConfig};
-use crate::protocol::{MasterMsg, Welcome};
+use crate::protocol::{FailKind, MasterMsg, Welcome};
 use crate::transport::channel::upgrade;
 use axum::extract::Request;
 use std::net::SocketAddr;
@@ -93,7 +93,7 @@ async fn orders_are_answered_and_only_verified_bytes_are_written() {
     let chunk = manifest.files[0].chunks[0].hash;
     let (peer, mut ch) = joined_peer(&dst.path().join("mirror")).await;
 
-    ch.send(&MasterMsg::Manifest { id: 1, bytes: manifest.to_bytes() }).await.unwrap();
+    ch.send(&MasterMsg::Manifest { id: 1, bytes: std::sync::Arc::new(manifest.to_bytes()) }).await.unwrap();
     assert_eq!(next(&mut ch).await, PeerMsg::HaveAll { manifest_id: 1, chunks: vec![] });
     let stranger = ChunkHash::of(b"not in the manifest");
     ch.send(&MasterMsg::Fetch { id: 1, chunk: stranger, size: 3, url: None, min_rate_bps: 0 }).await.unwrap();
@@ -121,7 +121,7 @@ async fn orders_are_answered_and_only_verified_bytes_are_written() {
 async fn an_invalid_manifest_ends_the_session_and_nothing_is_created() {
     let dst = tempfile::tempdir().unwrap();
     let (peer, mut ch) = joined_peer(&dst.path().join("mirror")).await;
-    ch.send(&MasterMsg::Manifest { id: 1, bytes: vec![1, 2, 3] }).await.unwrap();
+    ch.send(&MasterMsg::Manifest { id: 1, bytes: std::sync::Arc::new(vec![1, 2, 3]) }).await.unwrap();
     let closed = tokio::time::timeout(WAIT, async {
         loop {
             if ch.recv::<PeerMsg>().await.is_err() {
@@ -153,7 +153,7 @@ async fn a_recheck_that_finds_no_change_keeps_the_published_state() {
     let chunk = manifest.files[0].chunks[0].hash;
     let mirror = dst.path().join("mirror");
     let (peer, mut ch) = joined_peer_with(&mirror, |c| c.rescan_interval = Duration::from_millis(300)).await;
-    ch.send(&MasterMsg::Manifest { id: 1, bytes: manifest.to_bytes() }).await.unwrap();
+    ch.send(&MasterMsg::Manifest { id: 1, bytes: std::sync::Arc::new(manifest.to_bytes()) }).await.unwrap();
     assert!(matches!(next(&mut ch).await, PeerMsg::HaveAll { .. }));
     let url = Some(chunk_source(content.clone()).await);
     ch.send(&MasterMsg::Fetch { id: 1, chunk, size: content.len() as u64, url, min_rate_bps: 0 }).await.unwrap();
@@ -177,5 +177,63 @@ async fn a_recheck_that_finds_no_change_keeps_the_published_state() {
     assert!(!seen.is_empty(), "the peer publishes its status while it re-checks");
     let moved: Vec<_> = seen.iter().filter(|s| !matches!(s, crate::status::NodeState::UpToDate)).collect();
     assert!(moved.is_empty(), "a re-check finding no change published {moved:?}");
+    peer.shutdown().await;
+}
+
+/// A source whose batch route answers every request with `answer`.
+async fn batch_source(answer: Vec<u8>) -> String {
+    let route = move || {
+        let answer = answer.clone();
+        async move { answer }
+    };
+    let router = axum::Router::new().route(crate::transfer::batch::BATCH_ROUTE, axum::routing::post(route));
+    crate::transport::chunk_base(&serve(router).await.to_string())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_keeps_its_verified_chunks_and_names_the_bad_one() {
+    use crate::transfer::batch::encode_entry;
+    let (src, dst) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    for (name, content) in [("a.txt", "first file"), ("b.txt", "second file"), ("c.txt", "third")] {
+        std::fs::write(src.path().join(name), content).unwrap();
+    }
+    let opts = ScanOptions { chunk_rule: ChunkRule::Fixed(4096), cache: CacheMode::Disabled, ..Default::default() };
+    let manifest = crate::manifest::scan(src.path(), &opts).unwrap();
+    let chunk_of = |name: &str| {
+        let f = manifest.files.iter().find(|f| f.path == name).unwrap();
+        (f.chunks[0].hash, u64::from(f.chunks[0].size))
+    };
+    let (a, b, c) = (chunk_of("a.txt"), chunk_of("b.txt"), chunk_of("c.txt"));
+    let (peer, mut ch) = joined_peer(&dst.path().join("mirror")).await;
+    ch.send(&MasterMsg::Manifest { id: 1, bytes: std::sync::Arc::new(manifest.to_bytes()) }).await.unwrap();
+    assert_eq!(next(&mut ch).await, PeerMsg::HaveAll { manifest_id: 1, chunks: vec![] });
+
+    let mut answer = Vec::new();
+    encode_entry(&mut answer, Some((b"first file", false)));
+    encode_entry(&mut answer, Some((b"second fil!", false))); // a lie about b
+    encode_entry(&mut answer, Some((b"third", false)));
+    let url = Some(batch_source(answer).await);
+    ch.send(&MasterMsg::FetchBatch { id: 5, chunks: vec![a, b, c], url, min_rate_bps: 0 }).await.unwrap();
+    match next(&mut ch).await {
+        PeerMsg::FinishedExcept { id: 5, failed, reason: FailKind::BadData, .. } => assert_eq!(failed, vec![b.0]),
+        other => panic!("expected a partial result naming b, got {other:?}"),
+    }
+    let read = |name: &str| std::fs::read(dst.path().join("mirror").join(name)).unwrap();
+    assert_eq!(read("a.txt"), b"first file");
+    assert_eq!(read("c.txt"), b"third");
+    assert_eq!(read("b.txt"), vec![0; 11], "the rejected chunk never reaches its file");
+
+    // Fetched again (from an honest source), only the missing chunk travels.
+    let mut honest = Vec::new();
+    encode_entry(&mut honest, Some((b"second file", false)));
+    let url = Some(batch_source(honest).await);
+    ch.send(&MasterMsg::FetchBatch { id: 6, chunks: vec![a, b], url, min_rate_bps: 0 }).await.unwrap();
+    assert_eq!(next(&mut ch).await, PeerMsg::Finished { id: 6 });
+    assert_eq!(read("b.txt"), b"second file");
+    let stranger = (ChunkHash::of(b"not in the manifest"), 3);
+    ch.send(&MasterMsg::FetchBatch { id: 7, chunks: vec![a, stranger], url: None, min_rate_bps: 0 }).await.unwrap();
+    assert!(matches!(next(&mut ch).await, PeerMsg::Failed { id: 7, reason: FailKind::Cancelled, .. }));
+    let mut rx = peer.status();
+    tokio::time::timeout(WAIT, rx.wait_for(is_done)).await.expect("up to date in time").unwrap();
     peer.shutdown().await;
 }

@@ -153,6 +153,9 @@ impl Session {
             local_copies: 0,
             fetches_cancelled: self.fetches_cancelled,
             fetches_kept: self.fetches_kept,
+            manifests_full: self.manifests_full,
+            manifest_deltas: self.manifest_deltas,
+            manifest_bytes: self.manifest_bytes,
             ..Default::default()
         };
         s.download_bps = self.down_meter.update(s.counters.bytes_downloaded);
