@@ -36,6 +36,8 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::{Data, OpCode};
+use tokio_tungstenite::tungstenite::protocol::frame::Frame as WsFrame;
 use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 use tokio_tungstenite::WebSocketStream;
@@ -75,6 +77,11 @@ pub const PING_AFTER: Duration = Duration::from_secs(2);
 /// Silence after which the other side counts as gone (three pings unanswered, well under the
 /// 10 s a hung node may keep chunks "available").
 pub const DEAD_AFTER: Duration = Duration::from_secs(7);
+
+/// Largest fragment of one outgoing message. The websocket library copies each frame it sends
+/// into a write buffer that keeps its capacity afterwards: one unfragmented 100 MB manifest
+/// would leave 100 MB resident per connection for the connection's life.
+pub const FRAGMENT: usize = 64 << 10;
 
 /// One end of a control connection.
 pub struct Channel {
@@ -164,9 +171,44 @@ impl Channel {
         }
     }
 
-    /// Send one message as a binary frame.
+    /// Send one message as a binary message.
     pub async fn send<T: Serialize>(&mut self, msg: &T) -> Result<(), ChannelError> {
-        self.ws.send(Message::Binary(protocol::encode(msg).into())).await.map_err(|e| ChannelError::Io(e.to_string()))
+        self.write_parts(&protocol::encode(msg), &[]).await
+    }
+
+    /// Send a master message whose manifest bytes are shared (see
+    /// [`protocol::encode_shared`]): written from the one copy, a fragment at a time.
+    pub async fn send_shared(&mut self, msg: &protocol::MasterMsg) -> Result<(), ChannelError> {
+        let (head, tail) = protocol::encode_shared(msg);
+        self.write_parts(&head, tail.as_deref().map(Vec::as_slice).unwrap_or_default()).await
+    }
+
+    /// `head ++ tail` as one binary message, in fragments of at most [`FRAGMENT`] bytes.
+    async fn write_parts(&mut self, head: &[u8], tail: &[u8]) -> Result<(), ChannelError> {
+        let io = |e: WsError| ChannelError::Io(e.to_string());
+        let total = head.len() + tail.len();
+        if total <= FRAGMENT {
+            return self.ws.send(Message::Binary([head, tail].concat().into())).await.map_err(io);
+        }
+        let piece = |at: usize| {
+            let end = (at + FRAGMENT).min(total);
+            let mut out = Vec::with_capacity(end - at);
+            if at < head.len() {
+                out.extend_from_slice(&head[at..end.min(head.len())]);
+            }
+            // The part of `tail` in [at, end), empty while still inside `head`.
+            let (from, to) = (at.max(head.len()) - head.len(), end.max(head.len()) - head.len());
+            out.extend_from_slice(&tail[from..to]);
+            out
+        };
+        let mut at = 0;
+        while at < total {
+            let opcode = if at == 0 { OpCode::Data(Data::Binary) } else { OpCode::Data(Data::Continue) };
+            let data = piece(at);
+            at += data.len();
+            self.ws.feed(Message::Frame(WsFrame::message(data, opcode, at == total))).await.map_err(io)?;
+        }
+        self.ws.flush().await.map_err(io)
     }
 
     /// The next message (pings are answered by the library and skipped here), within its
@@ -360,6 +402,7 @@ pub(crate) async fn pair(buffer: usize) -> (Channel, Channel) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::manifest::ChunkHash;
     use crate::protocol::{MasterMsg, PeerMsg};
 
     /// A real server (the project's serve loop) and a real client exchange a handshake and
@@ -395,6 +438,32 @@ mod tests {
         assert!(matches!(ch.recv::<MasterMsg>().await, Err(ChannelError::Malformed(_))));
         stop.send(()).expect("server running");
         server.await.expect("server stops");
+    }
+
+    /// A message many fragments long arrives whole, from the server's shared encoding and from
+    /// the client's plain one (its fragments masked), and the channel carries on after it.
+    #[tokio::test]
+    async fn a_large_message_crosses_in_fragments() {
+        let (mut server, mut client) = pair(1 << 20).await;
+        let bytes = Arc::new((0..5 * FRAGMENT + 17).map(|i| (i * 7) as u8).collect::<Vec<u8>>());
+        let big = MasterMsg::Manifest { id: 3, bytes: bytes.clone() };
+        let chunks: Vec<_> = (0..(3 * FRAGMENT / 32) as u64).map(|i| ChunkHash::of(&i.to_le_bytes())).collect();
+        let have = PeerMsg::HaveAll { manifest_id: 3, chunks };
+        let (sent, got) = tokio::join!(
+            async {
+                server.send_shared(&big).await.expect("send manifest");
+                server.send_shared(&MasterMsg::Cancel { id: 1 }).await.expect("send cancel");
+                server.recv::<PeerMsg>().await.expect("have-set")
+            },
+            async {
+                let m = client.recv::<MasterMsg>().await.expect("manifest");
+                let c = client.recv::<MasterMsg>().await.expect("cancel");
+                client.send(&have).await.expect("send have-set");
+                (m, c)
+            }
+        );
+        assert_eq!(got, (big, MasterMsg::Cancel { id: 1 }));
+        assert_eq!(sent, have);
     }
 
     /// The other side stops reading (a frozen process keeps its socket open): `recv` pings,
