@@ -109,7 +109,8 @@ fn all_up(s: &Snapshot, peers: usize, id: u64) -> bool {
 fn child_report(lines: &mut impl Iterator<Item = std::io::Result<String>>) -> Vec<(String, f64)> {
     for l in lines.by_ref() {
         let l = l.expect("child stdout");
-        if let Some(rest) = l.strip_prefix("REPORT ") {
+        // Anywhere in the line: libtest's "test coord_bench_peers ... " has no newline.
+        if let Some((_, rest)) = l.split_once("REPORT ") {
             return rest
                 .split_whitespace()
                 .filter_map(|kv| kv.split_once('='))

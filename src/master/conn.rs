@@ -212,7 +212,7 @@ async fn send_or_give_up(ch: &mut Channel, msg: &MasterMsg, queued: usize, grace
         _ => 0,
     };
     let allowed = grace + Duration::from_secs(size / MIN_SEND_RATE);
-    match tokio::time::timeout(allowed, ch.send(msg)).await {
+    match tokio::time::timeout(allowed, ch.send_shared(msg)).await {
         Ok(Ok(())) => Ok(()),
         Ok(Err(e)) => Err(format!("could not be sent to: {e}")),
         Err(_) => Err(format!("took in less than {size} bytes in {allowed:?}: it stopped reading")),

@@ -48,6 +48,8 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::{Data, OpCode};
+use tokio_tungstenite::tungstenite::protocol::frame::Frame as WsFrame;
 use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 use tokio_tungstenite::WebSocketStream;
@@ -89,6 +91,11 @@ pub const PING_AFTER: Duration = Duration::from_secs(1);
 /// reports every 250 ms, and answers pings while it re-checks its folder. Silence is counted
 /// in bytes, so a slow link still carrying a big frame is never silent.
 pub const DEAD_AFTER: Duration = Duration::from_millis(3500);
+
+/// Largest fragment of one outgoing message. The websocket library copies each frame it sends
+/// into a write buffer that keeps its capacity afterwards: one unfragmented 100 MB manifest
+/// would leave 100 MB resident per connection for the connection's life.
+pub const FRAGMENT: usize = 64 << 10;
 
 /// One end of a control connection.
 pub struct Channel {
@@ -197,10 +204,48 @@ impl Channel {
         }
     }
 
-    /// Send one message as a binary frame, its text cut to the documented lengths first,
-    /// reading what arrives meanwhile (see the module doc).
+    /// Send one message, its text cut to the documented lengths first, reading what arrives
+    /// meanwhile (see the module doc).
     pub async fn send<T: Serialize + Bounded + Clone>(&mut self, msg: &T) -> Result<(), ChannelError> {
-        self.send_frame(Message::Binary(outgoing(msg).into())).await
+        self.write_parts(&outgoing(msg), &[]).await
+    }
+
+    /// Send a master message whose manifest bytes are shared (see
+    /// [`protocol::encode_shared`]): written from the one copy, a fragment at a time.
+    pub async fn send_shared(&mut self, msg: &protocol::MasterMsg) -> Result<(), ChannelError> {
+        match protocol::encode_shared(msg) {
+            (head, Some(tail)) => self.write_parts(&head, &tail).await,
+            (_, None) => self.send(msg).await,
+        }
+    }
+
+    /// `head ++ tail` as one binary message, in fragments of at most [`FRAGMENT`] bytes: the
+    /// websocket library keeps its write buffer's capacity, so a connection holds at most one
+    /// fragment, never a whole manifest.
+    async fn write_parts(&mut self, head: &[u8], tail: &[u8]) -> Result<(), ChannelError> {
+        let total = head.len() + tail.len();
+        if total <= FRAGMENT {
+            return self.send_frame(Message::Binary([head, tail].concat().into())).await;
+        }
+        let piece = |at: usize| {
+            let end = (at + FRAGMENT).min(total);
+            let mut out = Vec::with_capacity(end - at);
+            if at < head.len() {
+                out.extend_from_slice(&head[at..end.min(head.len())]);
+            }
+            // The part of `tail` in [at, end), empty while still inside `head`.
+            let (from, to) = (at.max(head.len()) - head.len(), end.max(head.len()) - head.len());
+            out.extend_from_slice(&tail[from..to]);
+            out
+        };
+        let mut at = 0;
+        while at < total {
+            let opcode = if at == 0 { OpCode::Data(Data::Binary) } else { OpCode::Data(Data::Continue) };
+            let data = piece(at);
+            at += data.len();
+            self.send_frame(Message::Frame(WsFrame::message(data, opcode, at == total))).await?;
+        }
+        Ok(())
     }
 
     /// Send `frame` while taking in incoming frames into `pending`; fails once no byte moved

@@ -271,3 +271,30 @@ async fn a_plain_get_is_not_upgraded() {
     let resp = upgrade(req, |_| async {});
     assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
 }
+
+/// A message many fragments long arrives whole, from the server's shared encoding and from
+/// the client's plain one (its fragments masked), and the channel carries on after it.
+#[tokio::test]
+async fn a_large_message_crosses_in_fragments() {
+    use crate::manifest::ChunkHash;
+    let (mut server, mut client) = pair(1 << 20).await;
+    let bytes = Arc::new((0..5 * FRAGMENT + 17).map(|i| (i * 7) as u8).collect::<Vec<u8>>());
+    let big = MasterMsg::Manifest { id: 3, bytes: bytes.clone() };
+    let chunks: Vec<_> = (0..(3 * FRAGMENT / 32) as u64).map(|i| ChunkHash::of(&i.to_le_bytes())).collect();
+    let have = PeerMsg::HaveAll { manifest_id: 3, chunks };
+    let (sent, got) = tokio::join!(
+        async {
+            server.send_shared(&big).await.expect("send manifest");
+            server.send_shared(&MasterMsg::Cancel { id: 1 }).await.expect("send cancel");
+            server.recv::<PeerMsg>().await.expect("have-set")
+        },
+        async {
+            let m = client.recv::<MasterMsg>().await.expect("manifest");
+            let c = client.recv::<MasterMsg>().await.expect("cancel");
+            client.send(&have).await.expect("send have-set");
+            (m, c)
+        }
+    );
+    assert_eq!(got, (big, MasterMsg::Cancel { id: 1 }));
+    assert_eq!(sent, have);
+}
