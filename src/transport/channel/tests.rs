@@ -143,7 +143,7 @@ async fn a_message_slower_than_dead_after_keeps_the_channel() {
     // At 16 KiB per 100 ms this takes at least 8.4 s, more than DEAD_AFTER.
     let size = 84 * (16 << 10);
     let sender = tokio::spawn(async move {
-        master.send(&MasterMsg::Manifest { id: 1, bytes: vec![7; size] }).await.expect("sent");
+        master.send(&MasterMsg::Manifest { id: 1, bytes: vec![7; size].into() }).await.expect("sent");
         // The sender waits for the answer the whole time, as the engines do: it must not
         // take the slow reader for gone while the tail of its message is still queued.
         master.recv::<PeerMsg>().await
@@ -169,7 +169,7 @@ async fn a_sender_whose_message_is_buffered_keeps_a_slow_reader() {
     let slow = Throttled { inner: b, per_tick: 16 << 10, tick: Duration::from_millis(100), wait: None };
     let (mut master, mut peer) = pair_over(a, slow).await;
     let size = 84 * (16 << 10);
-    master.send(&MasterMsg::Manifest { id: 1, bytes: vec![7; size] }).await.expect("buffered");
+    master.send(&MasterMsg::Manifest { id: 1, bytes: vec![7; size].into() }).await.expect("buffered");
     let sender = tokio::spawn(async move { master.recv::<PeerMsg>().await });
     let got = tokio::time::timeout(Duration::from_secs(60), peer.recv::<MasterMsg>()).await.expect("no hang");
     assert!(matches!(got, Ok(MasterMsg::Manifest { .. })), "{got:?}");
@@ -183,7 +183,7 @@ async fn a_sender_whose_message_is_buffered_keeps_a_slow_reader() {
 #[tokio::test]
 async fn two_ends_sending_big_messages_at_once_both_complete() {
     let (mut master, mut peer) = pair(64 << 10).await;
-    let manifest = MasterMsg::Manifest { id: 1, bytes: vec![7; 4 << 20] };
+    let manifest = MasterMsg::Manifest { id: 1, bytes: vec![7; 4 << 20].into() };
     let have = PeerMsg::HaveAll { manifest_id: 1, chunks: vec![crate::manifest::ChunkHash([3; 16]); 200_000] };
     // Each end reads once its own send is done, as the engines do.
     let m = async {
@@ -240,7 +240,7 @@ fn outgoing_text_is_cut_to_fit_its_kinds_limit() {
         let back: PeerMsg = protocol::decode(&sent).expect("decodes");
         assert_eq!(back.frame_limit(), Some(limit), "same kind");
     }
-    let manifest = MasterMsg::Manifest { id: 1, bytes: vec![7; 1 << 20] };
+    let manifest = MasterMsg::Manifest { id: 1, bytes: vec![7; 1 << 20].into() };
     assert_eq!(outgoing(&manifest), protocol::encode(&manifest), "no text: sent as it is");
 }
 
