@@ -115,6 +115,33 @@ pub fn xdotool(display: &str, args: &[&str]) -> Option<String> {
     out.status.success().then(|| String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
+/// The centre on the screen of the app's icon docked in the tray, once it is mapped.
+///
+/// libayatana-appindicator, with no StatusNotifierWatcher on the session bus, falls back to an
+/// XEmbed `GtkStatusIcon` about 100 ms after the app created it; trayer then embeds it. Until then
+/// a click on the tray hits nothing, so the tests wait for this window before they click. Its
+/// WM_CLASS is the indicator id tray-icon gives it ("tray-icon tray app <pid>-<n>").
+pub fn docked_icon(display: &str, timeout: Duration) -> (i64, i64) {
+    let mut found = None;
+    wait_until("the tray icon docked in trayer", timeout, || {
+        let ids = xdotool(display, &["search", "--onlyvisible", "--class", "^tray-icon tray app"]).unwrap_or_default();
+        found = ids.lines().find_map(|id| {
+            let geo = xdotool(display, &["getwindowgeometry", "--shell", id])?;
+            let val = |k: &str| -> Option<i64> {
+                geo.lines().find_map(|l| l.strip_prefix(&format!("{k}=")).and_then(|v| v.parse().ok()))
+            };
+            let (w, h) = (val("WIDTH")?, val("HEIGHT")?);
+            // A 1x1 window is the icon before trayer has sized it.
+            if w <= 1 || h <= 1 {
+                return None;
+            }
+            Some((val("X")? + w / 2, val("Y")? + h / 2))
+        });
+        found.is_some()
+    });
+    found.expect("found above")
+}
+
 /// The next JSON line from the gui for which `pred` holds; an error line fails the test.
 pub fn next(gui: &mut Proc, what: &str, timeout: Duration, pred: &dyn Fn(&Value) -> bool) -> Value {
     let line = gui.wait_for(what, timeout, |l| match serde_json::from_str::<Value>(l) {
