@@ -95,16 +95,35 @@ mod person {
 
         /// Open the tray menu (click the icon docked in trayer) and press the item's mnemonic.
         fn menu(&mut self, key: &str, what: &str) {
+            self.open_menu(what);
+            self.shot(&format!("menu-for-{what}"));
+            xdotool(&self.display, &["key", key]).expect("menu key");
+        }
+
+        /// Open the menu to show its status line in a screenshot, then close it with Escape.
+        fn status_shot(&mut self, name: &str) {
+            let menu = self.open_menu(name);
+            self.shot(name);
+            xdotool(&self.display, &["key", "Escape"]).expect("Escape");
+            wait_until(&format!("the menu closed after {name}"), STEP, || {
+                let now = self.visible_windows();
+                menu.iter().all(|w| !now.contains(w))
+            });
+        }
+
+        /// Click the docked icon; returns the windows that appeared (the menu's popup).
+        fn open_menu(&mut self, what: &str) -> Vec<String> {
             // Click the icon itself, once docked: the GtkStatusIcon pops the menu on button 1.
             let (x, y) = docked_icon(&self.display, STEP);
             let before = self.visible_windows();
             xdotool(&self.display, &["mousemove", &x.to_string(), &y.to_string(), "click", "1"]).expect("click");
             // The menu is up once its popup window is mapped: a visible window that was not there.
+            let mut new = Vec::new();
             wait_until(&format!("the tray menu (for {what})"), STEP, || {
-                self.visible_windows().iter().any(|w| !before.contains(w))
+                new = self.visible_windows().into_iter().filter(|w| !before.contains(w)).collect();
+                !new.is_empty()
             });
-            self.shot(&format!("menu-for-{what}"));
-            xdotool(&self.display, &["key", key]).expect("menu key");
+            new
         }
 
         fn visible_windows(&self) -> Vec<String> {
@@ -243,7 +262,7 @@ mod person {
         assert_eq!(st["status"]["listen"], format!("0.0.0.0:{port}"), "{st}");
         let saved = config::load(&cfg_path).unwrap();
         assert_eq!(saved.master_folder.as_deref(), Some(served.as_path()), "the picked folder is saved");
-        d.shot("master-running");
+        d.status_shot("master-running");
 
         // Open status page: the stub gets the URL (with the swarm's web token); Chromium shows it.
         let mut browser = rt.block_on(Browser::launch(&chromium_path().unwrap()));
@@ -252,8 +271,10 @@ mod person {
         assert!(status_url.contains("?token="), "a secured node's page gets its token: {status_url}");
         rt.block_on(async {
             browser.navigate(&status_url).await;
+            // A secured swarm: the page must not raise the "open swarm" alarm.
             let js = "document.querySelectorAll('#nodes [data-node]').length >= 1 && \
-                      document.body.innerText.toLowerCase().includes('master')";
+                      document.body.innerText.toLowerCase().includes('master') && \
+                      getComputedStyle(document.getElementById('open-swarm')).display === 'none'";
             wait_page(&mut browser, js, STEP).await;
             browser.screenshot(&shot_dir().join("gui-person-page-status.png"), false).await;
         });
@@ -290,7 +311,7 @@ mod person {
         let mut theirs = tree_contents(&mirror);
         theirs.retain(|k, _| !k.starts_with(".lanscatter"));
         assert_eq!(theirs, tree_contents(&other), "the peer's folder differs from the second master's");
-        d.shot("peer-synced");
+        d.status_shot("peer-synced");
         wait_until("a 'sync complete' desktop notification", STEP, || {
             notes.seen().iter().any(|n| n["app"] == "lanscatter" && n["summary"] == "lanscatter: sync complete")
         });

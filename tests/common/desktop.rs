@@ -71,10 +71,12 @@ pub fn start_xvfb(size: &str) -> (Reaper, String) {
     panic!("could not start Xvfb on any display :90..:190");
 }
 
-/// trayer docked at the top right: the XEmbed tray libayatana-appindicator falls back to.
+/// trayer docked at the top left: the XEmbed tray libayatana-appindicator falls back to. Left,
+/// because GTK places a fallback menu that grew since its last popup (a master's join code and
+/// status line) with its old width, so at the right edge its end is off the screen.
 pub fn start_trayer(display: &str) -> Reaper {
     let child = Command::new("trayer")
-        .args(["--edge", "top", "--align", "right", "--widthtype", "request", "--height", "48"])
+        .args(["--edge", "top", "--align", "left", "--widthtype", "request", "--height", "48"])
         .args(["--SetDockType", "true", "--transparent", "false", "--tint", "0xffffff"])
         .env("DISPLAY", display)
         .stdout(Stdio::null())
