@@ -7,9 +7,14 @@ so LZ4 cannot flatter the numbers), its sha256sum list is computed once with cor
 beside it (outside the synced folder), and each peer's folder is checked against that list with
 coreutils `sha256sum` plus an exact comparison of the file set.
 
-Shape (from the issue and the field measurements): half the bytes in 256 MiB files, a quarter in
-32 MiB files, a quarter in ~200 files of ~1.3 MiB (sizes vary, deterministic seed), in a few
-subdirectories. Small sizes degrade gracefully (no 256 MiB file below 512 MiB, etc.).
+Shapes (the file list is deterministic, seeded by the size; the bytes are random):
+- "mixed" (from the issue and the field measurements): half the bytes in 256 MiB files, a quarter in
+  32 MiB files, a quarter in ~200 files of ~1.3 MiB, in a few subdirectories. Small sizes degrade
+  gracefully (no 256 MiB file below 512 MiB, etc.).
+- "many-small" (issue 19): 3 files of 6 % of the bytes each (24 MiB at 400 MiB), the rest in files of
+  1-32 KiB (~20,000 at 400 MiB) in 3 levels of nested directories; every 100th small file is empty
+  and every 97th is a byte-for-byte duplicate of an earlier one (dedup, and the empty/duplicate tree
+  on which BitTorrent clients were seen to end with wrong content).
 """
 
 import hashlib
@@ -25,8 +30,24 @@ GiB = 1 << 30
 CACHE_ROOT = "/var/tmp/lanscatter-bench"
 
 
-def dataset_spec(total):
+SHAPES = ("mixed", "many-small")
+
+
+def dataset_spec(total, shape="mixed"):
     """Deterministic list of (relative path, size) summing exactly to `total` bytes."""
+    return dataset_plan(total, shape)[0]
+
+
+def dataset_plan(total, shape="mixed"):
+    """(files, dups): the file list and {rel: rel of an earlier file whose bytes it repeats}."""
+    if shape == "many-small":
+        return _many_small(total)
+    if shape != "mixed":
+        raise ValueError(f"unknown data set shape {shape!r}; known: {', '.join(SHAPES)}")
+    return _mixed(total), {}
+
+
+def _mixed(total):
     rng = random.Random(total)
     files = []
     big = (total // 2) // (256 * MiB) if total >= 512 * MiB else 0
@@ -52,17 +73,48 @@ def dataset_spec(total):
     return files
 
 
+def _many_small(total):
+    rng = random.Random(f"many-small-{total}")
+    big = int(total * 0.06)
+    files = [(f"big/blob-{i}.bin", big) for i in range(3)]
+    left = total - 3 * big
+    dups = {}
+    sizes = {}  # small file index -> size, for duplicates
+    i = 0
+    while left > 0:
+        rel = f"tree/a{i % 7}/b{(i // 7) % 9}/c{(i // 63) % 5}/f{i:05d}.bin"
+        if i % 100 == 50:
+            size = 0
+        elif i % 97 == 96 and i > 200:
+            src = next((j for j in (rng.randrange(i - 200, i) for _ in range(20)) if 0 < sizes[j] <= left), None)
+            if src is None:
+                size = min(left, rng.randint(1024, 32 * 1024))
+            else:
+                size = sizes[src]
+                dups[rel] = files[3 + src][0]
+        else:
+            size = min(left, rng.randint(1024, 32 * 1024))
+            if left - size < 1024:  # no runt at the end: the last file takes the rest
+                size = left if left <= 32 * 1024 else size
+        sizes[i] = size
+        files.append((rel, size))
+        left -= size
+        i += 1
+    assert sum(s for _, s in files) == total
+    return files, dups
+
+
 def _spec_id(spec):
     return hashlib.sha256(json.dumps(spec).encode()).hexdigest()[:16]
 
 
-def ensure_dataset(total, root=CACHE_ROOT, log=print):
+def ensure_dataset(total, root=CACHE_ROOT, log=print, shape="mixed"):
     """Return (data_dir, {relpath: sha256}); generates and hashes only if the cache is absent/stale."""
-    spec = dataset_spec(total)
-    base = os.path.join(root, f"data-{total}")
+    spec, dups = dataset_plan(total, shape)
+    base = os.path.join(root, f"data-{total}" if shape == "mixed" else f"data-{shape}-{total}")
     data_dir = os.path.join(base, "data")
     stamp = os.path.join(base, "complete.json")
-    sid = _spec_id(spec)
+    sid = _spec_id([spec, dups] if dups else spec)
     try:
         with open(stamp) as f:
             meta = json.load(f)
@@ -70,12 +122,16 @@ def ensure_dataset(total, root=CACHE_ROOT, log=print):
             return data_dir, meta["sha256"]
     except (OSError, ValueError, KeyError):
         pass
-    log(f"generating data set: {len(spec)} files, {total / MiB:.0f} MiB into {data_dir}")
+    log(f"generating data set: {len(spec)} files ({len(dups)} duplicates, "
+        f"{sum(1 for _, n in spec if n == 0)} empty), {total / MiB:.0f} MiB into {data_dir}")
     shutil.rmtree(base, ignore_errors=True)
     os.makedirs(data_dir)
     for rel, size in spec:
         path = os.path.join(data_dir, rel)
         os.makedirs(os.path.dirname(path), exist_ok=True)
+        if rel in dups:
+            shutil.copyfile(os.path.join(data_dir, dups[rel]), path)
+            continue
         with open(path, "wb") as f:
             left = size
             while left:
@@ -89,22 +145,29 @@ def ensure_dataset(total, root=CACHE_ROOT, log=print):
     return data_dir, sums
 
 
+def invalidate(data_dir):
+    """Forget a cached data set (it is regenerated next time), e.g. when something wrote into it."""
+    try:
+        os.remove(os.path.join(os.path.dirname(data_dir), "complete.json"))
+    except FileNotFoundError:
+        pass
+
+
 def sha256_tree(root, rels, jobs=2, prefix=()):
     """{rel: sha256 hex} computed by coreutils sha256sum, in `jobs` parallel batches."""
     batches = [rels[i::jobs] for i in range(jobs)]
 
     def one(batch):
-        if not batch:
-            return {}
-        r = subprocess.run(list(prefix) + ["sha256sum", "--"] + batch, cwd=root, stdout=subprocess.PIPE,
-                           stderr=subprocess.PIPE, text=True)
         out = {}
-        for line in r.stdout.splitlines():
-            digest, _, name = line.partition("  ")
-            out[name] = digest
-        if r.returncode != 0:
-            for line in r.stderr.splitlines():
-                out.setdefault(f"<error> {line}", "error")
+        for k in range(0, len(batch), 2000):  # bounded command lines for trees of 20,000+ files
+            r = subprocess.run(list(prefix) + ["sha256sum", "--"] + batch[k:k + 2000], cwd=root,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            for line in r.stdout.splitlines():
+                digest, _, name = line.partition("  ")
+                out[name] = digest
+            if r.returncode != 0:
+                for line in r.stderr.splitlines():
+                    out.setdefault(f"<error> {line}", "error")
         return out
 
     result = {}

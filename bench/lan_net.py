@@ -9,13 +9,20 @@ Design choices:
 - Addresses come only from 198.18.0.0/15 (the benchmarking range); IPv6 is disabled in every lab
   namespace before interfaces exist, so not even link-local addresses appear.
 - Every link is shaped in both directions with tbf: the host-side veth egress is the host's upload,
-  the switch-side veth egress is its download. The burst is ~1 ms of the rate but at least one
-  whole GSO packet (see GSO_BURST for why and what it costs otherwise); the kernel here has no
-  netem/fq/sfq.
+  the switch-side veth egress is its download. The burst is by default ~1 ms of the rate but at
+  least one whole GSO packet (see GSO_BURST for why and what it costs otherwise); `Shape(burst=)`
+  sets it exactly (e.g. a real 1 ms), at least two full frames. The queue is a 20 ms tail-drop
+  queue; the kernel here has no netem/fq/sfq.
+- Framing (`Shape(framing=24)`): a real Ethernet link of rate R also carries preamble, FCS and
+  inter-frame gap, 24 B per frame that no qdisc counts. tbf adds its `overhead` once per (GSO)
+  packet, not per frame, so instead the shaper runs at R * 1514 / (1514 + framing): exact for
+  full-size frames (all the data), and `mpu` makes a minimum frame (ACKs) cost its 84 wire bytes.
 - TCP congestion control is set per host namespace (`Lab(cc=...)`). This machine defaults to BBR
   (v1), which the LAN's workstations do not run and which, with 8 flows sharing a 20 ms tail-drop
   queue, retransmits 4-7 % of its segments (8 x 100M, measured with /proc/net/snmp); reno, the
-  loss-based algorithm namespaces may use here (cubic is refused), retransmits ~1 %.
+  loss-based algorithm, retransmits ~1 %. A namespace may only pick an algorithm in the global
+  net.ipv4.tcp_allowed_congestion_control; `cc="cubic"` adds it there for the lab's lifetime
+  and restores the list on close (it only permits, it changes no one's default).
 - Processes are started with `ip netns exec` (which execs, so the PID we hold is the program itself)
   and reaped with os.wait4, which gives exact peak RSS (ru_maxrss) and CPU time without polling.
 - Everything created is recorded and torn down in reverse order by `Lab.close()`; processes are
@@ -46,15 +53,20 @@ def run(cmd, check=True):
     return r
 
 
-def ensure_iproute2():
-    """iproute2 is the one thing the lab needs; install it via apt-get only if it is missing."""
-    have = all(subprocess.run(["sh", "-c", f"command -v {t}"], stdout=subprocess.DEVNULL).returncode == 0
-               for t in ("ip", "tc"))
-    if have:
+def ensure_tools(tools):
+    """{command: Debian package}: install the packages of missing commands with apt-get."""
+    missing = sorted({pkg for t, pkg in tools.items()
+                      if subprocess.run(["sh", "-c", f"command -v {t}"], stdout=subprocess.DEVNULL).returncode != 0})
+    if not missing:
         return
-    print("bench/lan: ip/tc missing, installing iproute2 with apt-get", flush=True)
+    print(f"bench/lan: installing {' '.join(missing)} with apt-get", flush=True)
     run(["apt-get", "update"])
-    run(["apt-get", "install", "-y", "iproute2"])
+    run(["apt-get", "install", "-y"] + missing)
+
+
+def ensure_iproute2():
+    """iproute2 is the one thing every lab needs; baselines add their own (ensure_tools)."""
+    ensure_tools({"ip": "iproute2", "tc": "iproute2", "ss": "iproute2"})
 
 
 # Smallest burst that holds one whole GSO packet (64 KiB of payload plus the per-segment headers
@@ -67,11 +79,49 @@ def ensure_iproute2():
 GSO_BURST = 80 * 1000
 
 
-def tbf_params(rate_bps):
-    """Burst ~1 ms of the rate but at least one GSO packet; queue ~20 ms of the rate but >= 2 bursts."""
-    burst = max(int(rate_bps / 8 / 1000), GSO_BURST)
-    limit = max(int(rate_bps / 8 * 0.020), 64 * 1024, 2 * burst)
-    return burst, limit
+ETH_FRAME = 1514  # a full frame as the qdisc counts it: 1500 B of IP plus the 14 B Ethernet header
+ETH_MIN_FRAME = 60  # the smallest frame as the qdisc counts it (padded, without FCS)
+
+
+class Shape:
+    """How every link is shaped: burst (None = the default rule, an int = bytes, a float = seconds of
+    the link's rate, e.g. 0.001 for 1 ms), framing bytes per frame, tail-drop queue in seconds."""
+
+    def __init__(self, burst=None, framing=0, queue_s=0.020):
+        self.burst, self.framing, self.queue_s = burst, framing, queue_s
+
+    def burst_desc(self):
+        if self.burst is None:
+            return f"default (1 ms, >= {GSO_BURST} B)"
+        return f"{self.burst * 1e3:g} ms" if isinstance(self.burst, float) else f"{self.burst} B"
+
+    def qdisc_rate(self, rate_bps):
+        """The rate tbf must run at so that the wire (frames + framing) carries `rate_bps`."""
+        return rate_bps * ETH_FRAME / (ETH_FRAME + self.framing)
+
+    def describe(self, rate_bps):
+        burst, limit, mpu = tbf_params(rate_bps, self)
+        return (f"tbf burst {burst} B, queue {limit} B ({self.queue_s * 1e3:g} ms), "
+                + (f"framing {self.framing} B/frame (shaped at {self.qdisc_rate(rate_bps) / 1e6:.3f} Mbit/s, mpu {mpu})"
+                   if self.framing else "no framing overhead"))
+
+
+def tbf_params(rate_bps, shape=None):
+    """(burst, limit, mpu) in the qdisc's bytes. Default burst ~1 ms of the rate but at least one GSO
+    packet; an explicit burst is kept (it may split GSO packets: that is the condition asked for) but
+    never below two full frames, or tbf would drop every full frame. Queue ~20 ms of the rate
+    but >= 64 KiB and >= 2 bursts."""
+    shape = shape or Shape()
+    if shape.burst is None:
+        burst = max(int(rate_bps / 8 / 1000), GSO_BURST)
+    else:
+        want = rate_bps / 8 * shape.burst if isinstance(shape.burst, float) else shape.burst
+        burst = max(int(want), 2 * (ETH_FRAME + shape.framing))
+    limit = max(int(rate_bps / 8 * shape.queue_s), 64 * 1024, 2 * burst)
+    mpu = 0
+    if shape.framing:
+        mpu = -(-(ETH_MIN_FRAME + shape.framing) * ETH_FRAME // (ETH_FRAME + shape.framing))
+    return burst, limit, mpu
 
 
 class Host:
@@ -162,10 +212,12 @@ class Proc:
 class Lab:
     """A switched LAN of hosts in namespaces. Use as a context manager; close() is idempotent."""
 
-    def __init__(self, hosts, tag=None, cc=None):
+    def __init__(self, hosts, tag=None, cc=None, shape=None):
         self.tag = tag or f"lsb{os.getpid() % 65536:04x}"
         self.hosts = hosts
         self.cc = cc
+        self.shape = shape or Shape()
+        self.allowed_cc_restore = None  # the global allowed list, if we widened it
         self.switch_ns = f"{self.tag}-sw"
         self.namespaces = []  # created, in creation order
         self.procs = []
@@ -183,6 +235,7 @@ class Lab:
         for h in self.hosts:
             if not re.fullmatch(r"198\.1[89]\.\d+\.\d+", h.addr):
                 raise ValueError(f"refusing address {h.addr}: the lab only uses 198.18.0.0/15")
+        self._allow_cc()
         self._add_ns(self.switch_ns)
         run(["ip", "-n", self.switch_ns, "link", "add", "br0", "type", "bridge", "stp_state", "0"])
         run(["ip", "-n", self.switch_ns, "link", "set", "br0", "up"])
@@ -198,10 +251,34 @@ class Lab:
             if self.cc:
                 run(["ip", "netns", "exec", h.ns, "sysctl", "-qw", f"net.ipv4.tcp_congestion_control={self.cc}"])
             for ns, dev, rate in ((h.ns, "eth0", h.up_bps), (self.switch_ns, sw_if, h.down_bps)):
-                burst, limit = tbf_params(rate)
+                if rate is None:  # unshaped (bench/lan_flows.py: only the switch port queues)
+                    continue
+                burst, limit, mpu = tbf_params(rate, self.shape)
                 run(["tc", "-n", ns, "qdisc", "replace", "dev", dev, "root", "tbf",
-                     "rate", f"{int(rate)}bit", "burst", str(burst), "limit", str(limit)])
+                     "rate", f"{int(self.shape.qdisc_rate(rate))}bit", "burst", str(burst), "limit", str(limit)]
+                    + (["mpu", str(mpu)] if mpu else []))
         return self
+
+    def _allow_cc(self):
+        """Namespaces may only select algorithms the global allowed list names: widen it if needed."""
+        if not self.cc:
+            return
+        with open("/proc/sys/net/ipv4/tcp_available_congestion_control") as f:
+            available = f.read().split()
+        if self.cc not in available:
+            raise RuntimeError(f"TCP congestion control {self.cc!r} is not available in this kernel "
+                               f"(available: {' '.join(available)}); pick one of those or --cc host")
+        path = "/proc/sys/net/ipv4/tcp_allowed_congestion_control"
+        with open(path) as f:
+            allowed = f.read().split()
+        if self.cc not in allowed:
+            run(["sysctl", "-qw", f"net.ipv4.tcp_allowed_congestion_control={' '.join(allowed + [self.cc])}"])
+            self.allowed_cc_restore = " ".join(allowed)
+
+    def effective_cc(self, host):
+        """What the host's namespace really uses (for the record: `host` means whatever it inherits)."""
+        r = run(["ip", "netns", "exec", host.ns, "cat", "/proc/sys/net/ipv4/tcp_congestion_control"], check=False)
+        return r.stdout.strip() or "?"
 
     def __enter__(self):
         return self.up()
@@ -292,3 +369,5 @@ class Lab:
                 print(f"bench/lan: WARNING could not delete netns {ns}: {r.stderr.strip()}", flush=True)
         for p in self.procs:
             p.close_log()
+        if self.allowed_cc_restore is not None:
+            run(["sysctl", "-qw", f"net.ipv4.tcp_allowed_congestion_control={self.allowed_cc_restore}"], check=False)

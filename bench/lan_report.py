@@ -41,7 +41,8 @@ def fmt_size(b):
 
 COLUMNS = [
     ("scenario", 12), ("N", 3), ("rate", 14), ("bytes", 8), ("T_bound", 8), ("g", 5),
-    ("T_meas", 8), ("eff", 5), ("eff/g", 6), ("naive_T", 8), ("speedup", 7), ("m_up/size", 9),
+    ("T_meas", 8), ("eff", 5), ("eff/g", 6), ("naive_T", 8), ("speedup", 7), ("BT_T", 7), ("T/BT", 5),
+    ("m_up/size", 9),
     ("RSS_MiB m/p", 11), ("ok", 3),
 ]
 
@@ -63,6 +64,7 @@ def table_row(r):
         r["scenario"], str(r["n"]), r["rate_desc"], fmt_size(r["bytes"]), num(r["t_bound"], ".1f"),
         num(r.get("goodput_factor"), ".3f"), num(r.get("t_measured"), ".1f"), num(r.get("efficiency"), ".3f"),
         num(r.get("eff_over_g"), ".3f"), naive, num(r.get("speedup"), ".2f"),
+        num(r.get("bt_t"), ".1f") + ("!" if r.get("bt_wrong_peers") else ""), num(r.get("t_over_bt"), ".2f"),
         num(r.get("master_up_ratio"), ".3f"), rss, "yes" if r.get("ok") else "NO",
     ]
     return " ".join(c.rjust(w) if i else c.ljust(w) for i, (c, (_, w)) in enumerate(zip(cells, COLUMNS)))

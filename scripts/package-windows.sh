@@ -55,7 +55,6 @@ start=$(date +%s)
 cargo build --locked --target "$TARGET" --profile "$PROFILE" "${feature_args[@]}" --bin lanscatter
 echo "    built in $(( $(date +%s) - start ))s"
 
-# Cargo writes to CARGO_TARGET_DIR when set (a shared or per-worktree target); dist/ stays in the repo.
 EXE=${CARGO_TARGET_DIR:-target}/$TARGET/$PROFILE/lanscatter.exe
 [[ -f "$EXE" ]] || die "cargo finished but $EXE is missing"
 

@@ -73,7 +73,7 @@ fn ci_runs_the_gui_suite_the_readme_names() {
     for line in &gui {
         assert!(ci.contains(line), ".ci/run must run {line:?} (README's tray suite): {ci:?}");
     }
-    let fresh = ci.iter().position(|l| l == "bash scripts/fresh-user.sh").expect(".ci/run runs scripts/fresh-user.sh");
-    let tray = ci.iter().position(|l| l == &gui[0]).expect(".ci/run runs the tray suite");
-    assert!(fresh < tray, "the headless suite runs first, then the tray app's suite");
+    // The suite sits in a function .ci/run starts as a lane beside the headless suite and waits for.
+    assert!(ci.iter().any(|l| l == "lane tray tray_suite"), ".ci/run must start the tray suite's lane: {ci:?}");
+    assert!(ci.iter().any(|l| l == "lane_end tray"), ".ci/run must wait for the tray suite's lane: {ci:?}");
 }

@@ -1,0 +1,287 @@
+//! A session's message loop: orders from the master, a new manifest (and the relayout it
+//! brings), and the fetch tasks that verify and write chunks and report back.
+//!
+//! Part of the peer session (`session/mod.rs` connects and shakes hands, then hands the channel
+//! to [`Session::serve`] here; the periodic tick is in `tick`).
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::{send, Active, End, Session, Transfers};
+use crate::manifest::{ChunkHash, Manifest};
+use crate::peer::layout::{write_chunk, Layout, LayoutError};
+use crate::peer::Ctx;
+use crate::protocol::{FailKind, MasterMsg, PeerMsg};
+use crate::status::NodeState;
+use crate::transport::channel::{Channel, ChannelError};
+
+impl Session {
+    /// Orders from the master, results of fetch tasks and the tick, until the connection ends.
+    pub(super) async fn serve(&mut self, ch: &mut Channel, tr: &mut Transfers) -> End {
+        let mut tick = tokio::time::interval(Duration::from_millis(250));
+        let mut shutdown = self.ctx.shutdown.clone();
+        let mut paused = self.ctx.paused.clone();
+        loop {
+            let step = tokio::select! {
+                // Frames first: a proxy's "more files follow" right behind a manifest must land
+                // before the next tick reports the peer done.
+                biased;
+                _ = crate::status::stopped(&mut shutdown) => {
+                    ch.close().await;
+                    Err(End::Shutdown)
+                }
+                msg = ch.recv::<MasterMsg>() => match msg {
+                    Ok(m) => self.on_master(ch, m, tr).await,
+                    Err(ChannelError::Closed) => Err(End::Disconnected("connection closed".into())),
+                    Err(ChannelError::Malformed(e)) => Err(End::Disconnected(format!("malformed message from the master: {e}"))),
+                    Err(e) => Err(End::Disconnected(e.to_string())),
+                },
+                Some((id, res)) = tr.rx.recv() => self.on_result(ch, id, res, tr).await,
+                _ = tick.tick() => self.on_tick(ch, tr).await.map_err(End::Disconnected),
+                _ = crate::status::stopped(&mut paused) => {
+                    ch.close().await;
+                    Err(End::Paused)
+                }
+            };
+            if let Err(end) = step {
+                return end;
+            }
+        }
+    }
+
+    /// A fetch task ended: tell the master, track the disk's health.
+    async fn on_result(
+        &mut self,
+        ch: &mut Channel,
+        id: u64,
+        res: Result<(), (FailKind, String)>,
+        tr: &mut Transfers,
+    ) -> Result<(), End> {
+        if tr.active.remove(&id).is_none() {
+            return Ok(()); // cancelled meanwhile
+        }
+        let msg = match res {
+            Ok(()) => {
+                if self.disk_error {
+                    self.disk_error = false;
+                    self.error = None;
+                    self.events.push(String::from("writing works again"));
+                }
+                PeerMsg::Finished { id }
+            }
+            Err((reason, message)) => {
+                if reason == FailKind::LocalDisk {
+                    if self.error.as_ref() != Some(&message) {
+                        self.events.push(message.clone()); // once per change, not per retry
+                    }
+                    self.error = Some(message.clone());
+                    self.disk_error = true;
+                }
+                PeerMsg::Failed { id, reason, message }
+            }
+        };
+        send(ch, &msg).await.map_err(End::Disconnected)?;
+        if tr.active.is_empty() && self.with_layout(|l| l.is_complete()).unwrap_or(false) {
+            self.publish(); // "up to date" now, not at the next tick
+        }
+        // A failed write (disk full) keeps the connection: the master pauses this peer's downloads
+        // (`FailReason::LocalDisk`) and shows why; the next order after the pause is the retry.
+        Ok(())
+    }
+
+    /// Run `f` on the current layout, if there is one.
+    pub(super) fn with_layout<R>(&self, f: impl FnOnce(&mut Layout) -> R) -> Option<R> {
+        let mut g = self.ctx.layout.lock().ok()?;
+        g.as_mut().map(f)
+    }
+
+    async fn on_master(&mut self, ch: &mut Channel, msg: MasterMsg, tr: &mut Transfers) -> Result<(), End> {
+        match msg {
+            MasterMsg::Wait { message } => self.waiting = Some(message),
+            MasterMsg::Error { message } => tracing::warn!("the master reported: {message}"),
+            MasterMsg::Cancel { id } => {
+                if let Some(a) = tr.active.remove(&id) {
+                    a.task.abort();
+                }
+            }
+            MasterMsg::Manifest { id, bytes } => self.on_manifest(ch, id, &bytes, tr).await?,
+            MasterMsg::Fetch { id, chunk, size, url, min_rate_bps } => {
+                let base = url.unwrap_or_else(|| crate::transport::chunk_base(&self.ctx.master));
+                self.on_fetch(ch, id, chunk, size, base, min_rate_bps, tr).await.map_err(End::Disconnected)?
+            }
+        }
+        Ok(())
+    }
+
+    async fn on_manifest(&mut self, ch: &mut Channel, id: u64, bytes: &[u8], tr: &mut Transfers) -> Result<(), End> {
+        self.waiting = None;
+        let manifest = Manifest::from_bytes(bytes)
+            .map_err(|e| End::Disconnected(format!("the master sent an invalid manifest: {e}")))?;
+        let still: std::collections::HashSet<ChunkHash> =
+            manifest.files.iter().flat_map(|f| f.chunks.iter().map(|c| c.hash)).collect();
+        let gone: Vec<u64> = tr.active.iter().filter(|(_, a)| !still.contains(&a.chunk)).map(|(&id, _)| id).collect();
+        self.fetches_kept += (tr.active.len() - gone.len()) as u64;
+        for tid in gone {
+            if let Some(a) = tr.active.remove(&tid) {
+                a.task.abort();
+            }
+            self.fetches_cancelled += 1;
+            let m = PeerMsg::Failed { id: tid, reason: FailKind::Cancelled, message: "not in the new manifest".into() };
+            send(ch, &m).await.map_err(End::Disconnected)?;
+        }
+        // A layout that met a planted symlink is rebuilt even for the same manifest.
+        let same = self.with_layout(|l| !l.foreign && *l.manifest == manifest).unwrap_or(false);
+        if same {
+            self.with_layout(|l| l.manifest_id = id);
+        } else {
+            self.events.push(format!(
+                "manifest {id}: {} files, {} bytes",
+                manifest.files.len(),
+                manifest.total_bytes()
+            ));
+            // Reading the channel meanwhile answers the master's pings: a long first check of
+            // a big folder must not read as a hung peer.
+            ch.keep_alive(self.relayout(id, Arc::new(manifest))).await?;
+        }
+        self.send_have_all(ch).await.map_err(End::Disconnected)
+    }
+
+    /// Start a fetch task for an order (or answer at once when there is nothing to fetch).
+    #[allow(clippy::too_many_arguments)]
+    async fn on_fetch(
+        &mut self,
+        ch: &mut Channel,
+        id: u64,
+        chunk: ChunkHash,
+        size: u64,
+        base: String,
+        min_rate_bps: u64,
+        tr: &mut Transfers,
+    ) -> Result<(), String> {
+        let (needed, known) = match self.with_layout(|l| (l.has(&chunk), l.chunk_size(&chunk))) {
+            Some((has, sz)) => (!has, sz == Some(size)),
+            None => (false, false),
+        };
+        if !known {
+            let message = "chunk not in the current manifest".into();
+            return send(ch, &PeerMsg::Failed { id, reason: FailKind::Cancelled, message }).await;
+        }
+        if !needed {
+            return send(ch, &PeerMsg::Finished { id }).await;
+        }
+        let progress = Arc::new(AtomicU64::new(0));
+        let (p, tx, c) = (progress.clone(), tr.tx.clone(), self.ctx.clone());
+        let task = tokio::spawn(async move {
+            let r = fetch_and_write(&c, &base, chunk, size, min_rate_bps, &p).await;
+            let _ = tx.send((id, r));
+        });
+        tr.active.insert(id, Active { task, chunk, progress, reported: 0 });
+        Ok(())
+    }
+
+    pub(super) async fn relayout(&mut self, id: u64, manifest: Arc<Manifest>) -> Result<(), End> {
+        let ctx = self.ctx.clone();
+        let _w = ctx.relayout.write().await;
+        // Stop serving the old layout while the folder changes.
+        let old = ctx.layout.lock().ok().and_then(|mut g| g.take());
+        self.publish_state(NodeState::Indexing { done: 0, total: manifest.total_bytes() });
+        let (root, cache, storage) = (ctx.root.clone(), ctx.cfg.cache.clone(), ctx.cfg.storage.clone());
+        let space = storage.clone();
+        let res = tokio::task::spawn_blocking(move || {
+            // The scan may cache the hashes of what the old layout wrote: on disk first.
+            if let Some(old) = old {
+                old.sync_unfinished();
+            }
+            Layout::prepare(&root, id, manifest, &cache, storage)
+        })
+        .await;
+        match res {
+            Ok(Ok(mut l)) => {
+                if self.disk_error && l.is_complete() {
+                    self.disk_error = false;
+                    self.error = None;
+                }
+                for u in &l.unsyncable {
+                    self.events.push(format!("cannot create {u}"));
+                }
+                for p in l.take_locked_news() {
+                    self.events.push(crate::peer::names::locked_message(&p));
+                }
+                if !l.unsyncable.is_empty() {
+                    self.error = Some(format!("cannot create on this system: {}", l.unsyncable.join("; ")));
+                }
+                if let Ok(mut g) = ctx.layout.lock() {
+                    *g = Some(l);
+                }
+                self.last_rescan = Instant::now();
+                Ok(())
+            }
+            Ok(Err(e @ LayoutError::DiskFull { .. }))
+            | Ok(Err(e @ LayoutError::Locked { .. }))
+            | Ok(Err(e @ LayoutError::Io { .. }))
+            | Ok(Err(e @ LayoutError::Scan(_)))
+            | Ok(Err(e @ LayoutError::Unreadable { .. })) => {
+                self.disk_error = matches!(e, LayoutError::DiskFull { .. });
+                let msg = e.with_space(&*space, None).to_string();
+                self.events.push(msg.clone());
+                self.error = Some(msg.clone());
+                self.publish();
+                // Retry the whole connection later: a full disk may get space again.
+                tokio::time::sleep(Duration::from_secs(2)).await;
+                Err(End::Disconnected(msg))
+            }
+            Err(e) => Err(End::Fatal(format!("folder preparation crashed: {e}"))),
+        }
+    }
+
+    pub(super) async fn send_have_all(&mut self, ch: &mut Channel) -> Result<(), String> {
+        let Some((manifest_id, chunks)) =
+            self.ctx.layout.lock().ok().and_then(|g| g.as_ref().map(|l| (l.manifest_id, l.held_chunks())))
+        else {
+            return Ok(());
+        };
+        send(ch, &PeerMsg::HaveAll { manifest_id, chunks }).await
+    }
+}
+/// Fetch, verify, write one chunk. Errors carry the reason the master needs.
+async fn fetch_and_write(
+    ctx: &Arc<Ctx>,
+    base: &str,
+    chunk: ChunkHash,
+    size: u64,
+    min_rate_bps: u64,
+    progress: &AtomicU64,
+) -> Result<(), (FailKind, String)> {
+    ctx.counters.gets_made.fetch_add(1, Ordering::Relaxed);
+    let data = match ctx.fetcher.fetch(base, &chunk, size, min_rate_bps, progress, &ctx.counters.bytes_downloaded).await
+    {
+        Ok(d) => d,
+        Err(e) => {
+            match e.kind() {
+                FailKind::BadData => {
+                    ctx.counters.verify_failures.fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!("rejected chunk {chunk}: {e}");
+                }
+                FailKind::TooSlow => {
+                    ctx.counters.slow_aborts.fetch_add(1, Ordering::Relaxed);
+                }
+                _ => {}
+            }
+            return Err((e.kind(), e.to_string()));
+        }
+    };
+    let guard = ctx.relayout.clone().read_owned().await;
+    let layout = ctx.layout.clone();
+    let res = tokio::task::spawn_blocking(move || {
+        let r = write_chunk(&layout, &chunk, &data);
+        drop(guard);
+        r
+    })
+    .await;
+    match res {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => Err((FailKind::LocalDisk, e.to_string())),
+        Err(e) => Err((FailKind::LocalDisk, format!("write task failed: {e}"))),
+    }
+}
