@@ -168,8 +168,9 @@ impl Tray {
         match (code, self.join_shown) {
             (Some(code), false) => {
                 self.items.join_code.set_text(format!("Join code: {code}"));
-                // Position 5: status, separator, start peer, start master, stop.
-                self.join_shown = self.menu.insert(&self.items.join_code, 5).is_ok();
+                // Position 6, after the engine's controls (status, separator, start peer, start
+                // master, stop, pause): between Stop and Pause it split them (seen in gui_person).
+                self.join_shown = self.menu.insert(&self.items.join_code, 6).is_ok();
             }
             (None, true) => {
                 let _ = self.menu.remove(&self.items.join_code);

@@ -19,7 +19,7 @@
 //! keeps the engine, its index and the folder, and only stops transfers
 //! ([`crate::engine::Engine::set_paused`]).
 //!
-//! A running master of a secured swarm adds a "Join code: …" item under Stop; clicking it opens the
+//! A running master of a secured swarm adds a "Join code: …" item under Pause; clicking it opens the
 //! settings page, which shows the code with a Copy button (no clipboard crate needed). The secret
 //! and the status page's web token never go to the log or the `--json` lines.
 
