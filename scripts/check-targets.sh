@@ -19,7 +19,7 @@
 # Windows: mingw's gcc cross-compiles ring, as scripts/package-windows.sh does.
 #
 # Not in .ci/run: from a cold target the two checks cost several minutes of 2 cores (measured
-# in README "Windows and macOS from Linux"), and CI is over its time budget. Run it after
+# in README "Desktop build vs headless build"), and CI is over its time budget. Run it after
 # touching platform-gated code.
 #
 # Usage: scripts/check-targets.sh [macos] [windows]   (default: both)
