@@ -64,7 +64,7 @@ elif $on_macos; then
     for t in $MAC_TARGETS; do
         echo "==> building lanscatter for $t (profile $PROFILE, features '$FEATURES')"
         cargo build --locked --target "$t" --profile "$PROFILE" "${feature_args[@]}" --bin lanscatter
-        slices+=("target/$t/$PROFILE/lanscatter")
+        slices+=("${CARGO_TARGET_DIR:-target}/$t/$PROFILE/lanscatter")
     done
     if ((${#slices[@]} > 1)); then
         lipo -create -output "$APP/Contents/MacOS/$EXE_NAME" "${slices[@]}"

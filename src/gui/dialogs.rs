@@ -54,9 +54,10 @@ mod imp {
         // Enter in the typed-path entry selects the folder, as the Select button does.
         dialog.set_default_response(gtk::ResponseType::Accept);
         dialog.set_create_folders(true);
-        if let Some(dir) = start.filter(|d| d.is_dir()) {
-            let _ = dialog.set_current_folder(dir);
-        }
+        // Always open in a folder: GTK's default start is "Recent", where a path typed into the
+        // location entry + Enter is ignored instead of selecting that folder.
+        let dir = start.filter(|d| d.is_dir()).map(Path::to_path_buf).unwrap_or_else(gtk::glib::home_dir);
+        let _ = dialog.set_current_folder(&dir);
         let done = std::cell::Cell::new(Some(done));
         dialog.connect_response(move |d, resp| {
             let picked = match resp {

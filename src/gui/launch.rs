@@ -7,7 +7,8 @@
 //! typed in `cmd`/PowerShell, `lanscatter master …` prints into that window. If there is no parent
 //! console (a shortcut with arguments) it `AllocConsole`s a fresh one, so terminal modes always
 //! have somewhere to print. Redirected output (`lanscatter index . > out.txt`) needs neither: the
-//! redirected handles are inherited as usual. Known trade-off of this approach: `cmd` does not wait
+//! redirected handles are inherited as usual, and with no parent console but a redirected stdout
+//! no console is allocated (it would take the handles over). Known trade-off of this approach: `cmd` does not wait
 //! for a GUI-subsystem program, so its prompt comes back while a terminal mode is still printing;
 //! scripts that need to wait use `start /wait lanscatter …`. The reverse strategy (console
 //! subsystem, `FreeConsole` in GUI mode) flashes a console on every double-click, which is what
@@ -71,10 +72,20 @@ mod platform {
     pub fn ensure_console() {
         // SAFETY: as above.
         unsafe {
-            if GetConsoleWindow().is_null() && AttachConsole(ATTACH_PARENT_PROCESS) == 0 {
+            if GetConsoleWindow().is_null() && AttachConsole(ATTACH_PARENT_PROCESS) == 0 && !stdout_redirected() {
                 AllocConsole();
             }
         }
+    }
+
+    /// Output already goes to a pipe or file the parent set up (a script, a scheduler, Wine
+    /// started from a Linux shell): a fresh console would take the std handles over and the
+    /// output would vanish into a window nobody reads (seen as an empty `--version` under Wine).
+    fn stdout_redirected() -> bool {
+        use windows_sys::Win32::System::Console::{GetStdHandle, STD_OUTPUT_HANDLE};
+        // SAFETY: no pointers; the handle is only compared (INVALID_HANDLE_VALUE is -1), not used.
+        let h = unsafe { GetStdHandle(STD_OUTPUT_HANDLE) };
+        !h.is_null() && h as isize != -1
     }
 }
 

@@ -103,13 +103,23 @@ pub fn status_line(v: &StatusView) -> String {
             Mode::Peer => {
                 format!("Peer: syncing {pct}% · ↓ {} · {}", format_rate(v.download_bps), format_eta(v.eta_secs))
             }
-            Mode::Master => format!("Master: {} peer(s) at {pct}% · ↑ {}", v.peers, format_rate(v.upload_bps)),
+            Mode::Master => format!("Master: {} at {pct}% · ↑ {}", peer_count(v.peers), format_rate(v.upload_bps)),
         },
         Some(NodeState::UpToDate) => match v.mode {
             Mode::Peer => "Peer: up to date".to_string(),
-            Mode::Master => format!("Master: serving, {} peer(s) up to date", v.peers),
+            // "0 peer(s) up to date" read as a problem in the menu; a master alone is just waiting.
+            Mode::Master if v.peers == 0 => "Master: serving, no peers yet".to_string(),
+            Mode::Master => format!("Master: serving, {} up to date", peer_count(v.peers)),
         },
         Some(NodeState::Error { message: e }) => format!("{role} error: {}", truncate(e, 120)),
+    }
+}
+
+fn peer_count(n: usize) -> String {
+    if n == 1 {
+        "1 peer".to_string()
+    } else {
+        format!("{n} peers")
     }
 }
 
@@ -216,6 +226,12 @@ mod tests {
         v.phase = Some(NodeState::Error { message: "connection refused".into() });
         assert_eq!(status_line(&v), "Peer error: connection refused");
         assert_eq!(status_line(&StatusView::idle(Mode::Master)), "Stopped");
+        let mut m = StatusView { phase: Some(NodeState::UpToDate), ..StatusView::idle(Mode::Master) };
+        assert_eq!(status_line(&m), "Master: serving, no peers yet");
+        m.peers = 1;
+        assert_eq!(status_line(&m), "Master: serving, 1 peer up to date");
+        m.peers = 3;
+        assert_eq!(status_line(&m), "Master: serving, 3 peers up to date");
     }
 
     #[test]

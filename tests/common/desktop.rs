@@ -71,10 +71,12 @@ pub fn start_xvfb(size: &str) -> (Reaper, String) {
     panic!("could not start Xvfb on any display :90..:190");
 }
 
-/// trayer docked at the top right: the XEmbed tray libayatana-appindicator falls back to.
+/// trayer docked at the top left: the XEmbed tray libayatana-appindicator falls back to. Left,
+/// because GTK places a fallback menu that grew since its last popup (a master's join code and
+/// status line) with its old width, so at the right edge its end is off the screen.
 pub fn start_trayer(display: &str) -> Reaper {
     let child = Command::new("trayer")
-        .args(["--edge", "top", "--align", "right", "--widthtype", "request", "--height", "48"])
+        .args(["--edge", "top", "--align", "left", "--widthtype", "request", "--height", "48"])
         .args(["--SetDockType", "true", "--transparent", "false", "--tint", "0xffffff"])
         .env("DISPLAY", display)
         .stdout(Stdio::null())
@@ -113,6 +115,33 @@ pub fn xdotool(display: &str, args: &[&str]) -> Option<String> {
         .output()
         .ok()?;
     out.status.success().then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// The centre on the screen of the app's icon docked in the tray, once it is mapped.
+///
+/// libayatana-appindicator, with no StatusNotifierWatcher on the session bus, falls back to an
+/// XEmbed `GtkStatusIcon` about 100 ms after the app created it; trayer then embeds it. Until then
+/// a click on the tray hits nothing, so the tests wait for this window before they click. Its
+/// WM_CLASS is the indicator id tray-icon gives it ("tray-icon tray app <pid>-<n>").
+pub fn docked_icon(display: &str, timeout: Duration) -> (i64, i64) {
+    let mut found = None;
+    wait_until("the tray icon docked in trayer", timeout, || {
+        let ids = xdotool(display, &["search", "--onlyvisible", "--class", "^tray-icon tray app"]).unwrap_or_default();
+        found = ids.lines().find_map(|id| {
+            let geo = xdotool(display, &["getwindowgeometry", "--shell", id])?;
+            let val = |k: &str| -> Option<i64> {
+                geo.lines().find_map(|l| l.strip_prefix(&format!("{k}=")).and_then(|v| v.parse().ok()))
+            };
+            let (w, h) = (val("WIDTH")?, val("HEIGHT")?);
+            // A 1x1 window is the icon before trayer has sized it.
+            if w <= 1 || h <= 1 {
+                return None;
+            }
+            Some((val("X")? + w / 2, val("Y")? + h / 2))
+        });
+        found.is_some()
+    });
+    found.expect("found above")
 }
 
 /// The next JSON line from the gui for which `pred` holds; an error line fails the test.

@@ -14,11 +14,12 @@
 //!
 //! Dialogs ([`super::dialogs`]) answer through events too (`Folder`, `Adopt`): on Linux they are
 //! GTK dialogs shown without blocking the loop, so the tray never waits on one (the folder flow is
-//! in [`folder`]). Status changes worth telling become desktop notifications ([`notify`]). "Pause"
+//! in [`folder`]). The menu's items, clicks and rendering are in [`menu`], opening pages in a
+//! browser in [`links`]. Status changes worth telling become desktop notifications ([`notify`]). "Pause"
 //! keeps the engine, its index and the folder, and only stops transfers
 //! ([`crate::engine::Engine::set_paused`]).
 //!
-//! A running master of a secured swarm adds a "Join code: …" item under Stop; clicking it opens the
+//! A running master of a secured swarm adds a "Join code: …" item under Pause; clicking it opens the
 //! settings page, which shows the code with a Copy button (no clipboard crate needed). The secret
 //! and the status page's web token never go to the log or the `--json` lines.
 
@@ -30,7 +31,7 @@ use std::time::Duration;
 use serde_json::json;
 use tao::event::{Event, StartCause};
 use tao::event_loop::{ControlFlow, EventLoopBuilder, EventLoopProxy};
-use tray_icon::menu::{CheckMenuItem, Menu, MenuEvent, MenuItem, PredefinedMenuItem, Submenu};
+use tray_icon::menu::{Menu, MenuEvent};
 use tray_icon::{TrayIcon, TrayIconBuilder};
 
 use super::config::{self, Mode, Settings};
@@ -44,7 +45,11 @@ use super::GuiError;
 use crate::status::NodeState;
 
 mod folder;
+mod links;
+mod menu;
 mod notify;
+
+use menu::{build_menu, Items};
 
 #[derive(Debug)]
 pub enum UserEvent {
@@ -74,26 +79,6 @@ impl std::fmt::Debug for RunningEngine {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "RunningEngine({:?})", self.mode)
     }
-}
-
-/// Menu items whose text, state or identity the app needs later.
-struct Items {
-    status: MenuItem,
-    start_peer: MenuItem,
-    start_master: MenuItem,
-    stop: MenuItem,
-    pause: CheckMenuItem,
-    /// In the menu only while a secured master runs (see [`Tray::render`]).
-    join_code: MenuItem,
-    choose_folder: MenuItem,
-    servers: Submenu,
-    /// (item, server address) of the recent-server entries currently in the submenu.
-    server_items: Vec<(CheckMenuItem, String)>,
-    new_server: MenuItem,
-    open_status: MenuItem,
-    show_log: MenuItem,
-    settings: MenuItem,
-    quit: MenuItem,
 }
 
 pub struct Tray {
@@ -262,50 +247,6 @@ async fn wait_for_signal() {
     let _ = tokio::signal::ctrl_c().await;
 }
 
-/// `&` marks each item's mnemonic (underlined; the key picks the item while the menu is open, on
-/// GTK and Windows; macOS drops the mark). The GUI test drives the menu with these keys too.
-fn build_menu() -> (Menu, Items) {
-    let items = Items {
-        status: MenuItem::new("Stopped", false, None),
-        start_peer: MenuItem::new("Start as &peer…", true, None),
-        start_master: MenuItem::new("Start as &master…", true, None),
-        stop: MenuItem::new("S&top", false, None),
-        pause: CheckMenuItem::new("P&ause", false, false, None),
-        join_code: MenuItem::new("Join code…", true, None),
-        choose_folder: MenuItem::new("&Choose folder…", true, None),
-        servers: Submenu::new("Ser&ver", true),
-        server_items: Vec::new(),
-        new_server: MenuItem::new("&Enter a new server…", true, None),
-        open_status: MenuItem::new("&Open status page", false, None),
-        show_log: MenuItem::new("Show &log", true, None),
-        settings: MenuItem::new("&Settings…", true, None),
-        quit: MenuItem::new("&Quit", true, None),
-    };
-    let menu = Menu::new();
-    let sep = PredefinedMenuItem::separator;
-    let all: [&dyn tray_icon::menu::IsMenuItem; 15] = [
-        &items.status,
-        &sep(),
-        &items.start_peer,
-        &items.start_master,
-        &items.stop,
-        &items.pause,
-        &sep(),
-        &items.choose_folder,
-        &items.servers,
-        &sep(),
-        &items.open_status,
-        &items.show_log,
-        &items.settings,
-        &sep(),
-        &items.quit,
-    ];
-    for item in all {
-        let _ = menu.append(item);
-    }
-    (menu, items)
-}
-
 impl Tray {
     fn settings(&self) -> Settings {
         self.settings.lock().map(|s| s.clone()).unwrap_or_default()
@@ -391,53 +332,6 @@ impl Tray {
             }
             // A failed start that was superseded, or an engine that finished stopping.
             UserEvent::Started(_, Err(_)) | UserEvent::Stopped(_) => {}
-        }
-        self.render();
-        false
-    }
-
-    fn on_menu(&mut self, e: MenuEvent) -> bool {
-        let id = e.id;
-        let it = &self.items;
-        if id == *it.quit.id() {
-            return true;
-        } else if id == *it.start_peer.id() {
-            self.start_interactive(Mode::Peer);
-        } else if id == *it.start_master.id() {
-            self.start_interactive(Mode::Master);
-        } else if id == *it.stop.id() {
-            self.stop();
-        } else if id == *it.pause.id() {
-            self.set_paused(!self.paused);
-        } else if id == *it.choose_folder.id() {
-            let mode = self.settings().mode;
-            self.choose_folder(mode, false);
-        } else if id == *it.new_server.id() || id == *it.settings.id() || id == *it.join_code.id() {
-            self.open_url(&self.server.url());
-        } else if id == *it.show_log.id() {
-            self.out.log("log opened from the menu");
-            let path = self.out.log_path().to_path_buf();
-            if let Err(e) = open::that_detached(&path) {
-                self.report_error(&format!("cannot open the log {}: {e}", path.display()));
-            }
-        } else if id == *it.open_status.id() {
-            if let Some(url) = status_url(&self.view.listen) {
-                // A secured node's page wants its web token; `--json` gets the URL without it.
-                match self.engine.as_ref().and_then(|e| e.access.web_token.as_deref()) {
-                    Some(token) => self.open_link(&format!("{url}?token={token}"), &url),
-                    None => self.open_url(&url),
-                }
-            }
-        } else if let Some((_, server)) = self.items.server_items.iter().find(|(i, _)| *i.id() == id) {
-            let server = server.clone();
-            let r = self.update_settings(|s| {
-                s.server = server.clone();
-                s.remember_server(&server);
-            });
-            if let Err(e) = r {
-                self.report_error(&e);
-            }
-            self.refresh_server_menu();
         }
         self.render();
         false
@@ -557,77 +451,11 @@ impl Tray {
         }
     }
 
-    fn refresh_server_menu(&mut self) {
-        let s = self.settings();
-        for (item, _) in self.items.server_items.drain(..) {
-            let _ = self.items.servers.remove(&item);
-        }
-        let _ = self.items.servers.remove(&self.items.new_server);
-        for server in &s.recent_servers {
-            let item = CheckMenuItem::new(server.replace('&', "&&"), true, *server == s.server, None);
-            let _ = self.items.servers.append(&item);
-            self.items.server_items.push((item, server.clone()));
-        }
-        let _ = self.items.servers.append(&self.items.new_server);
-    }
-
     fn report_error(&mut self, msg: &str) {
         self.out.log(&format!("error: {msg}"));
         self.out.event("error", json!({ "message": msg }));
         self.view.phase = Some(NodeState::Error { message: msg.to_string() });
         self.render();
-    }
-
-    fn open_url(&self, url: &str) {
-        self.open_link(url, url);
-    }
-
-    /// Open `url` in the browser; `--json` reports `shown` (the URL without secrets).
-    fn open_link(&self, url: &str, shown: &str) {
-        self.out.event("open_url", json!({ "url": shown }));
-        // Tests and headless scripts read the URL from --json instead of getting a browser.
-        if std::env::var_os("LANSCATTER_NO_BROWSER").is_some() {
-            return;
-        }
-        if let Some(browser) = browser_from_env() {
-            // The user's (or a test's) choice of browser wins, as with xdg-open and git.
-            match std::process::Command::new(&browser).arg(url).stdin(std::process::Stdio::null()).spawn() {
-                Ok(mut child) => {
-                    // Reap it whenever it exits, without blocking the loop.
-                    std::thread::spawn(move || child.wait());
-                }
-                Err(e) => self.out.log(&format!("cannot run $BROWSER ({}) for {shown}: {e}", browser.display())),
-            }
-            return;
-        }
-        if let Err(e) = open::that_detached(url) {
-            self.out.log(&format!("cannot open a browser for {shown}: {e}"));
-        }
-    }
-
-    /// Push `self.view` into the icon, tooltip and menu.
-    fn render(&mut self) {
-        let running = self.engine.is_some() || self.starting;
-        let it = &self.items;
-        let line = view::status_line(&self.view);
-        let line = if self.paused { format!("Paused — {line}") } else { line };
-        // `&` marks a mnemonic in item texts; a folder name's own `&` must show as itself.
-        it.status.set_text(line.replace('&', "&&"));
-        it.stop.set_enabled(running);
-        it.pause.set_enabled(self.engine.is_some());
-        it.pause.set_checked(self.paused);
-        it.open_status.set_enabled(running && status_url(&self.view.listen).is_some());
-        self.render_join_code();
-        let kind = view::icon_kind(&self.view);
-        if let Some(tray) = &self.tray {
-            let _ = tray.set_tooltip(Some(view::tooltip(&self.view)));
-            if self.shown_icon != Some(kind) {
-                if let Ok(icon) = self.icons.get(kind) {
-                    let _ = tray.set_icon(Some(icon));
-                    self.shown_icon = Some(kind);
-                }
-            }
-        }
     }
 }
 
@@ -641,38 +469,6 @@ impl Tray {
         self.out.log(what);
         self.out.event("paused", json!({ "paused": paused }));
     }
-
-    /// Show the running master's join code in the menu (under Stop), or take the item away.
-    fn render_join_code(&mut self) {
-        let code = self.engine.as_ref().and_then(|e| e.access.join_code.as_deref());
-        match (code, self.join_shown) {
-            (Some(code), false) => {
-                self.items.join_code.set_text(format!("Join code: {code}"));
-                // Position 5: status, separator, start peer, start master, stop.
-                self.join_shown = self.menu.insert(&self.items.join_code, 5).is_ok();
-            }
-            (None, true) => {
-                let _ = self.menu.remove(&self.items.join_code);
-                self.join_shown = false;
-            }
-            _ => {}
-        }
-    }
-}
-
-/// `$BROWSER`, if set: its first entry (the variable is a `:`-separated list on Unix).
-fn browser_from_env() -> Option<PathBuf> {
-    let v = std::env::var_os("BROWSER").filter(|v| !v.is_empty())?;
-    let first = if cfg!(unix) { std::env::split_paths(&v).next()? } else { PathBuf::from(v) };
-    (!first.as_os_str().is_empty()).then_some(first)
-}
-
-/// Browser URL for an engine listening on `listen` (wildcard binds are reached via loopback).
-fn status_url(listen: &str) -> Option<String> {
-    let addr: std::net::SocketAddr = listen.parse().ok()?;
-    let host = if addr.ip().is_unspecified() { "127.0.0.1".to_string() } else { addr.ip().to_string() };
-    let host = if host.contains(':') { format!("[{host}]") } else { host };
-    Some(format!("http://{host}:{}/", addr.port()))
 }
 
 fn apply_start_at_login(enable: bool) -> Result<(), String> {
