@@ -70,14 +70,9 @@ impl Planner {
 
 #[cfg(test)]
 mod tests {
-    use crate::manifest::ChunkHash;
     use crate::planner::{Event, NodeConfig, Planner, Policy, Tuning};
 
-    fn h(i: u32) -> ChunkHash {
-        let mut b = [0u8; 16];
-        b[..4].copy_from_slice(&i.to_le_bytes());
-        ChunkHash(b)
-    }
+    use crate::planner::tests::h;
 
     /// A master with `sizes` chunks and one peer (8 download slots) that holds `held`.
     fn swarm(tuning: Tuning, sizes: &[u64], held: &[u32]) -> Planner {

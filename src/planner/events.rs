@@ -108,6 +108,7 @@ impl Planner {
             barred_until: 0.0,
             heard: now,
             reports: false,
+            last_delivered: f64::NEG_INFINITY,
         };
         let slot = match self.free_slots.pop() {
             Some(s) => {
@@ -200,6 +201,7 @@ impl Planner {
         let (from, to, from_master) = (t.from, t.to, t.from_master);
         if let Some(n) = self.nodes[from].as_mut() {
             n.up_bytes += delta;
+            n.last_delivered = now;
         }
         if let Some(n) = self.nodes[to].as_mut() {
             n.down_bytes += delta;

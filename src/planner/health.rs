@@ -7,7 +7,10 @@
 //! fixed timeout waited 4-5 s, and on a slow link it grows with the link. Measured against the
 //! destination's own reports (not the master's clock), so a loaded or frozen destination does
 //! not make its sources look stuck: a stuck source is excluded at once (`trust`), its other
-//! uploads aborted in the same call. Without such reports (a destination that went quiet, or
+//! uploads aborted in the same call. Silence counts from the source's last delivery to anyone:
+//! a rate-limited master shares its few bytes per second among all its uploads (a batch of
+//! small chunks is up to 1 MiB), so one of them may wait for its turn far longer than the
+//! swarm's typical chunk time, and that source is busy, not hung. Without such reports (a destination that went quiet, or
 //! an engine that does not send [`super::Event::Heard`]) the fixed timeouts still apply: no
 //! first byte after `first_byte_s` plus the chunk's read time at `slow_read_bps` (a source
 //! reads a whole chunk before it answers, so a big chunk on a slow disk is not a hung
@@ -173,12 +176,15 @@ impl Planner {
         }
         if let Some(rate) = typical {
             let limit = (tu.stall_chunks * t.size as f64 / rate).clamp(tu.min_stall_s, cap);
-            if dest.heard - t.last_change > limit {
+            // Silence counts from the source's last delivery to anyone, if later.
+            let delivered = self.nodes[t.from].as_ref().map_or(t.last_change, |n| n.last_delivered);
+            if dest.heard - t.last_change.max(delivered) > limit {
                 return Some(Abort::Stuck);
             }
         }
         (now - t.last_change > cap).then_some(Abort::Soft)
     }
+
 
     /// A node that reports liveness and has not been heard for `silent_after_s`.
     pub(crate) fn is_quiet(&self, slot: usize, now: f64) -> bool {

@@ -433,6 +433,9 @@ pub(crate) struct Node {
     /// downloads), and whether it sends [`Event::Heard`] at all.
     pub heard: f64,
     pub reports: bool,
+    /// Last time a byte of one of its uploads arrived (progress or finish): a source that
+    /// delivers to anyone is busy, not hung (`health`).
+    pub last_delivered: f64,
 }
 
 /// One active transfer.

@@ -2,7 +2,8 @@
 
 use super::*;
 
-fn h(i: u32) -> ChunkHash {
+/// Chunk `i` of a hand-built manifest (shared by the planner's submodules' tests).
+pub(super) fn h(i: u32) -> ChunkHash {
     let mut b = [0u8; 16];
     b[..4].copy_from_slice(&i.to_le_bytes());
     ChunkHash(b)

@@ -105,6 +105,7 @@ impl Planner {
             n.fail_streak = 0;
             n.served_since += 1;
             n.last_served = now;
+            n.last_delivered = now;
             if n.served_since.is_multiple_of(DECAY_AFTER) {
                 n.exclusions = n.exclusions.saturating_sub(1);
             }
@@ -226,11 +227,7 @@ mod tests {
     use crate::manifest::ChunkHash;
     use crate::planner::{Event, FailReason, NodeConfig, Planner};
 
-    fn h(i: u32) -> ChunkHash {
-        let mut b = [0u8; 16];
-        b[..4].copy_from_slice(&i.to_le_bytes());
-        ChunkHash(b)
-    }
+    use crate::planner::tests::h;
 
     fn all(n: u32) -> Vec<ChunkHash> {
         (0..n).map(h).collect()
@@ -530,6 +527,41 @@ mod tests {
         assert_eq!(aborted, want, "the stuck one, and at once the liar's other upload (to {b})");
         assert!(excluded(&p, 9), "one stuck transfer is enough while its destination reports");
         assert!(p.plan(1.3).iter().all(|o| o.from != 9));
+    }
+
+    /// A rate-limited master shares its bytes among its uploads: one that waits for its turn
+    /// while another moves is not stuck (that would abort the master's batches again and
+    /// again), only the fixed timeouts apply to it.
+    #[test]
+    fn a_source_still_delivering_elsewhere_is_busy_not_stuck() {
+        let mut p = Planner::new(16);
+        p.handle(0.0, Event::NewManifest { chunks: (0..3).map(|i| (h(i), 1000)).collect() });
+        p.handle(0.0, Event::Join { node: 0, config: NodeConfig::new(true, 3, 0), has: all(3) });
+        p.handle(0.0, Event::Join { node: 1, config: NodeConfig::new(false, 3, 3), has: vec![] });
+        let o = p.plan(0.0);
+        assert_eq!(o.len(), 3);
+        p.handle(0.1, Event::Finished { id: o[0].id });
+        assert_eq!(p.typical_rate(), Some(10_000.0), "a chunk takes 0.1 s: stuck after 1 s (the floor)");
+        let (moving, waiting) = (o[1].id, o[2].id);
+        let mut t = 0.1;
+        while t < 3.0 {
+            t += 0.25;
+            heard(&mut p, t, &[1]);
+            p.handle(t, Event::Progress { id: moving, bytes_done: (t * 300.0) as u64 });
+            assert!(p.check_timeouts(t).is_empty(), "nothing stuck at {t} while the master delivers");
+        }
+        // The moving one finishes at 3.1: the waiting one's silence counts from there (the
+        // floor, 1 s), and its first-byte timeout (4 s from its order) still holds.
+        p.handle(3.1, Event::Finished { id: moving });
+        for k in 1..=6 {
+            let t = 3.1 + 0.25 * f64::from(k);
+            heard(&mut p, t, &[1]);
+            if !p.check_timeouts(t).is_empty() {
+                assert!(t > 4.0, "aborted at {t}, before its first-byte timeout");
+                return;
+            }
+        }
+        panic!("a transfer that never got a byte outlived its first-byte timeout");
     }
 
     #[test]

@@ -1,3 +1,7 @@
+//! Unit tests of the peer's folder layout on real temp folders: an empty folder laid out and
+//! filled with verified content, renames and extra entries, local copies of identical chunks,
+//! and a storage that refuses every write.
+
 use std::sync::Mutex;
 
 use super::*;

@@ -371,16 +371,7 @@ async fn fetch_and_write(
     {
         Ok(d) => d,
         Err(e) => {
-            match e.kind() {
-                FailKind::BadData => {
-                    ctx.counters.verify_failures.fetch_add(1, Ordering::Relaxed);
-                    tracing::warn!("rejected chunk {chunk}: {e}");
-                }
-                FailKind::TooSlow => {
-                    ctx.counters.slow_aborts.fetch_add(1, Ordering::Relaxed);
-                }
-                _ => {}
-            }
+            crate::peer::batch::count_failure(ctx, &e, &chunk);
             return Err((e.kind(), e.to_string()));
         }
     };

@@ -83,14 +83,21 @@ async fn next(ch: &mut Channel) -> PeerMsg {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn orders_are_answered_and_only_verified_bytes_are_written() {
+/// A master folder of one file of one chunk, scanned: (master folder, peer's temp folder,
+/// content, manifest, its chunk).
+fn one_chunk_source() -> (tempfile::TempDir, tempfile::TempDir, Vec<u8>, crate::manifest::Manifest, ChunkHash) {
     let (src, dst) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let content = b"the one chunk of this file".to_vec();
     std::fs::write(src.path().join("f.txt"), &content).unwrap();
     let opts = ScanOptions { chunk_rule: ChunkRule::Fixed(4096), cache: CacheMode::Disabled, ..Default::default() };
     let manifest = crate::manifest::scan(src.path(), &opts).unwrap();
     let chunk = manifest.files[0].chunks[0].hash;
+    (src, dst, content, manifest, chunk)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn orders_are_answered_and_only_verified_bytes_are_written() {
+    let (_src, dst, content, manifest, chunk) = one_chunk_source();
     let (peer, mut ch) = joined_peer(&dst.path().join("mirror")).await;
 
     ch.send(&MasterMsg::Manifest { id: 1, bytes: std::sync::Arc::new(manifest.to_bytes()) }).await.unwrap();
@@ -145,12 +152,7 @@ async fn an_invalid_manifest_ends_the_session_and_nothing_is_created() {
 /// a finished sync, and a proxy resend its manifest, after every re-check).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_recheck_that_finds_no_change_keeps_the_published_state() {
-    let (src, dst) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let content = b"the one chunk of this file".to_vec();
-    std::fs::write(src.path().join("f.txt"), &content).unwrap();
-    let opts = ScanOptions { chunk_rule: ChunkRule::Fixed(4096), cache: CacheMode::Disabled, ..Default::default() };
-    let manifest = crate::manifest::scan(src.path(), &opts).unwrap();
-    let chunk = manifest.files[0].chunks[0].hash;
+    let (_src, dst, content, manifest, chunk) = one_chunk_source();
     let mirror = dst.path().join("mirror");
     let (peer, mut ch) = joined_peer_with(&mirror, |c| c.rescan_interval = Duration::from_millis(300)).await;
     ch.send(&MasterMsg::Manifest { id: 1, bytes: std::sync::Arc::new(manifest.to_bytes()) }).await.unwrap();
