@@ -185,7 +185,6 @@ impl Planner {
         (now - t.last_change > cap).then_some(Abort::Soft)
     }
 
-
     /// A node that reports liveness and has not been heard for `silent_after_s`.
     pub(crate) fn is_quiet(&self, slot: usize, now: f64) -> bool {
         self.nodes[slot].as_ref().is_some_and(|n| n.reports && now - n.heard > self.tuning.silent_after_s)
