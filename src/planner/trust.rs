@@ -556,8 +556,10 @@ mod tests {
         for k in 1..=6 {
             let t = 3.1 + 0.25 * f64::from(k);
             heard(&mut p, t, &[1]);
-            if !p.check_timeouts(t).is_empty() {
+            let aborted = p.check_timeouts(t);
+            if !aborted.is_empty() {
                 assert!(t > 4.0, "aborted at {t}, before its first-byte timeout");
+                assert_eq!(aborted, vec![waiting]);
                 return;
             }
         }
