@@ -422,6 +422,12 @@ pub fn parse_hello(text: &str) -> Result<Hello, ProtocolError> {
             "node name longer than {MAX_NAME_LEN} bytes; give the peer a shorter --name"
         )));
     }
+    // A host name is at most 253 bytes (DNS); the master validates it further before use.
+    if hello.advertise_host.as_ref().is_some_and(|h| h.len() > MAX_NAME_LEN) {
+        return Err(ProtocolError::Decode(format!(
+            "advertised host longer than {MAX_NAME_LEN} bytes; give the peer an IP address or a DNS name as --advertise"
+        )));
+    }
     truncate_text(&mut hello.version, MAX_VERSION_LEN);
     Ok(hello)
 }
@@ -492,6 +498,18 @@ mod tests {
         assert!(matches!(parse_hello(t), Err(ProtocolError::Version { theirs: 7, .. })));
         assert!(matches!(parse_hello(r#"{"app":"x"}"#), Err(ProtocolError::NotLanscatter(_))));
         assert!(parse_hello("not json").is_err());
+    }
+
+    /// Found by the `hello` fuzz target (input in `fuzz/corpus/hello/regression-long-advertise`):
+    /// an advertised host of any length was accepted.
+    #[test]
+    fn a_hello_with_a_long_advertised_host_is_refused() {
+        let mut h = hello(PROTOCOL_VERSION);
+        h.advertise_host = Some("a".repeat(MAX_NAME_LEN));
+        assert!(parse_hello(&serde_json::to_string(&h).unwrap()).is_ok());
+        h.advertise_host = Some("a".repeat(MAX_NAME_LEN + 1));
+        let e = parse_hello(&serde_json::to_string(&h).unwrap()).unwrap_err();
+        assert!(e.to_string().contains("advertised host longer than"), "{e}");
     }
 
     #[test]
