@@ -282,7 +282,7 @@ impl Coord {
     /// A batch arrived in part: credit what was used, count the failure against the source
     /// once, and (bad data from a peer) never order the rejected chunks from it again.
     fn on_finished_except(&mut self, now: f64, node: NodeId, id: TransferId, failed: Vec<ChunkHash>, reason: FailKind) {
-        let Some(o) = self.owned_order(node, id) else { return };
+        let Some(o) = self.owned_order(node, id) else { return self.count_late_rejection(node, reason) };
         self.maps.touch([o.from, o.to]);
         let failed: HashSet<ChunkHash> = failed.into_iter().collect();
         let chunks = std::iter::once((o.chunk, o.size)).chain(o.batch.iter().copied());
@@ -303,7 +303,7 @@ impl Coord {
     }
 
     fn on_failed(&mut self, now: f64, node: NodeId, id: TransferId, reason: FailKind, message: &str) {
-        let Some(o) = self.owned_order(node, id) else { return };
+        let Some(o) = self.owned_order(node, id) else { return self.count_late_rejection(node, reason) };
         self.maps.touch([o.from, o.to]);
         if reason == FailKind::BadData {
             self.verify_failures += 1;
@@ -319,6 +319,15 @@ impl Coord {
         // that source again. A master is never forgotten.
         if o.from != MASTER && reason == FailKind::BadData {
             self.planner.handle(now, Event::Lost { node: o.from, chunks: o.chunks().collect() });
+        }
+    }
+
+    /// A rejection reported for an order the planner already let go (aborted as stuck, or
+    /// replaced): nobody can be blamed any more, since the order named the source, but the
+    /// verify failure happened and the status page counts it.
+    fn count_late_rejection(&mut self, node: NodeId, reason: FailKind) {
+        if reason == FailKind::BadData && self.nodes.contains_key(&node) {
+            self.verify_failures += 1;
         }
     }
 
