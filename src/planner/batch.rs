@@ -39,14 +39,14 @@ impl Planner {
         if t.batch_bytes == 0 || t.batch_max <= 1 || first > t.batch_chunk_max || first >= t.batch_bytes {
             return Vec::new();
         }
-        let (Some(s), Some(d)) = (self.nodes[from].as_ref(), self.nodes[to].as_ref()) else { return Vec::new() };
+        let (Some(_), Some(d)) = (self.nodes[from].as_ref(), self.nodes[to].as_ref()) else { return Vec::new() };
         let words = self.manifest.word_len();
         let mut total = first;
         let mut out = Vec::new();
         let start = c as usize / 64;
         for k in 0..words.min(SCAN_WORDS) {
             let w = (start + k) % words;
-            let mut x = s.has.word(w) & !d.has.word(w) & !d.incoming.word(w) & self.manifest.word(w);
+            let mut x = self.servable_word(from, w) & !d.has.word(w) & !d.incoming.word(w) & self.manifest.word(w);
             if fresh_only {
                 x &= self.fresh.word(w);
             }

@@ -137,6 +137,9 @@ impl Planner {
             self.end_transfer(0.0, tid, End::Dropped);
         }
         let Some(node) = self.nodes[slot].take() else { return };
+        if node.cfg.is_master {
+            self.misses.clear();
+        }
         if !node.cfg.is_master && !node.suspended {
             for c in node.has.iter() {
                 self.holders[c as usize] -= 1;
@@ -274,16 +277,24 @@ impl Planner {
                 for &c in &chunks {
                     self.add_have(t.to, c);
                 }
+                if t.from_master {
+                    self.misses.delivered(t.from, chunks.iter().copied());
+                }
                 self.credit_source(now, t.from);
                 self.credit_destination(t.to);
             }
             End::Failed(reason) => {
                 self.failed += 1;
                 // A master always holds its whole manifest (a changed file brings a new
-                // manifest), and forgetting that could leave a chunk with no source.
-                if reason == FailReason::SourceMissing && !t.from_master {
+                // manifest), and forgetting that could leave a chunk with no source: it is
+                // only asked again later (`misses`).
+                if reason == FailReason::SourceMissing {
                     for &c in failed.unwrap_or(&chunks) {
-                        self.remove_have(t.from, c);
+                        if t.from_master {
+                            self.misses.record(now, t.from, c);
+                        } else {
+                            self.remove_have(t.from, c);
+                        }
                     }
                 }
                 if reason == FailReason::LocalDisk {
@@ -350,6 +361,7 @@ impl Planner {
         }
         manifest.grow(self.hashes.len());
         self.manifest = manifest;
+        self.misses.clear();
         self.manifest_count = count;
         self.manifest_bytes = bytes;
         self.fresh = BitSet::with_len(self.hashes.len());

@@ -91,6 +91,7 @@ mod bitset;
 mod events;
 mod health;
 mod map;
+mod misses;
 pub mod rng;
 mod round;
 mod trust;
@@ -503,6 +504,8 @@ pub struct Planner {
     pub(crate) assumed_bps: f64,
     /// Rates (size / order-to-finish time) of the last finished transfers, oldest first.
     pub(crate) recent_rates: std::collections::VecDeque<f64>,
+    /// Chunks a master recently said it cannot serve, held back from it (see `misses`).
+    pub(crate) misses: misses::Misses,
     // counters
     pub(crate) master_upload_bytes: u64,
     pub(crate) total_upload_bytes: u64,
@@ -541,6 +544,7 @@ impl Planner {
             pending_aborts: Vec::new(),
             assumed_bps,
             recent_rates: std::collections::VecDeque::new(),
+            misses: misses::Misses::default(),
             master_upload_bytes: 0,
             total_upload_bytes: 0,
             orders: 0,

@@ -17,6 +17,7 @@ impl Planner {
     pub fn plan(&mut self, now: f64) -> Vec<Order> {
         self.update_rates(now);
         self.reinstate_due(now);
+        self.misses.expire(now);
         self.refresh_assumed_rate();
         let mut orders = Vec::new();
         if self.manifest_count == 0 {
@@ -71,7 +72,7 @@ impl Planner {
             while self.free_up(m, now) {
                 let Some(c) = self.fresh.next_from(self.fresh_cursor) else { break };
                 self.fresh_cursor = c + 1;
-                let m_has = self.nodes[m].as_ref().is_some_and(|n| n.has.get(c));
+                let m_has = self.nodes[m].as_ref().is_some_and(|n| n.has.get(c)) && !self.misses.is_held(m, c);
                 if !m_has {
                     // Another master may have it; bounded so an odd master cannot spin.
                     skipped += 1;
@@ -208,8 +209,8 @@ impl Planner {
     /// Useful chunks of `s` for `d`, word `w`.
     #[inline]
     fn useful_word(&self, s: usize, d: usize, w: usize) -> u64 {
-        let (Some(sn), Some(dn)) = (self.nodes[s].as_ref(), self.nodes[d].as_ref()) else { return 0 };
-        sn.has.word(w) & !dn.has.word(w) & !dn.incoming.word(w) & self.manifest.word(w)
+        let Some(dn) = self.nodes[d].as_ref() else { return 0 };
+        self.servable_word(s, w) & !dn.has.word(w) & !dn.incoming.word(w) & self.manifest.word(w)
     }
 
     /// The rarest (fewest holders + in flight) chunk `s` can give `d`, looking at no more than

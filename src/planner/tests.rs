@@ -9,7 +9,7 @@ pub(super) fn h(i: u32) -> ChunkHash {
     ChunkHash(b)
 }
 
-fn cfg(master: bool, up: u32, down: u32) -> NodeConfig {
+pub(super) fn cfg(master: bool, up: u32, down: u32) -> NodeConfig {
     NodeConfig::new(master, up, down)
 }
 
@@ -131,15 +131,16 @@ fn master_stays_a_source_after_a_missing_report() {
     assert_eq!(o[0].from, 0);
     p.handle(0.1, Event::Failed { id: o[0].id, reason: FailReason::SourceMissing });
     assert!(p.node_has(0, &h(0)), "the master still holds its manifest");
-    let again = p.plan(0.2);
+    assert!(p.plan(0.2).is_empty(), "held back briefly (`misses`)");
+    let again = p.plan(0.2 + super::misses::FIRST_HOLD_S);
     assert_eq!(again.len(), 1, "re-planned from the master");
     assert_eq!(again[0].from, 0);
     // A peer that reports a chunk missing is forgotten as its source.
-    p.handle(0.3, Event::Finished { id: again[0].id });
-    p.handle(0.3, Event::Join { node: 2, config: cfg(false, 1, 1), has: vec![] });
-    let from_peer: Vec<_> = p.plan(0.4).into_iter().filter(|o| o.from == 1).collect();
+    p.handle(0.8, Event::Finished { id: again[0].id });
+    p.handle(0.8, Event::Join { node: 2, config: cfg(false, 1, 1), has: vec![] });
+    let from_peer: Vec<_> = p.plan(0.9).into_iter().filter(|o| o.from == 1).collect();
     assert_eq!(from_peer.len(), 1, "the new holder serves the newcomer");
-    p.handle(0.5, Event::Failed { id: from_peer[0].id, reason: FailReason::SourceMissing });
+    p.handle(1.0, Event::Failed { id: from_peer[0].id, reason: FailReason::SourceMissing });
     assert!(!p.node_has(1, &h(0)));
 }
 
