@@ -61,7 +61,12 @@ impl Session {
         tr: &mut Transfers,
     ) -> Result<(), End> {
         if tr.active.remove(&id).is_none() {
-            return Ok(()); // cancelled meanwhile
+            // Cancelled meanwhile. Bad data is still news: the master counts it, though the
+            // order it could blame is gone.
+            if let Some(msg) = late_rejection(id, &res) {
+                send(ch, &msg).await.map_err(End::Disconnected)?;
+            }
+            return Ok(());
         }
         let msg = match res {
             Ok(done) => {
@@ -387,5 +392,21 @@ async fn fetch_and_write(
         Ok(Ok(())) => Ok(()),
         Ok(Err(e)) => Err((FailKind::LocalDisk, e.to_string())),
         Err(e) => Err((FailKind::LocalDisk, format!("write task failed: {e}"))),
+    }
+}
+
+/// The report of a cancelled transfer that found bad data, if it did.
+fn late_rejection(id: u64, res: &Result<Done, Failure>) -> Option<PeerMsg> {
+    match res {
+        Ok(Done::Except { failed, reason: FailKind::BadData, message }) => Some(PeerMsg::FinishedExcept {
+            id,
+            failed: failed.clone(),
+            reason: FailKind::BadData,
+            message: message.clone(),
+        }),
+        Err((FailKind::BadData, message)) => {
+            Some(PeerMsg::Failed { id, reason: FailKind::BadData, message: message.clone() })
+        }
+        _ => None,
     }
 }
