@@ -14,7 +14,8 @@
 //! - [`disk`]: the real file system (positional I/O, disk-full and locked-file errors). [`Disk`]
 //!   resolves every path one name at a time from the file-system root and follows a symlink at
 //!   none of them ([`LinkInPath`]), so no write ever leaves the folder through a planted link;
-//!   [`ReadOnlyDisk`] only reads and follows links above the master's folder.
+//!   [`ReadOnlyDisk`] only reads and follows links above the master's folder. The `_many`
+//!   methods do the same for a batch of files with each directory walked once per call.
 
 use std::fmt::Debug;
 use std::io;
@@ -62,6 +63,33 @@ pub trait Storage: Send + Sync + Debug + 'static {
     }
     /// Bytes available to this process on the file system holding `path`.
     fn free_space(&self, path: &Path) -> io::Result<u64>;
+
+    /// [`set_len`](Storage::set_len) for many files (a layout's preparation), per file whether
+    /// it was created. The default asks [`kind`](Storage::kind) and calls `set_len` one file at
+    /// a time (what middlewares see); [`Disk`] opens each directory once for the whole call
+    /// and each file once. Every file is tried: one error does not stop the others.
+    fn create_sized_many(&self, files: &[(&Path, u64)]) -> Vec<io::Result<bool>> {
+        files
+            .iter()
+            .map(|&(path, len)| {
+                let missing = self.kind(path)?.is_none();
+                self.set_len(path, len).map(|()| missing)
+            })
+            .collect()
+    }
+    /// [`write_at`](Storage::write_at) for many (path, offset, data), per write its result;
+    /// batched as [`create_sized_many`](Storage::create_sized_many) is.
+    fn write_many(&self, writes: &[(&Path, u64, &[u8])]) -> Vec<io::Result<()>> {
+        writes.iter().map(|&(path, offset, data)| self.write_at(path, offset, data)).collect()
+    }
+    /// [`mtime`](Storage::mtime) for many files, batched the same way.
+    fn mtime_many(&self, paths: &[&Path]) -> Vec<io::Result<Mtime>> {
+        paths.iter().map(|p| self.mtime(p)).collect()
+    }
+    /// [`set_mtime`](Storage::set_mtime) for many files, batched the same way.
+    fn set_mtime_many(&self, files: &[(&Path, Mtime)]) -> Vec<io::Result<()>> {
+        files.iter().map(|&(path, mtime)| self.set_mtime(path, mtime)).collect()
+    }
 
     /// The bytes of a chunk this node is about to upload, only if they hash to `hash` (a file
     /// changed behind the engine's back is never served as the old content). Middlewares that

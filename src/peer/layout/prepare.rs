@@ -172,9 +172,8 @@ impl Layout {
         }
         layout.create_dirs(root, needed)?;
         let work: HashMap<&str, &FileWork> = plan.files.iter().map(|w| (w.path.as_str(), w)).collect();
-        for fi in 0..manifest.files.len() {
-            layout.size_file(root, fi, work.get(manifest.files[fi].path.as_str()).copied(), &mut spare)?;
-        }
+        let todo = manifest.files.iter().map(|f| work.get(f.path.as_str()).copied()).collect();
+        layout.size_files(root, todo, &mut spare)?;
         layout.bytes_done = layout.held.keys().map(|h| layout.unique[layout.index[h]].1).sum();
         layout.copy_held()?;
         layout.copy_from_leftovers(&spare.chunks)?;
@@ -187,7 +186,7 @@ impl Layout {
         layout.to_finish.clear();
         let complete: Vec<usize> =
             (0..layout.manifest.files.len()).filter(|&fi| layout.file_pending[fi] == 0).collect();
-        layout.finish_files(&complete)?;
+        layout.finish_files(complete)?;
         Ok(layout)
     }
 
@@ -301,36 +300,66 @@ impl Layout {
         Ok(())
     }
 
-    /// Give file `fi` its final size (moving a leftover with the same content into place when
-    /// nothing of it is in place yet) and record which of its chunks are held or pending.
-    fn size_file(
+    /// Give every file its final size (moving a leftover with the same content into place
+    /// when nothing of it is in place yet), all in one [`Storage::create_sized_many`], and
+    /// record which of their chunks are held or pending. `todo[fi]`: what file `fi` lacks
+    /// (`None`: nothing).
+    fn size_files(
         &mut self,
         root: &Path,
-        fi: usize,
-        mut todo: Option<&FileWork>,
+        mut todo: Vec<Option<&FileWork>>,
         spare: &mut Leftovers,
     ) -> Result<(), LayoutError> {
-        let f = self.manifest.clone();
-        let f = &f.files[fi];
-        let Some(path) = self.paths[fi].clone() else {
-            // Cannot exist here: its chunks stay pending forever and the peer reports it.
-            self.never_here(fi);
-            return Ok(());
-        };
-        if todo.is_some_and(|w| w.chunks.len() == f.chunks.len()) && self.move_spare(f, &path, spare) {
-            todo = None;
-        } else if todo.is_some() || f.chunks.is_empty() {
-            let missing = self.storage.kind(&path).map_err(|e| io_err(&path, e))?.is_none();
-            if let (true, Some(parent)) = (missing, path.parent()) {
-                self.unsynced_dirs.insert(parent.to_path_buf()); // set_len creates it
+        let m = self.manifest.clone();
+        for (fi, w) in todo.iter_mut().enumerate() {
+            let whole = w.is_some_and(|w| w.chunks.len() == m.files[fi].chunks.len());
+            if let (true, false, Some(path)) = (whole, spare.files.is_empty(), self.paths[fi].clone()) {
+                if self.move_spare(&m.files[fi], &path, spare) {
+                    *w = None;
+                }
             }
         }
-        if let Err(e) = self.storage.set_len(&path, f.size) {
-            return self.skip_or_fail(fi, &path, e);
+        let here: Vec<usize> = (0..m.files.len()).filter(|&fi| self.paths[fi].is_some()).collect();
+        let sized = {
+            let list: Vec<(&Path, u64)> =
+                here.iter().filter_map(|&fi| Some((self.paths[fi].as_deref()?, m.files[fi].size))).collect();
+            self.storage.create_sized_many(&list)
+        };
+        let mut sized = sized.into_iter();
+        let mut here = here.into_iter().peekable();
+        for (fi, w) in todo.into_iter().enumerate() {
+            if here.next_if_eq(&fi).is_none() {
+                // Cannot exist here: its chunks stay pending forever and the peer reports it.
+                self.never_here(fi);
+                continue;
+            }
+            let r = sized.next().unwrap_or_else(|| Err(io::Error::other("a file of the batch was not sized")));
+            let Some(path) = self.paths[fi].clone() else { continue };
+            match r {
+                Ok(true) => {
+                    // A new entry: its directory is flushed before the file counts as done.
+                    if let Some(parent) = path.parent() {
+                        self.unsynced_dirs.insert(parent.to_path_buf());
+                    }
+                }
+                Ok(false) => {}
+                Err(e) => {
+                    self.skip_or_fail(fi, &path, e)?;
+                    continue;
+                }
+            }
+            self.account_chunks(root, fi, w, spare);
         }
+        Ok(())
+    }
+
+    /// Record which chunks of file `fi` (sized) are held and which pending, and where pieces
+    /// of leftovers can fill them.
+    fn account_chunks(&mut self, root: &Path, fi: usize, todo: Option<&FileWork>, spare: &mut Leftovers) {
+        let m = self.manifest.clone();
         let todo: HashMap<u64, &DiffSource> =
             todo.map(|w| w.chunks.iter().map(|c| (c.offset, &c.source)).collect()).unwrap_or_default();
-        for c in &f.chunks {
+        for c in &m.files[fi].chunks {
             let Some(source) = todo.get(&c.offset) else {
                 self.held.entry(c.hash).or_insert((fi, c.offset, u64::from(c.size)));
                 continue;
@@ -343,7 +372,6 @@ impl Layout {
                 }
             }
         }
-        Ok(())
     }
 
     /// Move a leftover whose content is exactly `f`'s into place: no copy, no download, no

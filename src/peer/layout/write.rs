@@ -3,12 +3,13 @@
 //! [`write_chunks`], and the fsync that must come before a file counts as done.
 //!
 //! Durable before done, for many files at once: the files a call completes are flushed
-//! together (`Storage::sync_many`: on Linux one `syncfs` for all of them instead of one
-//! `fsync` each, which for tiny files was the cost of a file), then each gets the master's
-//! mtime, then the new directory entries above all of them are flushed together, and only
-//! then does any of them count as done. A file is never marked done before its data is on the
-//! disk; if the shared flush fails, each file is synced on its own, so one bad file does not
-//! hold the others back.
+//! together with the new directory entries above them (`Storage::sync_many`: on Linux one
+//! `syncfs` for all of them instead of one `fsync` each, which for tiny files was the cost of
+//! a file), then each gets the master's mtime, and only then does any of them count as done.
+//! A file is never marked done before its data and its entry are on the disk; if the shared
+//! flush fails, each file and directory is synced on its own, so one bad file does not hold
+//! the others back. The writes, mtimes and flushes of a batch go through the seam's `_many`
+//! methods, which walk each directory once per batch, not each file 4-5 times.
 //!
 //! Part of the peer layout (`layout/mod.rs` holds the state; the durability rules are in its
 //! module doc).
@@ -74,26 +75,68 @@ impl Layout {
 
     /// Write verified `data` of chunk `h` to every place still waiting for it (blocking).
     fn place(&mut self, h: &ChunkHash, data: &[u8]) -> Result<(), LayoutError> {
-        let Some(places) = self.pending.remove(h) else { return Ok(()) };
-        let mut done = Vec::new();
-        for (i, &(fi, off)) in places.iter().enumerate() {
-            let Some(path) = self.paths[fi].clone() else { continue };
-            if let Err(e) = self.storage.write_at(&path, off, data) {
-                if storage::is_locked(&e) {
-                    self.skip_locked(fi);
+        self.place_many(&[(*h, data)])
+    }
+
+    /// Write verified chunks to every place still waiting for them (blocking), all of them in
+    /// one [`Storage::write_many`] (each directory walked once, not each file). A locked file
+    /// is skipped; after any other error the places not yet counted stay pending (a place
+    /// written anyway is written again later, with the same verified bytes) and the error is
+    /// returned once the places before it are counted.
+    fn place_many<D: AsRef<[u8]>>(&mut self, chunks: &[(ChunkHash, D)]) -> Result<(), LayoutError> {
+        // Per chunk some place waits for: its index in `chunks` and its places, each with
+        // whether it has a path here (and so a write).
+        let mut jobs: Vec<(usize, Vec<(usize, u64, bool)>)> = Vec::new();
+        for (ci, (h, _)) in chunks.iter().enumerate() {
+            if self.pending.get(h).is_some_and(|p| !p.is_empty()) {
+                let places = self.pending.remove(h).unwrap_or_default();
+                jobs.push((ci, places.into_iter().map(|(fi, off)| (fi, off, self.paths[fi].is_some())).collect()));
+            }
+        }
+        let results = {
+            let paths = &self.paths;
+            let writes: Vec<(&Path, u64, &[u8])> = jobs
+                .iter()
+                .flat_map(|(ci, places)| {
+                    let data = chunks[*ci].1.as_ref();
+                    places.iter().filter_map(move |&(fi, off, _)| Some((paths[fi].as_deref()?, off, data)))
+                })
+                .collect();
+            self.storage.write_many(&writes)
+        };
+        let mut results = results.into_iter();
+        let mut failed = None;
+        for (ci, places) in jobs {
+            let (h, data) = &chunks[ci];
+            let (mut done, mut keep) = (Vec::new(), Vec::new());
+            for (fi, off, wrote) in places {
+                if !wrote {
                     continue;
                 }
-                self.foreign |= storage::is_link_in_path(&e);
-                // Keep what is not written as pending; verified places stay done.
-                self.pending.insert(*h, places[i..].to_vec());
-                self.mark_done(h, &done, data.len() as u64)?;
-                let left = self.bytes_total.saturating_sub(self.bytes_done);
-                return Err(io_err(&path, e).with_space(&*self.storage, Some(left)));
+                let r = results.next().unwrap_or_else(|| Err(io::Error::other("a write of the batch was not done")));
+                if r.is_ok() {
+                    self.written.insert(fi);
+                }
+                // Skipped (locked) by an earlier place of this batch: no longer part of it.
+                let Some(path) = self.paths[fi].clone() else { continue };
+                match r {
+                    _ if failed.is_some() => keep.push((fi, off)),
+                    Ok(()) => done.push((fi, off)),
+                    Err(e) if storage::is_locked(&e) => self.skip_locked(fi),
+                    Err(e) => {
+                        self.foreign |= storage::is_link_in_path(&e);
+                        keep.push((fi, off));
+                        let left = self.bytes_total.saturating_sub(self.bytes_done);
+                        failed = Some(io_err(&path, e).with_space(&*self.storage, Some(left)));
+                    }
+                }
             }
-            self.written.insert(fi);
-            done.push((fi, off));
+            if !keep.is_empty() {
+                self.pending.entry(*h).or_default().extend(keep);
+            }
+            self.mark_done(h, &done, data.as_ref().len() as u64)?;
         }
-        self.mark_done(h, &done, data.len() as u64)
+        failed.map_or(Ok(()), Err)
     }
 
     fn mark_done(&mut self, h: &ChunkHash, done: &[(usize, u64)], size: u64) -> Result<(), LayoutError> {
@@ -113,39 +156,45 @@ impl Layout {
 
     /// Finish files whose last chunk is in, inline (blocking: `prepare`, before anything is
     /// downloaded), all together as [`write_chunks`] does.
-    pub(super) fn finish_files(&mut self, fis: &[usize]) -> Result<(), LayoutError> {
-        let files: Vec<_> =
-            fis.iter().filter_map(|&fi| Some((fi, self.paths[fi].clone()?, self.manifest.files[fi].mtime))).collect();
-        let synced = sync_unless_finished(&*self.storage, &files);
-        self.finish_synced(files, synced)
+    pub(super) fn finish_files(&mut self, fis: Vec<usize>) -> Result<(), LayoutError> {
+        let fin = self.take_finishing(fis);
+        let results = make_durable(&*self.storage, &fin);
+        self.record_finished(fin, results)
     }
 
-    /// Files whose data [`write_chunks`] syncs outside the lock: (index, path, master's mtime).
-    fn take_to_finish(&mut self) -> Vec<(usize, PathBuf, Mtime)> {
-        let files: Vec<_> = std::mem::take(&mut self.to_finish)
+    /// Take files `fis` to be finished outside the lock, with the directories above them whose
+    /// new entries are not on the disk yet; they count as being synced until
+    /// [`Self::record_finished`].
+    fn take_finishing(&mut self, fis: Vec<usize>) -> Finishing {
+        let files: Vec<_> = fis
             .into_iter()
-            .filter_map(|fi| Some((fi, self.paths[fi].clone()?, self.manifest.files[fi].mtime)))
+            .filter_map(|fi| {
+                let path = self.paths[fi].clone()?;
+                Some((fi, path, self.manifest.files[fi].mtime, self.written.contains(&fi)))
+            })
             .collect();
+        let mut dirs: Vec<PathBuf> = Vec::new();
+        for (_, path, _, _) in &files {
+            dirs.extend(path.ancestors().skip(1).filter(|d| self.unsynced_dirs.remove(*d)).map(Path::to_path_buf));
+        }
         self.syncing += files.len();
-        files
+        Finishing { files, dirs }
     }
 
-    /// The second half of finishing files, after [`sync_unless_finished`] (`Ok(true)`: synced
-    /// now, needs the master's mtime): mtimes, then the new directory entries above them on
-    /// the disk (one flush for all), then they count as done. A file whose finishing failed
-    /// for a reason that may pass (an fsync error, say) is not complete: it goes back on
-    /// `to_finish` for [`retry_finish`] (a lost fsync must not leave a file counted as done
-    /// that never reached the disk).
-    fn finish_synced(
-        &mut self,
-        files: Vec<(usize, PathBuf, Mtime)>,
-        synced: Vec<io::Result<bool>>,
-    ) -> Result<(), LayoutError> {
+    /// The second half of finishing files, after [`make_durable`]: the files it finished
+    /// count as done. A file whose finishing failed for a reason that may pass (an fsync
+    /// error, say) is not complete: it goes back on `to_finish` for [`retry_finish`] (a lost
+    /// fsync must not leave a file counted as done that never reached the disk); so do all of
+    /// them if their directories could not be flushed.
+    fn record_finished(&mut self, fin: Finishing, results: Durable) -> Result<(), LayoutError> {
+        let Finishing { files, dirs } = fin;
+        let (file_results, dirs_result) = results;
+        self.syncing -= files.len();
         let mut first_err = None;
         let mut ok = Vec::with_capacity(files.len());
-        for ((fi, path, mtime), r) in files.into_iter().zip(synced) {
-            match r.and_then(|set| if set { self.storage.set_mtime(&path, mtime) } else { Ok(()) }) {
-                Ok(()) => ok.push((fi, path)),
+        for ((fi, path, _, _), r) in files.into_iter().zip(file_results) {
+            match r {
+                Ok(()) => ok.push(fi),
                 Err(e) => {
                     self.foreign |= storage::is_link_in_path(&e);
                     let refused = storage::is_locked(&e) || storage::is_name_rejected(&e) || self.foreign;
@@ -158,27 +207,31 @@ impl Layout {
                 }
             }
         }
-        let mut dirs: Vec<PathBuf> = Vec::new();
-        for (_, path) in &ok {
-            dirs.extend(path.ancestors().skip(1).filter(|d| self.unsynced_dirs.remove(*d)).map(Path::to_path_buf));
+        if let (Err(e), Some(first)) = (dirs_result, dirs.first()) {
+            let err = io_err(first, e);
+            self.unsynced_dirs.extend(dirs);
+            // Their data and mtimes are in: a retry syncs them and the directories again.
+            self.to_finish.extend(ok);
+            return Err(first_err.unwrap_or(err));
         }
-        if !dirs.is_empty() {
-            let list: Vec<&Path> = dirs.iter().map(PathBuf::as_path).collect();
-            if let Err(e) = self.storage.sync_many(&[], &list) {
-                let err = io_err(&dirs[0], e);
-                self.unsynced_dirs.extend(dirs);
-                // Their data and mtimes are in: a retry finds them finished and flushes the
-                // directories again.
-                self.to_finish.extend(ok.into_iter().map(|(fi, _)| fi));
-                return Err(first_err.unwrap_or(err));
-            }
-        }
-        for (fi, _) in ok {
+        for fi in ok {
             self.written.remove(&fi);
         }
         first_err.map_or(Ok(()), Err)
     }
 }
+
+/// Files being finished outside the layout lock: (index, path, master's mtime, written by
+/// this layout, so certainly not finished yet), and the directories with new entries above
+/// them.
+pub(super) struct Finishing {
+    files: Vec<(usize, PathBuf, Mtime, bool)>,
+    dirs: Vec<PathBuf>,
+}
+
+/// What [`make_durable`] did: per file `Ok` once it is finished, and whether the directories'
+/// entries are on the disk.
+type Durable = (Vec<io::Result<()>>, io::Result<()>);
 
 /// Write a verified chunk into every place of the current layout that still needs it
 /// (blocking). A chunk no place needs any more (already held, or not in the current manifest)
@@ -198,70 +251,88 @@ pub fn write_chunks<D: AsRef<[u8]>>(
     // The layout lock is held during the writes: per-chunk writes are short, and the caller
     // additionally holds the engine's relayout read lock, so a new manifest waits for them and
     // for the fsyncs below.
-    let (placed, storage, files) = {
+    let (placed, storage, fin) = {
         let mut guard = lock(layout);
         let Some(l) = guard.as_mut() else { return Ok(()) };
-        let mut placed = Ok(());
-        for (h, data) in chunks {
-            if l.pending.get(h).is_some_and(|p| !p.is_empty()) {
-                placed = l.place(h, data.as_ref());
-                if placed.is_err() {
-                    break;
-                }
-            }
-        }
-        (placed, l.storage.clone(), l.take_to_finish())
+        let placed = l.place_many(chunks);
+        let fis = std::mem::take(&mut l.to_finish);
+        (placed, l.storage.clone(), l.take_finishing(fis))
     };
-    let finished = finish_files(layout, &*storage, files);
+    let finished = finish_taken(layout, &*storage, fin);
     placed.and(finished)
 }
 
 /// Finish again the files whose finishing failed (an fsync or mtime error), blocking; the
 /// session calls it now and then until none is left ([`Layout::needs_finish`]).
 pub fn retry_finish(layout: &Mutex<Option<Layout>>) -> Result<(), LayoutError> {
-    let (storage, files) = {
+    let (storage, fin) = {
         let mut guard = lock(layout);
         let Some(l) = guard.as_mut() else { return Ok(()) };
-        (l.storage.clone(), l.take_to_finish())
+        let fis = std::mem::take(&mut l.to_finish);
+        (l.storage.clone(), l.take_finishing(fis))
     };
-    finish_files(layout, &*storage, files)
+    finish_taken(layout, &*storage, fin)
 }
 
 fn lock(layout: &Mutex<Option<Layout>>) -> std::sync::MutexGuard<'_, Option<Layout>> {
     layout.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-/// Sync `files` (taken by [`Layout::take_to_finish`]) outside the lock, then finish them.
-fn finish_files(
-    layout: &Mutex<Option<Layout>>,
-    storage: &dyn Storage,
-    files: Vec<(usize, PathBuf, Mtime)>,
-) -> Result<(), LayoutError> {
-    if files.is_empty() {
+/// Make the taken files durable outside the lock, then record them.
+fn finish_taken(layout: &Mutex<Option<Layout>>, storage: &dyn Storage, fin: Finishing) -> Result<(), LayoutError> {
+    if fin.files.is_empty() {
         return Ok(());
     }
-    let synced = sync_unless_finished(storage, &files);
+    let results = make_durable(storage, &fin);
     let mut guard = lock(layout);
     let Some(l) = guard.as_mut() else { return Ok(()) };
-    l.syncing -= files.len();
-    l.finish_synced(files, synced)
+    l.record_finished(fin, results)
 }
 
-/// Put the data of files on the disk unless their mtime already is the master's (finished
-/// earlier): per file `Ok(true)` if it was synced now. Together when there are several.
-fn sync_unless_finished(storage: &dyn Storage, files: &[(usize, PathBuf, Mtime)]) -> Vec<io::Result<bool>> {
-    let mut out: Vec<io::Result<bool>> = files.iter().map(|(_, p, m)| storage.mtime(p).map(|t| t != *m)).collect();
+/// Put the data of the files and the new entries of the directories above them on the disk,
+/// then give each file the master's mtime (blocking, outside the lock). A file whose mtime
+/// already is the master's (and that this layout did not write) was finished earlier and is
+/// left as it is. Together when there are several (one `sync_many`); if that fails, one by
+/// one, so one bad file does not hold the others back.
+fn make_durable(storage: &dyn Storage, fin: &Finishing) -> Durable {
+    let unknown: Vec<&Path> = fin.files.iter().filter(|f| !f.3).map(|f| f.1.as_path()).collect();
+    let mut mtimes = storage.mtime_many(&unknown).into_iter();
+    let mut out: Vec<io::Result<bool>> = fin
+        .files
+        .iter()
+        .map(|(_, _, master, written)| match written {
+            true => Ok(true),
+            false => mtimes.next().unwrap_or_else(|| Err(io::Error::other("no mtime read"))).map(|t| t != *master),
+        })
+        .collect();
     let todo: Vec<&Path> =
-        files.iter().zip(&out).filter(|(_, r)| matches!(r, Ok(true))).map(|(f, _)| f.1.as_path()).collect();
-    if todo.len() > 1 && storage.sync_many(&todo, &[]).is_ok() {
-        return out;
-    }
-    for ((_, path, _), r) in files.iter().zip(out.iter_mut()) {
-        if matches!(r, Ok(true)) {
-            if let Err(e) = storage.sync(path) {
-                *r = Err(e);
+        fin.files.iter().zip(&out).filter(|(_, r)| matches!(r, Ok(true))).map(|(f, _)| f.1.as_path()).collect();
+    let dirs: Vec<&Path> = fin.dirs.iter().map(PathBuf::as_path).collect();
+    let mut dirs_result = Ok(());
+    if todo.len() + dirs.len() <= 1 || storage.sync_many(&todo, &dirs).is_err() {
+        for ((_, path, _, _), r) in fin.files.iter().zip(out.iter_mut()) {
+            if matches!(r, Ok(true)) {
+                if let Err(e) = storage.sync(path) {
+                    *r = Err(e);
+                }
+            }
+        }
+        for d in &dirs {
+            if let Err(e) = storage.sync_dir(d) {
+                dirs_result = dirs_result.and(Err(e));
             }
         }
     }
-    out
+    let set: Vec<(&Path, Mtime)> =
+        fin.files.iter().zip(&out).filter(|(_, r)| matches!(r, Ok(true))).map(|(f, _)| (f.1.as_path(), f.2)).collect();
+    let mut set_results = storage.set_mtime_many(&set).into_iter();
+    let files = out
+        .into_iter()
+        .map(|r| match r {
+            Ok(true) => set_results.next().unwrap_or_else(|| Err(io::Error::other("no mtime set"))),
+            Ok(false) => Ok(()),
+            Err(e) => Err(e),
+        })
+        .collect();
+    (files, dirs_result)
 }
