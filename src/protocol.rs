@@ -32,7 +32,9 @@ use crate::manifest::ChunkHash;
 /// finished transfers and completeness from the planner).
 /// 4: `MasterMsg::FetchBatch` and `PeerMsg::FinishedExcept` (small chunks travel in batches),
 /// and `MasterMsg::ManifestDelta` (a change travels as what changed, not the whole manifest).
-pub const PROTOCOL_VERSION: u32 = 4;
+/// 5: `PeerMsg::HaveBits` (a have-set as one bit per unique chunk of the manifest: 125 KB for
+/// a million chunks instead of the 32 MB of hashes in a `HaveAll`).
+pub const PROTOCOL_VERSION: u32 = 5;
 
 /// Upper bound for one control frame. A manifest of a 1 TB folder at 1 MiB chunks is ~40 MB.
 pub const MAX_FRAME: usize = 128 << 20;
@@ -74,6 +76,43 @@ pub const BATCH_FRAME: usize = 64 << 10;
 /// `manifest_len` bytes: every unique chunk takes at least its 32-byte hash in the manifest.
 pub fn have_set_limit(manifest_len: usize) -> usize {
     manifest_len.saturating_add(1024).clamp(MIN_FRAME_LIMIT, MAX_FRAME)
+}
+
+/// The bits of a [`PeerMsg::HaveBits`] over `len` unique chunks: bit `i` set when `has(i)`.
+pub fn have_bits(len: usize, has: impl Fn(usize) -> bool) -> Vec<u8> {
+    let mut bits = vec![0u8; len.div_ceil(8)];
+    for i in (0..len).filter(|&i| has(i)) {
+        bits[i / 8] |= 1 << (i % 8);
+    }
+    bits
+}
+
+/// A [`PeerMsg::HaveBits`] that does not fit the manifest it names.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum HaveBitsError {
+    #[error("a have-set of {claimed} chunks for a manifest of {actual} unique chunks")]
+    Count { claimed: u64, actual: usize },
+    #[error("a have-set of {got} bytes where {want} bytes hold {chunks} chunks, or bits set past the last chunk")]
+    Shape { got: usize, want: usize, chunks: usize },
+}
+
+/// The unique-chunk indices a [`PeerMsg::HaveBits`] sets, once its shape is checked against
+/// the `len` unique chunks of the manifest it names (the receiver's own count, not the
+/// sender's).
+pub fn have_bits_indices(chunks: u64, bits: &[u8], len: usize) -> Result<Vec<usize>, HaveBitsError> {
+    if chunks != len as u64 {
+        return Err(HaveBitsError::Count { claimed: chunks, actual: len });
+    }
+    let want = len.div_ceil(8);
+    let tail_clean = len % 8 == 0 || bits.last().is_none_or(|b| b >> (len % 8) == 0);
+    if bits.len() != want || !tail_clean {
+        return Err(HaveBitsError::Shape { got: bits.len(), want, chunks: len });
+    }
+    let mut out = Vec::new();
+    for (byte, &b) in bits.iter().enumerate().filter(|(_, b)| **b != 0) {
+        out.extend((0..8).filter(|bit| b & (1 << bit) != 0).map(|bit| byte * 8 + bit));
+    }
+    Ok(out)
 }
 
 /// Cut `s` to at most `max` bytes, at a character boundary.
@@ -214,6 +253,16 @@ pub enum PeerMsg {
         upload_bps: f64,
         error: Option<String>,
     },
+    /// Full set of verified unique chunks the peer holds for manifest `manifest_id`, as bits:
+    /// bit `i` (byte `i / 8`, least significant bit first) is unique chunk `i` of that manifest
+    /// in `Manifest::unique_chunks` order, which master and peer compute alike from the same
+    /// manifest. `chunks` is that manifest's unique-chunk count; `bits` holds exactly
+    /// `chunks.div_ceil(8)` bytes and the bits past `chunks` are zero ([`have_bits_indices`]).
+    HaveBits {
+        manifest_id: u64,
+        chunks: u64,
+        bits: Vec<u8>,
+    },
 }
 
 /// Master -> peer, after the handshake (postcard binary frames).
@@ -274,7 +323,7 @@ mod shared_bytes {
 impl Bounded for PeerMsg {
     fn frame_limit(&self) -> Option<usize> {
         match self {
-            PeerMsg::HaveAll { .. } | PeerMsg::Lost { .. } => None,
+            PeerMsg::HaveAll { .. } | PeerMsg::Lost { .. } | PeerMsg::HaveBits { .. } => None,
             PeerMsg::Progress { .. } | PeerMsg::Finished { .. } => Some(FIXED_FRAME),
             PeerMsg::Failed { .. } | PeerMsg::Stats { .. } => Some(TEXT_FRAME),
             PeerMsg::FinishedExcept { .. } => Some(BATCH_FRAME),
@@ -300,6 +349,7 @@ impl Bounded for PeerMsg {
             PeerMsg::Failed { .. } => "Failed",
             PeerMsg::Stats { .. } => "Stats",
             PeerMsg::FinishedExcept { .. } => "FinishedExcept",
+            PeerMsg::HaveBits { .. } => "HaveBits",
         }
     }
 }
@@ -452,6 +502,24 @@ pub fn parse_greeting(text: &str) -> Result<MasterGreeting, ProtocolError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn have_bits_round_trip_and_a_misshapen_set_is_refused() {
+        for len in [0usize, 1, 7, 8, 9, 64, 1000] {
+            let has = |i: usize| i % 3 == 0 || i == len.saturating_sub(1);
+            let bits = have_bits(len, has);
+            assert_eq!(bits.len(), len.div_ceil(8));
+            let set = have_bits_indices(len as u64, &bits, len).unwrap();
+            assert_eq!(set, (0..len).filter(|&i| has(i)).collect::<Vec<_>>(), "{len}");
+        }
+        let bits = have_bits(9, |_| true);
+        assert!(matches!(have_bits_indices(10, &bits, 9), Err(HaveBitsError::Count { .. })));
+        assert!(matches!(have_bits_indices(9, &bits[..1], 9), Err(HaveBitsError::Shape { .. })));
+        // A bit past the last chunk: byte 1 may only use its lowest bit for 9 chunks.
+        assert!(matches!(have_bits_indices(9, &[0xff, 0x03], 9), Err(HaveBitsError::Shape { .. })));
+        let million = have_bits(1_000_000, |_| true);
+        assert!(encode(&PeerMsg::HaveBits { manifest_id: 1, chunks: 1_000_000, bits: million }).len() < 126_000);
+    }
 
     #[test]
     fn a_shared_encoding_is_the_plain_one_in_two_parts() {

@@ -32,6 +32,7 @@ pub mod diff;
 mod error;
 pub mod hash;
 pub mod scan;
+pub mod share;
 mod walk;
 pub mod wire;
 

@@ -75,6 +75,7 @@ fn peer_msgs() -> Vec<PeerMsg> {
         PeerMsg::Failed { id: 7, reason: FailKind::Busy, message: "busy".into() },
         PeerMsg::Stats { download_bps: 1.5e6, upload_bps: 0.0, error: Some("disk full".into()) },
         PeerMsg::FinishedExcept { id: 8, failed: vec![h], reason: FailKind::BadData, message: "bad".into() },
+        PeerMsg::HaveBits { manifest_id: 3, chunks: 10, bits: vec![0b1010_0101, 0b10] },
     ]
 }
 

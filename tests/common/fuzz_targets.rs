@@ -56,6 +56,11 @@ pub fn target(name: &str) -> Option<Target> {
 /// Master side of the control channel: a binary frame from a peer.
 pub fn peer_msg(data: &[u8]) {
     if let Ok(m) = protocol::decode::<PeerMsg>(data) {
+        if let PeerMsg::HaveBits { chunks, bits, .. } = &m {
+            // As the master reads it: against its own count, and against the claimed one.
+            let _ = protocol::have_bits_indices(*chunks, bits, bits.len() * 8);
+            let _ = protocol::have_bits_indices(*chunks, bits, usize::try_from(*chunks).unwrap_or(0));
+        }
         stable_encoding(&m, |b| protocol::decode::<PeerMsg>(b));
     }
 }

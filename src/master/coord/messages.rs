@@ -12,7 +12,7 @@ use super::{Coord, CoordMsg, PeerNode, MASTER, MORE_COMING};
 use crate::manifest::ChunkHash;
 use crate::master::ManifestState;
 use crate::planner::{Event, FailReason, NodeConfig, NodeId, Order, TransferId};
-use crate::protocol::{FailKind, MasterMsg, PeerMsg};
+use crate::protocol::{have_bits_indices, FailKind, MasterMsg, PeerMsg};
 use crate::status::NodeState;
 
 impl Coord {
@@ -125,6 +125,8 @@ impl Coord {
             self.master_in_planner = true;
         }
         self.maps.clear();
+        // Kept for have-sets (as bits) of the manifest before, still on their way.
+        self.previous = self.current.as_ref().map(|p| (p.id, p.unique.iter().map(|(h, _)| *h).collect()));
         for n in self.nodes.values_mut() {
             let _ = n.tx.send(crate::master::outbox::manifest_msg(&st, n.sent));
             n.sent = Some(st.id);
@@ -181,9 +183,14 @@ impl Coord {
             // have-set, only what it lost (see `peer::session`).
             PeerMsg::HaveAll { manifest_id, chunks } if self.sent_here(node, manifest_id, &cur) => {
                 self.maps.touch([node]);
-                self.on_have_all(now, node, &cur, chunks);
+                let held: HashSet<ChunkHash> = chunks.into_iter().filter(|h| cur.index.contains_key(h)).collect();
+                self.on_have_all(now, node, held.into_iter().collect());
             }
             PeerMsg::HaveAll { .. } => {}
+            PeerMsg::HaveBits { manifest_id, chunks, bits } if self.sent_here(node, manifest_id, &cur) => {
+                self.on_have_bits(now, node, &cur, manifest_id, chunks, &bits);
+            }
+            PeerMsg::HaveBits { .. } => {}
             PeerMsg::Lost { chunks } => {
                 let Some(n) = self.nodes.get(&node) else { return };
                 if n.in_planner {
@@ -231,11 +238,48 @@ impl Coord {
         self.live_order(id).filter(|o| o.to == node)
     }
 
-    /// A peer's full have-set for the current manifest: the first one makes it a planner
-    /// node; later ones (after a rescan) become the difference as `Lost` and `Have`.
-    fn on_have_all(&mut self, now: f64, node: NodeId, cur: &ManifestState, chunks: Vec<ChunkHash>) {
+    /// A have-set as bits over the unique chunks of manifest `id` (`PeerMsg::HaveBits`): read
+    /// against the current manifest or the one before it (a peer that decoded a manifest while
+    /// the next one was published). Older ones cannot be read any more: the peer gets the whole
+    /// current manifest, which it answers with a fresh have-set. A set that does not fit its
+    /// manifest is refused with an `Error` and changes nothing.
+    fn on_have_bits(&mut self, now: f64, node: NodeId, cur: &ManifestState, id: u64, chunks: u64, bits: &[u8]) {
+        let held = if id == cur.id {
+            have_bits_indices(chunks, bits, cur.unique.len())
+                .map(|ix| ix.into_iter().map(|i| cur.unique[i].0).collect())
+        } else if let Some((_, prev)) = self.previous.as_ref().filter(|(p, _)| *p == id) {
+            have_bits_indices(chunks, bits, prev.len())
+                .map(|ix| ix.into_iter().map(|i| prev[i]).filter(|h| cur.index.contains_key(h)).collect())
+        } else {
+            let Some(n) = self.nodes.get_mut(&node) else { return };
+            tracing::debug!(
+                "{} sent a have-set of manifest {id}, now {}: sending the whole manifest",
+                n.hello.name,
+                cur.id
+            );
+            let _ = n.tx.send(crate::master::outbox::manifest_msg(cur, None));
+            n.sent = Some(cur.id);
+            return;
+        };
+        match held {
+            Ok(held) => {
+                self.maps.touch([node]);
+                self.on_have_all(now, node, held);
+            }
+            Err(e) => {
+                if let Some(n) = self.nodes.get(&node) {
+                    tracing::warn!("{} sent a have-set that does not fit manifest {id}: {e}", n.hello.name);
+                    let _ = n.tx.send(MasterMsg::Error { message: format!("{e}; the have-set was ignored") });
+                }
+            }
+        }
+    }
+
+    /// A peer's full have-set for the current manifest (distinct chunks of it): the first one
+    /// makes it a planner node; later ones (after a rescan) become the difference as `Lost`
+    /// and `Have`.
+    fn on_have_all(&mut self, now: f64, node: NodeId, new: Vec<ChunkHash>) {
         let Some(n) = self.nodes.get_mut(&node) else { return };
-        let new: HashSet<ChunkHash> = chunks.into_iter().filter(|h| cur.index.contains_key(h)).collect();
         if !n.in_planner {
             n.in_planner = true;
             let h = &n.hello;
@@ -246,9 +290,9 @@ impl Coord {
                 max_upload_bps: h.max_upload_bps.map(|b| b as f64),
                 max_download_bps: h.max_download_bps.map(|b| b as f64),
             };
-            let has = new.into_iter().collect();
-            self.planner.handle(now, Event::Join { node, config, has });
+            self.planner.handle(now, Event::Join { node, config, has: new });
         } else {
+            let new: HashSet<ChunkHash> = new.into_iter().collect();
             let gained: Vec<_> = new.iter().filter(|h| !self.planner.node_has(node, h)).copied().collect();
             let lost: Vec<_> = self.planner.node_chunks(node).filter(|h| !new.contains(h)).collect();
             if !lost.is_empty() {

@@ -27,6 +27,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot, watch};
 
 use super::{ManifestState, Shared};
+use crate::manifest::ChunkHash;
 use crate::planner::{Event, FailReason, NodeId, Planner, Policy, Tuning};
 use crate::protocol::{Hello, MasterMsg, PeerMsg};
 use crate::status::{EventLog, HeldShrink, RateMeter, Snapshot};
@@ -97,6 +98,9 @@ struct Coord {
     nodes: HashMap<NodeId, PeerNode>,
     next_node: NodeId,
     current: Option<Arc<ManifestState>>,
+    /// The manifest before `current`: its id and unique chunks in order, so a have-set (as
+    /// bits) for it that crossed the new one on the wire can still be read.
+    previous: Option<(u64, Vec<ChunkHash>)>,
     master_in_planner: bool,
     indexing: Option<(u64, u64)>,
     index_error: Option<String>,
@@ -143,7 +147,7 @@ pub(crate) async fn run(
         tokio::select! {
             msg = rx.recv() => match msg {
                 Some(m) => {
-                    let frees = matches!(&m, CoordMsg::Peer { msg: PeerMsg::Finished { .. } | PeerMsg::Failed { .. } | PeerMsg::HaveAll { .. }, .. });
+                    let frees = matches!(&m, CoordMsg::Peer { msg: PeerMsg::Finished { .. } | PeerMsg::Failed { .. } | PeerMsg::HaveAll { .. } | PeerMsg::HaveBits { .. }, .. });
                     c.on_msg(m);
                     if frees && round_due.is_none() {
                         round_due = Some(tokio::time::Instant::from_std(last_round + Duration::from_millis(10)));
@@ -181,6 +185,7 @@ impl Coord {
             nodes: HashMap::new(),
             next_node: 1,
             current: None,
+            previous: None,
             master_in_planner: false,
             indexing: Some((0, 0)),
             index_error: None,

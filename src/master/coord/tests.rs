@@ -314,3 +314,44 @@ fn a_new_manifest_ends_stale_transfers_and_replans() {
     assert_eq!(got, want);
     assert_eq!(c.planner.active_transfers(), 2, "the stale transfer was released");
 }
+
+/// A have-set as bits over `manifest`'s unique chunks, set for the chunks named.
+fn have_bits(c: &mut Coord, node: NodeId, st: &ManifestState, held: &[u8]) {
+    let held: Vec<ChunkHash> = held.iter().map(|&i| hash(i)).collect();
+    let n = st.unique.len();
+    let bits = crate::protocol::have_bits(n, |i| held.contains(&st.unique[i].0));
+    peer(c, node, PeerMsg::HaveBits { manifest_id: st.id, chunks: n as u64, bits });
+}
+
+#[test]
+fn have_bits_are_read_against_the_current_or_the_previous_manifest() {
+    let mut c = coord(2);
+    let one = manifest(1, &[0, 1, 2]);
+    c.on_msg(CoordMsg::Manifest(one.clone()));
+    let (a, mut a_rx) = join(&mut c, "10.0.0.1", 1, 1);
+    have_bits(&mut c, a, &one, &[1]);
+    assert!(c.nodes[&a].in_planner && c.planner.node_has(a, &hash(1)) && !c.planner.node_has(a, &hash(0)));
+
+    // Sent before manifest 2 reached the peer: read against manifest 1, kept where 2 has it.
+    let (b, mut b_rx) = join(&mut c, "10.0.0.2", 1, 1);
+    let two = manifest(2, &[1, 2, 3]);
+    c.on_msg(CoordMsg::Manifest(two.clone()));
+    have_bits(&mut c, b, &one, &[0, 2]);
+    assert!(c.planner.node_has(b, &hash(2)) && !c.planner.node_has(b, &hash(0)));
+
+    // Two manifests behind: unreadable, so the peer gets the whole current manifest again.
+    let (d, mut d_rx) = join(&mut c, "10.0.0.3", 1, 1);
+    c.nodes.get_mut(&d).unwrap().first_sent = Some(1);
+    c.on_msg(CoordMsg::Manifest(manifest(3, &[1, 2, 4])));
+    drain(&mut d_rx);
+    have_bits(&mut c, d, &one, &[1]);
+    assert!(matches!(drain(&mut d_rx)[..], [MasterMsg::Manifest { id: 3, .. }]));
+    assert!(!c.nodes[&d].in_planner);
+
+    // Misshapen (a count that is not the manifest's): refused, nothing changes.
+    drain(&mut a_rx);
+    peer(&mut c, a, PeerMsg::HaveBits { manifest_id: 3, chunks: 9, bits: vec![0xff, 1] });
+    assert!(matches!(drain(&mut a_rx)[..], [MasterMsg::Error { .. }]));
+    assert!(c.planner.node_has(a, &hash(1)) && !c.planner.node_has(a, &hash(4)));
+    drain(&mut b_rx);
+}

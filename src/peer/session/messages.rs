@@ -353,13 +353,17 @@ impl Session {
         }
     }
 
+    /// Tell the master everything held, as one bit per unique chunk of the manifest
+    /// (`PeerMsg::HaveBits`): an eighth of a byte per chunk instead of its 32-byte hash.
     pub(super) async fn send_have_all(&mut self, ch: &mut Channel) -> Result<(), String> {
-        let Some((manifest_id, chunks)) =
-            self.ctx.layout.lock().ok().and_then(|g| g.as_ref().map(|l| (l.manifest_id, l.held_chunks())))
-        else {
+        let Some(msg) = self.with_layout(|l| {
+            let unique = l.manifest.unique_chunks();
+            let bits = crate::protocol::have_bits(unique.len(), |i| l.has(&unique[i].0));
+            PeerMsg::HaveBits { manifest_id: l.manifest_id, chunks: unique.len() as u64, bits }
+        }) else {
             return Ok(());
         };
-        send(ch, &PeerMsg::HaveAll { manifest_id, chunks }).await
+        send(ch, &msg).await
     }
 }
 /// Fetch, verify, write one chunk. Errors carry the reason the master needs.

@@ -100,6 +100,8 @@ struct Session {
     manifests_full: u64,
     manifest_deltas: u64,
     manifest_bytes: u64,
+    /// When `Stats` last went out, with the error it carried (`tick`).
+    stats_sent: Option<(Instant, Option<String>)>,
 }
 
 /// How often files skipped as locked by another program are tried again.
@@ -126,6 +128,7 @@ pub(crate) async fn run(ctx: Arc<Ctx>) {
         manifests_full: 0,
         manifest_deltas: 0,
         manifest_bytes: 0,
+        stats_sent: None,
     };
     let mut backoff = Duration::from_millis(200);
     let mut shutdown = ctx.shutdown.clone();
@@ -213,6 +216,7 @@ impl Session {
             return end;
         }
         self.connected = true;
+        self.stats_sent = None;
         if !self.disk_error {
             self.error = None;
         }

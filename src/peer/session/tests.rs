@@ -101,7 +101,7 @@ async fn orders_are_answered_and_only_verified_bytes_are_written() {
     let (peer, mut ch) = joined_peer(&dst.path().join("mirror")).await;
 
     ch.send(&MasterMsg::Manifest { id: 1, bytes: std::sync::Arc::new(manifest.to_bytes()) }).await.unwrap();
-    assert_eq!(next(&mut ch).await, PeerMsg::HaveAll { manifest_id: 1, chunks: vec![] });
+    assert_eq!(next(&mut ch).await, PeerMsg::HaveBits { manifest_id: 1, chunks: 1, bits: vec![0] });
     let stranger = ChunkHash::of(b"not in the manifest");
     ch.send(&MasterMsg::Fetch { id: 1, chunk: stranger, size: 3, url: None, min_rate_bps: 0 }).await.unwrap();
     assert!(matches!(next(&mut ch).await, PeerMsg::Failed { id: 1, reason: FailKind::Cancelled, .. }));
@@ -156,7 +156,7 @@ async fn a_recheck_that_finds_no_change_keeps_the_published_state() {
     let mirror = dst.path().join("mirror");
     let (peer, mut ch) = joined_peer_with(&mirror, |c| c.rescan_interval = Duration::from_millis(300)).await;
     ch.send(&MasterMsg::Manifest { id: 1, bytes: std::sync::Arc::new(manifest.to_bytes()) }).await.unwrap();
-    assert!(matches!(next(&mut ch).await, PeerMsg::HaveAll { .. }));
+    assert!(matches!(next(&mut ch).await, PeerMsg::HaveBits { .. }));
     let url = Some(chunk_source(content.clone()).await);
     ch.send(&MasterMsg::Fetch { id: 1, chunk, size: content.len() as u64, url, min_rate_bps: 0 }).await.unwrap();
     assert_eq!(next(&mut ch).await, PeerMsg::Finished { id: 1 });
@@ -172,7 +172,7 @@ async fn a_recheck_that_finds_no_change_keeps_the_published_state() {
     });
     // Every re-check ends with a fresh have-set: three of them.
     for _ in 0..3 {
-        assert!(matches!(next(&mut ch).await, PeerMsg::HaveAll { manifest_id: 1, .. }));
+        assert!(matches!(next(&mut ch).await, PeerMsg::HaveBits { manifest_id: 1, .. }));
     }
     watcher.abort();
     let seen = seen.lock().unwrap().clone();
@@ -208,7 +208,7 @@ async fn a_batch_keeps_its_verified_chunks_and_names_the_bad_one() {
     let (a, b, c) = (chunk_of("a.txt"), chunk_of("b.txt"), chunk_of("c.txt"));
     let (peer, mut ch) = joined_peer(&dst.path().join("mirror")).await;
     ch.send(&MasterMsg::Manifest { id: 1, bytes: std::sync::Arc::new(manifest.to_bytes()) }).await.unwrap();
-    assert_eq!(next(&mut ch).await, PeerMsg::HaveAll { manifest_id: 1, chunks: vec![] });
+    assert_eq!(next(&mut ch).await, PeerMsg::HaveBits { manifest_id: 1, chunks: 3, bits: vec![0] });
 
     let mut answer = Vec::new();
     encode_entry(&mut answer, Some((b"first file", false)));
