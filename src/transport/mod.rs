@@ -13,6 +13,8 @@
 //! - [`fdlimit`]: the open-file limit, raised to the hard limit at the first engine start.
 //! - [`frames`]: the byte-stream wrapper under the channel that refuses an oversized message
 //!   from its frame header, before it is buffered.
+//! - [`pace`]: caps each upload flow of a serve loop at its share of the link once the node's
+//!   flows lose packets (shallow switch queues, BBR).
 //! - [`probe`]: a plain loopback copy, the yardstick `lanscatter demo` compares the swarm with.
 //! - [`tls`]: mutual TLS pinned to the identity every member derives from the swarm secret.
 //! - [`discovery`]: the master's mDNS announcement and the peer's `auto` search for it.
@@ -30,6 +32,7 @@ pub mod discovery;
 pub mod fdlimit;
 pub mod fetch;
 pub mod frames;
+pub mod pace;
 pub mod probe;
 pub mod serve;
 pub mod tls;

@@ -34,6 +34,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
 use tower::ServiceExt;
 
+use super::pace::{Paced, Pacer};
 use super::Security;
 
 /// How long a client may take to send its request headers (each request, keep-alive included).
@@ -110,6 +111,9 @@ pub async fn serve_secured(
     let mut builder = http1::Builder::new();
     builder.timer(TokioTimer::new()).header_read_timeout(header_timeout);
     let caps = Caps::new(&limits);
+    // Caps each upload flow at its share of the link once flows lose packets (pace.rs).
+    let pacer = Pacer::default();
+    let _pacing = AbortOnDrop(tokio::spawn(pacer.clone().run()));
     // `true` once the server stops: each connection then finishes its request and closes.
     let (stopping, stop) = watch::channel(false);
     let mut conns = tokio::task::JoinSet::new();
@@ -133,7 +137,7 @@ pub async fn serve_secured(
         // Chunk answers end with a small final write; Nagle would hold it back.
         let _ = stream.set_nodelay(true);
         let conn = Conn { router: router.clone(), builder: builder.clone(), addr, what, header_timeout, permits };
-        conns.spawn(conn.run(stream, security.clone(), stop.clone()));
+        conns.spawn(conn.run(stream, pacer.clone(), security.clone(), stop.clone()));
     }
     drop(listener);
     let _ = stopping.send(true);
@@ -144,6 +148,16 @@ pub async fn serve_secured(
         tracing::debug!("{what}: {} connection(s) still open after {SHUTDOWN_GRACE:?}; closing them", conns.len());
     }
     conns.shutdown().await;
+}
+
+/// A task that ends with its owner (the pacer's ticker ends with its serve loop, however that
+/// loop's future ends).
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 /// Who is on the other end of a connection, as far as the transport could tell.
@@ -258,19 +272,20 @@ struct Conn {
 const TLS_HANDSHAKE: u8 = 0x16;
 
 impl Conn {
-    async fn run(self, stream: TcpStream, security: Security, stop: watch::Receiver<bool>) {
+    async fn run(self, stream: TcpStream, pacer: Pacer, security: Security, stop: watch::Receiver<bool>) {
         let Some(tls) = security.tls() else {
-            return self.http(TokioIo::new(stream), Access::Open, None, stop).await;
+            return self.http(TokioIo::new(Paced::new(&pacer, stream)), Access::Open, None, stop).await;
         };
         let mut first = [0u8; 1];
         match tokio::time::timeout(self.header_timeout, stream.peek(&mut first)).await {
             Ok(Ok(1)) if first[0] == TLS_HANDSHAKE => {}
             Ok(Ok(1)) => {
                 let token = security.web_token().map(str::to_owned);
-                return self.http(TokioIo::new(stream), Access::Web, token, stop).await;
+                return self.http(TokioIo::new(Paced::new(&pacer, stream)), Access::Web, token, stop).await;
             }
             _ => return,
         }
+        let stream = Paced::new(&pacer, stream);
         match tokio::time::timeout(self.header_timeout, tls.acceptor().accept(stream)).await {
             Ok(Ok(s)) => self.http(TokioIo::new(s), Access::Member, None, stop).await,
             Ok(Err(e)) => {
