@@ -84,9 +84,7 @@ impl Layout {
     /// written anyway is written again later, with the same verified bytes) and the error is
     /// returned once the places before it are counted.
     fn place_many<D: AsRef<[u8]>>(&mut self, chunks: &[(ChunkHash, D)]) -> Result<(), LayoutError> {
-        // Per chunk some place waits for: its index in `chunks` and its places, each with
-        // whether it has a path here (and so a write).
-        let mut jobs: Vec<(usize, Vec<(usize, u64, bool)>)> = Vec::new();
+        let mut jobs: Vec<(usize, Vec<Place>)> = Vec::new();
         for (ci, (h, _)) in chunks.iter().enumerate() {
             if self.pending.get(h).is_some_and(|p| !p.is_empty()) {
                 let places = self.pending.remove(h).unwrap_or_default();
@@ -220,6 +218,10 @@ impl Layout {
         first_err.map_or(Ok(()), Err)
     }
 }
+
+/// A place a chunk of a batch goes: (file index, offset, whether the file has a path here,
+/// and so a write in the batch).
+type Place = (usize, u64, bool);
 
 /// Files being finished outside the layout lock: (index, path, master's mtime, written by
 /// this layout, so certainly not finished yet), and the directories with new entries above
