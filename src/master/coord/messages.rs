@@ -222,7 +222,7 @@ impl Coord {
     /// cancel those themselves on the manifest change, so here they are already over.
     fn live_order(&self, id: TransferId) -> Option<Order> {
         let cur = self.current.as_ref()?;
-        self.planner.order(id).filter(|o| cur.index.contains_key(&o.chunk))
+        self.planner.order(id).filter(|o| cur.has_chunk(&o.chunk))
     }
 
     /// The live order `id` if `node` was ordered to fetch it (reports about anything else
@@ -235,7 +235,7 @@ impl Coord {
     /// node; later ones (after a rescan) become the difference as `Lost` and `Have`.
     fn on_have_all(&mut self, now: f64, node: NodeId, cur: &ManifestState, chunks: Vec<ChunkHash>) {
         let Some(n) = self.nodes.get_mut(&node) else { return };
-        let new: HashSet<ChunkHash> = chunks.into_iter().filter(|h| cur.index.contains_key(h)).collect();
+        let new: HashSet<ChunkHash> = chunks.into_iter().filter(|h| cur.has_chunk(h)).collect();
         if !n.in_planner {
             n.in_planner = true;
             let h = &n.hello;
