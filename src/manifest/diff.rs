@@ -146,11 +146,15 @@ fn local_sources<'a>(local: &'a Manifest, in_place: &InPlace<'_>) -> Sources<'a>
 }
 
 /// File work, mtime fixes and the distinct chunks to fetch.
+///
+/// Sized with care: a fresh peer gets one `FileWork` per file, and at a million files the
+/// default growth (four slots for a file's first chunk, doubling lists) cost more than the
+/// manifest itself.
 fn plan_files(target: &Manifest, local: &Manifest, in_place: &InPlace<'_>, sources: &Sources<'_>, plan: &mut SyncPlan) {
-    let mut fetch: HashMap<ChunkHash, u64> = HashMap::new();
+    let mut fetch: Vec<(ChunkHash, u64)> = Vec::new();
     for tf in &target.files {
         let lf = local.file(&tf.path);
-        let mut work = Vec::new();
+        let mut work = Vec::with_capacity(tf.chunks.len());
         for tc in &tf.chunks {
             if lf.is_some() && in_place.contains(&(tf.path.as_str(), tc.offset)) {
                 continue;
@@ -158,7 +162,7 @@ fn plan_files(target: &Manifest, local: &Manifest, in_place: &InPlace<'_>, sourc
             let source = match sources.get(&tc.hash) {
                 Some(&(path, offset, stable)) => ChunkSource::Local { path: path.to_string(), offset, stable },
                 None => {
-                    fetch.insert(tc.hash, u64::from(tc.size));
+                    fetch.push((tc.hash, u64::from(tc.size)));
                     ChunkSource::Fetch
                 }
             };
@@ -179,8 +183,13 @@ fn plan_files(target: &Manifest, local: &Manifest, in_place: &InPlace<'_>, sourc
             });
         }
     }
-    plan.fetch = fetch.into_iter().collect();
-    plan.fetch.sort_unstable();
+    // Give back the lists' unused growth (a large one is remapped, not copied).
+    plan.files.shrink_to_fit();
+    // Each hash once (equal hashes have equal sizes: the size is part of the content).
+    fetch.sort_unstable();
+    fetch.dedup_by_key(|(h, _)| *h);
+    fetch.shrink_to_fit();
+    plan.fetch = fetch;
 }
 
 /// Type conflicts, directories to create, and files and directories to delete.

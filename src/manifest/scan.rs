@@ -300,7 +300,7 @@ impl FileHashes {
         let jobs: Vec<HashJob> = pending
             .iter()
             .map(|&i| HashJob {
-                path: self.files[i].abs.clone(),
+                path: &self.files[i].abs,
                 size: self.files[i].stamp.size,
                 chunk_size: rule.chunk_size_for(self.files[i].stamp.size),
             })

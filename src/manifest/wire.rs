@@ -50,7 +50,10 @@ pub(super) fn encode(m: &Manifest) -> Vec<u8> {
     out.extend_from_slice(&VERSION.to_le_bytes());
     // Serializing plain data structs into a Vec cannot fail (no maps with non-string keys, no
     // I/O); a failure would be a bug in the types, so it is loud.
-    postcard::to_extend(m, out).expect("manifest serializes to postcard")
+    let mut out = postcard::to_extend(m, out).expect("manifest serializes to postcard");
+    // The estimate above is generous; the master keeps these bytes as long as the manifest.
+    out.shrink_to_fit();
+    out
 }
 
 pub(super) fn decode(bytes: &[u8]) -> Result<Manifest, ManifestError> {
@@ -61,11 +64,15 @@ pub(super) fn decode(bytes: &[u8]) -> Result<Manifest, ManifestError> {
     if version != VERSION {
         return Err(ManifestError::UnsupportedVersion(version));
     }
-    let (m, rest): (Manifest, &[u8]) = postcard::take_from_bytes(&bytes[6..])?;
+    let (mut m, rest): (Manifest, &[u8]) = postcard::take_from_bytes(&bytes[6..])?;
     if !rest.is_empty() {
         return Err(ManifestError::Decode(postcard::Error::DeserializeBadEncoding));
     }
     m.validate()?;
+    // serde grows the lists by doubling from a cautious start (it must not trust a length
+    // off the wire): up to twice the entries' size at rest, for as long as the manifest lives.
+    m.files.shrink_to_fit();
+    m.dirs.shrink_to_fit();
     Ok(m)
 }
 

@@ -65,13 +65,13 @@ fn exact(p: &Planner, id: NodeId, cur: &ManifestState, inc: &[ChunkHash]) -> (Ve
     let mut map = vec![CELL_MISSING; cur.unique.len()];
     let mut done = 0;
     for h in p.node_chunks(id) {
-        if let Some(&i) = cur.index.get(&h) {
+        if let Some(i) = cur.position(&h) {
             map[i] = CELL_HAS;
             done += cur.unique[i].1;
         }
     }
     for h in inc {
-        if let Some(&i) = cur.index.get(h) {
+        if let Some(i) = cur.position(h) {
             if map[i] == CELL_MISSING {
                 map[i] = CELL_INCOMING;
             }

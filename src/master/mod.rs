@@ -24,7 +24,6 @@
 //! The master never writes inside its folder: it only opens files for reading, and its hash
 //! cache lives in the user cache dir.
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, RwLock};
@@ -136,16 +135,20 @@ pub enum MasterError {
 }
 
 /// One indexed version of the folder, shared read-only by all tasks.
+///
+/// Per-chunk lookups go through `unique` (sorted by hash) by binary search rather than hash
+/// maps of their own: at a million files the maps cost ~90 bytes a chunk, the search ~20
+/// comparisons per lookup, and lookups are per order or per served chunk, not per byte.
 pub struct ManifestState {
     pub id: u64,
     pub manifest: Arc<Manifest>,
     /// `Manifest::to_bytes`, encoded once for all peers.
     pub bytes: Arc<Vec<u8>>,
-    /// Unique chunks (sorted by hash) and each one's index in that list (for chunk maps).
+    /// Unique chunks, sorted by hash; a chunk's place in this list is its cell in chunk maps.
     pub unique: Vec<(ChunkHash, u64)>,
-    pub index: HashMap<ChunkHash, usize>,
-    /// One place in the folder holding each chunk.
-    pub locs: HashMap<ChunkHash, (usize, u64, u64)>,
+    /// One place in the folder holding each chunk of `unique`, index for index: (file index,
+    /// chunk index in that file).
+    locs: Vec<(u32, u32)>,
     /// What a peer checks a manifest rebuilt from a delta against (`delta::manifest_hash`).
     pub hash: ChunkHash,
     /// The change from the manifest published before this one: that one's id and the
@@ -162,22 +165,49 @@ impl ManifestState {
     }
 
     pub fn new(id: u64, manifest: Manifest) -> Self {
-        let unique = manifest.unique_chunks();
-        let index = unique.iter().enumerate().map(|(i, (h, _))| (*h, i)).collect();
-        let mut locs = HashMap::new();
-        for (fi, f) in manifest.files.iter().enumerate() {
-            for c in &f.chunks {
-                locs.entry(c.hash).or_insert((fi, c.offset, u64::from(c.size)));
-            }
-        }
+        let (unique, locs) = unique_chunks_and_places(&manifest);
         let bytes = Arc::new(manifest.to_bytes());
         let hash = crate::manifest::delta::manifest_hash(&bytes);
-        ManifestState { id, bytes, manifest: Arc::new(manifest), unique, index, locs, hash, delta: None }
+        ManifestState { id, bytes, manifest: Arc::new(manifest), unique, locs, hash, delta: None }
     }
 
     pub fn unique_bytes(&self) -> u64 {
         self.unique.iter().map(|(_, s)| s).sum()
     }
+
+    /// The chunk's place in `unique` (its chunk-map cell), if the manifest has it.
+    pub fn position(&self, hash: &ChunkHash) -> Option<usize> {
+        self.unique.binary_search_by(|(h, _)| h.cmp(hash)).ok()
+    }
+
+    /// Whether the manifest has this chunk.
+    pub fn has_chunk(&self, hash: &ChunkHash) -> bool {
+        self.position(hash).is_some()
+    }
+
+    /// One place holding the chunk: (file index, offset, size).
+    pub fn locate(&self, hash: &ChunkHash) -> Option<(usize, u64, u64)> {
+        let &(fi, ci) = self.locs.get(self.position(hash)?)?;
+        let c = self.manifest.files.get(fi as usize)?.chunks.get(ci as usize)?;
+        Some((fi as usize, c.offset, u64::from(c.size)))
+    }
+}
+
+/// The manifest's distinct chunks sorted by hash (as [`Manifest::unique_chunks`]) and, index
+/// for index, the first (file, chunk) holding each. One sort of 24-byte records; no map.
+fn unique_chunks_and_places(m: &Manifest) -> (Vec<(ChunkHash, u64)>, Vec<(u32, u32)>) {
+    let mut all: Vec<(ChunkHash, u32, u32)> = Vec::with_capacity(m.chunk_count());
+    for (fi, f) in m.files.iter().enumerate() {
+        // A manifest off the wire is bounded far below 2^32 files or chunks per file.
+        all.extend(f.chunks.iter().enumerate().map(|(ci, c)| (c.hash, fi as u32, ci as u32)));
+    }
+    // Sorted on the whole record: within a hash the first place in file order comes first.
+    all.sort_unstable();
+    all.dedup_by_key(|(h, _, _)| *h);
+    let size = |&(h, fi, ci): &(ChunkHash, u32, u32)| (h, u64::from(m.files[fi as usize].chunks[ci as usize].size));
+    let unique = all.iter().map(size).collect();
+    let locs = all.iter().map(|&(_, fi, ci)| (fi, ci)).collect();
+    (unique, locs)
 }
 
 /// State shared between the master's tasks.
@@ -234,7 +264,7 @@ struct MasterSource(Arc<Shared>);
 impl ChunkSource for MasterSource {
     fn locate(&self, hash: &ChunkHash) -> Option<ChunkLoc> {
         let cur = self.0.current.read().ok()?.clone()?;
-        let &(fi, offset, size) = cur.locs.get(hash)?;
+        let (fi, offset, size) = cur.locate(hash)?;
         let path = crate::paths::to_local(&self.0.cfg.source_dir, &cur.manifest.files[fi].path).ok()?;
         Some(ChunkLoc { path, offset, size })
     }

@@ -183,7 +183,7 @@ impl Coord {
             // have-set, only what it lost (see `peer::session`).
             PeerMsg::HaveAll { manifest_id, chunks } if self.sent_here(node, manifest_id, &cur) => {
                 self.maps.touch([node]);
-                let held: HashSet<ChunkHash> = chunks.into_iter().filter(|h| cur.index.contains_key(h)).collect();
+                let held: HashSet<ChunkHash> = chunks.into_iter().filter(|h| cur.has_chunk(h)).collect();
                 self.on_have_all(now, node, held.into_iter().collect());
             }
             PeerMsg::HaveAll { .. } => {}
@@ -229,7 +229,7 @@ impl Coord {
     /// cancel those themselves on the manifest change, so here they are already over.
     fn live_order(&self, id: TransferId) -> Option<Order> {
         let cur = self.current.as_ref()?;
-        self.planner.order(id).filter(|o| cur.index.contains_key(&o.chunk))
+        self.planner.order(id).filter(|o| cur.has_chunk(&o.chunk))
     }
 
     /// The live order `id` if `node` was ordered to fetch it (reports about anything else
@@ -249,7 +249,7 @@ impl Coord {
                 .map(|ix| ix.into_iter().map(|i| cur.unique[i].0).collect())
         } else if let Some((_, prev)) = self.previous.as_ref().filter(|(p, _)| *p == id) {
             have_bits_indices(chunks, bits, prev.len())
-                .map(|ix| ix.into_iter().map(|i| prev[i]).filter(|h| cur.index.contains_key(h)).collect())
+                .map(|ix| ix.into_iter().map(|i| prev[i]).filter(|h| cur.has_chunk(h)).collect())
         } else {
             let Some(n) = self.nodes.get_mut(&node) else { return };
             tracing::debug!(

@@ -241,7 +241,7 @@ impl Coord {
         for o in self.planner.check_timeouts_orders(now) {
             self.maps.touch([o.from, o.to]);
             // Transfers of chunks that left the manifest were cancelled by the peers already.
-            if !self.current.as_ref().is_some_and(|cur| cur.index.contains_key(&o.chunk)) {
+            if !self.current.as_ref().is_some_and(|cur| cur.has_chunk(&o.chunk)) {
                 continue;
             }
             tracing::debug!("transfer {} of {} to {} timed out", o.id, o.chunk, o.to);

@@ -93,7 +93,7 @@ impl Coord {
     fn peer_statuses(&mut self, cur: &ManifestState, unique_bytes: u64) -> Vec<(NodeStatus, bool)> {
         let mut incoming: HashMap<NodeId, Vec<ChunkHash>> = HashMap::new();
         let mut ups: HashMap<NodeId, u32> = HashMap::new();
-        for o in self.planner.orders().filter(|o| cur.index.contains_key(&o.chunk)) {
+        for o in self.planner.orders().filter(|o| cur.has_chunk(&o.chunk)) {
             incoming.entry(o.to).or_default().push(o.chunk);
             *ups.entry(o.from).or_default() += 1;
         }

@@ -109,7 +109,7 @@ fn row(s: &Snapshot, id: NodeId) -> &NodeStatus {
 /// The chunk map cell of chunk `i` in a row.
 fn cell(c: &Coord, n: &NodeStatus, i: u8) -> u8 {
     let cur = c.current.as_ref().expect("a manifest");
-    n.chunk_map[cur.index[&hash(i)]]
+    n.chunk_map[cur.position(&hash(i)).expect("chunk in the manifest")]
 }
 
 #[test]
