@@ -101,6 +101,8 @@ struct Coord {
     /// The manifest before `current`: its id and unique chunks in order, so a have-set (as
     /// bits) for it that crossed the new one on the wire can still be read.
     previous: Option<(u64, Vec<ChunkHash>)>,
+    /// The current manifest's id, file count, folder bytes and unique bytes (`snapshot`).
+    sizes: Option<(u64, (u64, u64, u64))>,
     master_in_planner: bool,
     indexing: Option<(u64, u64)>,
     index_error: Option<String>,
@@ -186,6 +188,7 @@ impl Coord {
             next_node: 1,
             current: None,
             previous: None,
+            sizes: None,
             master_in_planner: false,
             indexing: Some((0, 0)),
             index_error: None,
