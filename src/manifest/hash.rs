@@ -139,7 +139,7 @@ fn hash_batch(jobs: &[HashJob<'_>], batch: &[Piece]) -> Vec<(Piece, Result<Chunk
         let prev = (i > 0 && batch[i - 1].job == p.job).then(|| files[i - 1].as_ref().and_then(|f| f.try_clone().ok()));
         let f = match prev.flatten() {
             Some(f) => Some(f),
-            None => match open_sequential(&jobs[p.job as usize].path) {
+            None => match open_sequential(jobs[p.job as usize].path) {
                 Ok(f) => Some(f),
                 Err(e) => {
                     errors[i] = Some(e.into());

@@ -146,9 +146,8 @@ pub struct ManifestState {
     pub bytes: Arc<Vec<u8>>,
     /// Unique chunks, sorted by hash; a chunk's place in this list is its cell in chunk maps.
     pub unique: Vec<(ChunkHash, u64)>,
-    /// One place in the folder holding each chunk of `unique`, index for index: (file index,
-    /// chunk index in that file).
-    locs: Vec<(u32, u32)>,
+    /// One place in the folder holding each chunk of `unique`, index for index.
+    locs: Vec<Place>,
     /// What a peer checks a manifest rebuilt from a delta against (`delta::manifest_hash`).
     pub hash: ChunkHash,
     /// The change from the manifest published before this one: that one's id and the
@@ -193,9 +192,12 @@ impl ManifestState {
     }
 }
 
+/// Where a chunk is: (file index, chunk index in that file).
+type Place = (u32, u32);
+
 /// The manifest's distinct chunks sorted by hash (as [`Manifest::unique_chunks`]) and, index
-/// for index, the first (file, chunk) holding each. One sort of 24-byte records; no map.
-fn unique_chunks_and_places(m: &Manifest) -> (Vec<(ChunkHash, u64)>, Vec<(u32, u32)>) {
+/// for index, the first place holding each. One sort of 24-byte records; no map.
+fn unique_chunks_and_places(m: &Manifest) -> (Vec<(ChunkHash, u64)>, Vec<Place>) {
     let mut all: Vec<(ChunkHash, u32, u32)> = Vec::with_capacity(m.chunk_count());
     for (fi, f) in m.files.iter().enumerate() {
         // A manifest off the wire is bounded far below 2^32 files or chunks per file.
