@@ -104,7 +104,7 @@ pub fn have_bits_indices(chunks: u64, bits: &[u8], len: usize) -> Result<Vec<usi
         return Err(HaveBitsError::Count { claimed: chunks, actual: len });
     }
     let want = len.div_ceil(8);
-    let tail_clean = len % 8 == 0 || bits.last().is_none_or(|b| b >> (len % 8) == 0);
+    let tail_clean = len.is_multiple_of(8) || bits.last().is_none_or(|b| b >> (len % 8) == 0);
     if bits.len() != want || !tail_clean {
         return Err(HaveBitsError::Shape { got: bits.len(), want, chunks: len });
     }
@@ -535,7 +535,7 @@ mod tests {
     #[test]
     fn have_bits_round_trip_and_a_misshapen_set_is_refused() {
         for len in [0usize, 1, 7, 8, 9, 64, 1000] {
-            let has = |i: usize| i % 3 == 0 || i == len.saturating_sub(1);
+            let has = |i: usize| i.is_multiple_of(3) || i == len.saturating_sub(1);
             let bits = have_bits(len, has);
             assert_eq!(bits.len(), len.div_ceil(8));
             let set = have_bits_indices(len as u64, &bits, len).unwrap();
