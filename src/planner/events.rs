@@ -215,6 +215,20 @@ impl Planner {
         }
     }
 
+    /// `t`'s source said it does not hold `chunks`. A peer is forgotten as their source; a
+    /// master always holds its whole manifest (a changed file brings a new manifest), and
+    /// forgetting that could leave a chunk with no source, so it is only asked again later
+    /// (`misses`).
+    fn source_missing(&mut self, now: f64, t: &Transfer, chunks: &[u32]) {
+        for &c in chunks {
+            if t.from_master {
+                self.misses.record(now, t.from, c);
+            } else {
+                self.remove_have(t.from, c);
+            }
+        }
+    }
+
     /// A batch arrived except `failed`: the destination gains the rest, and the transfer ends
     /// as failed (the source is blamed once; `SourceMissing` drops only the failed chunks from
     /// its have-set).
@@ -285,17 +299,8 @@ impl Planner {
             }
             End::Failed(reason) => {
                 self.failed += 1;
-                // A master always holds its whole manifest (a changed file brings a new
-                // manifest), and forgetting that could leave a chunk with no source: it is
-                // only asked again later (`misses`).
                 if reason == FailReason::SourceMissing {
-                    for &c in failed.unwrap_or(&chunks) {
-                        if t.from_master {
-                            self.misses.record(now, t.from, c);
-                        } else {
-                            self.remove_have(t.from, c);
-                        }
-                    }
+                    self.source_missing(now, &t, failed.unwrap_or(&chunks));
                 }
                 if reason == FailReason::LocalDisk {
                     self.hold_downloads(now, t.to);

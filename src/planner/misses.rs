@@ -121,7 +121,7 @@ mod tests {
         // Holds 0.5, 1, 2, 4, 8, 8, 8: eight or nine requests in 30 s, not one per round.
         assert!((7..=10).contains(&asked.len()), "asked at {asked:?}");
         let gaps: Vec<f64> = asked.windows(2).map(|w| w[1] - w[0]).collect();
-        assert!(gaps.iter().all(|&g| g >= FIRST_HOLD_S - 1e-9 && g <= MAX_HOLD_S + 0.2), "{gaps:?}");
+        assert!(gaps.iter().all(|g| (FIRST_HOLD_S - 1e-9..=MAX_HOLD_S + 0.2).contains(g)), "{gaps:?}");
         assert!(gaps.windows(2).all(|g| g[1] >= g[0] - 0.15), "the holds grow: {gaps:?}");
         p.handle(t, Event::NewManifest { chunks: vec![(h(0), 100)] });
         assert_eq!(p.plan(t).len(), 1, "a new manifest lifts the hold");
