@@ -152,47 +152,27 @@ impl Storage for Disk {
     }
 
     fn create_sized_many(&self, files: &[(&Path, u64)]) -> Vec<io::Result<bool>> {
-        let mut parents = Parents::default();
-        files
-            .iter()
-            .map(|&(path, len)| {
-                let (dir, leaf) = parents.of(path)?;
-                create_sized_in(dir, leaf, len, path)
-            })
-            .collect()
+        Parents::each(files, |f| f.0, |dir, leaf, &(path, len)| create_sized_in(dir, leaf, len, path))
     }
 
     fn write_many(&self, writes: &[(&Path, u64, &[u8])]) -> Vec<io::Result<()>> {
-        let mut parents = Parents::default();
-        writes
-            .iter()
-            .map(|&(path, offset, data)| {
-                let (dir, leaf) = parents.of(path)?;
-                pwrite_all(&open_in(dir, leaf, Access::Write, path)?, data, offset)
-            })
-            .collect()
+        Parents::each(
+            writes,
+            |w| w.0,
+            |dir, leaf, &(path, offset, data)| pwrite_all(&open_in(dir, leaf, Access::Write, path)?, data, offset),
+        )
     }
 
     fn mtime_many(&self, paths: &[&Path]) -> Vec<io::Result<Mtime>> {
-        let mut parents = Parents::default();
-        paths
-            .iter()
-            .map(|&path| {
-                let (dir, leaf) = parents.of(path)?;
-                Ok(Mtime::from(dir.symlink_metadata(leaf)?.modified()?.into_std()))
-            })
-            .collect()
+        Parents::each(paths, |p| p, |dir, leaf, _| Ok(Mtime::from(dir.symlink_metadata(leaf)?.modified()?.into_std())))
     }
 
     fn set_mtime_many(&self, files: &[(&Path, Mtime)]) -> Vec<io::Result<()>> {
-        let mut parents = Parents::default();
-        files
-            .iter()
-            .map(|&(path, mtime)| {
-                let (dir, leaf) = parents.of(path)?;
-                set_mtime_of(&open_in(dir, leaf, Access::Write, path)?, mtime)
-            })
-            .collect()
+        Parents::each(
+            files,
+            |f| f.0,
+            |dir, leaf, &(path, mtime)| set_mtime_of(&open_in(dir, leaf, Access::Write, path)?, mtime),
+        )
     }
 }
 
@@ -350,6 +330,23 @@ struct Parents {
 }
 
 impl Parents {
+    /// `op` on each item's (parent directory, last name), each parent opened once per run of
+    /// items in one directory; per item its result (one failure does not stop the others).
+    fn each<T, R>(
+        items: &[T],
+        path: impl Fn(&T) -> &Path,
+        mut op: impl FnMut(&Dir, &OsStr, &T) -> io::Result<R>,
+    ) -> Vec<io::Result<R>> {
+        let mut parents = Parents::default();
+        items
+            .iter()
+            .map(|item| {
+                let (dir, leaf) = parents.of(path(item))?;
+                op(dir, leaf, item)
+            })
+            .collect()
+    }
+
     /// The directory holding `path`'s last name, and that name.
     fn of<'p>(&mut self, path: &'p Path) -> io::Result<(&Dir, &'p OsStr)> {
         let (_, names) = split(path)?;
