@@ -11,6 +11,10 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::Mutex;
 
+/// The smallest grant [`RateLimiter::grant`] hands out, so a very low rate does not cost a
+/// wake-up per few bytes.
+pub const MIN_GRANT: usize = 4 * 1024;
+
 #[derive(Debug)]
 pub struct RateLimiter {
     rate: f64,
@@ -40,6 +44,16 @@ impl RateLimiter {
     pub fn with_rate(rate_bytes_per_sec: u64) -> Self {
         let burst = (rate_bytes_per_sec / 10).max(super::PIECE as u64);
         Self::new(rate_bytes_per_sec, burst)
+    }
+
+    /// How many bytes a flow asks for at a time: about 1/32 s of traffic, between
+    /// [`MIN_GRANT`] and [`super::PIECE`]. Grants are FIFO, so a flow waits for every other
+    /// flow's grant before its next one: with whole 256 KiB pieces, 8 uploads from a master
+    /// limited to 400 KB/s each got a piece every 5 s and the last one its first byte after
+    /// 4.6 s, past the planner's first-byte and stall timeouts, so they were aborted over and
+    /// over and nothing finished. With small grants every flow moves several times a second.
+    pub fn grant(&self) -> usize {
+        ((self.rate / 32.0) as usize).clamp(MIN_GRANT, super::PIECE)
     }
 
     pub fn burst(&self) -> u64 {
@@ -73,6 +87,13 @@ impl RateLimiter {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn grants_are_a_32nd_of_a_second_within_bounds() {
+        assert_eq!(RateLimiter::with_rate(400_000).grant(), 12_500);
+        assert_eq!(RateLimiter::with_rate(1_000).grant(), MIN_GRANT);
+        assert_eq!(RateLimiter::with_rate(125_000_000).grant(), super::super::PIECE);
+    }
 
     #[tokio::test]
     async fn grants_never_exceed_rate_times_time_plus_burst() {

@@ -142,8 +142,8 @@ async fn get_chunk(State(s): State<Arc<ChunkServer>>, Path(hex): Path<String>, h
     resp
 }
 
-/// The body in [`PIECE`]s through the upload limiter; the upload slot is held until the last
-/// piece is sent.
+/// The body in [`PIECE`]s (the limiter's smaller grants when it has one) through the upload
+/// limiter; the upload slot is held until the last piece is sent.
 fn stream(s: &Arc<ChunkServer>, body: Vec<u8>, permit: tokio::sync::OwnedSemaphorePermit) -> Response {
     let len = body.len();
     let bytes = Bytes::from(body);
@@ -151,7 +151,8 @@ fn stream(s: &Arc<ChunkServer>, body: Vec<u8>, permit: tokio::sync::OwnedSemapho
         if pos >= b.len() {
             return None;
         }
-        let end = (pos + PIECE).min(b.len());
+        let piece = s.cfg.limiter.as_ref().map_or(PIECE, |l| l.grant());
+        let end = (pos + piece).min(b.len());
         if let Some(l) = &s.cfg.limiter {
             l.acquire(end - pos).await;
         }
