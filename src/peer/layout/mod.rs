@@ -126,8 +126,11 @@ pub struct Layout {
     pub index: HashMap<ChunkHash, usize>,
     /// Places still to be written, per chunk: (file index, offset).
     pending: HashMap<ChunkHash, Vec<(usize, u64)>>,
-    /// One verified place per chunk held: (file index, offset, size).
-    held: HashMap<ChunkHash, (usize, u64, u64)>,
+    /// One verified place per chunk held, (file index, offset), indexed like `unique`: a flat
+    /// vec rather than a map by hash, so the status map every 250 ms is a scan, not 200,000
+    /// hash lookups under the layout lock (8.7 % of a small-file peer's CPU), in ~24 instead of
+    /// ~65 bytes per chunk.
+    held: Vec<Option<(usize, u64)>>,
     /// Chunks still to write per file.
     file_pending: Vec<u32>,
     pub bytes_done: u64,
@@ -175,11 +178,31 @@ impl Layout {
     }
 
     pub fn has(&self, h: &ChunkHash) -> bool {
-        self.held.contains_key(h)
+        self.held_at(h).is_some()
+    }
+
+    /// The verified place of `h` here: (file index, offset, size).
+    fn held_at(&self, h: &ChunkHash) -> Option<(usize, u64, u64)> {
+        let &i = self.index.get(h)?;
+        let (fi, off) = self.held[i]?;
+        Some((fi, off, self.unique[i].1))
+    }
+
+    /// Record `h` as verified at (`fi`, `off`), replacing an earlier place; true if it was not
+    /// held before. A chunk the manifest lacks is not recorded.
+    fn hold(&mut self, h: &ChunkHash, fi: usize, off: u64) -> bool {
+        let Some(&i) = self.index.get(h) else { return false };
+        self.held[i].replace((fi, off)).is_none()
+    }
+
+    /// Forget `h`'s place; its size if it was held.
+    fn unhold(&mut self, h: &ChunkHash) -> Option<u64> {
+        let &i = self.index.get(h)?;
+        self.held[i].take().map(|_| self.unique[i].1)
     }
 
     pub fn held_chunks(&self) -> Vec<ChunkHash> {
-        self.held.keys().copied().collect()
+        self.unique.iter().zip(&self.held).filter(|(_, p)| p.is_some()).map(|((h, _), _)| *h).collect()
     }
 
     /// The manifest's files that are complete here: every chunk verified and written, the data
@@ -207,13 +230,13 @@ impl Layout {
 
     /// Where verified content of `h` can be read.
     pub fn locate(&self, h: &ChunkHash) -> Option<(PathBuf, u64, u64)> {
-        let &(fi, off, size) = self.held.get(h)?;
+        let (fi, off, size) = self.held_at(h)?;
         Some((self.paths[fi].clone()?, off, size))
     }
 
     /// The content at `h`'s place changed on disk: stop claiming it.
     pub fn mark_stale(&mut self, h: &ChunkHash) {
-        if let Some((_, _, size)) = self.held.remove(h) {
+        if let Some(size) = self.unhold(h) {
             self.bytes_done -= size;
             self.lost.push(*h);
         }
@@ -221,9 +244,9 @@ impl Layout {
 
     /// Have-map cells for the status snapshot.
     pub fn chunk_map(&self) -> Vec<u8> {
-        self.unique
+        self.held
             .iter()
-            .map(|(h, _)| if self.held.contains_key(h) { crate::status::CELL_HAS } else { crate::status::CELL_MISSING })
+            .map(|p| if p.is_some() { crate::status::CELL_HAS } else { crate::status::CELL_MISSING })
             .collect()
     }
 }

@@ -174,7 +174,7 @@ impl Layout {
         let work: HashMap<&str, &FileWork> = plan.files.iter().map(|w| (w.path.as_str(), w)).collect();
         let todo = manifest.files.iter().map(|f| work.get(f.path.as_str()).copied()).collect();
         layout.size_files(root, todo, &mut spare)?;
-        layout.bytes_done = layout.held.keys().map(|h| layout.unique[layout.index[h]].1).sum();
+        layout.bytes_done = layout.held.iter().zip(&layout.unique).filter(|(p, _)| p.is_some()).map(|(_, u)| u.1).sum();
         layout.copy_held()?;
         layout.copy_from_leftovers(&spare.chunks)?;
         for abs in &spare.paths {
@@ -199,6 +199,7 @@ impl Layout {
             .map(|f| local_path(root, &f.path).map_err(|e| unsyncable.push(format!("{}: {e}", f.path))).ok())
             .collect();
         let unique = manifest.unique_chunks();
+        let unique_count = unique.len();
         let index = unique.iter().enumerate().map(|(i, (h, _))| (*h, i)).collect();
         let bytes_total = unique.iter().map(|(_, s)| s).sum();
         Layout {
@@ -210,7 +211,7 @@ impl Layout {
             unique,
             index,
             pending: HashMap::new(),
-            held: HashMap::new(),
+            held: vec![None; unique_count],
             bytes_done: 0,
             bytes_total,
             unsyncable,
@@ -361,7 +362,9 @@ impl Layout {
             todo.map(|w| w.chunks.iter().map(|c| (c.offset, &c.source)).collect()).unwrap_or_default();
         for c in &m.files[fi].chunks {
             let Some(source) = todo.get(&c.offset) else {
-                self.held.entry(c.hash).or_insert((fi, c.offset, u64::from(c.size)));
+                if !self.has(&c.hash) {
+                    self.hold(&c.hash, fi, c.offset);
+                }
                 continue;
             };
             self.pending.entry(c.hash).or_default().push((fi, c.offset));

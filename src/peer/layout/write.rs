@@ -27,14 +27,10 @@ impl Layout {
     /// Copy chunks whose content is already verified elsewhere in the folder (dedup, identical
     /// files), re-verifying the source first.
     pub(super) fn copy_held(&mut self) -> Result<(), LayoutError> {
-        let copyable: Vec<ChunkHash> = self
-            .pending
-            .iter()
-            .filter(|(h, places)| !places.is_empty() && self.held.contains_key(h))
-            .map(|(h, _)| *h)
-            .collect();
+        let copyable: Vec<ChunkHash> =
+            self.pending.iter().filter(|(h, places)| !places.is_empty() && self.has(h)).map(|(h, _)| *h).collect();
         for h in copyable {
-            let (fi, off, size) = self.held[&h];
+            let Some((fi, off, size)) = self.held_at(&h) else { continue };
             let Some(src) = self.paths[fi].clone() else { continue };
             match storage::read_verified(&*self.storage, &src, off, size, &h).map_err(|e| io_err(&src, e))? {
                 Some(data) => {
@@ -43,7 +39,7 @@ impl Layout {
                 }
                 None => {
                     // The source changed since the scan: forget it, fetch instead.
-                    self.held.remove(&h);
+                    self.unhold(&h);
                     self.bytes_done -= size;
                 }
             }
@@ -139,7 +135,7 @@ impl Layout {
 
     fn mark_done(&mut self, h: &ChunkHash, done: &[(usize, u64)], size: u64) -> Result<(), LayoutError> {
         if let Some(&(fi, off)) = done.first() {
-            if self.held.insert(*h, (fi, off, size)).is_none() {
+            if self.hold(h, fi, off) {
                 self.bytes_done += size;
             }
         }
