@@ -169,14 +169,16 @@ impl HashCache {
         hashes: &[ChunkHash],
         trusted_before: Mtime,
     ) {
-        if stamp.newest() < trusted_before {
+        // Nothing is saved without a cache file: recording would only hold a second copy of
+        // every path and hash until the scan ends (160 bytes per file, 32 MB at 200,000 files).
+        if self.file.is_some() && stamp.newest() < trusted_before {
             self.new.push((path.to_string(), Entry { stamp, chunk_size, hashes: hashes.to_vec() }));
         }
     }
 
     /// Keep an entry that was served from the cache (so it survives into the saved file).
     pub fn keep(&mut self, path: &str) {
-        if let Some(e) = self.old.get(path) {
+        if let Some(e) = self.old.get(path).filter(|_| self.file.is_some()) {
             self.new.push((path.to_string(), e.clone()));
         }
     }
