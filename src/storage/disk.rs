@@ -379,9 +379,10 @@ impl Parents {
         path: impl Fn(&T) -> &Path,
         mut op: impl FnMut(&Dir, &OsStr, &T) -> io::Result<R>,
     ) -> Vec<io::Result<R>> {
+        // Each parent found once (`Path::parent` parses components), compared as bytes.
+        let parents: Vec<Option<&OsStr>> = items.iter().map(|i| path(i).parent().map(Path::as_os_str)).collect();
         let mut order: Vec<usize> = (0..items.len()).collect();
-        let parent = |i: usize| path(&items[i]).parent().map(Path::as_os_str);
-        order.sort_by(|&a, &b| parent(a).cmp(&parent(b)));
+        order.sort_by_key(|&i| parents[i]);
         let mut parents = Parents::default();
         let mut results: Vec<Option<io::Result<R>>> = std::iter::repeat_with(|| None).take(items.len()).collect();
         for i in order {
