@@ -12,10 +12,11 @@
 //! they only read, through the hash cache, and verified chunks are what they produce.
 //!
 //! - [`disk`]: the real file system (positional I/O, disk-full and locked-file errors). [`Disk`]
-//!   resolves every path one name at a time from the file-system root and follows a symlink at
-//!   none of them ([`LinkInPath`]), so no write ever leaves the folder through a planted link;
-//!   [`ReadOnlyDisk`] only reads and follows links above the master's folder. The `_many`
-//!   methods do the same for a batch of files with each directory walked once per call.
+//!   resolves every path from the file-system root and follows a symlink at none of its names
+//!   ([`LinkInPath`]; on Linux one `openat2(RESOLVE_NO_SYMLINKS)`, elsewhere one name at a
+//!   time), so no write ever leaves the folder through a planted link; [`ReadOnlyDisk`] only
+//!   reads and follows links above the master's folder. The `_many` methods do the same for a
+//!   batch of files, grouped by directory, with each directory opened once per call.
 
 use std::fmt::Debug;
 use std::io;
