@@ -69,7 +69,8 @@ pub struct Conflict {
 pub struct SyncPlan {
     /// Distinct chunks found nowhere locally, with their sizes, sorted by hash.
     pub fetch: Vec<(ChunkHash, u64)>,
-    /// Files to create or change, sorted by path.
+    /// Files to create or change, in the target's order (sorted by path): a subsequence of
+    /// the target's files, which the peer's layout pairs with them in one walk.
     pub files: Vec<FileWork>,
     /// Directories to create, parents before children.
     pub create_dirs: Vec<String>,

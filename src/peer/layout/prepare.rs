@@ -171,8 +171,10 @@ impl Layout {
             }
         }
         layout.create_dirs(root, needed)?;
-        let work: HashMap<&str, &FileWork> = plan.files.iter().map(|w| (w.path.as_str(), w)).collect();
-        let todo = manifest.files.iter().map(|f| work.get(f.path.as_str()).copied()).collect();
+        // The plan's files are the manifest's that need work, in the manifest's order: one walk
+        // pairs them (a map by path cost ~30 bytes per file at the preparation's peak).
+        let mut work = plan.files.iter().peekable();
+        let todo = manifest.files.iter().map(|f| work.next_if(|w| w.path == f.path)).collect();
         layout.size_files(root, todo, &mut spare)?;
         layout.bytes_done = layout.held.iter().zip(&layout.unique).filter(|(p, _)| p.is_some()).map(|(_, u)| u.1).sum();
         layout.copy_held()?;
