@@ -178,7 +178,10 @@ impl HashCache {
 
     /// Keep an entry that was served from the cache (so it survives into the saved file).
     pub fn keep(&mut self, path: &str) {
-        if let Some(e) = self.old.get(path).filter(|_| self.file.is_some()) {
+        if self.file.is_none() {
+            return; // nothing is saved: see `record`
+        }
+        if let Some(e) = self.old.get(path) {
             self.new.push((path.to_string(), e.clone()));
         }
     }

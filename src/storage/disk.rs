@@ -366,7 +366,8 @@ fn open_in(dir: &Dir, leaf: &OsStr, access: Access, whole: &Path) -> io::Result<
 /// keeps pointing at the directory that was inside the folder when the batch began.
 #[derive(Default)]
 struct Parents {
-    last: Option<(PathBuf, Dir)>,
+    /// The last parent's path bytes (compared as bytes, see [`Parents::of`]) and handle.
+    last: Option<(std::ffi::OsString, Dir)>,
 }
 
 impl Parents {
@@ -402,7 +403,7 @@ impl Parents {
         // by `parent_of`, which refuses anything but plain names.
         let hit = matches!(&self.last, Some((p, _)) if p.as_os_str() == parent);
         if !hit {
-            self.last = Some((parent.to_os_string().into(), parent_of(path)?.0));
+            self.last = Some((parent.to_os_string(), parent_of(path)?.0));
         }
         match &self.last {
             Some((_, dir)) => Ok((dir, leaf)),
