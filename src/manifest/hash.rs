@@ -22,6 +22,7 @@ use std::fs::File;
 use std::io;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
 
 use rayon::prelude::*;
 
@@ -32,12 +33,13 @@ const BLOCK: usize = 128 * 1024;
 /// Independent hash states per worker (AVX2 holds four 64-bit lanes).
 const LANES: usize = 4;
 
-/// One file to hash. The path is borrowed from the walk's listing: a copy per file would be
-/// the biggest allocation of a rescan (about 90 bytes a file, while the published index is
-/// still held).
+/// One file to hash: `wire` under `root`, both borrowed from the walk (an absolute path per
+/// file would be the biggest allocation of a rescan, about 90 bytes a file while the published
+/// index is still held; it is built only to open the file).
 #[derive(Debug, Clone)]
 pub(crate) struct HashJob<'a> {
-    pub path: &'a Path,
+    pub root: &'a Path,
+    pub wire: &'a str,
     pub size: u64,
     pub chunk_size: u64,
 }
@@ -82,7 +84,7 @@ thread_local! {
 pub(crate) fn hash_files(
     jobs: &[HashJob<'_>],
     on_bytes: &(dyn Fn(u64) + Sync),
-) -> Vec<Result<Vec<ChunkHash>, HashFailure>> {
+) -> Vec<FileResult> {
     let mut pieces = Vec::new();
     for (j, job) in jobs.iter().enumerate() {
         if job.size == 0 {
@@ -97,33 +99,32 @@ pub(crate) fn hash_files(
     // load balance at the end of the run).
     pieces.sort_by(|a, b| b.len.cmp(&a.len).then(a.job.cmp(&b.job)).then(a.chunk.cmp(&b.chunk)));
 
-    let batch_results: Vec<Vec<(Piece, Result<ChunkHash, HashFailure>)>> = pieces
-        .par_chunks(LANES)
-        .map(|batch| {
-            let out = hash_batch(jobs, batch);
-            on_bytes(batch.iter().map(|p| u64::from(p.len)).sum());
-            out
-        })
-        .collect();
-
-    let mut results: Vec<Result<Vec<ChunkHash>, HashFailure>> = jobs
+    // Each batch files its hashes straight into its files' slots: a vec of results per batch
+    // of four, all kept until the end, cost ~55 bytes a small file of the scan's peak.
+    let slots: Vec<Mutex<FileResult>> = jobs
         .iter()
-        .map(|j| Ok(vec![ChunkHash::default(); chunking::chunk_count(j.size, j.chunk_size) as usize]))
+        .map(|j| Mutex::new(Ok(vec![ChunkHash::default(); chunking::chunk_count(j.size, j.chunk_size) as usize])))
         .collect();
-    for (piece, res) in batch_results.into_iter().flatten() {
-        let slot = &mut results[piece.job as usize];
-        match (res, slot.as_mut()) {
-            (Ok(h), Ok(v)) => {
-                if piece.len > 0 {
-                    v[piece.chunk as usize] = h;
+    pieces.par_chunks(LANES).for_each(|batch| {
+        for (piece, res) in hash_batch(jobs, batch) {
+            let mut slot = slots[piece.job as usize].lock().unwrap_or_else(|e| e.into_inner());
+            match (res, slot.as_mut()) {
+                (Ok(h), Ok(v)) => {
+                    if piece.len > 0 {
+                        v[piece.chunk as usize] = h;
+                    }
                 }
+                (Err(e), Ok(_)) => *slot = Err(e),
+                (_, Err(_)) => {} // first failure of a file wins
             }
-            (Err(e), Ok(_)) => *slot = Err(e),
-            (_, Err(_)) => {} // first failure of a file wins
         }
-    }
-    results
+        on_bytes(batch.iter().map(|p| u64::from(p.len)).sum());
+    });
+    drop(pieces);
+    slots.into_iter().map(|m| m.into_inner().unwrap_or_else(|e| e.into_inner())).collect()
 }
+
+type FileResult = Result<Vec<ChunkHash>, HashFailure>;
 
 fn hash_batch(jobs: &[HashJob<'_>], batch: &[Piece]) -> Vec<(Piece, Result<ChunkHash, HashFailure>)> {
     let params = {
@@ -139,7 +140,7 @@ fn hash_batch(jobs: &[HashJob<'_>], batch: &[Piece]) -> Vec<(Piece, Result<Chunk
         let prev = (i > 0 && batch[i - 1].job == p.job).then(|| files[i - 1].as_ref().and_then(|f| f.try_clone().ok()));
         let f = match prev.flatten() {
             Some(f) => Some(f),
-            None => match open_sequential(jobs[p.job as usize].path) {
+            None => match open_sequential(&super::walk::abs_path(jobs[p.job as usize].root, jobs[p.job as usize].wire)) {
                 Ok(f) => Some(f),
                 Err(e) => {
                     errors[i] = Some(e.into());
@@ -229,17 +230,16 @@ mod tests {
     fn lanes_match_plain_hash_for_all_shapes() {
         let dir = tempfile::tempdir().unwrap();
         let sizes = [0usize, 1, BLOCK - 1, BLOCK, BLOCK + 1, 3 * BLOCK + 17, 10_000, 5];
-        let paths: Vec<_> = (0..sizes.len()).map(|i| dir.path().join(format!("f{i}"))).collect();
+        let names: Vec<String> = (0..sizes.len()).map(|i| format!("f{i}")).collect();
         let mut jobs = Vec::new();
         let mut contents = Vec::new();
         for (i, &s) in sizes.iter().enumerate() {
             let data: Vec<u8> = (0..s).map(|k| (k * 7 + i * 13) as u8).collect();
-            std::fs::write(&paths[i], &data).unwrap();
-            jobs.push(HashJob { path: &paths[i], size: s as u64, chunk_size: (BLOCK + 5) as u64 });
+            std::fs::write(dir.path().join(&names[i]), &data).unwrap();
+            jobs.push(HashJob { root: dir.path(), wire: &names[i], size: s as u64, chunk_size: (BLOCK + 5) as u64 });
             contents.push(data);
         }
-        let missing = dir.path().join("missing");
-        jobs.push(HashJob { path: &missing, size: 3, chunk_size: 4096 });
+        jobs.push(HashJob { root: dir.path(), wire: "missing", size: 3, chunk_size: 4096 });
         let counter = ByteCounter::default();
         let res = hash_files(&jobs, &|n| {
             counter.add(n);
@@ -256,9 +256,8 @@ mod tests {
     #[test]
     fn shrunk_file_is_reported() {
         let dir = tempfile::tempdir().unwrap();
-        let p = dir.path().join("f");
-        std::fs::write(&p, [1u8; 100]).unwrap();
-        let res = hash_files(&[HashJob { path: &p, size: 200, chunk_size: 4096 }], &|_| {});
+        std::fs::write(dir.path().join("f"), [1u8; 100]).unwrap();
+        let res = hash_files(&[HashJob { root: dir.path(), wire: "f", size: 200, chunk_size: 4096 }], &|_| {});
         assert!(matches!(res[0], Err(HashFailure::Shrank)));
     }
 }

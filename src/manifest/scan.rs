@@ -16,7 +16,6 @@
 //! Blocking and CPU-heavy: async callers use `spawn_blocking`. `threads` picks a dedicated rayon
 //! pool size; by default the global pool (one thread per core) is used.
 
-use std::collections::HashMap;
 use std::fmt;
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -27,7 +26,7 @@ use super::cache::{CacheMode, FileStamp, HashCache};
 use super::chunking::{self, ChunkRule};
 pub use super::error::ScanError;
 use super::hash::{hash_files, ByteCounter, HashFailure, HashJob};
-use super::walk::{walk, FoundFile};
+use super::walk::{abs_path, walk, FoundFile};
 use super::{Chunk, ChunkHash, DirEntry, FileEntry, Manifest, Mtime, ScanWarning};
 use crate::paths::{case_fold_key, windows_name_problem};
 
@@ -157,7 +156,7 @@ fn scan_in_pool(root: &Path, opts: &ScanOptions) -> Result<Scanned, ScanError> {
     }
 
     let rule = opts.chunk_rule;
-    let (mut state, progress) = FileHashes::from_cache(listing.files, &mut cache, rule);
+    let (mut state, progress) = FileHashes::from_cache(root, listing.files, &mut cache, rule);
     report(opts, progress);
     let now = SystemTime::now();
     let trusted_before = Mtime::from(now - opts.racy_window);
@@ -191,6 +190,8 @@ fn checked_root(root: &Path) -> Result<PathBuf, ScanError> {
 
 /// The walk's files with what is known of their chunk hashes so far, index for index.
 struct FileHashes {
+    /// The walked root: a file's absolute path is `abs_path(root, wire)`.
+    root: PathBuf,
     files: Vec<FoundFile>,
     hashes: Vec<Option<Vec<ChunkHash>>>,
     /// Which hashes the cache supplied (those need not be recorded in it again).
@@ -205,7 +206,12 @@ type HashResult = Result<Vec<ChunkHash>, HashFailure>;
 
 impl FileHashes {
     /// Take every hash the cache still vouches for, and count what is left to hash.
-    fn from_cache(files: Vec<FoundFile>, cache: &mut HashCache, rule: ChunkRule) -> (Self, ScanProgress) {
+    fn from_cache(
+        root: PathBuf,
+        files: Vec<FoundFile>,
+        cache: &mut HashCache,
+        rule: ChunkRule,
+    ) -> (Self, ScanProgress) {
         let mut hashes = Vec::with_capacity(files.len());
         let mut progress = ScanProgress { files: files.len() as u64, ..Default::default() };
         for f in &files {
@@ -222,7 +228,11 @@ impl FileHashes {
         }
         let from_cache = hashes.iter().map(Option::is_some).collect();
         let dropped = vec![false; files.len()];
-        (FileHashes { files, hashes, from_cache, dropped, unsettled: Vec::new() }, progress)
+        (FileHashes { root, files, hashes, from_cache, dropped, unsettled: Vec::new() }, progress)
+    }
+
+    fn abs(&self, i: usize) -> PathBuf {
+        abs_path(&self.root, &self.files[i].wire)
     }
 
     /// Leave out, unhashed, the files to hash that were modified within `window` of `now`:
@@ -277,7 +287,7 @@ impl FileHashes {
         warnings: &mut Vec<ScanWarning>,
     ) -> Result<(), ScanError> {
         if !opts.skip_unreadable {
-            let path = self.files[pending[0]].abs.clone();
+            let path = self.abs(pending[0]);
             return Err(ScanError::KeepsChanging { path, attempts: MAX_ATTEMPTS });
         }
         for &i in pending {
@@ -300,7 +310,8 @@ impl FileHashes {
         let jobs: Vec<HashJob> = pending
             .iter()
             .map(|&i| HashJob {
-                path: &self.files[i].abs,
+                root: &self.root,
+                wire: &self.files[i].wire,
                 size: self.files[i].stamp.size,
                 chunk_size: rule.chunk_size_for(self.files[i].stamp.size),
             })
@@ -325,9 +336,10 @@ impl FileHashes {
     ) -> Result<Vec<usize>, ScanError> {
         let mut again = Vec::new();
         for (&i, res) in pending.iter().zip(results) {
+            let abs = self.abs(i);
             let f = &mut self.files[i];
             match res {
-                Ok(h) => match restat(&f.abs) {
+                Ok(h) => match restat(&abs) {
                     Some(now) if now == f.stamp => self.hashes[i] = Some(h),
                     Some(_) if opts.settle.is_some() => {
                         tracing::debug!("{} changed while hashed; left for the next scan", f.wire);
@@ -342,11 +354,11 @@ impl FileHashes {
                     None => self.dropped[i] = true,
                 },
                 Err(HashFailure::Vanished) => self.dropped[i] = true,
-                Err(HashFailure::Shrank) if opts.settle.is_some() && restat(&f.abs).is_some() => {
+                Err(HashFailure::Shrank) if opts.settle.is_some() && restat(&abs).is_some() => {
                     self.hold(i, Duration::ZERO);
                     continue;
                 }
-                Err(HashFailure::Shrank) => match restat(&f.abs) {
+                Err(HashFailure::Shrank) => match restat(&abs) {
                     Some(now) => {
                         f.stamp = now;
                         again.push(i);
@@ -355,7 +367,7 @@ impl FileHashes {
                 },
                 Err(HashFailure::Unreadable(e)) | Err(HashFailure::Io(e)) => {
                     if !opts.skip_unreadable {
-                        return Err(ScanError::from_io(&f.abs, e));
+                        return Err(ScanError::from_io(&abs, e));
                     }
                     warnings.push(ScanWarning::Unreadable { path: f.wire.clone(), reason: e.to_string() });
                     // Not vanished, but equally left out of the manifest.
@@ -417,28 +429,42 @@ fn restat(path: &Path) -> Option<FileStamp> {
 }
 
 /// Flag names that Windows cannot hold and paths that collide case-insensitively.
+///
+/// Collisions are found by sorting a 64-bit hash of each path's fold key and comparing keys
+/// only within a run of equal hashes: a map from key to paths cost ~150 bytes a file, at the
+/// moment the walk's whole listing is held.
 fn flag_names(files: &[FoundFile], dirs: &[String], warnings: &mut Vec<ScanWarning>) {
     let all = files.iter().map(|f| f.wire.as_str()).chain(dirs.iter().map(String::as_str));
-    let mut by_key: HashMap<String, Vec<&str>> = HashMap::new();
+    let mut keyed: Vec<(u64, &str)> = Vec::with_capacity(files.len() + dirs.len());
     let mut flagged = Vec::new();
     for path in all {
         let name = path.rsplit('/').next().unwrap_or(path);
         if let Some(problem) = windows_name_problem(name) {
             flagged.push(ScanWarning::WindowsName { path: path.to_string(), problem });
         }
-        by_key.entry(case_fold_key(path)).or_default().push(path);
+        keyed.push((fold_hash(path), path));
     }
-    let mut collisions: Vec<Vec<String>> = by_key
-        .into_values()
-        .filter(|v| v.len() > 1)
-        .map(|v| {
-            let mut v: Vec<String> = v.into_iter().map(String::from).collect();
-            v.sort();
-            v
-        })
-        .collect();
+    keyed.sort_unstable_by_key(|&(h, _)| h);
+    let mut collisions: Vec<Vec<String>> = Vec::new();
+    for run in keyed.chunk_by(|a, b| a.0 == b.0).filter(|run| run.len() > 1) {
+        let mut by_key: Vec<(String, &str)> = run.iter().map(|&(_, p)| (case_fold_key(p), p)).collect();
+        by_key.sort_unstable();
+        for same in by_key.chunk_by(|a, b| a.0 == b.0).filter(|same| same.len() > 1) {
+            collisions.push(same.iter().map(|(_, p)| p.to_string()).collect());
+        }
+    }
     collisions.sort();
     flagged.sort_by(|a, b| format!("{a:?}").cmp(&format!("{b:?}")));
     warnings.extend(flagged);
     warnings.extend(collisions.into_iter().map(|paths| ScanWarning::CaseCollision { paths }));
+}
+
+/// A hash of [`case_fold_key`]`(path)` computed without building the key.
+fn fold_hash(path: &str) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    for c in path.chars().flat_map(char::to_lowercase) {
+        c.hash(&mut h);
+    }
+    h.finish()
 }
