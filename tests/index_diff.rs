@@ -40,15 +40,16 @@ fn peer_copy_with_changes() {
 
     assert_eq!(plan.fetch.len(), 1, "only the damaged chunk travels: {:?}", plan.fetch);
     assert_eq!(plan.fetch_bytes(), 4096);
-    let big_work = plan.files.iter().find(|f| f.path == "big.bin").unwrap();
-    assert_eq!(big_work.chunks.len(), 1);
-    assert_eq!(big_work.chunks[0].offset, 3 * 4096);
-    let moved = plan.files.iter().find(|f| f.path == "moved/here.txt").unwrap();
-    assert!(moved
-        .chunks
-        .iter()
-        .all(|c| matches!(&c.source, ChunkSource::Local { path, .. } if path == "old/name.txt")));
-    assert!(plan.files.iter().all(|f| f.path != "same.txt"));
+    let work = |path: &str| plan.files.iter().find(|w| target.files[w.file].path == path);
+    let big = target.file("big.bin").unwrap();
+    let offsets: Vec<u64> = work("big.bin").unwrap().chunks(big).map(|(c, _)| c.offset).collect();
+    assert_eq!(offsets, [3 * 4096]);
+    let moved = target.file("moved/here.txt").unwrap();
+    assert!(work("moved/here.txt")
+        .unwrap()
+        .chunks(moved)
+        .all(|(_, s)| matches!(s, ChunkSource::Local { path, .. } if path == "old/name.txt")));
+    assert!(work("same.txt").is_none());
     assert_eq!(plan.delete_files, vec!["extra.txt", "new_empty", "old/name.txt"]);
     assert_eq!(plan.delete_dirs, vec!["old"]);
     assert_eq!(plan.create_dirs, vec!["moved", "new_empty"]);

@@ -20,7 +20,7 @@
 
 use std::collections::{BTreeSet, HashMap};
 
-use super::{ChunkHash, Manifest, Mtime};
+use super::{Chunk, ChunkHash, FileEntry, Manifest, Mtime};
 
 /// Where the bytes for a chunk come from.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -32,27 +32,58 @@ pub enum ChunkSource {
     Local { path: String, offset: u64, stable: bool },
 }
 
-/// One chunk of a target file that must be written.
+/// One chunk of a target file that must be written: which one, and where its bytes come from.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ChunkWork {
-    pub offset: u64,
-    pub size: u32,
-    pub hash: ChunkHash,
+    /// Index of the chunk in the target file's `chunks` (its offset, size and hash are there).
+    pub index: u32,
     pub source: ChunkSource,
 }
 
-/// A target file that is missing, has the wrong size, or has chunks to write.
+/// Which chunks of a target file must be written.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Todo {
+    /// Every chunk, each fetched: the case of every file a fresh peer lacks, kept without a
+    /// list (a list per file cost ~80 of the ~200 bytes a small file took in a plan).
+    AllFetched,
+    /// These chunks, in offset order (chunks already in place are omitted).
+    Chunks(Vec<ChunkWork>),
+}
+
+/// A target file that is missing, has the wrong size, or has chunks to write. It names the
+/// target file by index rather than copying its path, size and mtime: a fresh peer's plan
+/// holds one per file, next to the manifest it was made from.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct FileWork {
-    pub path: String,
-    /// Final size: create or resize (pre-size) the file to this length.
-    pub size: u64,
-    /// Set after all chunks are written and verified.
-    pub mtime: Mtime,
+    /// Index of the file in the target's `files`: its final size (create or resize the file
+    /// to it), its mtime (set after all chunks are written and verified), its chunks.
+    pub file: usize,
     /// Size of the local file at this path, if one exists.
     pub local_size: Option<u64>,
-    /// Chunks to write, in offset order (chunks already in place are omitted).
-    pub chunks: Vec<ChunkWork>,
+    pub todo: Todo,
+}
+
+static FETCH: ChunkSource = ChunkSource::Fetch;
+
+impl FileWork {
+    /// The chunks of `tf` (the target file this work is for) to write, in offset order, with
+    /// where each comes from.
+    pub fn chunks<'a>(&'a self, tf: &'a FileEntry) -> Box<dyn Iterator<Item = (&'a Chunk, &'a ChunkSource)> + 'a> {
+        match &self.todo {
+            Todo::AllFetched => Box::new(tf.chunks.iter().map(|c| (c, &FETCH))),
+            Todo::Chunks(list) => {
+                Box::new(list.iter().filter_map(|w| Some((tf.chunks.get(w.index as usize)?, &w.source))))
+            }
+        }
+    }
+
+    /// Whether every chunk of `tf` is to be written (nothing of the file is in place).
+    pub fn writes_every_chunk(&self, tf: &FileEntry) -> bool {
+        match &self.todo {
+            Todo::AllFetched => true,
+            Todo::Chunks(list) => list.len() == tf.chunks.len(),
+        }
+    }
 }
 
 /// A path that is a file on one side and a directory on the other.
@@ -153,44 +184,62 @@ fn local_sources<'a>(local: &'a Manifest, in_place: &InPlace<'_>) -> Sources<'a>
 /// manifest itself.
 fn plan_files(target: &Manifest, local: &Manifest, in_place: &InPlace<'_>, sources: &Sources<'_>, plan: &mut SyncPlan) {
     let mut fetch: Vec<(ChunkHash, u64)> = Vec::new();
-    for tf in &target.files {
+    for (fi, tf) in target.files.iter().enumerate() {
         let lf = local.file(&tf.path);
-        let mut work = Vec::with_capacity(tf.chunks.len());
-        for tc in &tf.chunks {
-            if lf.is_some() && in_place.contains(&(tf.path.as_str(), tc.offset)) {
-                continue;
-            }
-            let source = match sources.get(&tc.hash) {
-                Some(&(path, offset, stable)) => ChunkSource::Local { path: path.to_string(), offset, stable },
-                None => {
-                    fetch.push((tc.hash, u64::from(tc.size)));
-                    ChunkSource::Fetch
-                }
-            };
-            work.push(ChunkWork { offset: tc.offset, size: tc.size, hash: tc.hash, source });
-        }
+        let placed = |tc: &Chunk| lf.is_some() && in_place.contains(&(tf.path.as_str(), tc.offset));
         let local_size = lf.map(|l| l.size);
-        if work.is_empty() && local_size == Some(tf.size) {
+        let todo = if tf.chunks.iter().all(|tc| !placed(tc) && !sources.contains_key(&tc.hash)) {
+            fetch.extend(tf.chunks.iter().map(|tc| (tc.hash, u64::from(tc.size))));
+            if tf.chunks.is_empty() && local_size == Some(0) {
+                Todo::Chunks(Vec::new())
+            } else {
+                Todo::AllFetched
+            }
+        } else {
+            Todo::Chunks(chunk_work(tf, &placed, sources, &mut fetch))
+        };
+        if todo == Todo::Chunks(Vec::new()) && local_size == Some(tf.size) {
             if lf.is_some_and(|l| l.mtime != tf.mtime) {
                 plan.set_mtimes.push((tf.path.clone(), tf.mtime));
             }
         } else {
-            plan.files.push(FileWork {
-                path: tf.path.clone(),
-                size: tf.size,
-                mtime: tf.mtime,
-                local_size,
-                chunks: work,
-            });
+            plan.files.push(FileWork { file: fi, local_size, todo });
         }
     }
-    // Give back the lists' unused growth (a large one is remapped, not copied).
+    // Give back the list's unused growth (a large one is remapped, not copied).
     plan.files.shrink_to_fit();
     // Each hash once (equal hashes have equal sizes: the size is part of the content).
     fetch.sort_unstable();
     fetch.dedup_by_key(|(h, _)| *h);
     fetch.shrink_to_fit();
     plan.fetch = fetch;
+}
+
+/// The chunks of `tf` not in place, each with its source (a local copy, or fetched: then it
+/// goes in `fetch`).
+fn chunk_work(
+    tf: &FileEntry,
+    placed: &dyn Fn(&Chunk) -> bool,
+    sources: &Sources<'_>,
+    fetch: &mut Vec<(ChunkHash, u64)>,
+) -> Vec<ChunkWork> {
+    let mut work = Vec::new();
+    for (ci, tc) in tf.chunks.iter().enumerate() {
+        if placed(tc) {
+            continue;
+        }
+        let source = match sources.get(&tc.hash) {
+            Some(&(path, offset, stable)) => ChunkSource::Local { path: path.to_string(), offset, stable },
+            None => {
+                fetch.push((tc.hash, u64::from(tc.size)));
+                ChunkSource::Fetch
+            }
+        };
+        // A manifest is bounded far below 2^32 chunks per file.
+        work.push(ChunkWork { index: ci as u32, source });
+    }
+    work.shrink_to_fit();
+    work
 }
 
 /// Type conflicts, directories to create, and files and directories to delete.
@@ -263,8 +312,10 @@ mod tests {
         assert_eq!(plan.fetch_bytes(), 2 * MIB + 7);
         assert_eq!(plan.files.len(), 3);
         assert!(plan.files.iter().all(|f| f.local_size.is_none()));
-        assert!(plan.files[2].chunks.is_empty() && plan.files[2].size == 0, "empty file is created");
-        assert!(plan.files[0].chunks.iter().all(|c| c.source == ChunkSource::Fetch));
+        let e = &target.files[plan.files[2].file];
+        assert!(plan.files[2].chunks(e).next().is_none() && e.size == 0, "empty file is created");
+        assert_eq!(plan.files[0].todo, Todo::AllFetched, "no list for a file fetched whole");
+        assert!(plan.files[0].chunks(&target.files[0]).all(|(_, s)| *s == ChunkSource::Fetch));
         assert_eq!(plan.create_dirs, vec!["x"]);
     }
 
@@ -276,9 +327,8 @@ mod tests {
         assert!(plan.fetch.is_empty());
         assert_eq!(plan.files.len(), 1);
         assert!(plan.files[0]
-            .chunks
-            .iter()
-            .all(|c| matches!(&c.source, ChunkSource::Local { path, stable: false, .. } if path == "old/name")));
+            .chunks(&target.files[0])
+            .all(|(_, s)| matches!(s, ChunkSource::Local { path, stable: false, .. } if path == "old/name")));
         assert_eq!(plan.delete_files, vec!["old/name"]);
         assert_eq!(plan.delete_dirs, vec!["old"]);
         assert_eq!(plan.create_dirs, vec!["new"]);
@@ -290,14 +340,14 @@ mod tests {
         // Peer has a pre-sized file with chunks 0 and 2 written, 1 and 3 still zeros.
         let local = manifest(vec![file("f", &[1, 0, 3, 0], 100, 99)], &[]);
         let plan = diff(&target, &local);
-        let offsets: Vec<u64> = plan.files[0].chunks.iter().map(|c| c.offset).collect();
+        let offsets: Vec<u64> = plan.files[0].chunks(&target.files[0]).map(|(c, _)| c.offset).collect();
         assert_eq!(offsets, vec![MIB, 3 * MIB]);
         assert_eq!(plan.fetch.len(), 2);
         assert_eq!(plan.files[0].local_size, Some(3 * MIB + 100));
         // A shorter local file: in-place prefix kept, tail fetched, file grown.
         let local = manifest(vec![file("f", &[1, 2], 100, 99)], &[]);
         let plan = diff(&target, &local);
-        let offsets: Vec<u64> = plan.files[0].chunks.iter().map(|c| c.offset).collect();
+        let offsets: Vec<u64> = plan.files[0].chunks(&target.files[0]).map(|(c, _)| c.offset).collect();
         assert_eq!(offsets, vec![MIB, 2 * MIB, 3 * MIB], "chunk 1 was a short tail locally, so it is rewritten");
     }
 
@@ -308,7 +358,9 @@ mod tests {
         let local = manifest(vec![file("gone", &[7], 50, 1), file("keep", &[7], 50, 1)], &[]);
         let plan = diff(&target, &local);
         assert_eq!(plan.files.len(), 1);
-        assert_eq!(plan.files[0].chunks[0].source, ChunkSource::Local { path: "keep".into(), offset: 0, stable: true });
+        assert_eq!(plan.files[0].file, 1);
+        let (_, source) = plan.files[0].chunks(&target.files[1]).next().unwrap();
+        assert_eq!(*source, ChunkSource::Local { path: "keep".into(), offset: 0, stable: true });
         assert_eq!(plan.delete_files, vec!["gone"]);
     }
 

@@ -46,7 +46,9 @@ use std::sync::Arc;
 
 use crate::manifest::{ChunkHash, Manifest};
 use crate::storage::{self, Storage};
+use pending::Pending;
 
+mod pending;
 mod prepare;
 #[cfg(test)]
 mod tests;
@@ -124,8 +126,8 @@ pub struct Layout {
     paths: Vec<Option<PathBuf>>,
     pub unique: Vec<(ChunkHash, u64)>,
     pub index: HashMap<ChunkHash, usize>,
-    /// Places still to be written, per chunk: (file index, offset).
-    pending: HashMap<ChunkHash, Vec<(usize, u64)>>,
+    /// Places still to be written, per chunk of `unique`: (file index, offset).
+    pending: Pending,
     /// One verified place per chunk held, (file index, offset), indexed like `unique`: a flat
     /// vec rather than a map by hash, so the status map every 250 ms is a scan, not 200,000
     /// hash lookups under the layout lock (8.7 % of a small-file peer's CPU), in ~24 instead of

@@ -174,7 +174,7 @@ impl Layout {
         // The plan's files are the manifest's that need work, in the manifest's order: one walk
         // pairs them (a map by path cost ~30 bytes per file at the preparation's peak).
         let mut work = plan.files.iter().peekable();
-        let todo = manifest.files.iter().map(|f| work.next_if(|w| w.path == f.path)).collect();
+        let todo = (0..manifest.files.len()).map(|fi| work.next_if(|w| w.file == fi)).collect();
         layout.size_files(root, todo, &mut spare)?;
         layout.bytes_done = layout.held.iter().zip(&layout.unique).filter(|(p, _)| p.is_some()).map(|(_, u)| u.1).sum();
         layout.copy_held()?;
@@ -212,7 +212,7 @@ impl Layout {
             paths,
             unique,
             index,
-            pending: HashMap::new(),
+            pending: super::Pending::new(unique_count),
             held: vec![None; unique_count],
             bytes_done: 0,
             bytes_total,
@@ -245,12 +245,7 @@ impl Layout {
     /// and no place of it waits for a write.
     fn never_here(&mut self, fi: usize) {
         let f = self.manifest.clone();
-        for places in self.pending.values_mut() {
-            places.retain(|&(i, _)| i != fi);
-        }
-        for c in &f.files[fi].chunks {
-            self.pending.entry(c.hash).or_default();
-        }
+        self.pending.forget_file(fi);
         self.file_pending[fi] = self.file_pending[fi].max(f.files[fi].chunks.len().max(1) as u32);
     }
 
@@ -315,7 +310,7 @@ impl Layout {
     ) -> Result<(), LayoutError> {
         let m = self.manifest.clone();
         for (fi, w) in todo.iter_mut().enumerate() {
-            let whole = w.is_some_and(|w| w.chunks.len() == m.files[fi].chunks.len());
+            let whole = w.is_some_and(|w| w.writes_every_chunk(&m.files[fi]));
             if let (true, false, Some(path)) = (whole, spare.files.is_empty(), self.paths[fi].clone()) {
                 if self.move_spare(&m.files[fi], &path, spare) {
                     *w = None;
@@ -360,16 +355,19 @@ impl Layout {
     /// of leftovers can fill them.
     fn account_chunks(&mut self, root: &Path, fi: usize, todo: Option<&FileWork>, spare: &mut Leftovers) {
         let m = self.manifest.clone();
-        let todo: HashMap<u64, &DiffSource> =
-            todo.map(|w| w.chunks.iter().map(|c| (c.offset, &c.source)).collect()).unwrap_or_default();
-        for c in &m.files[fi].chunks {
-            let Some(source) = todo.get(&c.offset) else {
+        let f = &m.files[fi];
+        // Both in offset order: one walk pairs the file's chunks with those to write.
+        let mut todo = todo.map(|w| w.chunks(f)).into_iter().flatten().peekable();
+        for c in &f.chunks {
+            let Some((_, source)) = todo.next_if(|(t, _)| t.offset == c.offset) else {
                 if !self.has(&c.hash) {
                     self.hold(&c.hash, fi, c.offset);
                 }
                 continue;
             };
-            self.pending.entry(c.hash).or_default().push((fi, c.offset));
+            if let Some(&u) = self.index.get(&c.hash) {
+                self.pending.push(u, fi, c.offset);
+            }
             self.file_pending[fi] += 1;
             if let DiffSource::Local { path, offset, stable: false } = source {
                 if let Some(abs) = spare.local(root, path) {

@@ -28,7 +28,7 @@ impl Layout {
     /// files), re-verifying the source first.
     pub(super) fn copy_held(&mut self) -> Result<(), LayoutError> {
         let copyable: Vec<ChunkHash> =
-            self.pending.iter().filter(|(h, places)| !places.is_empty() && self.has(h)).map(|(h, _)| *h).collect();
+            self.pending.waiting().filter(|&u| self.held[u].is_some()).map(|u| self.unique[u].0).collect();
         for h in copyable {
             let Some((fi, off, size)) = self.held_at(&h) else { continue };
             let Some(src) = self.paths[fi].clone() else { continue };
@@ -52,12 +52,8 @@ impl Layout {
         &mut self,
         chunks: &HashMap<ChunkHash, (PathBuf, u64, u64)>,
     ) -> Result<(), LayoutError> {
-        let wanted: Vec<ChunkHash> = self
-            .pending
-            .iter()
-            .filter(|(h, places)| !places.is_empty() && chunks.contains_key(h))
-            .map(|(h, _)| *h)
-            .collect();
+        let wanted: Vec<ChunkHash> =
+            self.pending.waiting().map(|u| self.unique[u].0).filter(|h| chunks.contains_key(h)).collect();
         for h in wanted {
             let (src, off, size) = &chunks[&h];
             // A leftover that vanished or changed is only a missed shortcut: fetch instead.
@@ -80,18 +76,19 @@ impl Layout {
     /// written anyway is written again later, with the same verified bytes) and the error is
     /// returned once the places before it are counted.
     fn place_many<D: AsRef<[u8]>>(&mut self, chunks: &[(ChunkHash, D)]) -> Result<(), LayoutError> {
-        let mut jobs: Vec<(usize, Vec<Place>)> = Vec::new();
+        let mut jobs: Vec<(usize, usize, Vec<Place>)> = Vec::new();
         for (ci, (h, _)) in chunks.iter().enumerate() {
-            if self.pending.get(h).is_some_and(|p| !p.is_empty()) {
-                let places = self.pending.remove(h).unwrap_or_default();
-                jobs.push((ci, places.into_iter().map(|(fi, off)| (fi, off, self.paths[fi].is_some())).collect()));
+            let Some(&u) = self.index.get(h) else { continue };
+            let places = self.pending.take(u);
+            if !places.is_empty() {
+                jobs.push((ci, u, places.into_iter().map(|(fi, off)| (fi, off, self.paths[fi].is_some())).collect()));
             }
         }
         let results = {
             let paths = &self.paths;
             let writes: Vec<(&Path, u64, &[u8])> = jobs
                 .iter()
-                .flat_map(|(ci, places)| {
+                .flat_map(|(ci, _, places)| {
                     let data = chunks[*ci].1.as_ref();
                     places.iter().filter_map(move |&(fi, off, _)| Some((paths[fi].as_deref()?, off, data)))
                 })
@@ -100,7 +97,7 @@ impl Layout {
         };
         let mut results = results.into_iter();
         let mut failed = None;
-        for (ci, places) in jobs {
+        for (ci, u, places) in jobs {
             let (h, data) = &chunks[ci];
             let (mut done, mut keep) = (Vec::new(), Vec::new());
             for (fi, off, wrote) in places {
@@ -125,8 +122,8 @@ impl Layout {
                     }
                 }
             }
-            if !keep.is_empty() {
-                self.pending.entry(*h).or_default().extend(keep);
+            for (fi, off) in keep {
+                self.pending.push(u, fi, off);
             }
             self.mark_done(h, &done, data.as_ref().len() as u64)?;
         }
