@@ -81,10 +81,7 @@ thread_local! {
 
 /// Hash every chunk of every job, in parallel on the current rayon pool. Result `i` belongs to
 /// `jobs[i]`. `on_bytes` is called with the number of bytes just hashed (from worker threads).
-pub(crate) fn hash_files(
-    jobs: &[HashJob<'_>],
-    on_bytes: &(dyn Fn(u64) + Sync),
-) -> Vec<FileResult> {
+pub(crate) fn hash_files(jobs: &[HashJob<'_>], on_bytes: &(dyn Fn(u64) + Sync)) -> Vec<FileResult> {
     let mut pieces = Vec::new();
     for (j, job) in jobs.iter().enumerate() {
         if job.size == 0 {
@@ -140,7 +137,8 @@ fn hash_batch(jobs: &[HashJob<'_>], batch: &[Piece]) -> Vec<(Piece, Result<Chunk
         let prev = (i > 0 && batch[i - 1].job == p.job).then(|| files[i - 1].as_ref().and_then(|f| f.try_clone().ok()));
         let f = match prev.flatten() {
             Some(f) => Some(f),
-            None => match open_sequential(&super::walk::abs_path(jobs[p.job as usize].root, jobs[p.job as usize].wire)) {
+            None => match open_sequential(&super::walk::abs_path(jobs[p.job as usize].root, jobs[p.job as usize].wire))
+            {
                 Ok(f) => Some(f),
                 Err(e) => {
                     errors[i] = Some(e.into());
