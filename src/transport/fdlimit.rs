@@ -14,6 +14,7 @@ use std::sync::OnceLock;
 pub const CAP: u64 = 65536;
 
 /// The soft limit to ask for: the hard one, at most [`CAP`], never below `current`.
+#[cfg_attr(not(unix), allow(dead_code))] // used by the Unix `raise_once` and the unit tests
 fn target(current: u64, hard: u64) -> u64 {
     hard.min(CAP).max(current)
 }
