@@ -4,14 +4,16 @@
 //! Why a module of its own: the single-chunk path in `session` answers `Finished` or `Failed`;
 //! a batch can also end in part (`PeerMsg::FinishedExcept`): a source that lies about one
 //! chunk, or lost one, must not cost the other thousand. Every chunk is verified by the
-//! fetcher before it reaches [`write_chunks`](super::layout::write_chunks), which writes the
-//! whole batch under one lock and makes the files it completes durable together (see "Durable
-//! before done" in `layout`), so a batch costs a few disk flushes, not one per file.
+//! fetcher before it reaches [`place_chunks`](super::layout::place_chunks), which writes the
+//! whole batch under one lock; the files it completes are made durable by the `finisher`,
+//! together with those of every other batch meanwhile (see "Durable before done" in `layout`),
+//! so the fetch does not wait for the disk flush and a flush serves many batches.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use super::layout::write_chunks;
+use super::finisher::Finisher;
+use super::layout::place_chunks;
 use super::Ctx;
 use crate::manifest::ChunkHash;
 use crate::protocol::FailKind;
@@ -83,11 +85,13 @@ pub(crate) async fn fetch_and_write_batch(
     let guard = ctx.relayout.clone().read_owned().await;
     let layout = ctx.layout.clone();
     let res = tokio::task::spawn_blocking(move || {
-        let r = write_chunks(&layout, &good);
+        let r = place_chunks(&layout, &good);
         drop(guard);
         r
     })
     .await;
+    // Even after a write error: the chunks before it are placed and may complete files.
+    Finisher::kick(ctx);
     match res {
         Ok(Ok(())) if failed.is_empty() => Ok(Done::All),
         Ok(Ok(())) => {

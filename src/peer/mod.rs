@@ -35,6 +35,7 @@ use crate::transport::Security;
 
 pub mod adopt;
 pub(crate) mod batch;
+pub mod finisher;
 pub mod layout;
 pub mod names;
 pub mod session;
@@ -132,6 +133,8 @@ pub struct Ctx {
     pub layout: Arc<Mutex<Option<layout::Layout>>>,
     /// Chunk writes hold it for reading; a new layout takes it for writing.
     pub relayout: Arc<RwLock<()>>,
+    /// Flushes completed files off the fetch path (`finisher`).
+    pub finisher: finisher::Finisher,
     pub fetcher: Fetcher,
     pub server: Arc<ChunkServer>,
     pub counters: Arc<PeerCounters>,
@@ -259,6 +262,7 @@ impl Peer {
             listen: local_addr,
             layout: layout.clone(),
             relayout: Arc::default(),
+            finisher: finisher::Finisher::default(),
             fetcher,
             server,
             counters: Arc::default(),

@@ -54,7 +54,7 @@ mod prepare;
 mod tests;
 mod write;
 
-pub use write::{retry_finish, write_chunk, write_chunks};
+pub use write::{finish_pending, place_chunks, write_chunk, write_chunks};
 
 #[derive(Debug, thiserror::Error)]
 pub enum LayoutError {
@@ -174,9 +174,14 @@ impl Layout {
         }
     }
 
-    /// Files whose last chunk is in but whose finishing failed: [`retry_finish`] is due.
+    /// Files whose last chunk is in but whose finishing failed: [`finish_pending`] is due.
     pub fn needs_finish(&self) -> bool {
         !self.to_finish.is_empty() && self.syncing == 0
+    }
+
+    /// Files whose last chunk is in, waiting to be finished (by the finisher or a retry).
+    pub fn has_unfinished(&self) -> bool {
+        !self.to_finish.is_empty()
     }
 
     pub fn has(&self, h: &ChunkHash) -> bool {

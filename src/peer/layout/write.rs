@@ -174,7 +174,7 @@ impl Layout {
 
     /// The second half of finishing files, after [`make_durable`]: the files it finished
     /// count as done. A file whose finishing failed for a reason that may pass (an fsync
-    /// error, say) is not complete: it goes back on `to_finish` for [`retry_finish`] (a lost
+    /// error, say) is not complete: it goes back on `to_finish` for [`finish_pending`] (a lost
     /// fsync must not leave a file counted as done that never reached the disk); so do all of
     /// them if their directories could not be flushed.
     fn record_finished(&mut self, fin: Finishing, results: Durable) -> Result<(), LayoutError> {
@@ -257,9 +257,22 @@ pub fn write_chunks<D: AsRef<[u8]>>(
     placed.and(finished)
 }
 
-/// Finish again the files whose finishing failed (an fsync or mtime error), blocking; the
-/// session calls it now and then until none is left ([`Layout::needs_finish`]).
-pub fn retry_finish(layout: &Mutex<Option<Layout>>) -> Result<(), LayoutError> {
+/// Place a batch of verified chunks as [`write_chunks`] does, but leave the files they
+/// complete on `to_finish` for [`finish_pending`] (the peer's finisher, `peer::finisher`), so
+/// the caller does not wait for the disk flush.
+pub fn place_chunks<D: AsRef<[u8]>>(
+    layout: &Mutex<Option<Layout>>,
+    chunks: &[(ChunkHash, D)],
+) -> Result<(), LayoutError> {
+    let mut guard = lock(layout);
+    let Some(l) = guard.as_mut() else { return Ok(()) };
+    l.place_many(chunks)
+}
+
+/// Finish the files whose last chunk is in (blocking): those [`place_chunks`] left, and again
+/// those whose finishing failed (an fsync or mtime error); the session also calls it now and
+/// then until none is left ([`Layout::needs_finish`]).
+pub fn finish_pending(layout: &Mutex<Option<Layout>>) -> Result<(), LayoutError> {
     let (storage, fin) = {
         let mut guard = lock(layout);
         let Some(l) = guard.as_mut() else { return Ok(()) };

@@ -40,6 +40,10 @@ impl Session {
                     Err(e) => Err(End::Disconnected(e.to_string())),
                 },
                 Some((id, res)) = tr.rx.recv() => self.on_result(ch, id, res, tr).await,
+                _ = self.ctx.finisher.passed() => {
+                    self.on_finisher_pass(tr);
+                    Ok(())
+                }
                 _ = tick.tick() => self.on_tick(ch, tr).await.map_err(End::Disconnected),
                 _ = crate::status::stopped(&mut paused) => {
                     ch.close().await;
@@ -98,6 +102,14 @@ impl Session {
         // A failed write (disk full) keeps the connection: the master pauses this peer's downloads
         // (`FailReason::LocalDisk`) and shows why; the next order after the pause is the retry.
         Ok(())
+    }
+
+    /// The finisher made a pass: the last files may be done now ("up to date" at once, not at
+    /// the next tick).
+    fn on_finisher_pass(&mut self, tr: &Transfers) {
+        if tr.active.is_empty() && self.with_layout(|l| l.is_complete()).unwrap_or(false) {
+            self.publish();
+        }
     }
 
     /// Run `f` on the current layout, if there is one.

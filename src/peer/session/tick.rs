@@ -109,7 +109,7 @@ impl Session {
         let guard = self.ctx.relayout.clone().read_owned().await;
         let layout = self.ctx.layout.clone();
         let r = tokio::task::spawn_blocking(move || {
-            let r = crate::peer::layout::retry_finish(&layout);
+            let r = crate::peer::layout::finish_pending(&layout);
             drop(guard);
             r
         })
