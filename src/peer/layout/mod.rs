@@ -29,7 +29,8 @@
 //! later scan trusts, and its hashes may be cached) only after its data is on the disk. When
 //! its last chunk is in, the file is fsynced once (`Storage::sync`, not per chunk), then each
 //! directory above it that got a new entry in this layout (created files and dirs, renames) is
-//! synced once (`Storage::sync_dir`). A file whose mtime already is the master's was finished
+//! synced once (`Storage::sync_dir`); a batch's files are flushed later, by the peer's finisher
+//! (`peer::finisher`), with every other file completed meanwhile. A file whose mtime already is the master's was finished
 //! that way by an earlier run and costs nothing. Files a layout wrote to but did not finish are
 //! fsynced before the next layout's scan may cache their hashes ([`Layout::sync_unfinished`]).
 //! Not covered: empty directories (recreated by the next layout if a power loss takes them),
@@ -151,7 +152,8 @@ pub struct Layout {
     unsynced_dirs: HashSet<PathBuf>,
     /// Files written to and not finished yet (their data may still be only in memory).
     written: HashSet<usize>,
-    /// Files whose last chunk is in, to be fsynced by [`write_chunk`] outside the layout lock,
+    /// Files whose last chunk is in, to be fsynced by [`write_chunk`] or [`finish_pending`]
+    /// outside the layout lock,
     /// and how many it is syncing now: neither counts as complete yet.
     to_finish: Vec<usize>,
     syncing: usize,

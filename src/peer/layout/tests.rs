@@ -1,6 +1,7 @@
 //! Unit tests of the peer's folder layout on real temp folders: an empty folder laid out and
 //! filled with verified content, renames and extra entries, local copies of identical chunks,
-//! and a storage that refuses every write.
+//! a storage that refuses every write, and placed chunks that complete files only once the
+//! pending finish ran.
 
 use std::sync::Mutex;
 
@@ -116,4 +117,35 @@ fn a_read_only_storage_cannot_prepare_anything() {
     let err = Layout::prepare(dst.path(), 1, m, &CacheMode::Disabled, Arc::new(ReadOnlyDisk)).err();
     assert!(matches!(err, Some(LayoutError::Io { .. })), "{err:?}");
     assert!(!dst.path().join("f.bin").exists());
+}
+
+#[test]
+fn placed_chunks_count_as_done_only_once_the_pending_finish_ran() {
+    let (src, dst) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (one, two) = (pattern(100, 3), pattern(2 * CHUNK as usize, 4));
+    write(src.path(), "d/one.bin", &one);
+    write(src.path(), "d/two.bin", &two);
+    let m = manifest_of(src.path());
+    let cell = Mutex::new(Some(prepare(dst.path(), &m)));
+    let chunks: Vec<(ChunkHash, &[u8])> = m
+        .files
+        .iter()
+        .flat_map(|f| {
+            let data = if f.path.ends_with("one.bin") { &one } else { &two };
+            f.chunks.iter().map(move |c| (c.hash, &data[c.offset as usize..(c.offset + u64::from(c.size)) as usize]))
+        })
+        .collect();
+    place_chunks(&cell, &chunks).unwrap();
+    {
+        let g = cell.lock().unwrap();
+        let l = g.as_ref().unwrap();
+        assert_eq!(l.bytes_done, l.bytes_total, "every chunk is placed");
+        assert!(l.has_unfinished() && !l.is_complete(), "but no file counts as done before its flush");
+        assert_eq!(l.complete_files().count(), 0);
+    }
+    assert_ne!(manifest_of(dst.path()).files, m.files, "the master's mtimes are not set yet");
+    finish_pending(&cell).unwrap();
+    let l = cell.into_inner().unwrap().unwrap();
+    assert!(!l.has_unfinished() && l.is_complete());
+    assert_eq!(manifest_of(dst.path()).files, m.files, "same content and mtimes");
 }
