@@ -29,13 +29,13 @@
 //! later scan trusts, and its hashes may be cached) only after its data is on the disk. When
 //! its last chunk is in, the file is fsynced once (`Storage::sync`, not per chunk), then each
 //! directory above it that got a new entry in this layout (created files and dirs, renames) is
-//! synced once (`Storage::sync_dir`); a batch's files are flushed later, by the peer's finisher
-//! (`peer::finisher`), with every other file completed meanwhile. A file whose mtime already is the master's was finished
-//! that way by an earlier run and costs nothing. Files a layout wrote to but did not finish are
-//! fsynced before the next layout's scan may cache their hashes ([`Layout::sync_unfinished`]).
-//! Not covered: empty directories (recreated by the next layout if a power loss takes them),
-//! and the content a killed run left in the page cache, which a restart's scan hashes before
-//! the kernel has written it back.
+//! synced once (`Storage::sync_dir`); a batch's files are flushed later, by the peer's
+//! finisher (`peer::finisher`), with every other file completed meanwhile. A file whose mtime
+//! already is the master's was finished that way by an earlier run and costs nothing. Files a
+//! layout wrote to but did not finish are fsynced before the next layout's scan may cache their
+//! hashes ([`Layout::sync_unfinished`]). Not covered: empty directories (recreated by the next
+//! layout if a power loss takes them), and the content a killed run left in the page cache,
+//! which a restart's scan hashes before the kernel has written it back.
 //!
 //! This file holds the layout's state and what the session asks of it; measuring the folder
 //! and preparing it is in `prepare`, putting chunk bytes in place and finishing files in `write`.
@@ -153,8 +153,8 @@ pub struct Layout {
     /// Files written to and not finished yet (their data may still be only in memory).
     written: HashSet<usize>,
     /// Files whose last chunk is in, to be fsynced by [`write_chunk`] or [`finish_pending`]
-    /// outside the layout lock,
-    /// and how many it is syncing now: neither counts as complete yet.
+    /// outside the layout lock, and how many are being synced now: neither counts as complete
+    /// yet.
     to_finish: Vec<usize>,
     syncing: usize,
     /// A write met a symlink planted in the folder: this layout no longer describes the folder,
