@@ -47,26 +47,32 @@ impl Finisher {
     }
 }
 
+/// One pass of [`finish_pending`] on a blocking thread, under the relayout read lock (a new
+/// layout waits for it); `Err` says why it failed. The finisher's and the session's retries.
+pub(crate) async fn finish_pass(ctx: &Ctx) -> Result<(), String> {
+    let guard = ctx.relayout.clone().read_owned().await;
+    let layout = ctx.layout.clone();
+    let r = tokio::task::spawn_blocking(move || {
+        let r = finish_pending(&layout);
+        drop(guard);
+        r
+    })
+    .await;
+    match r {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(e) => Err(format!("finishing files failed: {e}")),
+    }
+}
+
 /// Finish what is queued, again while more was queued meanwhile, until nothing is left or a
 /// pass fails.
 async fn run(ctx: Arc<Ctx>) {
     loop {
-        let guard = ctx.relayout.clone().read_owned().await;
-        let layout = ctx.layout.clone();
-        let r = tokio::task::spawn_blocking(move || {
-            let r = finish_pending(&layout);
-            drop(guard);
-            r
-        })
-        .await;
-        let ok = match r {
-            Ok(Ok(())) => true,
-            Ok(Err(e)) => {
-                tracing::warn!("finishing files failed (retried shortly): {e}");
-                false
-            }
+        let ok = match finish_pass(&ctx).await {
+            Ok(()) => true,
             Err(e) => {
-                tracing::warn!("the finishing task failed (retried shortly): {e}");
+                tracing::warn!("finishing files failed, retried shortly: {e}");
                 false
             }
         };

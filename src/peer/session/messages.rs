@@ -41,7 +41,7 @@ impl Session {
                 },
                 Some((id, res)) = tr.rx.recv() => self.on_result(ch, id, res, tr).await,
                 _ = self.ctx.finisher.passed() => {
-                    self.on_finisher_pass(tr);
+                    self.publish_if_done(tr);
                     Ok(())
                 }
                 _ = tick.tick() => self.on_tick(ch, tr).await.map_err(End::Disconnected),
@@ -96,17 +96,15 @@ impl Session {
             }
         };
         send(ch, &msg).await.map_err(End::Disconnected)?;
-        if tr.active.is_empty() && self.with_layout(|l| l.is_complete()).unwrap_or(false) {
-            self.publish(); // "up to date" now, not at the next tick
-        }
+        self.publish_if_done(tr);
         // A failed write (disk full) keeps the connection: the master pauses this peer's downloads
         // (`FailReason::LocalDisk`) and shows why; the next order after the pause is the retry.
         Ok(())
     }
 
-    /// The finisher made a pass: the last files may be done now ("up to date" at once, not at
-    /// the next tick).
-    fn on_finisher_pass(&mut self, tr: &Transfers) {
+    /// After a fetch ended or the finisher made a pass, the last files may be done: "up to
+    /// date" at once, not at the next tick.
+    fn publish_if_done(&mut self, tr: &Transfers) {
         if tr.active.is_empty() && self.with_layout(|l| l.is_complete()).unwrap_or(false) {
             self.publish();
         }

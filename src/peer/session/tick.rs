@@ -106,19 +106,7 @@ impl Session {
             return;
         }
         self.last_finish_retry = Instant::now();
-        let guard = self.ctx.relayout.clone().read_owned().await;
-        let layout = self.ctx.layout.clone();
-        let r = tokio::task::spawn_blocking(move || {
-            let r = crate::peer::layout::finish_pending(&layout);
-            drop(guard);
-            r
-        })
-        .await;
-        let failed = match r {
-            Ok(Ok(())) => None,
-            Ok(Err(e)) => Some(e.to_string()),
-            Err(e) => Some(format!("finishing files failed: {e}")),
-        };
+        let failed = crate::peer::finisher::finish_pass(&self.ctx).await.err();
         // As a failed or working chunk write says it (the same `disk_error`).
         match failed {
             None if self.disk_error => {
